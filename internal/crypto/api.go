@@ -1,0 +1,179 @@
+// Package crypto implements Cloakroom's key scheme (DESIGN.md "Keys"): the
+// room secret and its encodings, HKDF-SHA256 derivations, ECDH P-256 member
+// identities with MAC'd announcements, pairwise keys, and sealing of signals,
+// message envelopes, file manifests and file chunks with AES-256-GCM.
+// Only the standard library and golang.org/x/crypto are used.
+//
+// THIS FILE IS THE CONTRACT: the signatures below are used by client/ and
+// signaling/; implementations may move to other files of the package.
+package crypto
+
+import (
+	"crypto/ecdh"
+	"errors"
+)
+
+// Errors.
+var (
+	ErrTypo        = errors.New("mini code has a typo (check character does not match)")
+	ErrBadSecret   = errors.New("not a room link, fragment or mini code")
+	ErrOpen        = errors.New("decryption failed: wrong key or tampered data")
+	ErrReplay      = errors.New("signal replayed or out of order")
+	ErrBadAnnounce = errors.New("member announcement MAC does not verify")
+)
+
+// Version is bound into every AAD.
+const Version = 1
+
+// SecretLen is the room secret size in bytes (128 bits).
+const SecretLen = 16
+
+// Secret is a room secret. Whoever holds it is a member.
+type Secret [SecretLen]byte
+
+// NewSecret returns a secret from crypto/rand.
+func NewSecret() (Secret, error) { panic("TODO") }
+
+// Fragment is the URL-fragment form: base64url without padding (22 chars).
+func (s Secret) Fragment() string { panic("TODO") }
+
+// Link returns base + "/#" + Fragment(); base is like "https://host:8080"
+// (a trailing slash on base is not doubled).
+func (s Secret) Link(base string) string { panic("TODO") }
+
+// MiniCode returns the grouped Crockford base32 form with a check character,
+// e.g. "K7QX-2M9P-…" (upper case, groups of 4 joined by '-').
+func (s Secret) MiniCode() string { panic("TODO") }
+
+// ParseInvite accepts a full link ("https://host/#FRAG"), a bare fragment
+// (with or without '#') or a mini code (any case, any spaces/dashes, O->0,
+// I/L->1). It returns the server base URL ("https://host", "" when the input
+// holds none) and the secret. A mini code whose check fails gives ErrTypo.
+func ParseInvite(input string) (server string, s Secret, err error) { panic("TODO") }
+
+// RoomKeys are the keys derived from a secret with HKDF-SHA256 and distinct
+// labels. Only RoomID and Verifier are ever sent to the server.
+type RoomKeys struct {
+	RoomID      [16]byte // what the server routes on
+	Verifier    [32]byte // the join capability the server checks
+	AnnounceKey [32]byte // MACs member announcements
+	ContentKey  [32]byte // wraps per-message keys of envelopes
+	PairSalt    [32]byte // HKDF salt for pairwise keys
+}
+
+// DeriveRoom derives every room key from s.
+func DeriveRoom(s Secret) *RoomKeys { panic("TODO") }
+
+// RoomIDString is RoomID in base64url without padding (the wire form).
+func (k *RoomKeys) RoomIDString() string { panic("TODO") }
+
+// Announce returns the MAC of a member announcement (member id + public key).
+func (k *RoomKeys) Announce(member string, pub []byte) []byte { panic("TODO") }
+
+// VerifyAnnounce checks an announcement MAC in constant time (ErrBadAnnounce).
+func (k *RoomKeys) VerifyAnnounce(member string, pub, mac []byte) error { panic("TODO") }
+
+// Identity is a member's per-session ECDH P-256 key pair.
+type Identity struct {
+	Priv *ecdh.PrivateKey
+	Pub  []byte // uncompressed point, 65 bytes
+}
+
+// NewIdentity makes a fresh key pair.
+func NewIdentity() (*Identity, error) { panic("TODO") }
+
+// Pair is the pairwise channel between this member (self) and a peer:
+// directional signal keys with counter nonces, and key confirmation.
+type Pair struct {
+	// implementation fields
+}
+
+// NewPair computes the pairwise key HKDF(ECDH(self, peer), salt = PairSalt,
+// info = sorted (id, pub) of both members) and the directional keys.
+func NewPair(k *RoomKeys, self string, id *Identity, peer string, peerPub []byte) (*Pair, error) {
+	panic("TODO")
+}
+
+// SealSignal seals a signal from self to peer with the next send counter.
+// Output: counter (8 bytes big-endian) || ciphertext+tag.
+func (p *Pair) SealSignal(plaintext []byte) ([]byte, error) { panic("TODO") }
+
+// OpenSignal opens a signal from peer to self; counters must strictly
+// increase (ErrReplay otherwise); a tampered signal gives ErrOpen.
+func (p *Pair) OpenSignal(sealed []byte) ([]byte, error) { panic("TODO") }
+
+// Confirm returns the key-confirmation tag over both DTLS fingerprints and
+// the roles (offerer, answerer) that this side sends after a data channel opens.
+func (p *Pair) Confirm(offererFP, answererFP string, fromOfferer bool) []byte { panic("TODO") }
+
+// VerifyConfirm checks the peer's tag in constant time.
+func (p *Pair) VerifyConfirm(offererFP, answererFP string, fromOfferer bool, tag []byte) error {
+	panic("TODO")
+}
+
+// EnvelopeMeta is the routing information of an envelope that the server
+// sees; all of it is bound into the AAD.
+type EnvelopeMeta struct {
+	Sender string // member id of the author
+	File   string // file id when the envelope is a file manifest, else ""
+	Chunks uint32 // chunk count when it is a manifest, else 0
+}
+
+// SealEnvelope seals plaintext under a fresh random 256-bit message key,
+// itself wrapped under ContentKey. It returns the envelope id (random, unique)
+// and the sealed bytes.
+func (k *RoomKeys) SealEnvelope(meta EnvelopeMeta, plaintext []byte) (id [16]byte, sealed []byte, err error) {
+	panic("TODO")
+}
+
+// OpenEnvelope opens an envelope whose routing info is meta.
+func (k *RoomKeys) OpenEnvelope(meta EnvelopeMeta, sealed []byte) (id [16]byte, plaintext []byte, err error) {
+	panic("TODO")
+}
+
+// Manifest describes a file; it travels sealed as an envelope with
+// meta.File = File and meta.Chunks = Chunks.
+type Manifest struct {
+	File      string `json:"file"` // uuid
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	Size      int64  `json:"size"`
+	ChunkSize int    `json:"chunkSize"`
+	Chunks    uint32 `json:"chunks"`
+	SHA256    string `json:"sha256"` // hex
+	Key       string `json:"key"`    // base64url of the 32-byte file key
+}
+
+// SealManifest seals m as an envelope from sender.
+func (k *RoomKeys) SealManifest(sender string, m *Manifest) ([]byte, error) { panic("TODO") }
+
+// OpenManifest opens and validates a manifest (chunk count consistent with
+// size and chunk size, key length, sha256 form, non-empty name without path
+// separators).
+func (k *RoomKeys) OpenManifest(meta EnvelopeMeta, sealed []byte) (*Manifest, error) {
+	panic("TODO")
+}
+
+// ChunkCount returns the number of chunks of a file of size bytes (at least 1).
+func ChunkCount(size int64, chunkSize int) uint32 { panic("TODO") }
+
+// ChunkCipher seals and opens the chunks of one file.
+type ChunkCipher struct {
+	// implementation fields
+}
+
+// NewChunkCipher prepares chunk sealing for one file: key is the 32-byte file
+// key from the manifest; every chunk's AAD binds Version, roomID, sender,
+// file, index, final flag, count and size.
+func NewChunkCipher(key []byte, roomID [16]byte, sender string, file [16]byte, count uint32, size int64) (*ChunkCipher, error) {
+	panic("TODO")
+}
+
+// Seal appends the sealed chunk index to dst (final = index == count-1).
+func (c *ChunkCipher) Seal(dst []byte, index uint32, plaintext []byte) []byte { panic("TODO") }
+
+// Open appends the plaintext of sealed chunk index to dst; final must be the
+// flag carried by the frame. Any mismatch gives ErrOpen.
+func (c *ChunkCipher) Open(dst []byte, index uint32, final bool, sealed []byte) ([]byte, error) {
+	panic("TODO")
+}

@@ -1,0 +1,90 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"cloakroom/internal/crypto"
+	"cloakroom/internal/protocol"
+)
+
+// chatBody is the plaintext of a chat envelope (docs/PROTOCOL.md).
+type chatBody struct {
+	Kind string `json:"kind"`
+	Text string `json:"text"`
+}
+
+// MaxChatBytes bounds one chat message's text.
+const MaxChatBytes = 16 << 10
+
+// SendChat seals text under a fresh message key and hands it to the relay,
+// which owes it to every known member, online or not.
+func (c *Client) SendChat(ctx context.Context, text string) error {
+	if len(text) > MaxChatBytes {
+		return fmt.Errorf("chat message of %d bytes over the %d-byte limit: %w", len(text), MaxChatBytes, ErrProtocol)
+	}
+	body, err := json.Marshal(chatBody{Kind: "chat", Text: text})
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	_, sealed, err := c.keys.SealEnvelope(crypto.EnvelopeMeta{Sender: c.id}, body)
+	if err != nil {
+		return fmt.Errorf("chat: seal: %w", err)
+	}
+	if err := c.waitConnected(ctx); err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	return c.writeJSON(&protocol.Message{Type: protocol.TypeMsg, Data: protocol.EncodeB64(sealed)})
+}
+
+// handleEnvelope opens a relay envelope (chat or file manifest), handles it
+// once, and acks it.
+func (c *Client) handleEnvelope(m *protocol.Message) error {
+	sealed, err := protocol.DecodeB64(m.Data)
+	if err != nil || m.From == "" || m.ID == 0 {
+		c.log.Warn("dropping malformed envelope from server")
+		return nil
+	}
+	if !c.isMember(m.From) {
+		c.log.Warn("envelope from an unknown member; acking and dropping", "from", m.From)
+		return c.ack(m.ID)
+	}
+	meta := crypto.EnvelopeMeta{Sender: m.From, File: m.File, Chunks: m.Chunks}
+	if m.File != "" {
+		return c.handleManifest(m, meta, sealed)
+	}
+	id, plain, err := c.keys.OpenEnvelope(meta, sealed)
+	if err != nil {
+		c.log.Warn("envelope failed to open; dropping", "from", m.From, "err", err)
+		return c.ack(m.ID)
+	}
+	if c.markSeen(id) {
+		var body chatBody
+		if err := json.Unmarshal(plain, &body); err != nil || body.Kind != "chat" {
+			c.log.Warn("envelope with unknown content; dropping", "from", m.From)
+		} else if c.opts.OnChat != nil {
+			c.opts.OnChat(Chat{From: m.From, Text: body.Text, ID: hex.EncodeToString(id[:])})
+		}
+	}
+	return c.ack(m.ID)
+}
+
+// markSeen records an envelope id and reports whether it was new.
+func (c *Client) markSeen(id [16]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen[id] {
+		return false
+	}
+	c.seen[id] = true
+	return true
+}
+
+func (c *Client) isMember(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.members[id]
+	return ok
+}

@@ -1,0 +1,41 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+
+	"cloakroom/internal/protocol"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	ErrNoServer    = errors.New("no server")
+	ErrTransport   = errors.New("unknown transport (want auto or relay)")
+	ErrUnreachable = errors.New("server unreachable")
+	ErrProtocol    = errors.New("protocol error")
+	ErrClosed      = errors.New("client closed")
+	ErrNoMembers   = errors.New("no other member online")
+	ErrIntegrity   = errors.New("file failed its integrity check")
+	ErrFileLost    = errors.New("file not delivered")
+)
+
+// ServerError is an error message from the server.
+type ServerError struct {
+	Code string
+	Text string
+}
+
+func (e *ServerError) Error() string { return fmt.Sprintf("server: %s (%s)", e.Text, e.Code) }
+
+// Fatal reports whether the error ends the session (no point reconnecting).
+func (e *ServerError) Fatal() bool {
+	switch e.Code {
+	case protocol.CodeBadVerifier, protocol.CodeVersion, protocol.CodeMemberTaken:
+		return true
+	}
+	return false
+}
+
+func serverError(m *protocol.Message) *ServerError {
+	return &ServerError{Code: m.Code, Text: m.Error}
+}

@@ -1,0 +1,264 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"cloakroom/internal/crypto"
+	"cloakroom/internal/protocol"
+)
+
+// File is a received file (or a failed reception, with Err set).
+type File struct {
+	ID     string
+	Name   string // name given by the sender
+	Path   string // where it was written
+	Type   string
+	Size   int64
+	SHA256 string
+	From   string
+	Err    error
+}
+
+// Progress reports a transfer's advance.
+type Progress struct {
+	File    string
+	Name    string
+	Peer    string // the other member; "" for a send's overall upload
+	Sending bool
+	Bytes   int64
+	Total   int64
+	Path    string // "relay" (later "direct", "TURN-UDP", ...)
+	Done    bool
+}
+
+// recvState is one incoming file, written chunk by chunk to a partial file.
+type recvState struct {
+	man     *crypto.Manifest
+	from    string
+	cipher  *crypto.ChunkCipher
+	f       *os.File
+	part    string
+	have    []bool
+	got     uint32
+	bytes   int64
+	hash    hash.Hash
+	hashed  uint32 // chunks hashed so far, in order
+	plain   []byte
+	failed  bool
+	started time.Time
+}
+
+// NextFile waits for the next received (or failed) file.
+func (c *Client) NextFile(ctx context.Context) (File, error) {
+	select {
+	case f := <-c.files:
+		return f, nil
+	case <-ctx.Done():
+		return File{}, ctx.Err()
+	case <-c.done:
+		select {
+		case f := <-c.files:
+			return f, nil
+		default:
+		}
+		if err := c.Err(); err != nil {
+			return File{}, err
+		}
+		return File{}, fmt.Errorf("client closed: %w", ErrClosed)
+	}
+}
+
+func (c *Client) handleManifest(m *protocol.Message, meta crypto.EnvelopeMeta, sealed []byte) error {
+	man, err := c.keys.OpenManifest(meta, sealed)
+	if err != nil {
+		c.log.Warn("file manifest failed to open; dropping", "from", m.From, "err", err)
+		return c.ack(m.ID)
+	}
+	c.mu.Lock()
+	_, known := c.recvs[man.File]
+	c.mu.Unlock()
+	if !known {
+		rs, err := c.newRecv(man, m.From)
+		if err != nil {
+			c.deliverFile(File{ID: man.File, Name: man.Name, From: m.From, Err: err})
+			return c.ack(m.ID)
+		}
+		c.mu.Lock()
+		c.recvs[man.File] = rs
+		c.mu.Unlock()
+	}
+	return c.ack(m.ID)
+}
+
+func (c *Client) newRecv(man *crypto.Manifest, from string) (*recvState, error) {
+	key, err := protocol.DecodeB64(man.Key)
+	if err != nil {
+		return nil, fmt.Errorf("manifest key: %w", err)
+	}
+	fid, err := uuid.Parse(man.File)
+	if err != nil {
+		return nil, fmt.Errorf("manifest file id: %w", err)
+	}
+	ciph, err := crypto.NewChunkCipher(key, c.keys.RoomID, from, fid, man.Chunks, man.Size)
+	if err != nil {
+		return nil, fmt.Errorf("chunk cipher: %w", err)
+	}
+	if err := os.MkdirAll(c.opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("receive dir: %w", err)
+	}
+	part := filepath.Join(c.opts.Dir, ".cloakroom-"+man.File+".part")
+	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("partial file: %w", err)
+	}
+	return &recvState{
+		man: man, from: from, cipher: ciph, f: f, part: part, have: make([]bool, man.Chunks),
+		hash: sha256.New(), plain: make([]byte, 0, protocol.ChunkSize), started: time.Now(),
+	}, nil
+}
+
+// handleChunk opens one chunk, writes it in place and acks it.
+func (c *Client) handleChunk(d *protocol.ChunkDown) error {
+	fileID := uuid.UUID(d.File).String()
+	sender := uuid.UUID(d.Sender).String()
+	c.mu.Lock()
+	rs := c.recvs[fileID]
+	c.mu.Unlock()
+	if rs == nil || rs.from != sender || rs.failed || rs.got == rs.man.Chunks || d.Count != rs.man.Chunks {
+		if rs != nil && !rs.failed && rs.got != rs.man.Chunks {
+			c.failRecv(rs, fmt.Errorf("chunk %d of %q: routing does not match the manifest: %w", d.Index, rs.man.Name, ErrIntegrity))
+		}
+		return c.ack(d.Item)
+	}
+	if rs.have[d.Index] {
+		return c.ack(d.Item)
+	}
+	plain, err := rs.cipher.Open(rs.plain[:0], d.Index, d.Final, d.Sealed)
+	if err != nil {
+		c.failRecv(rs, fmt.Errorf("chunk %d of %q: %v: %w", d.Index, rs.man.Name, err, ErrIntegrity))
+		return c.ack(d.Item)
+	}
+	if err := rs.write(d.Index, plain); err != nil {
+		c.failRecv(rs, err)
+		return c.ack(d.Item)
+	}
+	if err := c.ack(d.Item); err != nil {
+		return err
+	}
+	c.progress(Progress{File: fileID, Name: rs.man.Name, Peer: sender, Bytes: rs.bytes, Total: rs.man.Size, Path: "relay"})
+	if rs.got == rs.man.Chunks {
+		c.finishRecv(rs)
+	}
+	return nil
+}
+
+func (rs *recvState) write(index uint32, plain []byte) error {
+	want := rs.man.ChunkSize
+	if index == rs.man.Chunks-1 {
+		want = int(rs.man.Size - int64(index)*int64(rs.man.ChunkSize))
+	}
+	if len(plain) != want {
+		return fmt.Errorf("chunk %d of %q has %d bytes, want %d: %w", index, rs.man.Name, len(plain), want, ErrIntegrity)
+	}
+	if _, err := rs.f.WriteAt(plain, int64(index)*int64(rs.man.ChunkSize)); err != nil {
+		return fmt.Errorf("write %s: %w", rs.part, err)
+	}
+	if index == rs.hashed {
+		rs.hash.Write(plain)
+		rs.hashed++
+	}
+	rs.have[index] = true
+	rs.got++
+	rs.bytes += int64(len(plain))
+	return nil
+}
+
+func (c *Client) finishRecv(rs *recvState) {
+	sum, err := rs.sum()
+	if err == nil && sum != rs.man.SHA256 {
+		err = fmt.Errorf("%q: SHA-256 %s, manifest says %s: %w", rs.man.Name, sum, rs.man.SHA256, ErrIntegrity)
+	}
+	if err != nil {
+		c.failRecv(rs, err)
+		return
+	}
+	if err := rs.f.Close(); err != nil {
+		c.failRecv(rs, fmt.Errorf("close %s: %w", rs.part, err))
+		return
+	}
+	final, err := placeFile(c.opts.Dir, rs.man.Name, rs.part)
+	if err != nil {
+		c.failRecv(rs, err)
+		return
+	}
+	c.progress(Progress{File: rs.man.File, Name: rs.man.Name, Peer: rs.from, Bytes: rs.bytes, Total: rs.man.Size, Path: "relay", Done: true})
+	c.deliverFile(File{ID: rs.man.File, Name: rs.man.Name, Path: final, Type: rs.man.Type, Size: rs.man.Size, SHA256: sum, From: rs.from})
+}
+
+// sum returns the hex SHA-256 of the file: from the running hash when every
+// chunk came in order, else by reading the partial file back.
+func (rs *recvState) sum() (string, error) {
+	if rs.hashed == rs.man.Chunks {
+		return hex.EncodeToString(rs.hash.Sum(nil)), nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(rs.f, 0, rs.man.Size)); err != nil {
+		return "", fmt.Errorf("hash %s: %w", rs.part, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (c *Client) failRecv(rs *recvState, err error) {
+	rs.failed = true
+	rs.f.Close()
+	os.Remove(rs.part)
+	c.log.Warn("file reception failed", "file", rs.man.File, "err", err)
+	c.deliverFile(File{ID: rs.man.File, Name: rs.man.Name, From: rs.from, Err: err})
+}
+
+func (c *Client) deliverFile(f File) {
+	select {
+	case c.files <- f:
+	default:
+		c.log.Warn("received-file queue full; caller is not reading NextFile", "file", f.ID)
+	}
+}
+
+func (c *Client) progress(p Progress) {
+	if c.opts.OnProgress != nil {
+		c.opts.OnProgress(p)
+	}
+}
+
+// placeFile renames the finished partial file to name inside dir, adding
+// " (1)", " (2)"… before the extension rather than overwriting a file.
+func placeFile(dir, name, part string) (string, error) {
+	name = filepath.Base(strings.ReplaceAll(name, "\\", "_"))
+	ext := filepath.Ext(name)
+	stem := strings.TrimSuffix(name, ext)
+	for i := 0; i < 1000; i++ {
+		cand := name
+		if i > 0 {
+			cand = fmt.Sprintf("%s (%d)%s", stem, i, ext)
+		}
+		path := filepath.Join(dir, cand)
+		if err := os.Link(part, path); err == nil {
+			os.Remove(part)
+			return path, nil
+		} else if !os.IsExist(err) {
+			return "", fmt.Errorf("place %s: %w", path, err)
+		}
+	}
+	return "", fmt.Errorf("place %q: too many files with that name", name)
+}

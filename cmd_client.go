@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mdp/qrterminal/v3"
+	flag "github.com/spf13/pflag"
+
+	"cloakroom/client"
+	"cloakroom/internal/crypto"
+)
+
+// clientFlags are accepted by every client subcommand.
+type clientFlags struct {
+	server    string
+	transport string
+	logLevel  string
+}
+
+func (cf *clientFlags) register(fs *flag.FlagSet, withTransport bool) {
+	fs.StringVar(&cf.server, "server", os.Getenv("CLOAKROOM_SERVER"), "server URL for mini codes (default $CLOAKROOM_SERVER)")
+	if withTransport {
+		fs.StringVar(&cf.transport, "transport", "auto", "path for files: auto or relay")
+	}
+	fs.StringVar(&cf.logLevel, "log-level", "warn", "debug, info, warn or error")
+}
+
+func (cf *clientFlags) dial(ctx context.Context, invite string, stderr io.Writer, opts client.Options) (*client.Client, error) {
+	log, err := newLogger(cf.logLevel, stderr)
+	if err != nil {
+		return nil, err
+	}
+	opts.Server, opts.Transport, opts.Logger = cf.server, cf.transport, log
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(dctx, invite, opts)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func cmdNew(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cf clientFlags
+	fs := newFlags("new", stderr)
+	cf.register(fs, false)
+	noQR := fs.Bool("no-qr", false, "do not print the QR code")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("new: unexpected argument %q", fs.Arg(0))
+	}
+	if cf.server == "" {
+		return usagef("new: --server URL is required (the address members will use, e.g. http://127.0.0.1:8080)")
+	}
+	server := strings.TrimRight(cf.server, "/")
+	if !strings.HasPrefix(server, "http://") && !strings.HasPrefix(server, "https://") {
+		return usagef("new: --server %q: want an http:// or https:// URL", cf.server)
+	}
+	secret, err := crypto.NewSecret()
+	if err != nil {
+		return fmt.Errorf("new: %w", err)
+	}
+	link := secret.Link(server)
+	fmt.Fprintln(stdout, link)
+	fmt.Fprintln(stdout, secret.MiniCode())
+	if !*noQR {
+		qrterminal.GenerateHalfBlock(link, qrterminal.L, stdout)
+	}
+	checkServer(ctx, server, stderr)
+	return nil
+}
+
+// checkServer warns (without failing) when the server does not answer.
+func checkServer(ctx context.Context, server string, stderr io.Writer) {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, server+"/healthz", nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "cloakroom: warning: server %s does not answer (%v); the room works once it runs\n", server, err)
+		return
+	}
+	resp.Body.Close()
+}
+
+func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cf clientFlags
+	fs := newFlags("send", stderr)
+	cf.register(fs, true)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		return usagef("send: want LINK FILE…")
+	}
+	files := fs.Args()[1:]
+	for _, f := range files {
+		if st, err := os.Stat(f); err != nil {
+			return fmt.Errorf("send: %w", err)
+		} else if !st.Mode().IsRegular() {
+			return fmt.Errorf("send: %s is not a regular file", f)
+		}
+	}
+	bars := newBars(stderr)
+	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{OnProgress: bars.update})
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	defer c.Close()
+	if len(c.OnlineMembers()) == 0 {
+		fmt.Fprintln(stderr, "waiting for another member to join the room…")
+	}
+	for _, f := range files {
+		rep, err := c.SendFile(ctx, f)
+		bars.finish()
+		if rep != nil {
+			for _, m := range rep.Delivered {
+				fmt.Fprintf(stderr, "%s: delivered to %s via %s\n", rep.Name, short(m), rep.Path)
+			}
+			for m, why := range rep.Failed {
+				fmt.Fprintf(stderr, "%s: NOT delivered to %s: %s\n", rep.Name, short(m), why)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "sent %s (%d bytes) to %d member(s) in %s\n", rep.Name, rep.Size, len(rep.Delivered), rep.Duration.Round(time.Millisecond))
+	}
+	return nil
+}
+
+func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cf clientFlags
+	fs := newFlags("recv", stderr)
+	cf.register(fs, true)
+	dir := fs.StringP("output", "o", ".", "directory to write received files to")
+	count := fs.Int("count", 0, "exit after this many files (0: run until interrupted)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("recv: want exactly one LINK")
+	}
+	if st, err := os.Stat(*dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("recv: output directory %q does not exist", *dir)
+	}
+	bars := newBars(stderr)
+	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{Dir: *dir, OnProgress: bars.update})
+	if err != nil {
+		return fmt.Errorf("recv: %w", err)
+	}
+	defer c.Close()
+	fmt.Fprintln(stderr, "in the room; waiting for files…")
+	for n := 0; *count == 0 || n < *count; {
+		f, err := c.NextFile(ctx)
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("recv: %w", err)
+		}
+		bars.finish()
+		if f.Err != nil {
+			fmt.Fprintf(stderr, "cloakroom: %s from %s failed: %v\n", f.Name, short(f.From), f.Err)
+			continue
+		}
+		fmt.Fprintln(stdout, f.Path)
+		n++
+	}
+	return nil
+}
+
+func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	var cf clientFlags
+	fs := newFlags("chat", stderr)
+	cf.register(fs, false)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("chat: want exactly one LINK")
+	}
+	out := &lockedWriter{w: stdout}
+	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{
+		OnChat: func(m client.Chat) { fmt.Fprintf(out, "%s: %s\n", short(m.From), m.Text) },
+		OnPresence: func(m client.Member, ev string) {
+			fmt.Fprintf(stderr, "* %s %s\n", short(m.ID), ev)
+		},
+		OnState: func(s string) { fmt.Fprintf(stderr, "* %s\n", s) },
+	})
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	defer c.Close()
+	lines := make(chan string)
+	go readLines(stdin, lines)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				return nil
+			}
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			if err := c.SendChat(ctx, line); err != nil {
+				return fmt.Errorf("chat: %w", err)
+			}
+		case <-c.Done():
+			return fmt.Errorf("chat: %w", c.Err())
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// readLines sends stdin's lines to out and closes it at EOF. It is the one
+// goroutine that may outlive its caller: a blocked read on stdin cannot be
+// cancelled, and the process exits right after.
+func readLines(r io.Reader, out chan<- string) {
+	defer close(out)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), client.MaxChatBytes)
+	for sc.Scan() {
+		out <- sc.Text()
+	}
+}
+
+func short(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+var _ = slog.LevelInfo

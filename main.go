@@ -1,0 +1,104 @@
+// Command cloakroom is the one Cloakroom binary: the server (`serve`, the
+// default) and the command-line client (`new`, `send`, `recv`, `chat`), plus
+// `bench`. See README.md and DESIGN.md's CLI contract.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	flag "github.com/spf13/pflag"
+)
+
+const usage = `usage: cloakroom [command] [flags]
+
+commands:
+  serve   run the server (default): web client, signaling, relay
+  new     make a room: prints its link, mini code and QR code
+  send    send files to the members of a room
+  recv    receive files from a room
+  chat    chat in a room: stdin lines out, room messages in
+  bench   measure throughput (bench relay)
+
+Run "cloakroom COMMAND --help" for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "cloakroom:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// usageError marks bad command-line use (exit code 2).
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// run dispatches to a subcommand; it is main without os.Exit, for tests.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, args, stdout, stderr)
+	case "new":
+		return cmdNew(ctx, args, stdout, stderr)
+	case "send":
+		return cmdSend(ctx, args, stdout, stderr)
+	case "recv":
+		return cmdRecv(ctx, args, stdout, stderr)
+	case "chat":
+		return cmdChat(ctx, args, stdin, stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, args, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usagef("unknown command %q", cmd)
+}
+
+// newFlags makes a flag set that reports errors instead of exiting.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}

@@ -96,7 +96,10 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("serve: listen on %s: %w", cfg.Addr, err)
 	}
-	return runHTTP(ctx, ln, srv, cfg, log, stdout)
+	err = runHTTP(ctx, ln, srv, cfg, log, stdout)
+	stats := st.Stats()
+	log.Info("relay store at exit", "bytes", stats.Bytes, "items", stats.Items)
+	return err
 }
 
 func runHTTP(ctx context.Context, ln net.Listener, srv *signaling.Server, cfg serveConfig, log *slog.Logger, stdout io.Writer) error {

@@ -18,6 +18,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 )
 
@@ -78,11 +80,67 @@ type Stats struct {
 
 // Store is the relay store. It is safe for concurrent use.
 type Store struct {
-	// implementation fields
+	maxBytes int64
+	maxRoom  int64
+	ttl      time.Duration
+	now      func() time.Time
+	onEvict  func(Item, []string)
+
+	mu       sync.RWMutex
+	rooms    map[string]*room
+	bytes    int64 // stored bytes, all rooms
+	items    int   // stored items, all rooms
+	nonEmpty int   // rooms holding at least one item
+	offline  int   // members marked offline, all rooms (0: nothing evictable)
+	lastID   uint64
+	space    chan struct{} // closed when space may have appeared; nil if no Put waits
+	closed   bool
+	done     chan struct{} // closed by Close
+
+	// waitHook, if set (tests only), is called by Put each time it is about
+	// to block, after it has registered for wake-ups and released the lock.
+	waitHook func()
 }
 
+// Defaults for zero Config fields.
+const (
+	defaultMaxBytes = 256 << 20
+	defaultTTL      = 10 * time.Minute
+)
+
 // New validates cfg, fills defaults and returns an empty store.
-func New(cfg Config) (*Store, error) { panic("TODO") }
+func New(cfg Config) (*Store, error) {
+	switch {
+	case cfg.MaxBytes < 0:
+		return nil, fmt.Errorf("store: negative MaxBytes %d", cfg.MaxBytes)
+	case cfg.MaxRoomBytes < 0:
+		return nil, fmt.Errorf("store: negative MaxRoomBytes %d", cfg.MaxRoomBytes)
+	case cfg.TTL < 0:
+		return nil, fmt.Errorf("store: negative TTL %v", cfg.TTL)
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = defaultMaxBytes
+	}
+	if cfg.MaxRoomBytes == 0 {
+		cfg.MaxRoomBytes = max(cfg.MaxBytes/2, 1)
+	}
+	cfg.MaxRoomBytes = min(cfg.MaxRoomBytes, cfg.MaxBytes)
+	if cfg.TTL == 0 {
+		cfg.TTL = defaultTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Store{
+		maxBytes: cfg.MaxBytes,
+		maxRoom:  cfg.MaxRoomBytes,
+		ttl:      cfg.TTL,
+		now:      cfg.Now,
+		onEvict:  cfg.OnEvict,
+		rooms:    make(map[string]*room),
+		done:     make(chan struct{}),
+	}, nil
+}
 
 // Put stores it (Room, Sender, Kind, File, Data; ID and Expires are set by
 // the store) owed to the given members, and returns its id. An item owed to
@@ -90,44 +148,212 @@ func New(cfg Config) (*Store, error) { panic("TODO") }
 // would be exceeded, Put waits for acks or expiry to free space (after
 // evicting offline-only chunks, see package doc); it returns an error wrapping
 // ErrFull if ctx ends first, ErrTooLarge if the item can never fit.
-func (s *Store) Put(ctx context.Context, it Item, owed []string) (uint64, error) { panic("TODO") }
+func (s *Store) Put(ctx context.Context, it Item, owed []string) (uint64, error) {
+	return s.put(ctx, it, owed)
+}
 
 // Next returns the first item of room with ID > after that is still owed to
 // member, in id order.
-func (s *Store) Next(room, member string, after uint64) (Item, bool) { panic("TODO") }
+func (s *Store) Next(room, member string, after uint64) (Item, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r := s.rooms[room]
+	if r == nil {
+		return Item{}, false
+	}
+	for _, e := range r.items[r.after(after):] {
+		if e.owes(member) {
+			return e.it, true
+		}
+	}
+	return Item{}, false
+}
 
 // Changed returns a channel that is closed the next time an item is added to
 // room (so a delivery loop can wait for work without polling).
-func (s *Store) Changed(room string) <-chan struct{} { panic("TODO") }
+func (s *Store) Changed(room string) <-chan struct{} {
+	s.mu.RLock()
+	if r := s.rooms[room]; r != nil && r.changed != nil {
+		ch := r.changed
+		s.mu.RUnlock()
+		return ch
+	}
+	s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.roomLocked(room)
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.changed
+}
 
 // Ack records that member holds item id. The item is deleted once no member
 // is owed it. It returns the item (Data may be nil) so the caller can count
 // per-file progress, or ErrNotOwed.
-func (s *Store) Ack(room, member string, id uint64) (Item, error) { panic("TODO") }
+func (s *Store) Ack(room, member string, id uint64) (Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[room]
+	if r == nil {
+		return Item{}, notOwed(room, member, id)
+	}
+	i, ok := r.find(id)
+	if !ok {
+		return Item{}, notOwed(room, member, id)
+	}
+	e := r.items[i]
+	j := e.index(member)
+	if j < 0 {
+		return Item{}, notOwed(room, member, id)
+	}
+	e.owed = append(e.owed[:j], e.owed[j+1:]...)
+	out := e.it
+	out.Data = nil
+	switch {
+	case len(e.owed) == 0:
+		s.removeAtLocked(r, i)
+		s.wakeLocked()
+		s.gcRoomLocked(r)
+	case s.evictableLocked(r, e):
+		// the last online member acked: a waiting Put may evict it now.
+		s.wakeLocked()
+	}
+	return out, nil
+}
 
 // SetOnline records whether member of room is connected; only chunks owed
 // solely to offline members may be evicted under pressure.
-func (s *Store) SetOnline(room, member string, online bool) { panic("TODO") }
+func (s *Store) SetOnline(room, member string, online bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.roomLocked(room)
+	was, known := r.online[member]
+	if r.online == nil {
+		r.online = make(map[string]bool)
+	}
+	r.online[member] = online
+	switch {
+	case online && known && !was:
+		r.offline--
+		s.offline--
+	case !online && (!known || was):
+		r.offline++
+		s.offline++
+		// chunks owed only to member may now be evicted by a waiting Put.
+		s.wakeLocked()
+	}
+}
 
 // DropMember removes member from every owed set in room (the member left for
 // good), deleting items owed to nobody else, and forgets its online state.
-func (s *Store) DropMember(room, member string) { panic("TODO") }
+func (s *Store) DropMember(room, member string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[room]
+	if r == nil {
+		return
+	}
+	if online, known := r.online[member]; known {
+		delete(r.online, member)
+		if !online {
+			r.offline--
+			s.offline--
+		}
+	}
+	changed := false
+	n := s.filterLocked(r, func(e *entry) bool {
+		if j := e.index(member); j >= 0 {
+			e.owed = append(e.owed[:j], e.owed[j+1:]...)
+			changed = true
+		}
+		return len(e.owed) > 0
+	})
+	if n > 0 || changed {
+		s.wakeLocked()
+	}
+	s.gcRoomLocked(r)
+}
 
 // Owed returns how many items and bytes of room are still owed to member.
-func (s *Store) Owed(room, member string) (items int, bytes int64) { panic("TODO") }
+func (s *Store) Owed(room, member string) (items int, bytes int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r := s.rooms[room]
+	if r == nil {
+		return 0, 0
+	}
+	for _, e := range r.items {
+		if e.owes(member) {
+			items++
+			bytes += e.it.Size()
+		}
+	}
+	return items, bytes
+}
 
 // Expire deletes every item whose TTL has passed at Config.Now() and returns
 // how many it deleted.
-func (s *Store) Expire() int { panic("TODO") }
+func (s *Store) Expire() int {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.rooms {
+		n += s.filterLocked(r, func(e *entry) bool { return e.it.Expires.After(now) })
+		s.gcRoomLocked(r)
+	}
+	if n > 0 {
+		s.wakeLocked()
+	}
+	return n
+}
 
 // RunCleanup calls Expire every interval until ctx is done.
-func (s *Store) RunCleanup(ctx context.Context, every time.Duration) { panic("TODO") }
+func (s *Store) RunCleanup(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		case <-t.C:
+			s.Expire()
+		}
+	}
+}
 
 // Stats returns totals for the whole store.
-func (s *Store) Stats() Stats { panic("TODO") }
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Stats{Bytes: s.bytes, Items: s.items, Rooms: s.nonEmpty}
+}
 
 // RoomStats returns totals for one room (Rooms is 0 or 1).
-func (s *Store) RoomStats(room string) Stats { panic("TODO") }
+func (s *Store) RoomStats(room string) Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r := s.rooms[room]
+	if r == nil || len(r.items) == 0 {
+		return Stats{}
+	}
+	return Stats{Bytes: r.bytes, Items: len(r.items), Rooms: 1}
+}
 
 // Close wakes every waiting Put with ErrClosed.
-func (s *Store) Close() { panic("TODO") }
+func (s *Store) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	close(s.done)
+	s.wakeLocked()
+}

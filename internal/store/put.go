@@ -1,0 +1,172 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+)
+
+// eviction is one chunk evicted for space, reported through Config.OnEvict.
+type eviction struct {
+	it      Item // without Data
+	members []string
+}
+
+func (s *Store) put(ctx context.Context, it Item, owed []string) (uint64, error) {
+	members := slices.Clone(owed)
+	slices.Sort(members)
+	members = slices.Compact(members)
+	if len(members) == 0 {
+		return 0, nil
+	}
+	size := it.Size()
+	if size > s.maxRoom || size > s.maxBytes {
+		return 0, fmt.Errorf("store: item of %d bytes for room %q (caps: room %d, total %d): %w",
+			size, it.Room, s.maxRoom, s.maxBytes, ErrTooLarge)
+	}
+	for {
+		now := s.now()
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return 0, fmt.Errorf("store: put to room %q: %w", it.Room, ErrClosed)
+		}
+		var roomBytes int64
+		if r := s.rooms[it.Room]; r != nil {
+			roomBytes = r.bytes
+		}
+		fits := s.bytes+size <= s.maxBytes && roomBytes+size <= s.maxRoom
+		var evicted []eviction
+		if !fits {
+			evicted, fits = s.evictLocked(it.Room, size)
+		}
+		if fits {
+			e := &entry{it: it, owed: members}
+			e.it.Expires = now.Add(s.ttl)
+			id := s.addLocked(s.roomLocked(it.Room), e)
+			s.mu.Unlock()
+			if s.onEvict != nil {
+				for _, ev := range evicted {
+					s.onEvict(ev.it, ev.members)
+				}
+			}
+			return id, nil
+		}
+		if s.space == nil {
+			s.space = make(chan struct{})
+		}
+		wake := s.space
+		s.mu.Unlock()
+
+		if s.waitHook != nil {
+			s.waitHook()
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("store: no space for %d bytes in room %q: %w (%w)",
+				size, it.Room, ErrFull, ctx.Err())
+		}
+	}
+}
+
+// wakeLocked wakes every waiting Put (space was freed, an item became
+// evictable, or the store closed). It costs nothing when no Put waits.
+func (s *Store) wakeLocked() {
+	if s.space != nil {
+		close(s.space)
+		s.space = nil
+	}
+}
+
+// evictLocked tries to make size bytes fit into room target by evicting
+// offline-only chunks, oldest first: from any room while the global cap is
+// short, only from target while just the room cap is short. It evicts
+// nothing unless that makes the item fit, so no data is dropped for a Put
+// that would go on waiting anyway.
+func (s *Store) evictLocked(target string, size int64) ([]eviction, bool) {
+	if s.offline == 0 {
+		return nil, false
+	}
+	tr := s.rooms[target]
+	var needRoom int64
+	if tr != nil {
+		needRoom = tr.bytes + size - s.maxRoom
+	} else {
+		needRoom = size - s.maxRoom
+	}
+	needAll := s.bytes + size - s.maxBytes
+
+	type cand struct {
+		r *room
+		e *entry
+	}
+	var cands []cand
+	scan := func(r *room) {
+		if r == nil || r.offline == 0 {
+			return
+		}
+		for _, e := range r.items {
+			if e.it.Size() > 0 && s.evictableLocked(r, e) {
+				cands = append(cands, cand{r, e})
+			}
+		}
+	}
+	if needAll > 0 {
+		for _, r := range s.rooms {
+			scan(r)
+		}
+	} else {
+		scan(tr)
+	}
+	if len(cands) == 0 {
+		return nil, false
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		switch {
+		case a.e.it.ID < b.e.it.ID:
+			return -1
+		case a.e.it.ID > b.e.it.ID:
+			return 1
+		}
+		return 0
+	})
+	chosen := cands[:0]
+	for _, c := range cands {
+		if needAll <= 0 && needRoom <= 0 {
+			break
+		}
+		inTarget := c.r == tr
+		if !inTarget && needAll <= 0 {
+			continue // only the room cap is short: other rooms do not help
+		}
+		chosen = append(chosen, c)
+		sz := c.e.it.Size()
+		needAll -= sz
+		if inTarget {
+			needRoom -= sz
+		}
+	}
+	if needAll > 0 || needRoom > 0 {
+		return nil, false
+	}
+
+	out := make([]eviction, 0, len(chosen))
+	touched := make(map[*room]struct{}, 1)
+	for _, c := range chosen {
+		c.e.dead = true
+		touched[c.r] = struct{}{}
+		it := c.e.it
+		it.Data = nil
+		out = append(out, eviction{it: it, members: c.e.owed})
+	}
+	for r := range touched {
+		s.filterLocked(r, func(e *entry) bool { return !e.dead })
+		if r != tr {
+			s.gcRoomLocked(r)
+		}
+	}
+	// space beyond what this Put needs may have been freed.
+	s.wakeLocked()
+	return out, true
+}

@@ -32,24 +32,27 @@ const SecretLen = 16
 type Secret [SecretLen]byte
 
 // NewSecret returns a secret from crypto/rand.
-func NewSecret() (Secret, error) { panic("TODO") }
+func NewSecret() (Secret, error) { return newSecret() }
 
 // Fragment is the URL-fragment form: base64url without padding (22 chars).
-func (s Secret) Fragment() string { panic("TODO") }
+func (s Secret) Fragment() string { return s.fragment() }
 
 // Link returns base + "/#" + Fragment(); base is like "https://host:8080"
 // (a trailing slash on base is not doubled).
-func (s Secret) Link(base string) string { panic("TODO") }
+func (s Secret) Link(base string) string { return s.link(base) }
 
 // MiniCode returns the grouped Crockford base32 form with a check character,
 // e.g. "K7QX-2M9P-…" (upper case, groups of 4 joined by '-').
-func (s Secret) MiniCode() string { panic("TODO") }
+func (s Secret) MiniCode() string { return s.miniCode() }
 
 // ParseInvite accepts a full link ("https://host/#FRAG"), a bare fragment
 // (with or without '#') or a mini code (any case, any spaces/dashes, O->0,
 // I/L->1). It returns the server base URL ("https://host", "" when the input
 // holds none) and the secret. A mini code whose check fails gives ErrTypo.
-func ParseInvite(input string) (server string, s Secret, err error) { panic("TODO") }
+// Links must be http:// or https:// and carry the secret (fragment or mini
+// code) after '#'; the server is scheme://host[:port], path and query dropped.
+// Every other failure wraps ErrBadSecret. Errors never quote the input.
+func ParseInvite(input string) (server string, s Secret, err error) { return parseInvite(input) }
 
 // RoomKeys are the keys derived from a secret with HKDF-SHA256 and distinct
 // labels. Only RoomID and Verifier are ever sent to the server.
@@ -62,16 +65,19 @@ type RoomKeys struct {
 }
 
 // DeriveRoom derives every room key from s.
-func DeriveRoom(s Secret) *RoomKeys { panic("TODO") }
+func DeriveRoom(s Secret) *RoomKeys { return deriveRoom(s) }
 
 // RoomIDString is RoomID in base64url without padding (the wire form).
-func (k *RoomKeys) RoomIDString() string { panic("TODO") }
+func (k *RoomKeys) RoomIDString() string { return b64.EncodeToString(k.RoomID[:]) }
 
 // Announce returns the MAC of a member announcement (member id + public key).
-func (k *RoomKeys) Announce(member string, pub []byte) []byte { panic("TODO") }
+// It returns nil if member or pub is over 65535 bytes (see format.go).
+func (k *RoomKeys) Announce(member string, pub []byte) []byte { return k.announce(member, pub) }
 
 // VerifyAnnounce checks an announcement MAC in constant time (ErrBadAnnounce).
-func (k *RoomKeys) VerifyAnnounce(member string, pub, mac []byte) error { panic("TODO") }
+func (k *RoomKeys) VerifyAnnounce(member string, pub, mac []byte) error {
+	return k.verifyAnnounce(member, pub, mac)
+}
 
 // Identity is a member's per-session ECDH P-256 key pair.
 type Identity struct {
@@ -80,35 +86,49 @@ type Identity struct {
 }
 
 // NewIdentity makes a fresh key pair.
-func NewIdentity() (*Identity, error) { panic("TODO") }
+func NewIdentity() (*Identity, error) { return newIdentity() }
 
 // Pair is the pairwise channel between this member (self) and a peer:
 // directional signal keys with counter nonces, and key confirmation.
+// It is safe for concurrent use.
+//
+// Keep exactly one Pair per (own identity, peer id, peer key) for the whole
+// session and reuse it across reconnects: the keys are a deterministic
+// function of the two identities, so a second Pair would restart the send
+// counter at 1 and reuse AES-GCM nonces. Make a new Identity when a Pair has
+// to be rebuilt (for instance after a page reload).
 type Pair struct {
-	// implementation fields
+	pairState // implementation fields (pair.go)
 }
 
 // NewPair computes the pairwise key HKDF(ECDH(self, peer), salt = PairSalt,
 // info = sorted (id, pub) of both members) and the directional keys.
 func NewPair(k *RoomKeys, self string, id *Identity, peer string, peerPub []byte) (*Pair, error) {
-	panic("TODO")
+	return newPair(k, self, id, peer, peerPub)
 }
 
 // SealSignal seals a signal from self to peer with the next send counter.
 // Output: counter (8 bytes big-endian) || ciphertext+tag.
-func (p *Pair) SealSignal(plaintext []byte) ([]byte, error) { panic("TODO") }
+func (p *Pair) SealSignal(plaintext []byte) ([]byte, error) { return p.sealSignal(plaintext) }
 
 // OpenSignal opens a signal from peer to self; counters must strictly
 // increase (ErrReplay otherwise); a tampered signal gives ErrOpen.
-func (p *Pair) OpenSignal(sealed []byte) ([]byte, error) { panic("TODO") }
+func (p *Pair) OpenSignal(sealed []byte) ([]byte, error) { return p.openSignal(sealed) }
 
 // Confirm returns the key-confirmation tag over both DTLS fingerprints and
 // the roles (offerer, answerer) that this side sends after a data channel opens.
-func (p *Pair) Confirm(offererFP, answererFP string, fromOfferer bool) []byte { panic("TODO") }
+// fromOfferer tells the role of the tag's author: here, whether this side is
+// the offerer. The tag also binds author and recipient ids, so a tag reflected
+// back does not verify. Nil if a field is over 65535 bytes.
+func (p *Pair) Confirm(offererFP, answererFP string, fromOfferer bool) []byte {
+	return p.confirm(offererFP, answererFP, fromOfferer)
+}
 
-// VerifyConfirm checks the peer's tag in constant time.
+// VerifyConfirm checks the peer's tag in constant time. fromOfferer tells the
+// role of the tag's author, the peer: pass true when the peer is the offerer.
+// A mismatch returns an error wrapping ErrOpen.
 func (p *Pair) VerifyConfirm(offererFP, answererFP string, fromOfferer bool, tag []byte) error {
-	panic("TODO")
+	return p.verifyConfirm(offererFP, answererFP, fromOfferer, tag)
 }
 
 // EnvelopeMeta is the routing information of an envelope that the server
@@ -121,14 +141,15 @@ type EnvelopeMeta struct {
 
 // SealEnvelope seals plaintext under a fresh random 256-bit message key,
 // itself wrapped under ContentKey. It returns the envelope id (random, unique)
-// and the sealed bytes.
+// and the sealed bytes. Layout: format.go.
 func (k *RoomKeys) SealEnvelope(meta EnvelopeMeta, plaintext []byte) (id [16]byte, sealed []byte, err error) {
-	panic("TODO")
+	return k.sealEnvelope(meta, plaintext)
 }
 
-// OpenEnvelope opens an envelope whose routing info is meta.
+// OpenEnvelope opens an envelope whose routing info is meta. Every failure
+// (length, version, key, tampering, wrong meta) gives an error wrapping ErrOpen.
 func (k *RoomKeys) OpenEnvelope(meta EnvelopeMeta, sealed []byte) (id [16]byte, plaintext []byte, err error) {
-	panic("TODO")
+	return k.openEnvelope(meta, sealed)
 }
 
 // Manifest describes a file; it travels sealed as an envelope with
@@ -144,36 +165,51 @@ type Manifest struct {
 	Key       string `json:"key"`    // base64url of the 32-byte file key
 }
 
-// SealManifest seals m as an envelope from sender.
-func (k *RoomKeys) SealManifest(sender string, m *Manifest) ([]byte, error) { panic("TODO") }
+// SealManifest seals m as an envelope from sender. The plaintext is the JSON
+// object of m's fields plus "kind":"file". m must pass the checks of
+// OpenManifest.
+func (k *RoomKeys) SealManifest(sender string, m *Manifest) ([]byte, error) {
+	return k.sealManifest(sender, m)
+}
 
 // OpenManifest opens and validates a manifest (chunk count consistent with
 // size and chunk size, key length, sha256 form, non-empty name without path
-// separators).
+// separators). Also checked: kind "file", File is a lower-case UUID equal to
+// meta.File, Chunks == meta.Chunks, ChunkSize in 1..64512, Size >= 0, SHA256
+// is 64 lower-case hex characters, Name at most 255 bytes and not "." or "..",
+// no NUL. Decryption failures wrap ErrOpen.
 func (k *RoomKeys) OpenManifest(meta EnvelopeMeta, sealed []byte) (*Manifest, error) {
-	panic("TODO")
+	return k.openManifest(meta, sealed)
 }
 
-// ChunkCount returns the number of chunks of a file of size bytes (at least 1).
-func ChunkCount(size int64, chunkSize int) uint32 { panic("TODO") }
+// ChunkCount returns the number of chunks of a file of size bytes (at least 1:
+// an empty file has one empty chunk). It returns 0 for invalid input: size < 0,
+// chunkSize < 1, or more than 2^32-1 chunks.
+func ChunkCount(size int64, chunkSize int) uint32 { return chunkCount(size, chunkSize) }
 
-// ChunkCipher seals and opens the chunks of one file.
+// ChunkCipher seals and opens the chunks of one file. It is safe for
+// concurrent use, and Seal/Open do not allocate beyond growing dst.
 type ChunkCipher struct {
-	// implementation fields
+	chunkState // implementation fields (chunk.go)
 }
 
 // NewChunkCipher prepares chunk sealing for one file: key is the 32-byte file
 // key from the manifest; every chunk's AAD binds Version, roomID, sender,
 // file, index, final flag, count and size.
 func NewChunkCipher(key []byte, roomID [16]byte, sender string, file [16]byte, count uint32, size int64) (*ChunkCipher, error) {
-	panic("TODO")
+	return newChunkCipher(key, roomID, sender, file, count, size)
 }
 
 // Seal appends the sealed chunk index to dst (final = index == count-1).
-func (c *ChunkCipher) Seal(dst []byte, index uint32, plaintext []byte) []byte { panic("TODO") }
+// It panics if index >= count (a programming error). dst may not overlap
+// plaintext unless dst[len(dst):] starts exactly at plaintext (in place).
+func (c *ChunkCipher) Seal(dst []byte, index uint32, plaintext []byte) []byte {
+	return c.seal(dst, index, plaintext)
+}
 
 // Open appends the plaintext of sealed chunk index to dst; final must be the
-// flag carried by the frame. Any mismatch gives ErrOpen.
+// flag carried by the frame. Any mismatch gives ErrOpen (and a nil slice).
+// In-place decryption: pass sealed[:0] as dst.
 func (c *ChunkCipher) Open(dst []byte, index uint32, final bool, sealed []byte) ([]byte, error) {
-	panic("TODO")
+	return c.open(dst, index, final, sealed)
 }

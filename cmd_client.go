@@ -175,7 +175,7 @@ func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		bars.finish()
 		if f.Err != nil {
-			fmt.Fprintf(stderr, "cloakroom: %s from %s failed: %v\n", f.Name, short(f.From), f.Err)
+			fmt.Fprintf(stderr, "cloakroom: %s from %s failed: %v\n", client.SafeName(f.Name), short(f.From), f.Err)
 			continue
 		}
 		fmt.Fprintln(stdout, f.Path)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 
@@ -241,10 +242,26 @@ func (c *Client) progress(p Progress) {
 	}
 }
 
+// SafeName makes a sender-chosen file name safe to create and to print: no
+// path separators, no control or bidi-format characters, not hidden.
+func SafeName(name string) string {
+	name = strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return '_'
+		}
+		return r
+	}, name)
+	name = strings.TrimLeft(name, ".")
+	if name == "" {
+		name = "unnamed"
+	}
+	return name
+}
+
 // placeFile renames the finished partial file to name inside dir, adding
 // " (1)", " (2)"… before the extension rather than overwriting a file.
 func placeFile(dir, name, part string) (string, error) {
-	name = filepath.Base(strings.ReplaceAll(name, "\\", "_"))
+	name = SafeName(name)
 	ext := filepath.Ext(name)
 	stem := strings.TrimSuffix(name, ext)
 	for i := 0; i < 1000; i++ {
@@ -257,7 +274,14 @@ func placeFile(dir, name, part string) (string, error) {
 			os.Remove(part)
 			return path, nil
 		} else if !os.IsExist(err) {
-			return "", fmt.Errorf("place %s: %w", path, err)
+			// No hard links here (FAT, some network file systems): rename,
+			// after checking the name is free.
+			if _, serr := os.Lstat(path); os.IsNotExist(serr) {
+				if rerr := os.Rename(part, path); rerr != nil {
+					return "", fmt.Errorf("place %s: %w", path, rerr)
+				}
+				return path, nil
+			}
 		}
 	}
 	return "", fmt.Errorf("place %q: too many files with that name", name)

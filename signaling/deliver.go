@@ -1,0 +1,157 @@
+package signaling
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"cloakroom/internal/protocol"
+	"cloakroom/internal/store"
+)
+
+// window bounds the relay bytes (and items) handed to the writer and not yet
+// acked by the client.
+type window struct {
+	limit   int64
+	mu      sync.Mutex
+	used    int64
+	flights map[uint64]flight
+	wake    chan struct{} // 1-slot: an ack freed space
+}
+
+// flight is an item delivered on this connection and not yet acked.
+type flight struct {
+	size  int64
+	chunk bool
+	index uint32 // chunk index, when chunk
+}
+
+func (w *window) init(limit int64) {
+	w.limit = limit
+	w.flights = make(map[uint64]flight)
+	w.wake = make(chan struct{}, 1)
+}
+
+// fits reports whether size more bytes may be sent now; one item always may
+// when nothing is in flight.
+func (w *window) fits(size int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.flights) == 0 || (w.used+size <= w.limit && len(w.flights) < maxFlightItems)
+}
+
+func (w *window) add(id uint64, f flight) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, dup := w.flights[id]; !dup {
+		w.flights[id] = f
+		w.used += f.size
+	}
+}
+
+// release forgets item id if it was in flight.
+func (w *window) release(id uint64) (flight, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f, ok := w.flights[id]
+	if ok {
+		delete(w.flights, id)
+		w.used -= f.size
+	}
+	return f, ok
+}
+
+func (w *window) wakeUp() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// deliverLoop hands the items owed to the member to the writer, oldest
+// first, within the window. It starts at the oldest item still owed, so a
+// reconnected client gets everything it has not acked.
+func (c *conn) deliverLoop() {
+	defer c.wg.Done()
+	st, room, me := c.s.store, c.room.id, c.mem.id
+	var cursor uint64
+	for {
+		changed := st.Changed(room)
+		it, ok := st.Next(room, me, cursor)
+		if !ok {
+			select {
+			case <-changed:
+				continue
+			case <-c.closing:
+				return
+			}
+		}
+		cursor = it.ID
+		out, fl, err := frameFor(it)
+		if err != nil {
+			c.s.log.Error("signaling: undeliverable item", "err", err)
+			continue
+		}
+		if !c.waitWindow(fl.size) {
+			return
+		}
+		c.win.add(it.ID, fl)
+		select {
+		case c.bulk <- out:
+		case <-c.closing:
+			return
+		}
+	}
+}
+
+// waitWindow waits until size fits the window; false if the connection ends.
+func (c *conn) waitWindow(size int64) bool {
+	for !c.win.fits(size) {
+		select {
+		case <-c.win.wake:
+		case <-c.closing:
+			return false
+		}
+	}
+	return true
+}
+
+// frameFor turns a stored item into its wire form.
+func frameFor(it store.Item) (outFrame, flight, error) {
+	fl := flight{size: it.Size()}
+	switch it.Kind {
+	case store.KindEnvelope:
+		b, err := envelopeMsg(it)
+		return outFrame{text: true, body: b}, fl, err
+	case store.KindChunk:
+		ch, err := protocol.ParseChunkUp(it.Data)
+		if err != nil {
+			return outFrame{}, fl, fmt.Errorf("item %d: %w", it.ID, err)
+		}
+		sender, err := uuid.Parse(it.Sender)
+		if err != nil {
+			return outFrame{}, fl, fmt.Errorf("item %d sender: %w", it.ID, err)
+		}
+		d := protocol.ChunkDown{Item: it.ID, Sender: sender, Chunk: ch}
+		fl.chunk, fl.index = true, ch.Index
+		return outFrame{head: d.DownHeader(), body: ch.Sealed}, fl, nil
+	}
+	return outFrame{}, fl, fmt.Errorf("item %d of unknown kind %d", it.ID, it.Kind)
+}
+
+// envelopeMsg is msg{id, from, data} for an envelope item, with file and
+// chunks for a manifest (stored as 4-byte chunk count ‖ envelope).
+func envelopeMsg(it store.Item) ([]byte, error) {
+	m := &protocol.Message{Type: protocol.TypeMsg, ID: it.ID, From: it.Sender}
+	data := it.Data
+	if it.File != "" {
+		if len(data) < 5 {
+			return nil, fmt.Errorf("item %d: short manifest", it.ID)
+		}
+		m.File, m.Chunks, data = it.File, binary.BigEndian.Uint32(data), data[4:]
+	}
+	m.Data = protocol.EncodeB64(data)
+	return protocol.Encode(m)
+}

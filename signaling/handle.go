@@ -1,0 +1,221 @@
+package signaling
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"slices"
+
+	"github.com/google/uuid"
+
+	"cloakroom/internal/protocol"
+	"cloakroom/internal/store"
+)
+
+// handleMsg stores a sealed envelope for every other known member.
+func (c *conn) handleMsg(m *protocol.Message) {
+	if m.ID != 0 || m.From != "" || m.File != "" || m.Chunks != 0 {
+		c.badRequest("msg from a client carries only data", "")
+		return
+	}
+	data, err := protocol.DecodeB64(m.Data)
+	if err != nil {
+		c.badRequest("malformed data", "")
+		return
+	}
+	s := c.s
+	s.mu.Lock()
+	var owed []string
+	if s.currentLocked(c) {
+		for id := range c.room.members {
+			if id != c.mem.id {
+				owed = append(owed, id)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(owed) == 0 {
+		return
+	}
+	it := store.Item{Room: c.room.id, Sender: c.mem.id, Kind: store.KindEnvelope, Data: data}
+	c.put(it, owed, "")
+}
+
+// put stores it, waiting up to PutTimeout for space (the reader blocks: TCP
+// back-pressure on the uploader), and reports a failure to the client.
+func (c *conn) put(it store.Item, owed []string, file string) bool {
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.PutTimeout)
+	defer cancel()
+	_, err := c.s.store.Put(ctx, it, owed)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, store.ErrTooLarge):
+		c.sendError(protocol.CodeTooLarge, "item larger than the relay allows", file)
+	case errors.Is(err, store.ErrClosed):
+		c.sendError(protocol.CodeInternal, "relay closed", file)
+	default:
+		c.sendError(protocol.CodeRelayFull, "relay full: retry later", file)
+	}
+	c.s.log.Debug("signaling: put failed", "err", err)
+	return false
+}
+
+// handleFile starts a relay transfer: the manifest is owed to the members
+// online now, and so will be the file's chunks.
+func (c *conn) handleFile(m *protocol.Message) {
+	env, err := protocol.DecodeB64(m.Data)
+	if err != nil {
+		c.badRequest("malformed data", m.File)
+		return
+	}
+	f, fresh, refusal := c.s.openFile(c, m.File, m.Chunks)
+	switch {
+	case refusal == protocol.CodeBadRequest:
+		c.badRequest("file id already in use", m.File)
+		return
+	case refusal != "":
+		c.sendError(refusal, "too many transfers in this room; retry later", m.File)
+		return
+	case f == nil:
+		return // no longer the member's connection
+	case fresh:
+		// The manifest item carries the chunk count ahead of the envelope,
+		// so delivery needs no file state.
+		data := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(env)), m.Chunks)
+		it := store.Item{Room: c.room.id, Sender: c.mem.id, Kind: store.KindEnvelope, File: f.id, Data: append(data, env...)}
+		if !c.put(it, f.order, f.id) {
+			c.s.dropFile(c.room, f)
+			return
+		}
+	}
+	c.sendMsg(&protocol.Message{Type: protocol.TypeFileOK, File: f.id, Recipients: f.order})
+}
+
+// openFile returns the state of file id for c's member, creating it owed to
+// the members online now (fresh), or an error code for the client.
+func (s *Server) openFile(c *conn, id string, chunks uint32) (f *fileState, fresh bool, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.currentLocked(c) {
+		return nil, false, ""
+	}
+	r, me := c.room, c.mem.id
+	if f := r.files[id]; f != nil {
+		if f.sender != me || f.chunks != chunks {
+			return nil, false, protocol.CodeBadRequest
+		}
+		return f, false, "" // the same file again: same answer
+	}
+	if len(r.files) >= maxFilesPerRoom {
+		return nil, false, protocol.CodeRateLimited
+	}
+	var recips []string
+	for mid, m := range r.members {
+		if mid != me && m.conn != nil {
+			recips = append(recips, mid)
+		}
+	}
+	slices.Sort(recips)
+	f = newFile(id, me, chunks, recips, s.now())
+	r.files[id] = f
+	return f, true, ""
+}
+
+// dropFile forgets f if it is still r's state for its id.
+func (s *Server) dropFile(r *room, f *fileState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.files[f.id] == f {
+		delete(r.files, f.id)
+	}
+}
+
+// handleChunk stores one ChunkUp frame (which it may keep), owed to the
+// file's recipients.
+func (c *conn) handleChunk(frame []byte) {
+	ch, err := protocol.ParseChunkUp(frame)
+	if err != nil {
+		c.badRequest("malformed chunk frame", "")
+		return
+	}
+	id := uuid.UUID(ch.File).String()
+	owed, code := c.s.chunkOwed(c, id, ch.Count)
+	switch code {
+	case "":
+	case protocol.CodeBadRequest:
+		c.badRequest("chunk count does not match the file", id)
+		return
+	default:
+		c.sendError(code, "no such file: send file first", id)
+		return
+	}
+	if len(owed) == 0 {
+		return
+	}
+	it := store.Item{Room: c.room.id, Sender: c.mem.id, Kind: store.KindChunk, File: id, Data: frame}
+	c.put(it, owed, id)
+}
+
+// chunkOwed returns the members a chunk of file id is owed to, or an error
+// code.
+func (s *Server) chunkOwed(c *conn, id string, count uint32) ([]string, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.currentLocked(c) {
+		return nil, ""
+	}
+	f := c.room.files[id]
+	switch {
+	case f == nil || f.sender != c.mem.id:
+		return nil, protocol.CodeNoSuchFile
+	case f.chunks != count:
+		return nil, protocol.CodeBadRequest
+	}
+	f.touched = s.now()
+	return f.pending(), ""
+}
+
+// handleAck acks items in the store, frees window space, and counts chunks.
+func (c *conn) handleAck(m *protocol.Message) {
+	var acks []chunkAck
+	released := false
+	for _, id := range m.IDs {
+		fl, ok := c.win.release(id)
+		released = released || ok
+		it, err := c.s.store.Ack(c.room.id, c.mem.id, id)
+		if err != nil || it.Kind != store.KindChunk || it.File == "" {
+			continue // not owed (already acked, expired): ignored
+		}
+		acks = append(acks, chunkAck{file: it.File, index: fl.index, known: ok && fl.chunk})
+	}
+	if released {
+		c.win.wakeUp()
+	}
+	if len(acks) > 0 {
+		c.s.chunksAcked(c, acks)
+	}
+}
+
+// handleSignal forwards a sealed signal to one online member of the room.
+func (c *conn) handleSignal(m *protocol.Message) {
+	if m.From != "" || m.To == "" {
+		c.badRequest("signal needs to and data", "")
+		return
+	}
+	s := c.s
+	b := s.encode(&protocol.Message{Type: protocol.TypeSignal, From: c.mem.id, Data: m.Data})
+	s.mu.Lock()
+	var to *member
+	if s.currentLocked(c) {
+		to = c.room.members[m.To]
+	}
+	ok := to != nil && to.conn != nil
+	if ok {
+		to.conn.send(b)
+	}
+	s.mu.Unlock()
+	if !ok {
+		c.sendError(protocol.CodeNoSuchMember, "no such member online in this room", "")
+	}
+}

@@ -1,0 +1,127 @@
+package signaling
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"cloakroom/internal/auth"
+	"cloakroom/internal/protocol"
+)
+
+// handleJoin handles the first frame of a connection, which must be a join.
+func (c *conn) handleJoin(binary bool, data []byte) {
+	if binary {
+		c.shutdown(refuse(protocol.CodeNotJoined, "the first message must be join"))
+		return
+	}
+	m, err := protocol.Decode(data)
+	switch {
+	case err != nil && wrongVersion(data):
+		c.shutdown(refuse(protocol.CodeVersion, "unsupported protocol version"))
+		return
+	case err != nil:
+		c.shutdown(refuse(protocol.CodeBadRequest, "malformed join: "+truncate(err.Error())))
+		return
+	case m.Type != protocol.TypeJoin:
+		c.shutdown(refuse(protocol.CodeNotJoined, "the first message must be join"))
+		return
+	}
+	v, err := protocol.DecodeB64(m.Verifier)
+	if err != nil || len(v) != protocol.VerifierLen { // Decode checked it; re-check anyway
+		c.shutdown(refuse(protocol.CodeBadRequest, "malformed verifier"))
+		return
+	}
+	if r := c.s.join(c, m, v); r != nil {
+		c.shutdown(r)
+		return
+	}
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(protocol.PongWait))
+	})
+	c.wg.Add(1)
+	go c.deliverLoop()
+}
+
+// wrongVersion reports whether data is a join with a version other than ours.
+func wrongVersion(data []byte) bool {
+	var h struct {
+		T string `json:"t"`
+		V int    `json:"v"`
+	}
+	return json.Unmarshal(data, &h) == nil && h.T == protocol.TypeJoin && h.V != protocol.Version
+}
+
+// join admits c as member m.Member of room m.Room, or says why not.
+func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return goingAway()
+	}
+	r, refusal := s.roomFor(m.Room, verifier)
+	if refusal != nil {
+		return refusal
+	}
+	mem := r.members[m.Member]
+	event := protocol.EventOnline
+	switch {
+	case mem == nil && len(r.members) >= s.cfg.MaxMembers:
+		return refuse(protocol.CodeRoomFull, "this room is full")
+	case mem == nil:
+		mem = &member{id: m.Member, pub: m.Pub, mac: m.MAC}
+		r.members[mem.id] = mem
+		event = protocol.EventJoin
+	case mem.pub != m.Pub:
+		return refuse(protocol.CodeMemberTaken, "member id in use with another key")
+	case mem.conn != nil:
+		mem.conn.shutdown(&closeReason{graceful: true, code: closeReplaced,
+			text: "replaced", cause: errReplaced.Error()})
+	}
+	mem.conn = c
+	c.room, c.mem = r, mem
+	s.store.SetOnline(r.id, mem.id, true)
+	c.sendMsg(s.welcome(r, mem))
+	p := &protocol.Message{Type: protocol.TypePresence, Event: event, Member: mem.id}
+	if event == protocol.EventJoin {
+		p.Pub, p.MAC, p.Online = mem.pub, mem.mac, true
+	}
+	s.broadcastLocked(r, mem, s.encode(p))
+	s.log.Debug("signaling: joined", "room", r.id, "member", mem.id, "event", event)
+	return nil
+}
+
+// roomFor returns the room id, registering it with (the hash of) verifier
+// when it is new or has no known member left; s.mu is held.
+func (s *Server) roomFor(id string, verifier []byte) (*room, *closeReason) {
+	r := s.rooms[id]
+	switch {
+	case r == nil:
+		if len(s.rooms) >= s.cfg.MaxRooms {
+			return nil, refuse(protocol.CodeTooMany, "too many rooms on this server")
+		}
+		r = newRoom(id, auth.HashVerifier(verifier))
+		s.rooms[id] = r
+	case len(r.members) == 0:
+		r.verifier = auth.HashVerifier(verifier)
+		clear(r.files)
+	case !auth.CheckVerifier(r.verifier, verifier):
+		return nil, refuse(protocol.CodeBadVerifier,
+			"wrong room verifier: you do not hold this room's secret")
+	}
+	return r, nil
+}
+
+// welcome lists the other known members of r, sorted by id.
+func (s *Server) welcome(r *room, self *member) *protocol.Message {
+	var others []protocol.MemberInfo
+	for _, m := range r.members {
+		if m != self {
+			others = append(others, protocol.MemberInfo{Member: m.id, Pub: m.pub, MAC: m.mac, Online: m.conn != nil})
+		}
+	}
+	slices.SortFunc(others, func(a, b protocol.MemberInfo) int { return strings.Compare(a.Member, b.Member) })
+	ttl := int((s.cfg.RelayTTL + time.Second - 1) / time.Second)
+	return &protocol.Message{Type: protocol.TypeWelcome, V: protocol.Version, Member: self.id, Members: others, TTL: ttl}
+}

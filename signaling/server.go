@@ -1,0 +1,233 @@
+// Package signaling is Cloakroom's HTTP+WebSocket server: rooms, members,
+// presence, sealed-signal forwarding and the store-and-forward relay
+// (docs/PROTOCOL.md, docs/RELAY.md). It never holds a key: everything it
+// routes is sealed by the clients, and it checks only the room verifier.
+//
+// Per connection there are three goroutines, all owned by the connection and
+// ended by Close: the reader (the HTTP handler goroutine), the writer (the
+// only one that writes to the socket) and the delivery loop (relay items owed
+// to the member, within a window of unacked bytes).
+package signaling
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"cloakroom/internal/protocol"
+	"cloakroom/internal/store"
+)
+
+// Config sets up a Server. Zero fields get defaults; Store is required.
+type Config struct {
+	Store          *store.Store  // required: the relay store
+	Static         http.Handler  // optional: serves the web client at "/"
+	Logger         *slog.Logger  // optional (default: discard)
+	AllowedOrigins []string      // extra Origin values allowed besides the request's own host
+	MaxRooms       int           // default 10000
+	MaxMembers     int           // per room, default 100
+	MaxConns       int           // default 10000
+	RelayTTL       time.Duration // forget members offline longer than this; default 10 min
+	PutTimeout     time.Duration // how long an upload waits for relay space; default 30 s
+	SendQueue      int           // control messages queued per connection; default 256
+	DeliveryWindow int64         // relay bytes in flight (unacked) per connection; default 4 MiB
+	Now            func() time.Time
+	// OnFrame, if set, is called with a copy of every frame received from
+	// any client (an audit tap for tests).
+	OnFrame func(binary bool, data []byte)
+}
+
+// Defaults and fixed limits.
+const (
+	defaultMaxRooms   = 10000
+	defaultMaxMembers = 100
+	defaultMaxConns   = 10000
+	defaultRelayTTL   = 10 * time.Minute
+	defaultPutTimeout = 30 * time.Second
+	defaultSendQueue  = 256
+	defaultWindow     = 4 << 20
+
+	joinTimeout     = 10 * time.Second // the first frame must be a join within this
+	closeGrace      = 2 * time.Second  // wait for the peer's close reply this long
+	maxBadRequests  = 16               // a client is cut off after this many errors
+	maxFlightItems  = 4096             // items in flight per connection (besides bytes)
+	maxFilesPerRoom = 1024             // relay file transfers tracked per room
+	progressEvery   = 64               // chunks acked between progress messages
+)
+
+// Stats counts what the server holds.
+type Stats struct {
+	Rooms, Members, Online, Conns int
+	CutOff                        int64 // connections cut off because their send queue was full
+}
+
+// Server is the signaling and relay server. Create it with New and serve
+// Handler(); Close ends every connection.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *store.Store
+	upgrader websocket.Upgrader
+	handler  http.Handler
+	now      func() time.Time
+	done     chan struct{} // closed by Close
+	cutOff   atomic.Int64
+
+	// Set only by tests (export_test.go) before the server is used.
+	joinTimeout      time.Duration // default joinTimeout
+	hookDisconnected func()        // called after a connection is cleaned up
+
+	mu     sync.Mutex
+	rooms  map[string]*room
+	conns  map[*conn]struct{}
+	closed bool
+	wg     sync.WaitGroup // connection handlers
+}
+
+// New validates cfg, fills defaults and returns a server.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		store:       cfg.Store,
+		now:         cfg.Now,
+		done:        make(chan struct{}),
+		joinTimeout: joinTimeout,
+		rooms:       make(map[string]*room),
+		conns:       make(map[*conn]struct{}),
+	}
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		// ReadBufferSize 0 reuses net/http's 4 KiB reader; large frame reads
+		// bypass it. Write buffers are held only while a message is written.
+		WriteBufferSize:   64 << 10,
+		WriteBufferPool:   &sync.Pool{},
+		CheckOrigin:       s.checkOrigin,
+		EnableCompression: false,
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+func (c *Config) fill() error {
+	switch {
+	case c.Store == nil:
+		return fmt.Errorf("%w: Store is required", ErrConfig)
+	case c.MaxRooms < 0, c.MaxMembers < 0, c.MaxConns < 0, c.SendQueue < 0:
+		return fmt.Errorf("%w: negative limit", ErrConfig)
+	case c.RelayTTL < 0, c.PutTimeout < 0, c.DeliveryWindow < 0:
+		return fmt.Errorf("%w: negative duration or window", ErrConfig)
+	case c.MaxMembers > protocol.MaxMembers:
+		return fmt.Errorf("%w: MaxMembers %d over the protocol limit %d", ErrConfig, c.MaxMembers, protocol.MaxMembers)
+	}
+	c.MaxRooms = or(c.MaxRooms, defaultMaxRooms)
+	c.MaxMembers = or(c.MaxMembers, defaultMaxMembers)
+	c.MaxConns = or(c.MaxConns, defaultMaxConns)
+	c.RelayTTL = or(c.RelayTTL, defaultRelayTTL)
+	c.PutTimeout = or(c.PutTimeout, defaultPutTimeout)
+	c.SendQueue = or(c.SendQueue, defaultSendQueue)
+	c.DeliveryWindow = or(c.DeliveryWindow, defaultWindow)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Handler serves GET /ws (the WebSocket), GET /healthz and, for every other
+// path, Config.Static (404 when nil).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok")
+	})
+	static := s.cfg.Static
+	if static == nil {
+		static = http.NotFoundHandler()
+	}
+	mux.Handle("/", static)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// Close sends error{going_away} and a 1001 close to every client and waits
+// for the connection goroutines to end. It is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	var conns []*conn
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown(goingAway())
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// RunCleanup calls Sweep every interval until ctx is done or the server is
+// closed.
+func (s *Server) RunCleanup(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		case <-t.C:
+			s.Sweep()
+		}
+	}
+}
+
+// Stats returns current counts.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Rooms: len(s.rooms), Conns: len(s.conns), CutOff: s.cutOff.Load()}
+	for _, r := range s.rooms {
+		st.Members += len(r.members)
+		for _, m := range r.members {
+			if m.conn != nil {
+				st.Online++
+			}
+		}
+	}
+	return st
+}

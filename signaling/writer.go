@@ -1,0 +1,96 @@
+package signaling
+
+import (
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"cloakroom/internal/protocol"
+)
+
+// outFrame is one relay item ready for the wire: a text msg (body), or a
+// binary ChunkDown (head, then body, the sealed chunk, written uncopied).
+type outFrame struct {
+	text bool
+	head []byte
+	body []byte
+}
+
+// writeLoop is the only goroutine that writes to the socket. Control
+// messages go first; relay items and pings share the rest.
+func (c *conn) writeLoop() {
+	defer c.wg.Done()
+	ping := time.NewTicker(protocol.PingInterval)
+	defer ping.Stop()
+	for {
+		if c.isClosing() {
+			c.finish()
+			return
+		}
+		var err error
+		select {
+		case b := <-c.ctrl:
+			err = c.writeText(b)
+		default:
+			select {
+			case b := <-c.ctrl:
+				err = c.writeText(b)
+			case f := <-c.bulk:
+				err = c.writeFrame(f)
+			case <-ping.C:
+				err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(protocol.WriteWait))
+			case <-c.closing:
+			}
+		}
+		if err != nil {
+			c.shutdown(&closeReason{cause: errWriteFailed.Error() + ": " + err.Error()})
+		}
+	}
+}
+
+func (c *conn) writeText(b []byte) error {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(protocol.WriteWait))
+	return c.ws.WriteMessage(websocket.TextMessage, b)
+}
+
+func (c *conn) writeFrame(f outFrame) error {
+	if f.text {
+		return c.writeText(f.body)
+	}
+	_ = c.ws.SetWriteDeadline(time.Now().Add(protocol.WriteWait))
+	w, err := c.ws.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(f.head); err != nil {
+		return err
+	}
+	if _, err := w.Write(f.body); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// finish ends the connection from the writer's side: for a graceful end it
+// writes the final message and a close frame and gives the peer closeGrace
+// to answer; then it closes the socket, which also ends the reader.
+func (c *conn) finish() {
+	r := c.reason
+	if r.graceful {
+		deadline := time.Now().Add(closeGrace)
+		_ = c.ws.SetWriteDeadline(deadline)
+		if r.msg != nil {
+			_ = c.ws.WriteMessage(websocket.TextMessage, r.msg)
+		}
+		msg := websocket.FormatCloseMessage(r.code, r.text)
+		if err := c.ws.WriteControl(websocket.CloseMessage, msg, deadline); err == nil {
+			t := time.NewTimer(closeGrace)
+			select {
+			case <-c.readDone:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	_ = c.ws.Close()
+}

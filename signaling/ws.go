@@ -1,0 +1,65 @@
+package signaling
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"cloakroom/internal/protocol"
+)
+
+// serveWS upgrades GET /ws and runs the connection until it ends.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("signaling: upgrade failed", "err", err)
+		return // the upgrader has answered
+	}
+	c := newConn(s, ws)
+	refusal := s.admit(c)
+	c.serve(refusal)
+}
+
+// admit registers c, or returns why it may not stay.
+func (s *Server) admit(c *conn) *closeReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return goingAway()
+	case len(s.conns) >= s.cfg.MaxConns:
+		return refuse(protocol.CodeTooMany, "too many connections to this server")
+	}
+	s.conns[c] = struct{}{}
+	return nil
+}
+
+// checkOrigin allows requests without Origin (CLI clients), from the
+// server's own host, or from Config.AllowedOrigins.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if u, err := url.Parse(origin); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	origin = strings.TrimSuffix(origin, "/")
+	for _, a := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(strings.TrimSuffix(a, "/"), origin) {
+			return true
+		}
+	}
+	s.log.Debug("signaling: origin refused", "origin", origin)
+	return false
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -30,6 +31,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sizeFlag := fs.String("size", "1GiB", "bytes to move")
 	relayMax := fs.String("relay-max-bytes", "64MiB", "relay store cap of the benchmark server")
 	dir := fs.String("dir", "", "directory for the test file and received copies (default: a temp dir)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -44,14 +46,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil || capBytes == 0 {
 		return usagef("bench: --relay-max-bytes %q: want a size like 64MiB", *relayMax)
 	}
-	return benchRelay(ctx, int64(size), int64(capBytes), *dir, stdout)
+	return benchRelay(ctx, int64(size), int64(capBytes), *dir, *cpuProfile, stdout)
 }
 
 // benchRelay measures a file through the relay (sender -> server ->
 // receiver, with encryption, hashing and writing to disk) beside two
 // baselines from the same run: the same bytes through a bare
 // gorilla/websocket forwarder of the same shape, and AES-GCM seal speed.
-func benchRelay(ctx context.Context, size, relayCap int64, dir string, stdout io.Writer) error {
+func benchRelay(ctx context.Context, size, relayCap int64, dir, cpuProfile string, stdout io.Writer) error {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "cloakroom-bench-")
 		if err != nil {
@@ -65,6 +67,13 @@ func benchRelay(ctx context.Context, size, relayCap int64, dir string, stdout io
 		return err
 	}
 	defer os.Remove(src)
+	if cpuProfile != "" {
+		stop, err := startProfile(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	fmt.Fprintf(stdout, "bench relay: %s file, relay cap %s, GOMAXPROCS cores shared by sender, server and receiver\n",
 		humanize.IBytes(uint64(size)), humanize.IBytes(uint64(relayCap)))
 	relayDur, err := timeRelay(ctx, src, relayCap, filepath.Join(dir, "received"))
@@ -274,4 +283,17 @@ func aesGCMRate(total int64) float64 {
 		done += int64(len(plain))
 	}
 	return rate(done, time.Since(start))
+}
+
+// startProfile writes a CPU profile until the returned function is called.
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

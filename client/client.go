@@ -90,6 +90,8 @@ type Client struct {
 	sends     map[string]*sendState
 	recvs     map[string]*recvState
 	files     chan File
+	chunks    chan chunkJob // read loop -> disk loop
+	wg        sync.WaitGroup
 	ttl       time.Duration
 	closeErr  error
 
@@ -118,6 +120,8 @@ func Dial(ctx context.Context, invite string, opts Options) (*Client, error) {
 		c.cancel()
 		return nil, err
 	}
+	c.wg.Add(1)
+	go c.diskLoop()
 	go c.run(conn)
 	return c, nil
 }
@@ -156,6 +160,7 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 		id: uuid.NewString(), wsURL: wsURL, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		connReady: make(chan struct{}), members: map[string]*Member{}, seen: map[[16]byte]bool{},
 		sends: map[string]*sendState{}, recvs: map[string]*recvState{}, files: make(chan File, 1024),
+		chunks: make(chan chunkJob, 64),
 	}, nil
 }
 
@@ -214,6 +219,7 @@ func (c *Client) Close() error {
 		_ = conn.Close()
 	}
 	<-c.done
+	c.wg.Wait()
 	return nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -54,9 +56,9 @@ type recvState struct {
 	got     uint32
 	bytes   int64
 	hash    hash.Hash
-	hashed  uint32 // chunks hashed so far, in order
-	plain   []byte
-	failed  bool
+	hashed  uint32      // chunks hashed so far, in order
+	failed  atomic.Bool // set by the disk loop, read by the read loop
+	done    bool        // disk loop only
 	started time.Time
 }
 
@@ -125,43 +127,115 @@ func (c *Client) newRecv(man *crypto.Manifest, from string) (*recvState, error) 
 	}
 	return &recvState{
 		man: man, from: from, cipher: ciph, f: f, part: part, have: make([]bool, man.Chunks),
-		hash: sha256.New(), plain: make([]byte, 0, protocol.ChunkSize), started: time.Now(),
+		hash: sha256.New(), started: time.Now(),
 	}, nil
 }
 
-// handleChunk opens one chunk, writes it in place and acks it.
+// chunkJob is a chunk on its way from the read loop to the disk loop:
+// decrypted already (plain), or an error to report, or nothing but an ack.
+type chunkJob struct {
+	rs    *recvState
+	index uint32
+	item  uint64
+	plain *[]byte // pooled buffer holding the plaintext
+	err   error
+}
+
+var plainPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, protocol.ChunkSize)
+	return &b
+}}
+
+// handleChunk opens one chunk in the read loop and hands it to the disk loop,
+// so reading and decrypting the next chunk overlaps writing this one.
 func (c *Client) handleChunk(d *protocol.ChunkDown) error {
 	fileID := uuid.UUID(d.File).String()
 	sender := uuid.UUID(d.Sender).String()
 	c.mu.Lock()
 	rs := c.recvs[fileID]
 	c.mu.Unlock()
-	if rs == nil || rs.from != sender || rs.failed || rs.got == rs.man.Chunks || d.Count != rs.man.Chunks {
-		if rs != nil && !rs.failed && rs.got != rs.man.Chunks {
-			c.failRecv(rs, fmt.Errorf("chunk %d of %q: routing does not match the manifest: %w", d.Index, rs.man.Name, ErrIntegrity))
+	job := chunkJob{rs: rs, index: d.Index, item: d.Item}
+	switch {
+	case rs == nil || rs.failed.Load():
+	case rs.from != sender || d.Count != rs.man.Chunks:
+		job.err = fmt.Errorf("chunk %d of %q: routing does not match the manifest: %w", d.Index, rs.man.Name, ErrIntegrity)
+	default:
+		bp := plainPool.Get().(*[]byte)
+		plain, err := rs.cipher.Open((*bp)[:0], d.Index, d.Final, d.Sealed)
+		if err != nil {
+			plainPool.Put(bp)
+			job.err = fmt.Errorf("chunk %d of %q: %v: %w", d.Index, rs.man.Name, err, ErrIntegrity)
+			break
 		}
-		return c.ack(d.Item)
+		*bp = plain
+		job.plain = bp
 	}
-	if rs.have[d.Index] {
-		return c.ack(d.Item)
+	select {
+	case c.chunks <- job:
+		return nil
+	case <-c.ctx.Done():
+		return c.ctx.Err()
 	}
-	plain, err := rs.cipher.Open(rs.plain[:0], d.Index, d.Final, d.Sealed)
-	if err != nil {
-		c.failRecv(rs, fmt.Errorf("chunk %d of %q: %v: %w", d.Index, rs.man.Name, err, ErrIntegrity))
-		return c.ack(d.Item)
+}
+
+// diskLoop writes chunks to their partial files, checks completed files, and
+// acks what it wrote, batching acks while more chunks are waiting.
+func (c *Client) diskLoop() {
+	defer c.wg.Done()
+	var acks []uint64
+	for {
+		select {
+		case job := <-c.chunks:
+			c.storeChunk(job)
+			acks = append(acks, job.item)
+		case <-c.ctx.Done():
+			c.closeRecvs()
+			return
+		}
+		if len(acks) >= 16 || len(c.chunks) == 0 {
+			// A failed ack is not fatal: the read loop sees the broken
+			// connection itself, and unacked items are delivered again.
+			_ = c.writeJSON(&protocol.Message{Type: protocol.TypeAck, IDs: acks})
+			acks = acks[:0]
+		}
 	}
-	if err := rs.write(d.Index, plain); err != nil {
+}
+
+func (c *Client) storeChunk(job chunkJob) {
+	rs := job.rs
+	if job.plain != nil {
+		defer plainPool.Put(job.plain)
+	}
+	if rs == nil || rs.failed.Load() || rs.done {
+		return
+	}
+	if job.err != nil {
+		c.failRecv(rs, job.err)
+		return
+	}
+	if job.plain == nil || rs.have[job.index] {
+		return
+	}
+	if err := rs.write(job.index, *job.plain); err != nil {
 		c.failRecv(rs, err)
-		return c.ack(d.Item)
+		return
 	}
-	if err := c.ack(d.Item); err != nil {
-		return err
-	}
-	c.progress(Progress{File: fileID, Name: rs.man.Name, Peer: sender, Bytes: rs.bytes, Total: rs.man.Size, Path: "relay"})
+	c.progress(Progress{File: rs.man.File, Name: rs.man.Name, Peer: rs.from, Bytes: rs.bytes, Total: rs.man.Size, Path: "relay"})
 	if rs.got == rs.man.Chunks {
 		c.finishRecv(rs)
 	}
-	return nil
+}
+
+// closeRecvs closes the partial files of unfinished receptions (they stay on
+// disk) when the client stops.
+func (c *Client) closeRecvs() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rs := range c.recvs {
+		if !rs.done && !rs.failed.Load() {
+			rs.f.Close()
+		}
+	}
 }
 
 func (rs *recvState) write(index uint32, plain []byte) error {
@@ -198,6 +272,7 @@ func (c *Client) finishRecv(rs *recvState) {
 		c.failRecv(rs, fmt.Errorf("close %s: %w", rs.part, err))
 		return
 	}
+	rs.done = true
 	final, err := placeFile(c.opts.Dir, rs.man.Name, rs.part)
 	if err != nil {
 		c.failRecv(rs, err)
@@ -221,7 +296,7 @@ func (rs *recvState) sum() (string, error) {
 }
 
 func (c *Client) failRecv(rs *recvState, err error) {
-	rs.failed = true
+	rs.failed.Store(true)
 	rs.f.Close()
 	os.Remove(rs.part)
 	c.log.Warn("file reception failed", "file", rs.man.File, "err", err)

@@ -17,7 +17,7 @@ const (
 	miniLen       = miniData + 1
 	miniGroup     = 4
 	miniPadBits   = miniData*5 - SecretLen*8 // 2
-	miniFormatMsg = "a mini code has 27 characters, like XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXX"
+	miniFormatMsg = "a mini code of 27 characters like XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXX"
 )
 
 // crockfordValue maps an upper-case input byte to its symbol value, or -1.

@@ -24,14 +24,25 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 		return nil, fmt.Errorf("connect to %s: %v: %w", c.wsURL, err, ErrUnreachable)
 	}
 	conn.SetReadLimit(protocol.MaxFrameBytes)
-	if err := c.join(conn); err != nil {
+	// join blocks on the welcome; a cancelled ctx (or Close) closes the
+	// socket under it.
+	stop := context.AfterFunc(ctx, func() { conn.NetConn().Close() })
+	err = c.join(conn)
+	if !stop() {
+		err = errors.Join(ctx.Err(), err)
+	}
+	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil { // closed while joining
+		conn.Close()
+		return nil, fmt.Errorf("connect: %w", ErrClosed)
+	}
 	c.conn = conn
 	close(c.connReady)
-	c.mu.Unlock()
 	return conn, nil
 }
 
@@ -105,6 +116,9 @@ func (c *Client) reconnect() *websocket.Conn {
 	delay := 100 * time.Millisecond
 	for {
 		conn, err := c.connect(c.ctx)
+		if c.ctx.Err() != nil {
+			return nil
+		}
 		if err == nil {
 			return conn
 		}

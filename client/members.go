@@ -9,8 +9,15 @@ import (
 func (c *Client) welcome(m *protocol.Message) {
 	c.mu.Lock()
 	c.ttl = time.Duration(m.TTL) * time.Second
+	listed := map[string]bool{}
 	for _, mi := range m.Members {
+		listed[mi.Member] = true
 		c.addMemberLocked(mi.Member, mi.Pub, mi.MAC, mi.Online)
+	}
+	for id := range c.members { // members that left while we were away
+		if !listed[id] {
+			delete(c.members, id)
+		}
 	}
 	c.mu.Unlock()
 }

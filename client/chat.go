@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
@@ -14,6 +15,21 @@ import (
 type chatBody struct {
 	Kind string `json:"kind"`
 	Text string `json:"text"`
+	Pad  string `json:"pad,omitempty"` // spaces: the JSON is a multiple of chatPadTo bytes
+}
+
+// chatPadTo hides a message's exact length from the relay.
+const chatPadTo = 256
+
+func chatPlaintext(text string) ([]byte, error) {
+	body := chatBody{Kind: "chat", Text: text}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("chat: %w", err)
+	}
+	const padField = len(`,"pad":""`)
+	body.Pad = strings.Repeat(" ", (chatPadTo-(len(b)+padField)%chatPadTo)%chatPadTo)
+	return json.Marshal(body)
 }
 
 // MaxChatBytes bounds one chat message's text.
@@ -25,9 +41,9 @@ func (c *Client) SendChat(ctx context.Context, text string) error {
 	if len(text) > MaxChatBytes {
 		return fmt.Errorf("chat message of %d bytes over the %d-byte limit: %w", len(text), MaxChatBytes, ErrProtocol)
 	}
-	body, err := json.Marshal(chatBody{Kind: "chat", Text: text})
+	body, err := chatPlaintext(text)
 	if err != nil {
-		return fmt.Errorf("chat: %w", err)
+		return err
 	}
 	_, sealed, err := c.keys.SealEnvelope(crypto.EnvelopeMeta{Sender: c.id}, body)
 	if err != nil {

@@ -239,13 +239,15 @@ func (c *Client) closeRecvs() {
 }
 
 func (rs *recvState) write(index uint32, plain []byte) error {
+	// Chunks are sealed at full size; the last one is zero-padded.
 	want := rs.man.ChunkSize
 	if index == rs.man.Chunks-1 {
 		want = int(rs.man.Size - int64(index)*int64(rs.man.ChunkSize))
 	}
-	if len(plain) != want {
-		return fmt.Errorf("chunk %d of %q has %d bytes, want %d: %w", index, rs.man.Name, len(plain), want, ErrIntegrity)
+	if len(plain) != rs.man.ChunkSize || !allZero(plain[want:]) {
+		return fmt.Errorf("chunk %d of %q: %d bytes or bad padding, want %d: %w", index, rs.man.Name, len(plain), rs.man.ChunkSize, ErrIntegrity)
 	}
+	plain = plain[:want]
 	if _, err := rs.f.WriteAt(plain, int64(index)*int64(rs.man.ChunkSize)); err != nil {
 		return fmt.Errorf("write %s: %w", rs.part, err)
 	}
@@ -360,4 +362,13 @@ func placeFile(dir, name, part string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("place %q: too many files with that name", name)
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -53,3 +53,15 @@ func TestPlaceFileNeverOverwrites(t *testing.T) {
 		t.Fatalf("partial file left behind: %v", err)
 	}
 }
+
+func TestChatPlaintextPadded(t *testing.T) {
+	for _, text := range []string{"", "hi", "a somewhat longer message with \"quotes\" and ünïcode", string(make([]byte, 300))} {
+		b, err := chatPlaintext(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b)%chatPadTo != 0 {
+			t.Errorf("chat plaintext for %d-byte text is %d bytes, not a multiple of %d", len(text), len(b), chatPadTo)
+		}
+	}
+}

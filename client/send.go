@@ -209,8 +209,11 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 		if n < want {
 			return fmt.Errorf("send: read %s (did it change while sending?): %w", f.Name(), err)
 		}
+		// Every chunk, the last included, is sealed at full size (zero
+		// padding), so the relay learns the chunk count and not the size.
+		clear(plain[n:])
 		ch := protocol.Chunk{File: fid, Index: i, Count: man.Chunks, Final: i == man.Chunks-1}
-		frame = ciph.Seal(ch.AppendUp(frame[:0]), i, plain[:n])
+		frame = ciph.Seal(ch.AppendUp(frame[:0]), i, plain)
 		if err := c.write(websocket.BinaryMessage, frame); err != nil {
 			return fmt.Errorf("send: upload chunk %d: %w", i, err)
 		}

@@ -106,6 +106,11 @@ func TestServerNeverSeesPlaintext(t *testing.T) {
 		}
 		if fr.binary {
 			binaryFrames++
+			// Every chunk frame has the same length (the last chunk is
+			// padded), so the relay learns the chunk count, not the size.
+			if want := protocol.ChunkUpHeader + protocol.MaxSealedChunk; len(fr.data) != want {
+				t.Errorf("chunk frame %d is %d bytes, want %d: its length leaks the file size", i, len(fr.data), want)
+			}
 			continue
 		}
 		m, err := protocol.Decode(fr.data)

@@ -104,6 +104,12 @@ func writeRandomFile(path string, size int64) error {
 		f.Close()
 		return fmt.Errorf("bench: write %s: %w", path, err)
 	}
+	// Flush it now, so its write-back does not run during the measurement
+	// (a user's file to send is not freshly dirty in the page cache either).
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("bench: sync %s: %w", path, err)
+	}
 	return f.Close()
 }
 
@@ -150,7 +156,14 @@ func timeRelay(ctx context.Context, src string, relayCap int64, outDir string) (
 		return 0, fmt.Errorf("bench: %w", err)
 	}
 	link := secret.Link(url)
-	recv, err := client.Dial(ctx, link, client.Options{Dir: outDir})
+	var mark int64
+	t0 := time.Now()
+	recv, err := client.Dial(ctx, link, client.Options{Dir: outDir, OnProgress: func(p client.Progress) {
+		if os.Getenv("BENCH_TRACE") != "" && p.Bytes >= mark {
+			fmt.Fprintf(os.Stderr, "%4d MiB at %v\n", p.Bytes>>20, time.Since(t0).Round(time.Millisecond))
+			mark += 128 << 20
+		}
+	}})
 	if err != nil {
 		return 0, fmt.Errorf("bench: receiver: %w", err)
 	}

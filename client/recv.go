@@ -125,6 +125,7 @@ func (c *Client) newRecv(man *crypto.Manifest, from string) (*recvState, error) 
 	if err != nil {
 		return nil, fmt.Errorf("partial file: %w", err)
 	}
+	preallocate(f, man.Size)
 	return &recvState{
 		man: man, from: from, cipher: ciph, f: f, part: part, have: make([]bool, man.Chunks),
 		hash: sha256.New(), started: time.Now(),

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package client
+
+import "os"
+
+// preallocate is a no-op where fallocate(2) is not available.
+func preallocate(*os.File, int64) {}

@@ -69,7 +69,7 @@ func (c *conn) handleFile(m *protocol.Message) {
 		c.badRequest("malformed data", m.File)
 		return
 	}
-	f, fresh, refusal := c.s.openFile(c, m.File, m.Chunks)
+	f, fresh, refusal := c.s.openFile(c, m.File, m.Chunks, m.Recipients)
 	switch {
 	case refusal == protocol.CodeBadRequest:
 		c.badRequest("file id already in use", m.File)
@@ -93,8 +93,9 @@ func (c *conn) handleFile(m *protocol.Message) {
 }
 
 // openFile returns the state of file id for c's member, creating it owed to
-// the members online now (fresh), or an error code for the client.
-func (s *Server) openFile(c *conn, id string, chunks uint32) (f *fileState, fresh bool, code string) {
+// the members online now (fresh) — only those of them in want, when want is
+// given — or an error code for the client.
+func (s *Server) openFile(c *conn, id string, chunks uint32, want []string) (f *fileState, fresh bool, code string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.currentLocked(c) {
@@ -112,7 +113,7 @@ func (s *Server) openFile(c *conn, id string, chunks uint32) (f *fileState, fres
 	}
 	var recips []string
 	for mid, m := range r.members {
-		if mid != me && m.conn != nil {
+		if mid != me && m.conn != nil && (want == nil || slices.Contains(want, mid)) {
 			recips = append(recips, mid)
 		}
 	}

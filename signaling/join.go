@@ -123,5 +123,19 @@ func (s *Server) welcome(r *room, self *member) *protocol.Message {
 	}
 	slices.SortFunc(others, func(a, b protocol.MemberInfo) int { return strings.Compare(a.Member, b.Member) })
 	ttl := int((s.cfg.RelayTTL + time.Second - 1) / time.Second)
-	return &protocol.Message{Type: protocol.TypeWelcome, V: protocol.Version, Member: self.id, Members: others, TTL: ttl}
+	w := &protocol.Message{Type: protocol.TypeWelcome, V: protocol.Version, Member: self.id, Members: others, TTL: ttl}
+	w.ICE, w.Expires = s.ice(self.id)
+	return w
+}
+
+// ice returns the member's ICE servers and their expiry (unix seconds).
+func (s *Server) ice(member string) ([]protocol.ICEServer, int64) {
+	if s.cfg.ICE == nil {
+		return nil, 0
+	}
+	servers, exp := s.cfg.ICE(member)
+	if len(servers) == 0 {
+		return nil, 0
+	}
+	return servers, exp.Unix()
 }

@@ -103,6 +103,9 @@ func (c *conn) handleFrame(binary bool, data []byte) {
 		c.handleSignal(m)
 	case protocol.TypeLeave:
 		c.handleLeave()
+	case protocol.TypeTURN:
+		ice, exp := c.s.ice(c.mem.id)
+		c.sendMsg(&protocol.Message{Type: protocol.TypeTURN, ICE: ice, Expires: exp})
 	case protocol.TypeJoin:
 		c.badRequest("already joined", "")
 	default:

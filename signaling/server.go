@@ -39,6 +39,11 @@ type Config struct {
 	SendQueue      int           // control messages queued per connection; default 256
 	DeliveryWindow int64         // relay bytes in flight (unacked) per connection; default 4 MiB
 	Now            func() time.Time
+	// ICE, if set, returns the ICE (TURN) servers and credentials for a
+	// joined member and when they expire; they go out in welcome and in
+	// answer to a turn request. Only members who joined with the room's
+	// verifier ever get them.
+	ICE func(member string) ([]protocol.ICEServer, time.Time)
 	// OnFrame, if set, is called with a copy of every frame received from
 	// any client (an audit tap for tests).
 	OnFrame func(binary bool, data []byte)

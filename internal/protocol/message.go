@@ -42,6 +42,8 @@ type Message struct {
 	Online  bool         `json:"online,omitempty"`  // presence (join)
 	Members []MemberInfo `json:"members,omitempty"` // welcome
 	TTL     int          `json:"ttl,omitempty"`     // welcome: relay TTL in seconds
+	ICE     []ICEServer  `json:"ice,omitempty"`     // welcome, turn: TURN servers with credentials
+	Expires int64        `json:"expires,omitempty"` // welcome, turn: unix time the ICE credentials expire
 
 	Code  string `json:"code,omitempty"`  // error
 	Error string `json:"error,omitempty"` // error, undeliverable: human-readable reason
@@ -53,6 +55,14 @@ type MemberInfo struct {
 	Pub    string `json:"pub"`
 	MAC    string `json:"mac"`
 	Online bool   `json:"online"`
+}
+
+// ICEServer is a STUN/TURN server with credentials, shaped like WebRTC's
+// RTCIceServer so a browser can use it as it is.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
 }
 
 // Decode parses and validates one control message from untrusted bytes.

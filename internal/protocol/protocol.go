@@ -48,6 +48,10 @@ const (
 	MaxAckIDs = 1024
 	// MaxMembers bounds the members listed in a welcome.
 	MaxMembers = 1024
+	// MaxICEServers bounds the ICE servers in a welcome or turn message, and
+	// MaxICEURLs the URLs of each.
+	MaxICEServers = 4
+	MaxICEURLs    = 8
 )
 
 // Timing shared by both ends of the WebSocket.
@@ -70,6 +74,7 @@ const (
 	TypeFile   = "file"
 	TypeAck    = "ack"
 	TypeLeave  = "leave"
+	TypeTURN   = "turn" // both directions: request / fresh TURN credentials
 
 	// server -> client
 	TypeWelcome       = "welcome"

@@ -33,6 +33,9 @@ func TestRoundTrip(t *testing.T) {
 		{Type: TypeDelivered, File: idA, Member: idB},
 		{Type: TypeUndeliverable, File: idA, Member: idB, Error: "gone"},
 		{Type: TypeLeave},
+		{Type: TypeTURN},
+		{Type: TypeTURN, ICE: []ICEServer{{URLs: []string{"turn:127.0.0.1:3478?transport=udp"}, Username: "1700000000:" + idA, Credential: "c2VjcmV0"}}, Expires: 1700000000},
+		{Type: TypeFile, File: idA, Chunks: 3, Data: b64(300), Recipients: []string{idB}},
 		Error(CodeRelayFull, "relay full"),
 	}
 	for _, m := range msgs {

@@ -3,6 +3,7 @@ package protocol
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Lengths of decoded byte fields.
@@ -23,10 +24,11 @@ var rules = map[string]fieldRule{
 	TypeJoin:          {allowed: []string{"v", "room", "verifier", "member", "pub", "mac"}, required: []string{"v", "room", "verifier", "member", "pub", "mac"}},
 	TypeSignal:        {allowed: []string{"from", "to", "data"}, required: []string{"data"}},
 	TypeMsg:           {allowed: []string{"id", "from", "data", "file", "chunks"}, required: []string{"data"}},
-	TypeFile:          {allowed: []string{"file", "chunks", "data"}, required: []string{"file", "chunks", "data"}},
+	TypeFile:          {allowed: []string{"file", "chunks", "data", "recipients"}, required: []string{"file", "chunks", "data"}},
+	TypeTURN:          {allowed: []string{"ice", "expires"}},
 	TypeAck:           {allowed: []string{"ids"}, required: []string{"ids"}},
 	TypeLeave:         {},
-	TypeWelcome:       {allowed: []string{"v", "member", "members", "ttl"}, required: []string{"v", "member"}},
+	TypeWelcome:       {allowed: []string{"v", "member", "members", "ttl", "ice", "expires"}, required: []string{"v", "member"}},
 	TypePresence:      {allowed: []string{"event", "member", "pub", "mac", "online"}, required: []string{"event", "member"}},
 	TypeFileOK:        {allowed: []string{"file", "recipients"}, required: []string{"file"}},
 	TypeProgress:      {allowed: []string{"file", "member", "acked"}, required: []string{"file", "member"}},
@@ -62,6 +64,8 @@ func (m *Message) present() []string {
 	add(m.Online, "online")
 	add(m.Members != nil, "members")
 	add(m.TTL != 0, "ttl")
+	add(m.ICE != nil, "ice")
+	add(m.Expires != 0, "expires")
 	add(m.Code != "", "code")
 	add(m.Error != "", "error")
 	return p
@@ -163,7 +167,28 @@ func (m *Message) validateType() error {
 	return m.validateMembers()
 }
 
+func (m *Message) validateICE() error {
+	if len(m.ICE) > MaxICEServers {
+		return invalid(m, "too many ICE servers")
+	}
+	for _, is := range m.ICE {
+		if len(is.URLs) == 0 || len(is.URLs) > MaxICEURLs || len(is.Username) > 512 || len(is.Credential) > 512 {
+			return invalid(m, "malformed ICE server")
+		}
+		for _, u := range is.URLs {
+			ok := strings.HasPrefix(u, "turn:") || strings.HasPrefix(u, "turns:") || strings.HasPrefix(u, "stun:")
+			if !ok || len(u) > 256 {
+				return invalid(m, "malformed ICE server URL")
+			}
+		}
+	}
+	return nil
+}
+
 func (m *Message) validateMembers() error {
+	if err := m.validateICE(); err != nil {
+		return err
+	}
 	if len(m.Members) > MaxMembers || len(m.Recipients) > MaxMembers {
 		return invalid(m, "too many members")
 	}

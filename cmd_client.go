@@ -29,7 +29,7 @@ type clientFlags struct {
 func (cf *clientFlags) register(fs *flag.FlagSet, withTransport bool) {
 	fs.StringVar(&cf.server, "server", os.Getenv("CLOAKROOM_SERVER"), "server URL for mini codes (default $CLOAKROOM_SERVER)")
 	if withTransport {
-		fs.StringVar(&cf.transport, "transport", "auto", "path for files: auto or relay")
+		fs.StringVar(&cf.transport, "transport", "auto", "path for files: auto (best that connects), p2p (direct only), turn (through the TURN relay) or relay (through the server)")
 	}
 	fs.StringVar(&cf.logLevel, "log-level", "warn", "debug, info, warn or error")
 }
@@ -129,7 +129,7 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		bars.finish()
 		if rep != nil {
 			for _, m := range rep.Delivered {
-				fmt.Fprintf(stderr, "%s: delivered to %s via %s\n", rep.Name, short(m), rep.Path)
+				fmt.Fprintf(stderr, "%s: delivered to %s via %s\n", rep.Name, short(m), rep.Paths[m])
 			}
 			for m, why := range rep.Failed {
 				fmt.Fprintf(stderr, "%s: NOT delivered to %s: %s\n", rep.Name, short(m), why)

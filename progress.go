@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,45 +13,71 @@ import (
 	"cloakroom/client"
 )
 
-// bars shows one progress bar per transfer on the terminal (stderr): bytes,
-// speed and the path the transfer takes.
+// bars shows one progress bar per file on the terminal (stderr): bytes,
+// speed, and the path each recipient's copy takes (direct, TURN, relay).
+// With several recipients the bar follows the slowest one.
 type bars struct {
-	w    io.Writer
-	mu   sync.Mutex
-	key  string
-	path string
-	bar  *progressbar.ProgressBar
+	w     io.Writer
+	mu    sync.Mutex
+	key   string
+	desc  string
+	peers map[string]peerProgress
+	bar   *progressbar.ProgressBar
+}
+
+type peerProgress struct {
+	bytes int64
+	path  string
 }
 
 func newBars(w io.Writer) *bars { return &bars{w: w} }
 
 // update is the client's OnProgress callback.
 func (b *bars) update(p client.Progress) {
-	if p.Sending && p.Peer != "" {
-		return // per-recipient acks; the upload bar shows the send
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	key := p.File + p.Peer
-	if b.bar == nil || b.key != key || b.path != p.Path {
+	key := p.File
+	if b.bar == nil || b.key != key {
 		b.finishLocked()
-		verb := "receiving"
-		if p.Sending {
-			verb = "sending"
-		}
-		b.key, b.path = key, p.Path
+		b.key, b.peers = key, map[string]peerProgress{}
+	}
+	if p.Sending && p.Peer != "" {
+		delete(b.peers, "") // recipients report now; the upload line is done
+	}
+	b.peers[p.Peer] = peerProgress{bytes: p.Bytes, path: p.Path}
+	least, paths := p.Bytes, map[string]bool{}
+	for _, pp := range b.peers {
+		least = min(least, pp.bytes)
+		paths[pp.path] = true
+	}
+	desc := describe(p, paths)
+	if b.bar == nil || desc != b.desc {
+		b.finishLocked()
+		b.desc = desc
 		b.bar = progressbar.NewOptions64(max(p.Total, 1),
 			progressbar.OptionSetWriter(b.w),
-			progressbar.OptionSetDescription(fmt.Sprintf("%s %s via %s", verb, p.Name, p.Path)),
+			progressbar.OptionSetDescription(desc),
 			progressbar.OptionShowBytes(true),
 			progressbar.OptionShowTotalBytes(true),
 			progressbar.OptionSetWidth(24),
 			progressbar.OptionThrottle(200*time.Millisecond),
 			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionClearOnFinish(),
 		)
 	}
-	_ = b.bar.Set64(p.Bytes)
+	_ = b.bar.Set64(least)
+}
+
+func describe(p client.Progress, paths map[string]bool) string {
+	verb := "receiving"
+	if p.Sending {
+		verb = "sending"
+	}
+	list := make([]string, 0, len(paths))
+	for path := range paths {
+		list = append(list, path)
+	}
+	slices.Sort(list)
+	return fmt.Sprintf("%s %s via %s", verb, client.SafeName(p.Name), strings.Join(list, "+"))
 }
 
 // finish ends the current bar, if any, with a newline.
@@ -63,7 +91,7 @@ func (b *bars) finishLocked() {
 	if b.bar != nil {
 		_ = b.bar.Finish()
 		fmt.Fprintln(b.w)
-		b.bar = nil
+		b.bar, b.desc = nil, ""
 	}
 }
 

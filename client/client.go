@@ -20,13 +20,19 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
 
 	"cloakroom/internal/crypto"
+	"cloakroom/internal/protocol"
 )
 
-// Transports accepted by Options.Transport.
+// Transports accepted by Options.Transport: auto tries a direct data
+// channel, then one relayed by TURN, then the relay store, per recipient;
+// the others force one path and fail clearly when it cannot connect.
 const (
 	TransportAuto  = "auto"
+	TransportP2P   = "p2p"
+	TransportTURN  = "turn"
 	TransportRelay = "relay"
 )
 
@@ -35,8 +41,10 @@ type Options struct {
 	// Server is the base URL ("https://host:port") used when the invite holds
 	// none (a mini code or bare fragment).
 	Server string
-	// Transport is "auto" (default) or "relay".
+	// Transport is "auto" (default), "p2p", "turn" or "relay".
 	Transport string
+	// ICETimeout bounds each peer-to-peer attempt (default 10 s).
+	ICETimeout time.Duration
 	// Dir is where received files are written (default ".").
 	Dir string
 	// Logger gets diagnostics; it never receives keys or plaintext.
@@ -90,6 +98,11 @@ type Client struct {
 	sends     map[string]*sendState
 	recvs     map[string]*recvState
 	files     chan File
+	api       *webrtc.API
+	peers     map[string]*peerConn    // by session id
+	pairs     map[string]*crypto.Pair // by member id, one per session
+	ice       []protocol.ICEServer    // TURN servers from the welcome
+	iceExp    time.Time
 	chunks    chan chunkJob // read loop -> disk loop
 	wg        sync.WaitGroup
 	ttl       time.Duration
@@ -134,7 +147,7 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 	switch opts.Transport {
 	case "":
 		opts.Transport = TransportAuto
-	case TransportAuto, TransportRelay:
+	case TransportAuto, TransportP2P, TransportTURN, TransportRelay:
 	default:
 		return nil, fmt.Errorf("transport %q: %w", opts.Transport, ErrTransport)
 	}
@@ -150,6 +163,9 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 	if opts.OfflineGrace == 0 {
 		opts.OfflineGrace = 20 * time.Second
 	}
+	if opts.ICETimeout == 0 {
+		opts.ICETimeout = 10 * time.Second
+	}
 	ident, err := crypto.NewIdentity()
 	if err != nil {
 		return nil, fmt.Errorf("new identity: %w", err)
@@ -160,7 +176,8 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 		id: uuid.NewString(), wsURL: wsURL, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		connReady: make(chan struct{}), members: map[string]*Member{}, seen: map[[16]byte]bool{},
 		sends: map[string]*sendState{}, recvs: map[string]*recvState{}, files: make(chan File, 1024),
-		chunks: make(chan chunkJob, 64),
+		chunks: make(chan chunkJob, 64), api: newWebRTCAPI(opts.Logger),
+		peers: map[string]*peerConn{}, pairs: map[string]*crypto.Pair{},
 	}, nil
 }
 
@@ -209,6 +226,15 @@ func (c *Client) Leave() error {
 // Close disconnects and stops every goroutine of the client.
 func (c *Client) Close() error {
 	c.cancel()
+	c.mu.Lock()
+	peers := make([]*peerConn, 0, len(c.peers))
+	for _, p := range c.peers {
+		peers = append(peers, p)
+	}
+	c.mu.Unlock()
+	for _, p := range peers {
+		p.close()
+	}
 	c.mu.Lock()
 	conn := c.conn
 	c.mu.Unlock()

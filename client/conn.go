@@ -217,7 +217,11 @@ func (c *Client) handleMessage(m *protocol.Message) error {
 	case protocol.TypeFileOK, protocol.TypeProgress, protocol.TypeDelivered, protocol.TypeUndeliverable:
 		c.routeSend(m)
 	case protocol.TypeSignal:
-		c.log.Debug("signal ignored: no peer-to-peer transport yet", "from", m.From)
+		c.handleSignal(m)
+	case protocol.TypeTURN:
+		c.mu.Lock()
+		c.ice, c.iceExp = m.ICE, time.Unix(m.Expires, 0)
+		c.mu.Unlock()
 	case protocol.TypeError:
 		err := serverError(m)
 		if m.File != "" {

@@ -9,6 +9,7 @@ import (
 func (c *Client) welcome(m *protocol.Message) {
 	c.mu.Lock()
 	c.ttl = time.Duration(m.TTL) * time.Second
+	c.ice, c.iceExp = m.ICE, time.Unix(m.Expires, 0)
 	listed := map[string]bool{}
 	for _, mi := range m.Members {
 		listed[mi.Member] = true

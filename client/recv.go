@@ -47,19 +47,22 @@ type Progress struct {
 
 // recvState is one incoming file, written chunk by chunk to a partial file.
 type recvState struct {
-	man     *crypto.Manifest
-	from    string
-	cipher  *crypto.ChunkCipher
-	f       *os.File
-	part    string
-	have    []bool
-	got     uint32
-	bytes   int64
-	hash    hash.Hash
-	hashed  uint32      // chunks hashed so far, in order
-	failed  atomic.Bool // set by the disk loop, read by the read loop
-	done    bool        // disk loop only
-	started time.Time
+	man      *crypto.Manifest
+	from     string
+	cipher   *crypto.ChunkCipher
+	f        *os.File
+	part     string
+	have     []bool
+	got      uint32
+	bytes    int64
+	hash     hash.Hash
+	hashed   uint32      // chunks hashed so far, in order
+	failed   atomic.Bool // set by the disk loop, read by the read loop
+	done     bool        // disk loop only
+	doneFlag atomic.Bool // done, for other goroutines
+	started  time.Time
+	path     string    // "relay", "direct", "TURN-UDP"…; guarded by c.mu
+	notify   *peerConn // peer-to-peer sender to tell about progress; guarded by c.mu
 }
 
 // NextFile waits for the next received (or failed) file.
@@ -88,20 +91,48 @@ func (c *Client) handleManifest(m *protocol.Message, meta crypto.EnvelopeMeta, s
 		c.log.Warn("file manifest failed to open; dropping", "from", m.From, "err", err)
 		return c.ack(m.ID)
 	}
-	c.mu.Lock()
-	_, known := c.recvs[man.File]
-	c.mu.Unlock()
-	if !known {
-		rs, err := c.newRecv(man, m.From)
-		if err != nil {
-			c.deliverFile(File{ID: man.File, Name: man.Name, From: m.From, Err: err})
-			return c.ack(m.ID)
-		}
-		c.mu.Lock()
-		c.recvs[man.File] = rs
-		c.mu.Unlock()
+	if err := c.startRecv(man, m.From, nil, "relay"); err != nil {
+		c.deliverFile(File{ID: man.File, Name: man.Name, From: m.From, Err: err})
 	}
 	return c.ack(m.ID)
+}
+
+// startRecv prepares the reception of a file announced by from, through the
+// relay (peer nil) or a peer-to-peer session. A file already being received
+// keeps its partial state: chunks from any path verify the same way.
+func (c *Client) startRecv(man *crypto.Manifest, from string, peer *peerConn, path string) error {
+	c.mu.Lock()
+	rs := c.recvs[man.File]
+	c.mu.Unlock()
+	if rs != nil {
+		if rs.from != from {
+			return fmt.Errorf("file id %s reused by another member: %w", man.File, ErrIntegrity)
+		}
+		c.setRecvPeer(rs, peer, path)
+		return nil
+	}
+	rs, err := c.newRecv(man, from)
+	if err != nil {
+		return err
+	}
+	rs.path = path
+	rs.notify = peer
+	c.mu.Lock()
+	c.recvs[man.File] = rs
+	c.mu.Unlock()
+	return nil
+}
+
+// setRecvPeer switches an existing reception to a new path; a file already
+// complete is confirmed to the new sender session at once.
+func (c *Client) setRecvPeer(rs *recvState, peer *peerConn, path string) {
+	c.mu.Lock()
+	done, failed := rs.doneFlag.Load(), rs.failed.Load()
+	rs.notify, rs.path = peer, path
+	c.mu.Unlock()
+	if peer != nil && (done || failed) {
+		peer.notify(&protocol.DCMessage{Kind: protocol.DCDone, File: uuid.MustParse(rs.man.File), Failed: failed, Reason: "already handled"})
+	}
 }
 
 func (c *Client) newRecv(man *crypto.Manifest, from string) (*recvState, error) {
@@ -137,7 +168,7 @@ func (c *Client) newRecv(man *crypto.Manifest, from string) (*recvState, error) 
 type chunkJob struct {
 	rs    *recvState
 	index uint32
-	item  uint64
+	item  uint64  // relay item to ack; 0 for peer-to-peer chunks
 	plain *[]byte // pooled buffer holding the plaintext
 	err   error
 }
@@ -147,9 +178,15 @@ var plainPool = sync.Pool{New: func() any {
 	return &b
 }}
 
-// handleChunk opens one chunk in the read loop and hands it to the disk loop,
-// so reading and decrypting the next chunk overlaps writing this one.
+// handleChunk opens one relay chunk in the read loop and hands it to the
+// disk loop, so reading and decrypting the next chunk overlaps writing this one.
 func (c *Client) handleChunk(d *protocol.ChunkDown) error {
+	return c.queueChunk(d, nil)
+}
+
+// queueChunk opens a chunk (from the relay, or from peer) and queues it for
+// the disk loop; it blocks while the disk loop is behind (back-pressure).
+func (c *Client) queueChunk(d *protocol.ChunkDown, peer *peerConn) error {
 	fileID := uuid.UUID(d.File).String()
 	sender := uuid.UUID(d.Sender).String()
 	c.mu.Lock()
@@ -171,9 +208,15 @@ func (c *Client) handleChunk(d *protocol.ChunkDown) error {
 		*bp = plain
 		job.plain = bp
 	}
+	var gone <-chan struct{}
+	if peer != nil {
+		gone = peer.failed
+	}
 	select {
 	case c.chunks <- job:
 		return nil
+	case <-gone:
+		return peer.Err()
 	case <-c.ctx.Done():
 		return c.ctx.Err()
 	}
@@ -188,12 +231,14 @@ func (c *Client) diskLoop() {
 		select {
 		case job := <-c.chunks:
 			c.storeChunk(job)
-			acks = append(acks, job.item)
+			if job.item != 0 {
+				acks = append(acks, job.item)
+			}
 		case <-c.ctx.Done():
 			c.closeRecvs()
 			return
 		}
-		if len(acks) >= 16 || len(c.chunks) == 0 {
+		if len(acks) >= 16 || (len(acks) > 0 && len(c.chunks) == 0) {
 			// A failed ack is not fatal: the read loop sees the broken
 			// connection itself, and unacked items are delivered again.
 			_ = c.writeJSON(&protocol.Message{Type: protocol.TypeAck, IDs: acks})
@@ -221,9 +266,14 @@ func (c *Client) storeChunk(job chunkJob) {
 		c.failRecv(rs, err)
 		return
 	}
-	c.progress(Progress{File: rs.man.File, Name: rs.man.Name, Peer: rs.from, Bytes: rs.bytes, Total: rs.man.Size, Path: "relay"})
+	c.mu.Lock()
+	path, peer := rs.path, rs.notify
+	c.mu.Unlock()
+	c.progress(Progress{File: rs.man.File, Name: rs.man.Name, Peer: rs.from, Bytes: rs.bytes, Total: rs.man.Size, Path: path})
 	if rs.got == rs.man.Chunks {
 		c.finishRecv(rs)
+	} else if peer != nil && rs.got%64 == 0 {
+		peer.notify(&protocol.DCMessage{Kind: protocol.DCProgress, File: uuid.MustParse(rs.man.File), Chunks: rs.got})
 	}
 }
 
@@ -281,7 +331,14 @@ func (c *Client) finishRecv(rs *recvState) {
 		c.failRecv(rs, err)
 		return
 	}
-	c.progress(Progress{File: rs.man.File, Name: rs.man.Name, Peer: rs.from, Bytes: rs.bytes, Total: rs.man.Size, Path: "relay", Done: true})
+	rs.doneFlag.Store(true)
+	c.mu.Lock()
+	path, peer := rs.path, rs.notify
+	c.mu.Unlock()
+	if peer != nil {
+		peer.notify(&protocol.DCMessage{Kind: protocol.DCDone, File: uuid.MustParse(rs.man.File)})
+	}
+	c.progress(Progress{File: rs.man.File, Name: rs.man.Name, Peer: rs.from, Bytes: rs.bytes, Total: rs.man.Size, Path: path, Done: true})
 	c.deliverFile(File{ID: rs.man.File, Name: rs.man.Name, Path: final, Type: rs.man.Type, Size: rs.man.Size, SHA256: sum, From: rs.from})
 }
 
@@ -302,6 +359,12 @@ func (c *Client) failRecv(rs *recvState, err error) {
 	rs.failed.Store(true)
 	rs.f.Close()
 	os.Remove(rs.part)
+	c.mu.Lock()
+	peer := rs.notify
+	c.mu.Unlock()
+	if peer != nil {
+		peer.notify(&protocol.DCMessage{Kind: protocol.DCDone, File: uuid.MustParse(rs.man.File), Failed: true, Reason: truncateReason(err.Error())})
+	}
 	c.log.Warn("file reception failed", "file", rs.man.File, "err", err)
 	c.deliverFile(File{ID: rs.man.File, Name: rs.man.Name, From: rs.from, Err: err})
 }
@@ -372,4 +435,11 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+func truncateReason(s string) string {
+	if len(s) > 200 {
+		return strings.ToValidUTF8(s[:200], "")
+	}
+	return s
 }

@@ -25,9 +25,9 @@ type SendReport struct {
 	File      string
 	Name      string
 	Size      int64
-	Delivered []string          // members that acked every chunk
+	Delivered []string          // members that received and verified it
+	Paths     map[string]string // member -> "direct", "TURN-UDP", "TURN-TCP", "relay"…
 	Failed    map[string]string // member -> reason
-	Path      string            // "relay"
 	Duration  time.Duration
 }
 
@@ -85,8 +85,10 @@ func (c *Client) failSends(err error) {
 }
 
 // SendFile sends the file at path to every member online when it starts
-// (waiting for one to be online if none is), through the relay, and returns
-// once each recipient received it or was reported unreachable.
+// (waiting for one to be online if none is) and returns once each recipient
+// received it or was reported unreachable. With Transport auto each
+// recipient gets the best path that connects — a direct data channel, one
+// relayed by TURN, or the server's relay store — independently of the others.
 func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -104,6 +106,64 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	if err := c.waitForMember(ctx); err != nil {
 		return nil, err
 	}
+	start := time.Now()
+	rep := &SendReport{File: man.File, Name: man.Name, Size: man.Size, Failed: map[string]string{}, Paths: map[string]string{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var relayTo []string
+	if c.opts.Transport == TransportRelay {
+		relayTo = c.OnlineMembers()
+	} else {
+		relayTo = c.sendAllP2P(ctx, f, man, key, rep, &mu, &wg)
+	}
+	var relayErr error
+	if len(relayTo) > 0 {
+		relayErr = c.sendRelay(ctx, f, man, key, relayTo, rep, &mu)
+	}
+	wg.Wait()
+	rep.Duration = time.Since(start)
+	if relayErr != nil {
+		return rep, relayErr
+	}
+	if len(rep.Failed) > 0 {
+		return rep, fmt.Errorf("send: %d of %d recipients did not get %q: %w", len(rep.Failed), len(rep.Failed)+len(rep.Delivered), man.Name, ErrFileLost)
+	}
+	return rep, nil
+}
+
+// sendAllP2P starts a peer-to-peer send to every online recipient and
+// returns, once each has connected or given up, those that need the relay.
+func (c *Client) sendAllP2P(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, rep *SendReport, mu *sync.Mutex, wg *sync.WaitGroup) []string {
+	recipients := c.OnlineMembers()
+	outcome := make(chan string, len(recipients)) // "" connected, else member for the relay
+	for _, r := range recipients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := c.sendP2P(ctx, r, f, man, key, outcome)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case res.fallback:
+			case res.err != nil:
+				rep.Failed[r] = res.err.Error()
+			default:
+				rep.Delivered = append(rep.Delivered, r)
+				rep.Paths[r] = res.path
+			}
+		}()
+	}
+	var relayTo []string
+	for range recipients {
+		if m := <-outcome; m != "" {
+			relayTo = append(relayTo, m)
+		}
+	}
+	return relayTo
+}
+
+// sendRelay sends the file through the server's relay store to recipients.
+func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, rep *SendReport, mu *sync.Mutex) error {
 	s := &sendState{file: man.File, events: make(chan *protocol.Message, 4096), failed: make(chan struct{})}
 	c.mu.Lock()
 	c.sends[man.File] = s
@@ -113,19 +173,14 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 		delete(c.sends, man.File)
 		c.mu.Unlock()
 	}()
-	start := time.Now()
-	recipients, err := c.announceFile(ctx, s, man)
+	got, err := c.announceFile(ctx, s, man, recipients)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := c.uploadChunks(ctx, s, f, man, key); err != nil {
-		return nil, err
+		return err
 	}
-	rep, err := c.awaitDelivery(ctx, s, man, recipients)
-	if rep != nil {
-		rep.Duration = time.Since(start)
-	}
-	return rep, err
+	return c.awaitDelivery(ctx, s, man, got, rep, mu)
 }
 
 func (c *Client) prepareManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, error) {
@@ -164,12 +219,12 @@ func (c *Client) waitForMember(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) announceFile(ctx context.Context, s *sendState, man *crypto.Manifest) ([]string, error) {
+func (c *Client) announceFile(ctx context.Context, s *sendState, man *crypto.Manifest, recipients []string) ([]string, error) {
 	sealed, err := c.keys.SealManifest(c.id, man)
 	if err != nil {
 		return nil, fmt.Errorf("send: seal manifest: %w", err)
 	}
-	msg := &protocol.Message{Type: protocol.TypeFile, File: man.File, Chunks: man.Chunks, Data: protocol.EncodeB64(sealed)}
+	msg := &protocol.Message{Type: protocol.TypeFile, File: man.File, Chunks: man.Chunks, Data: protocol.EncodeB64(sealed), Recipients: recipients}
 	if err := c.writeJSON(msg); err != nil {
 		return nil, fmt.Errorf("send: %w", err)
 	}
@@ -196,24 +251,11 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	plain := make([]byte, protocol.ChunkSize)
-	frame := make([]byte, 0, protocol.ChunkUpHeader+protocol.MaxSealedChunk)
 	var sent int64
-	for i := uint32(0); i < man.Chunks; i++ {
+	return forEachChunk(f, man, ciph, func(i uint32, frame []byte) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
-		off := int64(i) * int64(man.ChunkSize)
-		want := int(min(int64(man.ChunkSize), man.Size-off))
-		n, err := f.ReadAt(plain[:want], off)
-		if n < want {
-			return fmt.Errorf("send: read %s (did it change while sending?): %w", f.Name(), err)
-		}
-		// Every chunk, the last included, is sealed at full size (zero
-		// padding), so the relay learns the chunk count and not the size.
-		clear(plain[n:])
-		ch := protocol.Chunk{File: fid, Index: i, Count: man.Chunks, Final: i == man.Chunks-1}
-		frame = ciph.Seal(ch.AppendUp(frame[:0]), i, plain)
 		if err := c.write(websocket.BinaryMessage, frame); err != nil {
 			return fmt.Errorf("send: upload chunk %d: %w", i, err)
 		}
@@ -222,16 +264,15 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 			return fmt.Errorf("send: %w", s.fail)
 		default:
 		}
-		sent += int64(n)
+		sent = min(sent+int64(man.ChunkSize), man.Size)
 		c.progress(Progress{File: man.File, Name: man.Name, Sending: true, Bytes: sent, Total: man.Size, Path: "relay"})
-	}
-	return nil
+		return nil
+	})
 }
 
 // awaitDelivery waits for delivered/undeliverable for every recipient. A
 // recipient that goes offline gets OfflineGrace to come back.
-func (c *Client) awaitDelivery(ctx context.Context, s *sendState, man *crypto.Manifest, recipients []string) (*SendReport, error) {
-	rep := &SendReport{File: man.File, Name: man.Name, Size: man.Size, Failed: map[string]string{}, Path: "relay"}
+func (c *Client) awaitDelivery(ctx context.Context, s *sendState, man *crypto.Manifest, recipients []string, rep *SendReport, mu *sync.Mutex) error {
 	pending := map[string]bool{}
 	for _, r := range recipients {
 		pending[r] = true
@@ -242,24 +283,25 @@ func (c *Client) awaitDelivery(ctx context.Context, s *sendState, man *crypto.Ma
 	for len(pending) > 0 {
 		select {
 		case m := <-s.events:
+			mu.Lock()
 			c.sendEvent(m, man, pending, offline, rep)
+			mu.Unlock()
 		case now := <-tick.C:
+			mu.Lock()
 			for r, since := range offline {
 				if pending[r] && now.Sub(since) > c.opts.OfflineGrace {
 					delete(pending, r)
 					rep.Failed[r] = "went offline mid-transfer (the relay keeps its chunks until they expire)"
 				}
 			}
+			mu.Unlock()
 		case <-s.failed:
-			return rep, fmt.Errorf("send: %w", s.fail)
+			return fmt.Errorf("send: %w", s.fail)
 		case <-ctx.Done():
-			return rep, fmt.Errorf("send: %w", ctx.Err())
+			return fmt.Errorf("send: %w", ctx.Err())
 		}
 	}
-	if len(rep.Failed) > 0 {
-		return rep, fmt.Errorf("send: %d of %d recipients did not get %q: %w", len(rep.Failed), len(recipients), man.Name, ErrFileLost)
-	}
-	return rep, nil
+	return nil
 }
 
 func (c *Client) sendEvent(m *protocol.Message, man *crypto.Manifest, pending map[string]bool, offline map[string]time.Time, rep *SendReport) {
@@ -272,6 +314,7 @@ func (c *Client) sendEvent(m *protocol.Message, man *crypto.Manifest, pending ma
 	case protocol.TypeDelivered:
 		delete(pending, m.Member)
 		rep.Delivered = append(rep.Delivered, m.Member)
+		rep.Paths[m.Member] = "relay"
 		c.progress(Progress{File: man.File, Name: man.Name, Peer: m.Member, Sending: true, Bytes: man.Size, Total: man.Size, Path: "relay", Done: true})
 	case protocol.TypeUndeliverable:
 		delete(pending, m.Member)

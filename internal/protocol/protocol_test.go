@@ -147,3 +147,39 @@ func TestChunkFrameRejects(t *testing.T) {
 		t.Fatalf("item 0 accepted: %v", err)
 	}
 }
+
+func TestDCMessages(t *testing.T) {
+	good := []*DCMessage{
+		{Kind: DCConfirm, Tag: bytes.Repeat([]byte{1}, 32)},
+		{Kind: DCManifest, File: [16]byte{2}, Chunks: 3, Sealed: []byte("sealed manifest")},
+		{Kind: DCProgress, File: [16]byte{3}, Chunks: 64},
+		{Kind: DCDone, File: [16]byte{4}},
+		{Kind: DCDone, File: [16]byte{4}, Failed: true, Reason: "SHA-256 mismatch"},
+	}
+	for _, m := range good {
+		b := AppendDC(nil, m)
+		got, err := ParseDC(b)
+		if err != nil {
+			t.Fatalf("ParseDC(%x): %v", m.Kind, err)
+		}
+		if !bytes.Equal(AppendDC(nil, got), b) {
+			t.Fatalf("kind %x does not round-trip", m.Kind)
+		}
+	}
+	bad := map[string][]byte{
+		"empty":          nil,
+		"unknown kind":   {0x99},
+		"short tag":      append([]byte{DCConfirm}, make([]byte, 31)...),
+		"zero chunks":    AppendDC(nil, &DCMessage{Kind: DCManifest, Sealed: []byte("x")}),
+		"empty manifest": AppendDC(nil, &DCMessage{Kind: DCManifest, Chunks: 1}),
+		"long progress":  append(AppendDC(nil, &DCMessage{Kind: DCProgress, Chunks: 1}), 0),
+		"bad status":     append(append([]byte{DCDone}, make([]byte, 16)...), 7),
+		"bad utf8":       append(append([]byte{DCDone}, make([]byte, 17)...), 0xff),
+		"oversize":       make([]byte, DCMaxMessage+1),
+	}
+	for name, b := range bad {
+		if _, err := ParseDC(b); !errors.Is(err, ErrFrame) {
+			t.Errorf("%s: ParseDC = %v, want ErrFrame", name, err)
+		}
+	}
+}

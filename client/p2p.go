@@ -1,0 +1,215 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/google/uuid"
+
+	"cloakroom/internal/crypto"
+	"cloakroom/internal/protocol"
+)
+
+func newSessionID() string { return uuid.NewString() }
+
+// ladder returns the peer-to-peer rungs to try for a transport.
+func ladder(transport string) []string {
+	switch transport {
+	case TransportP2P:
+		return []string{modeDirect}
+	case TransportTURN:
+		return []string{modeTURN}
+	case TransportAuto:
+		return []string{modeDirect, modeTURN}
+	}
+	return nil
+}
+
+// p2pResult is what happened to one recipient on the peer-to-peer rungs.
+type p2pResult struct {
+	member   string
+	path     string // the path that delivered, if any
+	err      error  // why it did not
+	fallback bool   // nothing connected; the relay store takes over (auto)
+}
+
+// sendP2P tries each rung of the ladder for one recipient and streams the
+// file on the first that connects. It reports on outcome, exactly once, as
+// soon as it knows: "" once connected, the member's id when the relay store
+// must take over. Recipients are independent: each runs in its own
+// goroutine, so a slow or failing one does not hold up the others.
+func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *crypto.Manifest, key []byte, outcome chan<- string) p2pResult {
+	var errs []error
+	for _, mode := range ladder(c.opts.Transport) {
+		p, err := c.offer(member, mode)
+		if err == nil {
+			err = p.waitReady(ctx, c.opts.ICETimeout)
+		}
+		if err != nil {
+			c.log.Info("peer-to-peer rung failed", "member", short8(member), "mode", mode, "err", err)
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		outcome <- ""
+		path := p.path()
+		err = c.streamFile(ctx, p, path, f, man, key)
+		_ = c.sendSignal(member, &signalBody{Kind: "bye", Session: p.session})
+		p.close()
+		if err != nil {
+			return p2pResult{member: member, err: fmt.Errorf("%s via %s: %w", short8(member), path, err)}
+		}
+		return p2pResult{member: member, path: path}
+	}
+	if c.opts.Transport == TransportAuto && ctx.Err() == nil {
+		outcome <- member
+		return p2pResult{member: member, fallback: true}
+	}
+	outcome <- ""
+	return p2pResult{member: member, err: fmt.Errorf("%s: %w", short8(member), errors.Join(errs...))}
+}
+
+// streamFile sends the manifest and every chunk over a confirmed data
+// channel and waits for the receiver's verdict. The chunks are the very same
+// sealed bytes the relay would carry.
+func (c *Client) streamFile(ctx context.Context, p *peerConn, path string, f *os.File, man *crypto.Manifest, key []byte) error {
+	events := make(chan *protocol.DCMessage, 64)
+	fid := uuid.MustParse(man.File)
+	p.setHandler(func(data []byte) {
+		m, err := protocol.ParseDC(data)
+		if err != nil || m.File != fid || (m.Kind != protocol.DCProgress && m.Kind != protocol.DCDone) {
+			p.fail(fmt.Errorf("unexpected message from receiver %s: %w", short8(p.member), ErrProtocol))
+			return
+		}
+		select {
+		case events <- m:
+		default: // progress may be dropped; done never is (sent once, last)
+			if m.Kind == protocol.DCDone {
+				go func() { events <- m }()
+			}
+		}
+	})
+	sealed, err := c.keys.SealManifest(c.id, man)
+	if err != nil {
+		return fmt.Errorf("seal manifest: %w", err)
+	}
+	if err := p.send(ctx, protocol.AppendDC(nil, &protocol.DCMessage{Kind: protocol.DCManifest, File: fid, Chunks: man.Chunks, Sealed: sealed})); err != nil {
+		return err
+	}
+	ciph, err := crypto.NewChunkCipher(key, c.keys.RoomID, c.id, fid, man.Chunks, man.Size)
+	if err != nil {
+		return err
+	}
+	prog := func(n int64) {
+		c.progress(Progress{File: man.File, Name: man.Name, Peer: p.member, Sending: true, Bytes: n, Total: man.Size, Path: path})
+	}
+	var acked int64
+	err = forEachChunk(f, man, ciph, func(i uint32, frame []byte) error {
+		for drained := false; !drained; {
+			select {
+			case m := <-events:
+				acked = c.dcEvent(m, man, prog, acked)
+			default:
+				drained = true
+			}
+		}
+		return p.send(ctx, frame)
+	})
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case m := <-events:
+			if m.Kind == protocol.DCDone {
+				if m.Failed {
+					return fmt.Errorf("receiver reports: %s: %w", m.Reason, ErrFileLost)
+				}
+				prog(man.Size)
+				return nil
+			}
+			acked = c.dcEvent(m, man, prog, acked)
+		case <-p.failed:
+			return p.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *Client) dcEvent(m *protocol.DCMessage, man *crypto.Manifest, prog func(int64), acked int64) int64 {
+	if m.Kind == protocol.DCProgress {
+		acked = min(int64(m.Chunks)*int64(man.ChunkSize), man.Size)
+		prog(acked)
+	}
+	return acked
+}
+
+// forEachChunk reads, pads and seals every chunk of f into a ChunkUp frame
+// (reusing one buffer) and calls send with it.
+func forEachChunk(f *os.File, man *crypto.Manifest, ciph *crypto.ChunkCipher, send func(uint32, []byte) error) error {
+	fid := uuid.MustParse(man.File)
+	plain := make([]byte, man.ChunkSize)
+	frame := make([]byte, 0, protocol.ChunkUpHeader+man.ChunkSize+16)
+	for i := uint32(0); i < man.Chunks; i++ {
+		off := int64(i) * int64(man.ChunkSize)
+		want := int(min(int64(man.ChunkSize), man.Size-off))
+		n, err := f.ReadAt(plain[:want], off)
+		if n < want {
+			return fmt.Errorf("read %s (did it change while sending?): %w", f.Name(), err)
+		}
+		// Every chunk, the last included, is sealed at full size (zero
+		// padding), so a relay learns the chunk count and not the size.
+		clear(plain[n:])
+		ch := protocol.Chunk{File: fid, Index: i, Count: man.Chunks, Final: i == man.Chunks-1}
+		frame = ciph.Seal(ch.AppendUp(frame[:0]), i, plain)
+		if err := send(i, frame); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// receiveDC handles a message on a confirmed data channel from a sender:
+// a manifest, or a chunk, which goes the same way as relay chunks (opened
+// here, written and hashed by the disk loop).
+func (c *Client) receiveDC(p *peerConn, data []byte) {
+	if k, err := protocol.FrameKind(data); err == nil && k == protocol.FrameChunkUp {
+		ch, err := protocol.ParseChunkUp(data)
+		if err != nil {
+			p.fail(fmt.Errorf("malformed chunk from %s: %w", short8(p.member), err))
+			return
+		}
+		c.queueChunk(&protocol.ChunkDown{Sender: uuid.MustParse(p.member), Chunk: ch}, p)
+		return
+	}
+	m, err := protocol.ParseDC(data)
+	if err != nil || m.Kind != protocol.DCManifest {
+		p.fail(fmt.Errorf("unexpected message from %s: %w", short8(p.member), ErrProtocol))
+		return
+	}
+	meta := crypto.EnvelopeMeta{Sender: p.member, File: uuid.UUID(m.File).String(), Chunks: m.Chunks}
+	man, err := c.keys.OpenManifest(meta, m.Sealed)
+	if err != nil {
+		p.fail(fmt.Errorf("manifest from %s: %v: %w", short8(p.member), err, ErrIntegrity))
+		return
+	}
+	if err := c.startRecv(man, p.member, p, p.path()); err != nil {
+		_ = p.send(context.Background(), protocol.AppendDC(nil, &protocol.DCMessage{Kind: protocol.DCDone, File: m.File, Failed: true, Reason: err.Error()}))
+	}
+}
+
+// notifySender tells a peer-to-peer sender about a reception's progress
+// or its end.
+func (p *peerConn) notify(m *protocol.DCMessage) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.send(ctx, protocol.AppendDC(nil, m)); err != nil {
+		p.c.log.Debug("could not tell the sender", "err", err)
+	}
+}

@@ -1,0 +1,100 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/pion/webrtc/v4"
+
+	"cloakroom/internal/crypto"
+	"cloakroom/internal/protocol"
+)
+
+// signalBody is the plaintext of a sealed signal between two members.
+type signalBody struct {
+	Kind      string                   `json:"kind"`    // offer, answer, candidate, decline, bye
+	Session   string                   `json:"session"` // one peer-connection attempt
+	SDP       string                   `json:"sdp,omitempty"`
+	Candidate *webrtc.ICECandidateInit `json:"candidate,omitempty"`
+	Reason    string                   `json:"reason,omitempty"`
+}
+
+// ErrSignalAuth means a signal did not open with the pairwise key, or was a
+// replay: the server (or someone in between) tampered with it.
+var ErrSignalAuth = errors.New("signal failed authentication (tampered or replayed by the server?)")
+
+// pairFor returns the pairwise channel with a verified member, made once per
+// session so signal counters never repeat under one key.
+func (c *Client) pairFor(member string) (*crypto.Pair, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.pairs[member]; p != nil {
+		return p, nil
+	}
+	m := c.members[member]
+	if m == nil {
+		return nil, fmt.Errorf("member %s is not a verified member of the room: %w", short8(member), ErrNoMembers)
+	}
+	p, err := crypto.NewPair(c.keys, c.id, c.ident, member, m.Pub)
+	if err != nil {
+		return nil, fmt.Errorf("pairwise key with %s: %w", short8(member), err)
+	}
+	c.pairs[member] = p
+	return p, nil
+}
+
+// sendSignal seals body for member and hands it to the server to forward.
+func (c *Client) sendSignal(member string, body *signalBody) error {
+	p, err := c.pairFor(member)
+	if err != nil {
+		return err
+	}
+	plain, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("signal: %w", err)
+	}
+	sealed, err := p.SealSignal(plain)
+	if err != nil {
+		return fmt.Errorf("signal: seal: %w", err)
+	}
+	if len(sealed) > protocol.MaxSignalBytes {
+		return fmt.Errorf("signal of %d bytes over the limit: %w", len(sealed), ErrProtocol)
+	}
+	return c.writeJSON(&protocol.Message{Type: protocol.TypeSignal, To: member, Data: protocol.EncodeB64(sealed)})
+}
+
+// handleSignal opens a signal from a member and routes it to its session.
+// A signal that fails to open is refused, and the session it may belong to
+// is aborted: no connection is made on tampered signalling.
+func (c *Client) handleSignal(m *protocol.Message) {
+	sealed, err := protocol.DecodeB64(m.Data)
+	if err != nil || m.From == "" {
+		return
+	}
+	p, err := c.pairFor(m.From)
+	if err != nil {
+		c.log.Warn("signal from an unverified member refused", "from", m.From)
+		return
+	}
+	plain, err := p.OpenSignal(sealed)
+	if err != nil {
+		err = fmt.Errorf("from %s: %v: %w", short8(m.From), err, ErrSignalAuth)
+		c.log.Warn("signal refused", "err", err)
+		c.abortPeer(m.From, err)
+		return
+	}
+	var body signalBody
+	if err := json.Unmarshal(plain, &body); err != nil || body.Session == "" {
+		c.log.Warn("malformed signal refused", "from", m.From)
+		return
+	}
+	c.routeSignal(m.From, &body)
+}
+
+func short8(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}

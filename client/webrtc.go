@@ -1,0 +1,60 @@
+package client
+
+import (
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v4/stdnet"
+	"github.com/pion/webrtc/v4"
+
+	"cloakroom/internal/pionlog"
+)
+
+// udpBuffer is the socket buffer size for data-channel UDP sockets: without
+// it the kernel drops packets at a few hundred Mbit/s (FACTS.md).
+const udpBuffer = 4 << 20
+
+// newWebRTCAPI makes the pion API every peer connection of a client uses.
+func newWebRTCAPI(log *slog.Logger) *webrtc.API {
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true) // members on one machine (tests, phone+PC dev)
+	se.EnableSCTPZeroChecksum(true)
+	se.SetRelayAcceptanceMinWait(0)
+	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
+	se.LoggerFactory = pionlog.New(log, slog.LevelWarn)
+	if n, err := stdnet.NewNet(); err == nil {
+		se.SetNet(bufferedNet{n})
+	}
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se))
+}
+
+// bufferedNet is the standard network with large UDP socket buffers.
+type bufferedNet struct{ *stdnet.Net }
+
+func (b bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := b.Net.ListenUDP(network, laddr)
+	if err == nil {
+		setBuffers(c)
+	}
+	return c, err
+}
+
+func (b bufferedNet) ListenPacket(network, address string) (net.PacketConn, error) {
+	c, err := b.Net.ListenPacket(network, address)
+	if err == nil {
+		setBuffers(c)
+	}
+	return c, err
+}
+
+func setBuffers(c any) {
+	if u, ok := c.(interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	}); ok {
+		_ = u.SetReadBuffer(udpBuffer)
+		_ = u.SetWriteBuffer(udpBuffer)
+	}
+}

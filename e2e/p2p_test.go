@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"testing"
+
+	"cloakroom/client"
+)
+
+func withTransport(tr string) func(*client.Options) {
+	return func(o *client.Options) { o.Transport = tr }
+}
+
+// TestP2PDirectTransfer: with --transport p2p the file goes over a direct
+// data channel and arrives intact; the relay store never holds it.
+func TestP2PDirectTransfer(t *testing.T) {
+	ctx := testCtx(t)
+	ts := newServer(t, serverOpts{})
+	link := newSecret(t).Link(ts.URL)
+	sender := dialPeer(ctx, t, link, "sender", withTransport(client.TransportP2P))
+	recv := dialPeer(ctx, t, link, "recv", withTransport(client.TransportP2P))
+	meshOnline(ctx, t, sender, recv)
+	path, sum := makeFile(t, t.TempDir(), "clip.mp4", 5<<20+321, "")
+	rep, err := sender.SendFile(ctx, path)
+	if err != nil {
+		t.Fatalf("SendFile: %v (report %+v)", err, rep)
+	}
+	if got := rep.Paths[recv.ID()]; got != "direct" {
+		t.Fatalf("path %q, want direct", got)
+	}
+	f := nextFile(ctx, t, recv)
+	if f.Err != nil || f.SHA256 != sum || fileSHA256(t, f.Path) != sum {
+		t.Fatalf("received %+v, want SHA-256 %s", f, sum)
+	}
+	if st := ts.Store.Stats(); st.Bytes != 0 || st.Items != 0 {
+		t.Fatalf("relay store holds %+v after a direct transfer", st)
+	}
+}
+
+// TestP2PTwoRecipients: two recipients, each over its own direct data
+// channel, both get the file intact.
+func TestP2PTwoRecipients(t *testing.T) {
+	ctx := testCtx(t)
+	ts := newServer(t, serverOpts{})
+	link := newSecret(t).Link(ts.URL)
+	sender := dialPeer(ctx, t, link, "sender", withTransport(client.TransportP2P))
+	r1 := dialPeer(ctx, t, link, "r1", withTransport(client.TransportP2P))
+	r2 := dialPeer(ctx, t, link, "r2", withTransport(client.TransportP2P))
+	meshOnline(ctx, t, sender, r1, r2)
+	path, sum := makeFile(t, t.TempDir(), "clip.mp4", 8<<20+5, "")
+	rep, err := sender.SendFile(ctx, path)
+	if err != nil {
+		t.Fatalf("SendFile: %v (report %+v)", err, rep)
+	}
+	for _, r := range []*peer{r1, r2} {
+		if got := rep.Paths[r.ID()]; got != "direct" {
+			t.Fatalf("%s: path %q, want direct", r.name, got)
+		}
+		f := nextFile(ctx, t, r)
+		if f.Err != nil || f.SHA256 != sum || fileSHA256(t, f.Path) != sum {
+			t.Fatalf("%s received %+v, want SHA-256 %s", r.name, f, sum)
+		}
+	}
+}

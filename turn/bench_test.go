@@ -1,0 +1,97 @@
+package turn
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	benchSize   = 1200 // a typical WebRTC datagram
+	benchWindow = 256  // datagrams in flight: well within every socket buffer
+)
+
+// BenchmarkRelay pushes 1200-byte datagrams relay-to-relay through the
+// server (two pion clients over UDP, ChannelData) and, as a baseline, between
+// two plain UDP sockets; it reports both rates and their ratio.
+func BenchmarkRelay(b *testing.B) {
+	s, _ := startServer(b, Config{AllowLoopback: true})
+	ca, ra := allocate(b, s, "udp", "a")
+	cb, rb := allocate(b, s, "udp", "b")
+	if err := ca.CreatePermission(rb.LocalAddr()); err != nil {
+		b.Fatal(err)
+	}
+	if err := cb.CreatePermission(ra.LocalAddr()); err != nil {
+		b.Fatal(err)
+	}
+	exchange(b, ra, rb, []byte("warm up")) // starts the channel binding
+	b.SetBytes(benchSize)
+	b.ResetTimer()
+	turn := pump(b, ra, rb, b.N)
+	b.StopTimer()
+
+	d1, d2 := udpPair(b)
+	direct := pump(b, d1, d2, max(b.N, 20000))
+	b.ReportMetric(turn, "MB/s-turn")
+	b.ReportMetric(direct, "MB/s-direct")
+	b.ReportMetric(turn/direct, "turn/direct")
+}
+
+func udpPair(b *testing.B) (net.PacketConn, net.PacketConn) {
+	var conns [2]net.PacketConn
+	for i := range conns {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tuneUDP(c)
+		b.Cleanup(func() { _ = c.Close() })
+		conns[i] = c
+	}
+	return conns[0], conns[1]
+}
+
+// pump sends n datagrams from src to dst with at most benchWindow in
+// flight and returns the rate in MB/s. A lost datagram fails the benchmark.
+func pump(b *testing.B, src, dst net.PacketConn, n int) float64 {
+	var received atomic.Int64
+	progress := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		for received.Load() < int64(n) {
+			_ = dst.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, _, err := dst.ReadFrom(buf); err != nil {
+				done <- err
+				return
+			}
+			received.Add(1)
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
+		}
+		done <- nil
+	}()
+	payload := make([]byte, benchSize)
+	start := time.Now()
+	for sent := 0; sent < n; {
+		if sent-int(received.Load()) >= benchWindow {
+			select {
+			case <-progress:
+			case err := <-done:
+				b.Fatalf("receiver stopped after %d of %d: %v", received.Load(), sent, err)
+			}
+			continue
+		}
+		if _, err := src.WriteTo(payload, dst.LocalAddr()); err != nil {
+			b.Fatal(err)
+		}
+		sent++
+	}
+	if err := <-done; err != nil {
+		b.Fatalf("received %d of %d: %v", received.Load(), n, err)
+	}
+	return float64(n) * benchSize / time.Since(start).Seconds() / 1e6
+}

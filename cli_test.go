@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,7 +155,8 @@ var servingRe = regexp.MustCompile(`serving on (http://\S+)`)
 
 func startServer(t *testing.T, extra ...string) (*proc, string) {
 	t.Helper()
-	srv := start(t, append([]string{"serve", "--addr", "127.0.0.1:0"}, extra...)...)
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--turn-port", strconv.Itoa(freePort(t))}
+	srv := start(t, append(args, extra...)...)
 	url := srv.waitLine(t, servingRe, 20*time.Second)[1]
 	return srv, url
 }
@@ -232,26 +234,40 @@ func transferSize(t *testing.T) int64 {
 
 var relayExitRe = regexp.MustCompile(`relay store at exit.* bytes=(\d+) items=(\d+)`)
 
-// TestCLIRelayTransfer: two recv processes (one joined by link, one by mini
-// code) and one send process move a random file through the relay of a
-// server capped at 64 MiB; both copies match, the relay ends empty, and the
-// server's peak RSS stays bounded whatever the file size.
-func TestCLIRelayTransfer(t *testing.T) {
+// TestCLITransfer: two recv processes (one joined by link, one by mini
+// code) and one send process move a random file on each forced path; both
+// copies match and the sender names the path each took. Through the relay
+// (capped at 64 MiB) the relay ends empty and the server's peak RSS stays
+// bounded whatever the file size.
+func TestCLITransfer(t *testing.T) {
+	cases := []struct{ transport, path string }{
+		{"relay", "relay"},
+		{"p2p", "direct"},
+		{"turn", "TURN-UDP"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.transport, func(t *testing.T) { testCLITransfer(t, tc.transport, tc.path) })
+	}
+}
+
+var deliveredRe = regexp.MustCompile(`delivered to [0-9a-f]{8} via (\S+)`)
+
+func testCLITransfer(t *testing.T, transport, wantPath string) {
 	size := transferSize(t)
 	srv, url := startServer(t, "--relay-max-bytes", "64MiB")
 	link, code := newRoom(t, url)
 	src, want := randomFile(t, t.TempDir(), size)
 
 	out1, out2 := t.TempDir(), t.TempDir()
-	r1 := start(t, "recv", "-o", out1, "--count", "1", link)
-	r2 := start(t, "recv", "--server", url, "-o", out2, "--count", "1", code)
+	r1 := start(t, "recv", "--transport", transport, "-o", out1, "--count", "1", link)
+	r2 := start(t, "recv", "--transport", transport, "--server", url, "-o", out2, "--count", "1", code)
 	inRoom := regexp.MustCompile(`in the room`)
 	r1.waitLine(t, inRoom, 20*time.Second)
 	r2.waitLine(t, inRoom, 20*time.Second)
 
 	began := time.Now()
-	snd := start(t, "send", "--transport", "relay", link, src)
-	timeout := 60*time.Second + time.Duration(size>>20)*time.Second
+	snd := start(t, "send", "--transport", transport, link, src)
+	timeout := 60*time.Second + time.Duration(size>>20)*time.Second/4
 	if err := snd.wait(t, timeout); err != nil {
 		t.Fatalf("send: %v", err)
 	}
@@ -267,8 +283,21 @@ func TestCLIRelayTransfer(t *testing.T) {
 			t.Fatalf("recv %d: SHA-256 %s, want %s", i+1, sha, want)
 		}
 	}
+	paths := 0
+	for _, l := range snd.output() {
+		if m := deliveredRe.FindStringSubmatch(l); m != nil {
+			paths++
+			if m[1] != wantPath {
+				t.Errorf("sender says %q, want path %s", l, wantPath)
+			}
+		}
+	}
+	if paths != 2 {
+		t.Errorf("sender reported %d deliveries, want 2", paths)
+	}
 	hwm := vmHWM(t, srv.cmd.Process.Pid)
-	t.Logf("%s through the relay to 2 receivers in %s; server VmHWM %s", humanize.IBytes(uint64(size)), elapsed.Round(time.Millisecond), humanize.IBytes(uint64(hwm)))
+	t.Logf("%s via %s to 2 receivers in %s (%.0f MB/s per receiver); server VmHWM %s", humanize.IBytes(uint64(size)), transport,
+		elapsed.Round(time.Millisecond), float64(size)/1e6/elapsed.Seconds(), humanize.IBytes(uint64(hwm)))
 	if hwm > 160<<20 {
 		t.Errorf("server peak RSS %s over 160 MiB with a 64 MiB relay cap", humanize.IBytes(uint64(hwm)))
 	}
@@ -349,4 +378,25 @@ func TestCLIChat(t *testing.T) {
 		}
 	}
 	bIn.Close()
+}
+
+// freePort returns a port free for both UDP and TCP on 127.0.0.1 (for the
+// TURN server, which listens on both).
+func freePort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := tl.Addr().(*net.TCPAddr).Port
+		ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		tl.Close()
+		if err == nil {
+			ul.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port for TCP and UDP")
+	return 0
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -10,12 +11,16 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 
+	"cloakroom/internal/protocol"
 	"cloakroom/internal/store"
 	"cloakroom/signaling"
+	"cloakroom/turn"
 	"cloakroom/web"
 )
 
@@ -33,14 +38,22 @@ type serveConfig struct {
 	MaxMembers    int
 	AllowedOrigin []string
 	LogLevel      string
+	TurnSecret    string
+	TurnTTL       time.Duration
+	TurnPrivate   bool
+	TurnLoopback  bool
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg serveConfig
 	fs := newFlags("serve", stderr)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address HOST:PORT")
-	fs.IntVar(&cfg.TurnPort, "turn-port", 3478, "TURN server port (the embedded TURN server comes with peer-to-peer support)")
-	fs.StringVar(&cfg.PublicIP, "public-ip", "", "public IP address announced for TURN relays")
+	fs.IntVar(&cfg.TurnPort, "turn-port", 3478, "embedded TURN server port, UDP and TCP (0: no TURN server)")
+	fs.StringVar(&cfg.PublicIP, "public-ip", "", "IPv4 address announced for TURN relays (default: the --addr host, else detected)")
+	fs.StringVar(&cfg.TurnSecret, "turn-secret", "", "TURN REST shared secret, coturn static-auth-secret compatible (default: random at start)")
+	fs.DurationVar(&cfg.TurnTTL, "turn-credential-ttl", 6*time.Hour, "lifetime of the TURN credentials given to members (a relayed transfer cannot outlive them)")
+	fs.BoolVar(&cfg.TurnPrivate, "turn-allow-private", false, "let TURN relay to private (RFC 1918) addresses: needed when members are on one LAN behind the server")
+	fs.BoolVar(&cfg.TurnLoopback, "turn-allow-loopback", false, "let TURN relay to loopback addresses (tests; implied when the relay address itself is loopback)")
 	fs.StringVar(&cfg.TLS, "tls", "off", "TLS mode: off, or use --tls-cert/--tls-key")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key file (PEM)")
@@ -84,18 +97,25 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		return fmt.Errorf("serve: relay store: %w", err)
 	}
 	defer st.Close()
-	srv, err = signaling.New(signaling.Config{
-		Store: st, Static: web.Handler(), Logger: log, AllowedOrigins: cfg.AllowedOrigin,
-		MaxMembers: cfg.MaxMembers, RelayTTL: cfg.RelayTTL,
-	})
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
-	defer srv.Close()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("serve: listen on %s: %w", cfg.Addr, err)
 	}
+	ice, closeTURN, err := startTURN(cfg, log, stdout)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer closeTURN()
+	srv, err = signaling.New(signaling.Config{
+		Store: st, Static: web.Handler(), Logger: log, AllowedOrigins: cfg.AllowedOrigin,
+		MaxMembers: cfg.MaxMembers, RelayTTL: cfg.RelayTTL, ICE: ice,
+	})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer srv.Close()
 	err = runHTTP(ctx, ln, srv, cfg, log, stdout)
 	stats := st.Stats()
 	log.Info("relay store at exit", "bytes", stats.Bytes, "items", stats.Items)
@@ -181,4 +201,46 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// startTURN starts the embedded TURN server (unless --turn-port 0) and
+// returns the function the signaling server uses to hand each joined
+// member its ICE servers and credentials.
+func startTURN(cfg serveConfig, log *slog.Logger, stdout io.Writer) (func(string) ([]protocol.ICEServer, time.Time), func(), error) {
+	if cfg.TurnPort == 0 {
+		fmt.Fprintln(stdout, "cloakroom: TURN server off (--turn-port 0): members behind strict NATs fall back to the relay")
+		return nil, func() {}, nil
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, nil, usagef("serve: --addr %q: %v", cfg.Addr, err)
+	}
+	secret := []byte(cfg.TurnSecret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, nil, fmt.Errorf("serve: TURN secret: %w", err)
+		}
+	}
+	var public net.IP
+	if cfg.PublicIP != "" {
+		if public = net.ParseIP(cfg.PublicIP); public == nil || public.To4() == nil {
+			return nil, nil, usagef("serve: --public-ip %q: want an IPv4 address", cfg.PublicIP)
+		}
+	}
+	loopback := cfg.TurnLoopback || (public == nil && isLoopback(host)) || (public != nil && public.IsLoopback())
+	ts, err := turn.New(turn.Config{
+		Addr: net.JoinHostPort(host, strconv.Itoa(cfg.TurnPort)), PublicIP: public, Secret: secret,
+		AllowPrivate: cfg.TurnPrivate, AllowLoopback: loopback, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("serve: TURN server: %w", err)
+	}
+	urls := ts.URLs("")
+	fmt.Fprintf(stdout, "cloakroom: TURN server on %s\n", strings.Join(urls, " "))
+	ice := func(member string) ([]protocol.ICEServer, time.Time) {
+		user, pass := ts.Credentials(member, cfg.TurnTTL)
+		return []protocol.ICEServer{{URLs: urls, Username: user, Credential: pass}}, time.Now().Add(cfg.TurnTTL)
+	}
+	return ice, func() { _ = ts.Close() }, nil
 }

@@ -225,16 +225,26 @@ func (c *Client) Leave() error {
 
 // Close disconnects and stops every goroutine of the client.
 func (c *Client) Close() error {
-	c.cancel()
 	c.mu.Lock()
 	peers := make([]*peerConn, 0, len(c.peers))
 	for _, p := range c.peers {
 		peers = append(peers, p)
 	}
 	c.mu.Unlock()
+	// Let senders finish: a sender closes its session once it has our
+	// verdict on its file, so wait (briefly) for that before closing ours.
+	grace, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
 	for _, p := range peers {
+		if !p.offerer {
+			select {
+			case <-p.failed:
+			case <-grace.Done():
+			}
+		}
 		p.close()
 	}
+	c.cancel()
 	c.mu.Lock()
 	conn := c.conn
 	c.mu.Unlock()

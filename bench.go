@@ -35,8 +35,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || fs.Arg(0) != "relay" {
-		return usagef("bench: want `bench relay` (the only benchmark so far)")
+	if fs.NArg() != 1 || (fs.Arg(0) != "relay" && fs.Arg(0) != "p2p" && fs.Arg(0) != "turn") {
+		return usagef("bench: want `bench relay`, `bench p2p` or `bench turn`")
 	}
 	size, err := humanize.ParseBytes(*sizeFlag)
 	if err != nil || size == 0 {
@@ -45,6 +45,16 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	capBytes, err := humanize.ParseBytes(*relayMax)
 	if err != nil || capBytes == 0 {
 		return usagef("bench: --relay-max-bytes %q: want a size like 64MiB", *relayMax)
+	}
+	if fs.Arg(0) != "relay" {
+		if *cpuProfile != "" {
+			stop, err := startProfile(*cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
+		return benchP2P(ctx, int64(size), fs.Arg(0), *dir, stdout)
 	}
 	return benchRelay(ctx, int64(size), int64(capBytes), *dir, *cpuProfile, stdout)
 }

@@ -176,7 +176,7 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 		id: uuid.NewString(), wsURL: wsURL, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		connReady: make(chan struct{}), members: map[string]*Member{}, seen: map[[16]byte]bool{},
 		sends: map[string]*sendState{}, recvs: map[string]*recvState{}, files: make(chan File, 1024),
-		chunks: make(chan chunkJob, 64), api: newWebRTCAPI(opts.Logger),
+		chunks: make(chan chunkJob, 64), api: NewWebRTCAPI(opts.Logger),
 		peers: map[string]*peerConn{}, pairs: map[string]*crypto.Pair{},
 	}, nil
 }

@@ -16,8 +16,9 @@ import (
 // it the kernel drops packets at a few hundred Mbit/s (FACTS.md).
 const udpBuffer = 4 << 20
 
-// newWebRTCAPI makes the pion API every peer connection of a client uses.
-func newWebRTCAPI(log *slog.Logger) *webrtc.API {
+// NewWebRTCAPI makes the pion API every peer connection of a client uses
+// (exported so benchmarks measure raw pion with the same settings).
+func NewWebRTCAPI(log *slog.Logger) *webrtc.API {
 	var se webrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true) // members on one machine (tests, phone+PC dev)
 	se.EnableSCTPZeroChecksum(true)

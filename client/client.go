@@ -103,6 +103,7 @@ type Client struct {
 	pairs     map[string]*crypto.Pair // by member id, one per session
 	ice       []protocol.ICEServer    // TURN servers from the welcome
 	iceExp    time.Time
+	iceFresh  chan struct{} // closed when fresh ICE credentials arrive
 	chunks    chan chunkJob // read loop -> disk loop
 	wg        sync.WaitGroup
 	ttl       time.Duration
@@ -177,7 +178,7 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 		connReady: make(chan struct{}), members: map[string]*Member{}, seen: map[[16]byte]bool{},
 		sends: map[string]*sendState{}, recvs: map[string]*recvState{}, files: make(chan File, 1024),
 		chunks: make(chan chunkJob, 64), api: NewWebRTCAPI(opts.Logger),
-		peers: map[string]*peerConn{}, pairs: map[string]*crypto.Pair{},
+		peers: map[string]*peerConn{}, pairs: map[string]*crypto.Pair{}, iceFresh: make(chan struct{}),
 	}, nil
 }
 

@@ -221,7 +221,10 @@ func (c *Client) handleMessage(m *protocol.Message) error {
 	case protocol.TypeTURN:
 		c.mu.Lock()
 		c.ice, c.iceExp = m.ICE, time.Unix(m.Expires, 0)
+		fresh := c.iceFresh
+		c.iceFresh = make(chan struct{})
 		c.mu.Unlock()
+		close(fresh)
 	case protocol.TypeError:
 		err := serverError(m)
 		if m.File != "" {

@@ -120,6 +120,7 @@ func (c *Client) newPeer(member, session string, offerer bool, mode string) (*pe
 // room's TURN server only as a STUN server (for server-reflexive
 // candidates); TURN mode uses relay candidates only.
 func (c *Client) peerConfig(mode string) (webrtc.Configuration, error) {
+	c.refreshICE()
 	c.mu.Lock()
 	ice := c.ice
 	c.mu.Unlock()
@@ -138,6 +139,28 @@ func (c *Client) peerConfig(mode string) (webrtc.Configuration, error) {
 		cfg.ICEServers = []webrtc.ICEServer{{URLs: stun}}
 	}
 	return cfg, nil
+}
+
+// iceRefreshBefore is how long before expiry TURN credentials are renewed:
+// a relayed session cannot outlive the credentials it allocated with.
+const iceRefreshBefore = 30 * time.Minute
+
+// refreshICE asks the server for fresh TURN credentials when the current
+// ones are close to expiry, waiting a little for the answer.
+func (c *Client) refreshICE() {
+	c.mu.Lock()
+	stale := len(c.ice) > 0 && time.Until(c.iceExp) < iceRefreshBefore
+	fresh := c.iceFresh
+	c.mu.Unlock()
+	if !stale || c.writeJSON(&protocol.Message{Type: protocol.TypeTURN}) != nil {
+		return
+	}
+	select {
+	case <-fresh:
+	case <-time.After(5 * time.Second):
+		c.log.Warn("no fresh TURN credentials from the server; using the old ones")
+	case <-c.ctx.Done():
+	}
 }
 
 // stunURLs turns the TURN servers' UDP URLs into STUN URLs (a TURN server

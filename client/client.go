@@ -109,7 +109,8 @@ type Client struct {
 	ttl       time.Duration
 	closeErr  error
 
-	writeMu sync.Mutex // one writer at a time on conn
+	writeMu  sync.Mutex // one writer at a time on conn
+	signalMu sync.Mutex // seal+write of signals, so their counters stay in order
 }
 
 // Dial joins the room named by invite (a link, a fragment or a mini code). It
@@ -237,7 +238,7 @@ func (c *Client) Close() error {
 	grace, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	for _, p := range peers {
-		if !p.offerer {
+		if !p.offerer && p.isReady() {
 			select {
 			case <-p.failed:
 			case <-grace.Done():

@@ -49,6 +49,9 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 			err = p.waitReady(ctx, c.opts.ICETimeout)
 		}
 		if err != nil {
+			if p != nil { // tell the peer to drop its half of the attempt
+				_ = c.sendSignal(member, &signalBody{Kind: "bye", Session: p.session})
+			}
 			c.log.Info("peer-to-peer rung failed", "member", short8(member), "mode", mode, "err", err)
 			errs = append(errs, err)
 			if ctx.Err() != nil {

@@ -342,6 +342,16 @@ func (p *peerConn) fail(err error) {
 	go p.pc.Close() // Close waits for pion's goroutines; never from their callbacks
 }
 
+// isReady reports whether the session got as far as confirmed keys.
+func (p *peerConn) isReady() bool {
+	select {
+	case <-p.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // Err returns why the session ended.
 func (p *peerConn) Err() error {
 	p.mu.Lock()

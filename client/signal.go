@@ -54,6 +54,11 @@ func (c *Client) sendSignal(member string, body *signalBody) error {
 	if err != nil {
 		return fmt.Errorf("signal: %w", err)
 	}
+	// Counters must reach the peer in order: seal and write under one lock,
+	// or a concurrent signal could overtake and get this one refused as a
+	// replay.
+	c.signalMu.Lock()
+	defer c.signalMu.Unlock()
 	sealed, err := p.SealSignal(plain)
 	if err != nil {
 		return fmt.Errorf("signal: seal: %w", err)

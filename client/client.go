@@ -221,6 +221,7 @@ func (c *Client) OnlineMembers() []string {
 
 // Leave tells the server this member leaves for good, then closes.
 func (c *Client) Leave() error {
+	c.cancel() // no reconnecting when the server closes after the leave
 	_ = c.writeJSON(leaveMsg())
 	return c.Close()
 }

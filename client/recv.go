@@ -230,51 +230,60 @@ func (c *Client) diskLoop() {
 	for {
 		select {
 		case job := <-c.chunks:
-			c.storeChunk(job)
+			complete := c.storeChunk(job)
 			if job.item != 0 {
 				acks = append(acks, job.item)
+			}
+			// Acks go out before a completed file is handed to the user, who
+			// may close the client at once: the sender must hear of it.
+			if len(acks) >= 16 || (len(acks) > 0 && (len(c.chunks) == 0 || complete != nil)) {
+				// A failed ack is not fatal: the read loop sees the broken
+				// connection itself, and unacked items are delivered again.
+				_ = c.writeJSON(&protocol.Message{Type: protocol.TypeAck, IDs: acks})
+				acks = acks[:0]
+			}
+			if complete != nil {
+				c.finishRecv(complete)
 			}
 		case <-c.ctx.Done():
 			c.closeRecvs()
 			return
 		}
-		if len(acks) >= 16 || (len(acks) > 0 && len(c.chunks) == 0) {
-			// A failed ack is not fatal: the read loop sees the broken
-			// connection itself, and unacked items are delivered again.
-			_ = c.writeJSON(&protocol.Message{Type: protocol.TypeAck, IDs: acks})
-			acks = acks[:0]
-		}
 	}
 }
 
-func (c *Client) storeChunk(job chunkJob) {
+// storeChunk writes one chunk; it returns the reception when that chunk
+// completed it (the caller then finishes it).
+func (c *Client) storeChunk(job chunkJob) *recvState {
 	rs := job.rs
 	if job.plain != nil {
 		defer plainPool.Put(job.plain)
 	}
 	if rs == nil || rs.failed.Load() || rs.done {
-		return
+		return nil
 	}
 	if job.err != nil {
 		c.failRecv(rs, job.err)
-		return
+		return nil
 	}
 	if job.plain == nil || rs.have[job.index] {
-		return
+		return nil
 	}
 	if err := rs.write(job.index, *job.plain); err != nil {
 		c.failRecv(rs, err)
-		return
+		return nil
 	}
 	c.mu.Lock()
 	path, peer := rs.path, rs.notify
 	c.mu.Unlock()
 	c.progress(Progress{File: rs.man.File, Name: rs.man.Name, Peer: rs.from, Bytes: rs.bytes, Total: rs.man.Size, Path: path})
 	if rs.got == rs.man.Chunks {
-		c.finishRecv(rs)
-	} else if peer != nil && rs.got%64 == 0 {
+		return rs
+	}
+	if peer != nil && rs.got%64 == 0 {
 		peer.notify(&protocol.DCMessage{Kind: protocol.DCProgress, File: uuid.MustParse(rs.man.File), Chunks: rs.got})
 	}
+	return nil
 }
 
 // closeRecvs closes the partial files of unfinished receptions (they stay on

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,7 @@ type serveConfig struct {
 	TurnTTL       time.Duration
 	TurnPrivate   bool
 	TurnLoopback  bool
+	TurnTLSPort   int
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +52,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address HOST:PORT")
 	fs.IntVar(&cfg.TurnPort, "turn-port", 3478, "embedded TURN server port, UDP and TCP (0: no TURN server)")
 	fs.StringVar(&cfg.PublicIP, "public-ip", "", "IPv4 address announced for TURN relays (default: the --addr host, else detected)")
+	fs.IntVar(&cfg.TurnTLSPort, "turn-tls-port", 5349, "TURN over TLS port when --tls-cert is given (443 for networks that pass only TLS; 0: off)")
 	fs.StringVar(&cfg.TurnSecret, "turn-secret", "", "TURN REST shared secret, coturn static-auth-secret compatible (default: random at start)")
 	fs.DurationVar(&cfg.TurnTTL, "turn-credential-ttl", 6*time.Hour, "lifetime of the TURN credentials given to members (a relayed transfer cannot outlive them)")
 	fs.BoolVar(&cfg.TurnPrivate, "turn-allow-private", false, "let TURN relay to private (RFC 1918) addresses: needed when members are on one LAN behind the server")
@@ -229,10 +232,19 @@ func startTURN(cfg serveConfig, log *slog.Logger, stdout io.Writer) (func(string
 		}
 	}
 	loopback := cfg.TurnLoopback || (public == nil && isLoopback(host)) || (public != nil && public.IsLoopback())
-	ts, err := turn.New(turn.Config{
+	tcfg := turn.Config{
 		Addr: net.JoinHostPort(host, strconv.Itoa(cfg.TurnPort)), PublicIP: public, Secret: secret,
 		AllowPrivate: cfg.TurnPrivate, AllowLoopback: loopback, Logger: log,
-	})
+	}
+	if cfg.TLSCert != "" && cfg.TurnTLSPort != 0 {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("serve: TURN over TLS: %w", err)
+		}
+		tcfg.TLSAddr = net.JoinHostPort(host, strconv.Itoa(cfg.TurnTLSPort))
+		tcfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ts, err := turn.New(tcfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("serve: TURN server: %w", err)
 	}

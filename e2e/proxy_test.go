@@ -186,6 +186,10 @@ type mitmOpts struct {
 	DownText func(data []byte) []byte
 	// UpText rewrites client->server text frames.
 	UpText func(data []byte) []byte
+	// DownTextN makes the transform of server->client text frames for one
+	// connection; unlike DownText it may drop a frame or emit several (to
+	// inject frames of its own). It replaces DownText when both are set.
+	DownTextN func() frameTransform
 }
 
 func newWSMITM(t *testing.T, serverURL string, o mitmOpts) *wsMITM {
@@ -225,12 +229,16 @@ func newWSMITM(t *testing.T, serverURL string, o mitmOpts) *wsMITM {
 		if o.Down != nil {
 			down = o.Down()
 		}
+		downText := one(o.DownText)
+		if o.DownTextN != nil {
+			downText = o.DownTextN()
+		}
 		done := make(chan struct{})
 		go func() { // client -> server
 			defer close(done)
 			relayWS(sv, cl, nil, one(o.UpText))
 		}()
-		relayWS(cl, sv, down, one(o.DownText)) // server -> client
+		relayWS(cl, sv, down, downText) // server -> client
 		<-done
 	}))
 	// Clients, registered later, are closed before this runs.

@@ -41,9 +41,9 @@ func TestReceiveResumesAfterReconnect(t *testing.T) {
 	if got := fileSHA256(t, f.Path); got != sum {
 		t.Fatalf("file on disk has SHA-256 %s, want %s", got, sum)
 	}
-	if n := count(bob.states.snapshot(), func(s string) bool { return s == "restored" }); n < 1 {
-		t.Fatalf("bob's connection was never cut and restored (states %v)", bob.states.snapshot())
-	}
+	// The cut may land after bob already read the last frames (reception is
+	// pipelined), so the file can complete before the reconnect: wait for it.
+	waitState(ctx, t, bob, "restored", 1)
 	r := awaitSend(ctx, t, res)
 	if r.err != nil || !slices.Equal(r.rep.Delivered, []string{bob.ID()}) {
 		t.Fatalf("SendFile: %v (report %+v), want delivered to bob", r.err, r.rep)

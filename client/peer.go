@@ -91,8 +91,12 @@ func (c *Client) newPeer(member, session string, offerer bool, mode string) (*pe
 		switch s {
 		case webrtc.PeerConnectionStateFailed:
 			p.fail(fmt.Errorf("%s connection with %s: %w", mode, short8(member), ErrICE))
-		case webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateDisconnected:
+		case webrtc.PeerConnectionStateClosed:
 			p.fail(fmt.Errorf("%s connection with %s: %w", mode, short8(member), ErrPeerGone))
+		case webrtc.PeerConnectionStateDisconnected:
+			// Consent checks missed for a few seconds (a busy machine, a
+			// Wi-Fi hiccup): ICE may recover; it says Failed if it does not.
+			c.log.Info("peer connection interrupted; waiting for ICE to recover", "member", short8(member))
 		}
 	})
 	if offerer {

@@ -1,0 +1,334 @@
+// The page: create or join a room, then the room view (members, chat, files).
+// The room secret lives only in this page: read from the URL fragment, which
+// is removed from the address bar at once.
+import * as C from './crypto.js';
+import { Room } from './room.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+// Test switch: ?transport=relay|auto. Only the relay exists in the browser yet.
+const transport = params.get('transport') || 'relay';
+
+let room = null;
+const transferViews = new Map(); // file id -> {li, …}
+const objectURLs = new Set();
+
+function show(id) {
+  for (const s of ['home', 'room', 'unsupported']) $(s).hidden = s !== id;
+}
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'class') e.className = v;
+    else if (k === 'dataset') Object.assign(e.dataset, v);
+    else if (k === 'text') e.textContent = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+}
+
+export function formatBytes(n) {
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let i = -1;
+  do { n /= 1000; i++; } while (n >= 1000 && i < units.length - 1);
+  return `${n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+const short = (id) => id.slice(0, 4).toUpperCase();
+function memberName(id) {
+  if (room && id === room.id) return 'You';
+  return `Member ${short(id)}`;
+}
+/** A stable hue per member, so people can tell each other apart. */
+function hue(id) { return parseInt(id.slice(0, 6), 16) % 360; }
+function avatar(id) {
+  const a = el('span', { class: 'avatar', text: room && id === room.id ? 'You'.slice(0, 1) : short(id).slice(0, 2), 'aria-hidden': 'true' });
+  a.style.setProperty('--hue', hue(id));
+  return a;
+}
+
+// ---- start ----------------------------------------------------------------
+
+function start() {
+  if (!C.hasWebCrypto()) {
+    $('unsupported-text').textContent = 'This page needs a secure connection to encrypt: open it over HTTPS (or on localhost).';
+    show('unsupported');
+    return;
+  }
+  $('create').addEventListener('click', () => enter(C.newSecret()));
+  $('join-form').addEventListener('submit', (ev) => { ev.preventDefault(); joinFromInput(); });
+  $('leave').addEventListener('click', leave);
+  const frag = location.hash.slice(1);
+  if (frag) {
+    // Read the secret, then take it out of the address bar and history.
+    history.replaceState(null, '', location.pathname + location.search);
+    try {
+      const { secret } = C.parseInvite(frag);
+      enter(secret);
+      return;
+    } catch (e) {
+      showJoinError(e.message);
+    }
+  }
+  show('home');
+}
+
+function showJoinError(msg) {
+  show('home');
+  $('join-error').textContent = msg;
+  $('join-error').hidden = !msg;
+}
+
+function joinFromInput() {
+  let inv;
+  try {
+    inv = C.parseInvite($('join-input').value);
+  } catch (e) {
+    showJoinError(e.message);
+    return;
+  }
+  if (inv.server && inv.server !== location.origin) {
+    // A room on another server: go there; the secret stays in the fragment.
+    location.assign(inv.server + '/#' + C.fragment(inv.secret));
+    return;
+  }
+  $('join-input').value = '';
+  enter(inv.secret);
+}
+
+async function enter(secret) {
+  showJoinError('');
+  $('create').disabled = true;
+  $('join-button').disabled = true;
+  setStatus('connecting', 'Connecting…');
+  try {
+    room = await Room.join(secret, { transport });
+  } catch (e) {
+    room = null;
+    $('create').disabled = false;
+    $('join-button').disabled = false;
+    $('status').hidden = true;
+    showJoinError('Could not join: ' + e.message);
+    return;
+  }
+  setupRoomView(secret);
+}
+
+function leave() {
+  room?.leave();
+  room = null;
+  for (const u of objectURLs) URL.revokeObjectURL(u);
+  objectURLs.clear();
+  location.replace(location.pathname + location.search);
+}
+
+// ---- room view ------------------------------------------------------------
+
+function setStatus(state, text) {
+  const s = $('status');
+  s.hidden = false;
+  s.dataset.state = state;
+  s.textContent = text;
+}
+
+function setupRoomView(secret) {
+  show('room');
+  $('leave').hidden = false;
+  const link = C.link(location.origin, secret);
+  $('invite-link').value = link;
+  $('mini-code').textContent = C.miniCode(secret);
+  $('copy-link').addEventListener('click', () => copy(link, $('copy-link')));
+  $('copy-code').addEventListener('click', () => copy(C.miniCode(secret), $('copy-code')));
+  $('invite-link').addEventListener('focus', (e) => e.target.select());
+  // A fresh room: keep the invite open; joining someone else's: fold it away on phones.
+  if (matchMedia('(max-width: 899px)').matches && room.members.size > 0) $('share').open = false;
+
+  room.addEventListener('state', onState);
+  room.addEventListener('members', renderMembers);
+  room.addEventListener('chat', (e) => addChat(e.detail));
+  room.addEventListener('transfer', (e) => renderTransfer(e.detail.transfer));
+  onState({ detail: { state: room.state } });
+  renderMembers();
+
+  $('composer').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const input = $('chat-input');
+    const text = input.value;
+    if (!text.trim()) return;
+    try {
+      await room.sendChat(text);
+      input.value = '';
+    } catch (e) {
+      flash(e.message);
+    }
+  });
+  $('file-input').addEventListener('change', (ev) => {
+    const files = [...ev.target.files];
+    ev.target.value = '';
+    sendFiles(files);
+  });
+  window.addEventListener('beforeunload', (ev) => {
+    if ([...transferViews.values()].some((v) => v.t.direction === 'send' && ['hashing', 'sending', 'delivering'].includes(v.t.state))) {
+      ev.preventDefault();
+    }
+  });
+}
+
+async function sendFiles(files) {
+  for (const f of files) {
+    try { await room.sendFile(f); } catch { /* shown on its card */ }
+  }
+}
+
+async function copy(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+    const old = button.textContent;
+    button.textContent = 'Copied';
+    setTimeout(() => { button.textContent = old; }, 1500);
+  } catch {
+    flash('Copy failed: select the text and copy it by hand.');
+  }
+}
+
+function onState(e) {
+  const { state, error } = e.detail;
+  const text = { connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…', closed: error ? `Disconnected: ${error}` : 'Left the room' }[state] || state;
+  setStatus(state, text);
+  $('composer').classList.toggle('offline', state !== 'connected');
+}
+
+function renderMembers() {
+  const list = $('member-list');
+  const items = [el('li', { class: 'member me', dataset: { member: room.id, online: 'true' } }, avatar(room.id), el('span', { class: 'name', text: 'You' }), el('span', { class: 'dot online', title: 'online' }))];
+  const others = [...room.members.values()].sort((a, b) => (b.online - a.online) || a.id.localeCompare(b.id));
+  for (const m of others) {
+    items.push(el('li', { class: 'member', dataset: { member: m.id, online: String(m.online) } },
+      avatar(m.id), el('span', { class: 'name', text: memberName(m.id) }),
+      el('span', { class: `dot ${m.online ? 'online' : 'offline'}`, title: m.online ? 'online' : 'offline' })));
+  }
+  list.replaceChildren(...items);
+  const online = others.filter((m) => m.online).length;
+  $('member-count').textContent = `· ${online + 1} online`;
+}
+
+function flash(msg) {
+  const li = el('li', { class: 'item notice', text: msg });
+  appendItem(li);
+}
+
+function appendItem(li) {
+  const feed = $('feed');
+  const atBottom = feed.scrollHeight - feed.scrollTop - feed.clientHeight < 80;
+  feed.append(li);
+  $('feed-empty').hidden = true;
+  if (atBottom || li.classList.contains('mine')) li.scrollIntoView({ block: 'end' });
+}
+
+function timeText(t) { return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); }
+
+function addChat({ id, from, text, mine, time }) {
+  const li = el('li', { class: `item chat${mine ? ' mine' : ''}`, dataset: { id, from } },
+    mine ? null : avatar(from),
+    el('div', { class: 'bubble' },
+      el('div', { class: 'meta' }, el('span', { class: 'who', text: memberName(from) }), el('time', { text: timeText(time) })),
+      el('p', { class: 'text', text })));
+  appendItem(li);
+}
+
+// ---- transfers ------------------------------------------------------------
+
+const IMAGE = /^image\/(jpeg|png|gif|webp|avif|bmp)$/;
+const VIDEO = /^video\/(mp4|webm|quicktime|x-matroska|ogg)$/;
+const VIDEO_EXT = /\.(mp4|m4v|webm|mkv|mov|ogv)$/i;
+const IMAGE_EXT = /\.(jpe?g|png|gif|webp|avif)$/i;
+
+function mediaKind(t) {
+  if (IMAGE.test(t.type) || IMAGE_EXT.test(t.name)) return 'image';
+  if (VIDEO.test(t.type) || VIDEO_EXT.test(t.name)) {
+    const v = document.createElement('video');
+    if (!t.type || v.canPlayType(t.type) !== '' || /\.(mp4|m4v|webm|mov)$/i.test(t.name)) return 'video';
+  }
+  return 'file';
+}
+
+function statusText(t) {
+  const pct = `${Math.floor(t.fraction * 100)}%`;
+  const speed = t.speed > 0 ? ` · ${formatBytes(Math.round(t.speed))}/s` : '';
+  switch (t.state) {
+    case 'hashing': return 'Preparing…';
+    case 'waiting': return 'Waiting for someone to come online…';
+    case 'sending': return `Sending via ${t.path} · ${pct}${speed}`;
+    case 'delivering': {
+      const done = [...t.recipients.values()].filter((r) => r.state === 'delivered').length;
+      return `Uploaded via ${t.path} · delivered to ${done} of ${t.recipients.size}`;
+    }
+    case 'receiving': return `Receiving via ${t.path} · ${pct}${speed}`;
+    case 'done': {
+      const secs = ((t.finished - t.started) / 1000).toFixed(1);
+      if (t.direction === 'send') return `Delivered to ${t.recipients.size} via ${t.path} · ${secs} s${speed}`;
+      return `Received via ${t.path} · ${secs} s${speed}`;
+    }
+    case 'failed': return `Failed: ${t.error}`;
+    default: return t.state;
+  }
+}
+
+function renderTransfer(t) {
+  let v = transferViews.get(t.id);
+  if (!v) {
+    const mine = t.direction === 'send';
+    v = { t, li: null, progress: el('progress', { max: '1', value: '0' }), status: el('p', { class: 'status' }), media: null, shown: false, last: 0 };
+    v.li = el('li', { class: `item file${mine ? ' mine' : ''}`, dataset: { file: t.id, direction: t.direction } },
+      mine ? null : avatar(t.peer),
+      el('div', { class: 'bubble' },
+        el('div', { class: 'meta' }, el('span', { class: 'who', text: mine ? 'You' : memberName(t.peer) }), el('time', { text: timeText(Date.now()) })),
+        el('div', { class: 'file-head' },
+          el('span', { class: 'file-icon', 'aria-hidden': 'true', text: mediaKind(t) === 'video' ? '▶' : mediaKind(t) === 'image' ? '▣' : '⎘' }),
+          el('div', {},
+            el('div', { class: 'file-name', text: t.name }),
+            el('div', { class: 'file-info muted', text: `${formatBytes(t.size)} · ${t.type || 'file'}` }))),
+        v.progress, v.status));
+    transferViews.set(t.id, v);
+    appendItem(v.li);
+  }
+  v.t = t;
+  // Throttle DOM updates while bytes flow; always render state changes.
+  const now = performance.now();
+  if (v.state === t.state && now - v.last < 100) return;
+  v.last = now;
+  v.state = t.state;
+  v.li.dataset.state = t.state;
+  v.progress.value = t.fraction;
+  v.progress.hidden = t.state === 'done' || t.state === 'failed';
+  v.status.textContent = statusText(t);
+  v.status.classList.toggle('error', t.state === 'failed');
+  if (t.state === 'done') {
+    v.li.dataset.sha256 = t.sha256;
+    if (!v.shown && t.file) { v.shown = true; showMedia(v, t); }
+  }
+}
+
+function showMedia(v, t) {
+  const url = URL.createObjectURL(t.file);
+  objectURLs.add(url);
+  const kind = mediaKind(t);
+  const bubble = v.li.querySelector('.bubble');
+  let media;
+  if (kind === 'image') {
+    media = el('img', { class: 'media', src: url, alt: t.name, loading: 'lazy' });
+  } else if (kind === 'video') {
+    media = el('video', { class: 'media', src: url, controls: '', playsinline: '', preload: 'metadata' });
+    media.addEventListener('error', () => {
+      media.replaceWith(el('p', { class: 'muted small', text: 'This browser cannot play this video; save it instead.' }));
+    }, { once: true });
+  }
+  if (media) bubble.insertBefore(media, v.status);
+  const save = el('a', { class: 'button small', href: url, download: t.name, text: t.direction === 'send' ? 'Open' : 'Save' });
+  bubble.append(el('div', { class: 'actions' }, save));
+}
+
+start();

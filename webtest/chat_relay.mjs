@@ -29,7 +29,7 @@ await main('chat_relay', async () => {
   await A.goto(srv.url + '/?transport=relay');
   await A.click('#create');
   await A.waitForSelector('#room:not([hidden])', T);
-  await A.waitForSelector('#status[data-state=connected]', T);
+  await A.waitForSelector('#conn-status[data-state=connected]', T);
   const link = await A.inputValue('#invite-link');
   const code = (await A.textContent('#mini-code')).trim();
   assert(link.startsWith(srv.url + '/#') && link.length === srv.url.length + 2 + 22, `invite link ${link}`);
@@ -38,26 +38,31 @@ await main('chat_relay', async () => {
 
   // B joins by the link: the fragment is read, then removed from the address bar.
   await B.goto(link);
-  await B.waitForSelector('#status[data-state=connected]', T);
+  await B.waitForSelector('#conn-status[data-state=connected]', T);
   assert(!B.url().includes('#'), `fragment not removed: ${B.url()}`);
   assert(await B.evaluate(() => history.length >= 1 && !location.hash), 'no fragment in location');
   await waitOnline(A, 1);
   await waitOnline(B, 1);
 
   // C joins by typing the mini code (lower case, spaces instead of dashes), then leaves.
-  const ctxC = await launch({ name: 'C' });
+  const ctxC = await launch({ name: 'C', viewport: { width: 390, height: 844 } });
   const Cp = ctxC.pages()[0] ?? await ctxC.newPage();
   await Cp.goto(srv.url + '/');
   await Cp.fill('#join-input', 'ZZZZ-' + code.slice(5));
   await Cp.click('#join-button');
   await Cp.waitForSelector('#join-error:not([hidden])', T);
   assert(/typo|character/.test(await Cp.textContent('#join-error')), 'a mistyped code gets a clear error');
+  await Cp.screenshot({ path: join(out, 'home-phone-typo.png') });
   await Cp.fill('#join-input', code.toLowerCase().replaceAll('-', ' '));
   await Cp.click('#join-button');
-  await Cp.waitForSelector('#status[data-state=connected]', T);
+  await Cp.waitForSelector('#conn-status[data-state=connected]', T);
   await waitOnline(Cp, 2);
   await waitOnline(A, 2);
+  const idC = await Cp.getAttribute('#member-list li.me', 'data-member');
+  await A.waitForSelector(`#member-list li[data-member="${idC}"]`, T);
   await Cp.click('#leave');
+  // An explicit leave removes the member for good (not merely offline).
+  await A.waitForSelector(`#member-list li[data-member="${idC}"]`, { state: 'detached', timeout: 30000 });
   await waitOnline(A, 1);
   await ctxC.close();
 
@@ -162,6 +167,8 @@ async function receivedFile(page, name, want) {
   const state = await li.getAttribute('data-state');
   assert(state === 'done', `${name}: ${state}: ${await li.locator('.status').textContent()}`);
   const id = await li.getAttribute('data-file');
+  const storage = await li.getAttribute('data-storage');
+  assert(storage === 'opfs-worker', `${name}: stored via ${storage}, want opfs-worker (OPFS sync access handles)`);
   const shown = await li.getAttribute('data-sha256');
   assert(shown === want, `${name}: page sha256 ${shown}, sender ${want}`);
   const onDisk = await page.evaluate(async (id) => {

@@ -78,7 +78,7 @@ function start() {
 
 function showJoinError(msg) {
   show('home');
-  $('join-error').textContent = msg;
+  $('join-error').textContent = msg ? msg[0].toUpperCase() + msg.slice(1) : '';
   $('join-error').hidden = !msg;
 }
 
@@ -110,15 +110,16 @@ async function enter(secret) {
     room = null;
     $('create').disabled = false;
     $('join-button').disabled = false;
-    $('status').hidden = true;
+    $('conn-status').hidden = true;
     showJoinError('Could not join: ' + e.message);
     return;
   }
   setupRoomView(secret);
 }
 
-function leave() {
-  room?.leave();
+async function leave() {
+  $('leave').disabled = true;
+  await room?.leave();
   room = null;
   for (const u of objectURLs) URL.revokeObjectURL(u);
   objectURLs.clear();
@@ -128,7 +129,7 @@ function leave() {
 // ---- room view ------------------------------------------------------------
 
 function setStatus(state, text) {
-  const s = $('status');
+  const s = $('conn-status');
   s.hidden = false;
   s.dataset.state = state;
   s.textContent = text;
@@ -255,9 +256,14 @@ function mediaKind(t) {
   return 'file';
 }
 
+function extLabel(name) {
+  const m = /\.([a-z0-9]{1,4})$/i.exec(name);
+  return m ? m[1].toUpperCase() : 'FILE';
+}
+
 function statusText(t) {
   const pct = `${Math.floor(t.fraction * 100)}%`;
-  const speed = t.speed > 0 ? ` · ${formatBytes(Math.round(t.speed))}/s` : '';
+  const speed = t.speed > 0 && t.size >= 1e6 ? ` · ${formatBytes(Math.round(t.speed))}/s` : '';
   switch (t.state) {
     case 'hashing': return 'Preparing…';
     case 'waiting': return 'Waiting for someone to come online…';
@@ -287,7 +293,7 @@ function renderTransfer(t) {
       el('div', { class: 'bubble' },
         el('div', { class: 'meta' }, el('span', { class: 'who', text: mine ? 'You' : memberName(t.peer) }), el('time', { text: timeText(Date.now()) })),
         el('div', { class: 'file-head' },
-          el('span', { class: 'file-icon', 'aria-hidden': 'true', text: mediaKind(t) === 'video' ? '▶' : mediaKind(t) === 'image' ? '▣' : '⎘' }),
+          el('span', { class: `file-icon ${mediaKind(t)}`, 'aria-hidden': 'true', text: extLabel(t.name) }),
           el('div', {},
             el('div', { class: 'file-name', text: t.name }),
             el('div', { class: 'file-info muted', text: `${formatBytes(t.size)} · ${t.type || 'file'}` }))),
@@ -302,6 +308,7 @@ function renderTransfer(t) {
   v.last = now;
   v.state = t.state;
   v.li.dataset.state = t.state;
+  if (t.storage) v.li.dataset.storage = t.storage;
   v.progress.value = t.fraction;
   v.progress.hidden = t.state === 'done' || t.state === 'failed';
   v.status.textContent = statusText(t);

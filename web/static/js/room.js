@@ -131,7 +131,7 @@ export class Room extends EventTarget {
           }
           return;
         }
-        this._inbox.push(ev.data);
+        this._inbox.push(typeof ev.data === 'string' ? ev.data : this._preopen(ev.data));
         if (!this._pumping) this._pump();
       };
       ws.onclose = (ev) => {
@@ -167,21 +167,31 @@ export class Room extends EventTarget {
     }
   }
 
-  /** Leaves the room for good (nothing more is owed to this member). */
+  /** Leaves the room for good (nothing more is owed to this member).
+   * Resolves once the server has closed the connection (at most 2 s). */
   leave() {
     this._closed = true;
     const ws = this._ws;
-    if (ws && ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify({ t: 'leave' }));
-      ws.close(1000);
-    }
     this._setState('closed');
+    if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(() => { ws.close(1000); resolve(); }, 2000);
+      ws.addEventListener('close', () => { clearTimeout(t); resolve(); }, { once: true });
+      ws.send(JSON.stringify({ t: 'leave' })); // the server answers by closing
+    });
   }
 
   _send(obj) {
     const ws = this._ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) throw new Error('not connected to the server');
     ws.send(JSON.stringify(obj));
+  }
+
+  /** Queues an ack; flushed in batches (at once when 64 wait, else on the next turn). */
+  _ack(item) {
+    this._acks.push(item);
+    if (this._acks.length >= 64) this._flushAcks();
+    else if (!this._ackTimer) this._ackTimer = setTimeout(() => { this._ackTimer = 0; this._flushAcks(); }, 0);
   }
 
   _flushAcks() {
@@ -202,11 +212,10 @@ export class Room extends EventTarget {
         const data = this._inbox.shift();
         try {
           if (typeof data === 'string') await this._onText(data);
-          else await this._onChunk(new Uint8Array(data));
+          else await this._onChunk(data);
         } catch (e) {
           console.warn('cloakroom: dropping a message:', e.message);
         }
-        if (this._acks.length >= 64 || this._inbox.length === 0) this._flushAcks();
       }
     } finally {
       this._pumping = false;
@@ -281,7 +290,7 @@ export class Room extends EventTarget {
 
   async _envelope(m) {
     const item = Number(m.id);
-    const ack = () => { if (item > 0) this._acks.push(item); };
+    const ack = () => { if (item > 0) this._ack(item); };
     if (!this.members.has(m.from)) return ack(); // the server cannot add members
     let sealed;
     try { sealed = C.unb64u(m.data); } catch { return ack(); }
@@ -327,7 +336,7 @@ export class Room extends EventTarget {
     const old = this._recvs.get(man.file);
     if (old) return; // delivered again after a reconnect: keep the partial state
     const t = new Transfer({ id: man.file, name: safeName(man.name), type: man.type, size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving' });
-    const r = { man, from, t, have: new Uint8Array(man.chunks), got: 0, hash: new C.Sha256(), hashed: 0, sink: null, cipher: null, done: false, failed: false };
+    const r = { man, from, t, have: new Uint8Array(man.chunks), got: 0, written: 0, sink: null, cipher: null, done: false, failed: false };
     this._recvs.set(man.file, r);
     try {
       r.cipher = await C.newChunkCipher(C.unb64u(man.key), this.keys.roomID, from, C.uuidBytes(man.file), man.chunks, man.size);
@@ -340,49 +349,67 @@ export class Room extends EventTarget {
     this.emit('transfer', { transfer: t });
   }
 
-  async _onChunk(b) {
-    let d;
-    try { d = P.parseChunkDown(b); } catch (e) { console.warn('cloakroom: malformed frame from the server:', e.message); return; }
-    this._acks.push(d.item);
+  /** Parses a chunk frame as it arrives and, when its file is known, starts
+   * decrypting it at once, so decryption overlaps the handling of the
+   * frames before it (the pump still takes them in order). */
+  _preopen(buf) {
+    const e = { d: null, err: null, opening: null };
+    try { e.d = P.parseChunkDown(new Uint8Array(buf)); } catch (x) { e.err = x; return e; }
+    const r = this._recvs.get(C.uuidString(e.d.file));
+    const d = e.d;
+    if (r && r.cipher && !r.failed && !r.done && !r.have[d.index] && C.uuidString(d.sender) === r.from && d.count === r.man.chunks) {
+      e.opening = r.cipher.open(d.index, d.final, d.sealed);
+      e.opening.catch(() => {});
+    }
+    return e;
+  }
+
+  async _onChunk(e) {
+    if (e.err) { console.warn('cloakroom: malformed frame from the server:', e.err.message); return; }
+    const d = e.d;
     const r = this._recvs.get(C.uuidString(d.file));
-    if (!r || r.failed || r.done || !r.sink) return;
+    if (!r || r.failed || r.done || !r.sink) return this._ack(d.item);
     if (C.uuidString(d.sender) !== r.from || d.count !== r.man.chunks) {
+      this._ack(d.item);
       return this._failRecv(r, `chunk ${d.index}: routing does not match the manifest`);
     }
-    if (r.have[d.index]) return;
+    if (r.have[d.index]) return this._ack(d.item); // delivered again after a reconnect
     let plain;
     try {
-      plain = await r.cipher.open(d.index, d.final, d.sealed);
+      plain = await (e.opening ?? r.cipher.open(d.index, d.final, d.sealed));
     } catch {
+      this._ack(d.item);
       return this._failRecv(r, `chunk ${d.index} failed to decrypt (tampered?)`);
     }
     const cs = r.man.chunkSize;
     const want = d.index === r.man.chunks - 1 ? r.man.size - d.index * cs : cs;
     if (plain.length !== cs || plain.subarray(want).some((x) => x !== 0)) {
+      this._ack(d.item);
       return this._failRecv(r, `chunk ${d.index}: ${plain.length} bytes or bad padding`);
     }
-    const data = plain.subarray(0, want);
-    try {
-      await r.sink.write(d.index * cs, data);
-    } catch (e) {
-      return this._failRecv(r, 'could not write the file: ' + e.message);
-    }
-    if (d.index === r.hashed) { r.hash.update(data); r.hashed++; }
+    // The write runs while the next chunks are opened; the item is acked
+    // once its bytes are written (docs/PROTOCOL.md: "verified and written").
     r.have[d.index] = 1;
     r.got++;
-    r.t.bytes += want;
-    if (r.got === r.man.chunks) await this._finishRecv(r);
-    else this.emit('transfer', { transfer: r.t });
+    const last = r.got === r.man.chunks;
+    r.sink.write(d.index * cs, plain.subarray(0, want)).then(() => {
+      this._ack(d.item);
+      r.written++;
+      r.t.bytes += want;
+      if (!last) this.emit('transfer', { transfer: r.t });
+    }, (e) => {
+      this._ack(d.item);
+      this._failRecv(r, 'could not write the file: ' + e.message);
+    });
+    if (last) await this._finishRecv(r);
   }
 
   async _finishRecv(r) {
     try {
-      await r.sink.close();
-      const f = await r.sink.file();
-      let sum;
-      if (r.hashed === r.man.chunks) sum = C.toHex(r.hash.digest());
-      else sum = await hashBlob(f); // chunks came out of order: read the file back
+      const sum = await r.sink.finish(); // after every write, in order
+      if (r.failed) return;
       if (sum !== r.man.sha256) return this._failRecv(r, `SHA-256 mismatch: got ${sum.slice(0, 12)}…, the sender says ${r.man.sha256.slice(0, 12)}…`);
+      const f = await r.sink.file();
       r.done = true;
       r.t.sha256 = sum;
       r.t.file = new File([f], safeName(r.man.name), { type: r.man.type || 'application/octet-stream' });
@@ -401,7 +428,6 @@ export class Room extends EventTarget {
     r.t.error = msg;
     r.t.finished = performance.now();
     r.sink?.abort();
-    this.store?.remove(r.man.file);
     this.emit('transfer', { transfer: r.t });
   }
 
@@ -543,15 +569,6 @@ export class Room extends EventTarget {
     while (ws.bufferedAmount > 0 && !s.failed && ws.readyState === WebSocket.OPEN) await sleep(10);
     if (s.failed) throw new Error(s.failed);
   }
-}
-
-/** SHA-256 of a Blob read in slices (never whole in memory). */
-export async function hashBlob(blob) {
-  const h = new C.Sha256();
-  for (let off = 0; off < blob.size; off += 4 << 20) {
-    h.update(new Uint8Array(await blob.slice(off, Math.min(blob.size, off + (4 << 20))).arrayBuffer()));
-  }
-  return C.toHex(h.digest());
 }
 
 export function defaultWSURL() {

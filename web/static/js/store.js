@@ -1,24 +1,109 @@
 // Where received files go while they arrive: the origin-private file system
-// (OPFS: disk-backed, no prompt, survives a reload), written chunk by chunk;
-// or, where the browser offers no OPFS, a bounded in-memory fallback.
+// (OPFS: disk-backed, no prompt, survives a reload), written chunk by chunk —
+// by a worker with synchronous access handles where the browser has them,
+// else through a writable stream — or, where the browser offers no OPFS at
+// all, a bounded in-memory fallback.
+//
+// A sink: write(position, bytes) -> Promise (resolves once written; calls may
+// overlap), finish() -> Promise<sha256 hex of the whole file>, file() ->
+// Promise<File> (after finish), abort().
+import { Sha256, toHex } from './crypto.js';
 
 export const MEMORY_LIMIT = 256 * 1024 * 1024;
 const DIR = 'received';
 
-/** A file being written. write(position, bytes) in any order, then close(). */
-class OPFSSink {
-  constructor(handle, writable) { this.kind = 'disk'; this._h = handle; this._w = writable; }
-  write(position, data) { return this._w.write({ type: 'write', position, data }); }
-  async close() { await this._w.close(); this._w = null; }
-  /** The finished file (disk-backed; never read whole into memory). */
-  file() { return this._h.getFile(); }
-  async abort() { try { await this._w?.abort(); } catch { /* already closed */ } }
+/** Hashes the chunks that come in order; the rest is read back at the end. */
+class RunningHash {
+  constructor() { this.h = new Sha256(); this.at = 0; }
+  add(position, data) { if (position === this.at) { this.h.update(data); this.at += data.length; } }
+  async sum(size, readBack) {
+    if (this.at === size) return toHex(this.h.digest());
+    return hashBlob(await readBack());
+  }
 }
 
+/** SHA-256 of a Blob read in slices (never whole in memory). */
+export async function hashBlob(blob) {
+  const h = new Sha256();
+  for (let off = 0; off < blob.size; off += 4 << 20) {
+    h.update(new Uint8Array(await blob.slice(off, Math.min(blob.size, off + (4 << 20))).arrayBuffer()));
+  }
+  return toHex(h.digest());
+}
+
+// ---- OPFS through a worker (FileSystemSyncAccessHandle) -------------------
+
+class WorkerClient {
+  constructor() {
+    this.w = new Worker(new URL('./opfs-worker.js', import.meta.url), { type: 'module' });
+    this.seq = 0;
+    this.pending = new Map();
+    this.w.onmessage = (ev) => {
+      const m = ev.data;
+      const p = this.pending.get(m.seq);
+      this.pending.delete(m.seq);
+      if (!p) return;
+      if (m.op === 'error') p.reject(new Error(m.error)); else p.resolve(m);
+    };
+    this.w.onerror = (ev) => {
+      for (const p of this.pending.values()) p.reject(new Error('storage worker failed: ' + (ev.message || 'error')));
+      this.pending.clear();
+    };
+  }
+  call(msg, transfer) {
+    const seq = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject });
+      this.w.postMessage({ ...msg, seq }, transfer || []);
+    });
+  }
+}
+
+class WorkerSink {
+  constructor(client, dir, id, size) { this.kind = 'opfs-worker'; this._c = client; this._dir = dir; this._id = id; this._size = size; }
+  write(position, data) {
+    // The worker takes the bytes (transferred, not copied): give it its own buffer.
+    const buf = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data.buffer : data.slice().buffer;
+    return this._c.call({ op: 'write', id: this._id, pos: position, data: buf }, [buf]);
+  }
+  async finish() { return (await this._c.call({ op: 'finish', id: this._id, size: this._size })).sha256; }
+  async file() { return (await this._dir.getFileHandle(this._id)).getFile(); }
+  async abort() { try { await this._c.call({ op: 'abort', id: this._id, name: this._id }); } catch { /* gone */ } }
+}
+
+// ---- OPFS through a writable stream ---------------------------------------
+
+class WritableSink {
+  constructor(dir, handle, writable, size) {
+    this.kind = 'opfs-stream'; this._dir = dir; this._h = handle; this._w = writable; this._size = size;
+    this._hash = new RunningHash(); this._q = Promise.resolve();
+  }
+  write(position, data) {
+    const copy = data.slice();
+    this._hash.add(position, copy);
+    const p = this._q.then(() => this._w.write({ type: 'write', position, data: copy }));
+    this._q = p.catch(() => {});
+    return p;
+  }
+  async finish() {
+    await this._q;
+    await this._w.close();
+    this._w = null;
+    return this._hash.sum(this._size, () => this._h.getFile());
+  }
+  file() { return this._h.getFile(); }
+  async abort() {
+    try { await this._w?.abort(); } catch { /* closed */ }
+    try { await this._dir.removeEntry(this._h.name); } catch { /* gone */ }
+  }
+}
+
+// ---- memory ---------------------------------------------------------------
+
 class MemorySink {
-  constructor(size) { this.kind = 'memory'; this._parts = new Map(); this._size = size; }
-  async write(position, data) { this._parts.set(position, data.slice()); }
-  async close() {}
+  constructor(size) { this.kind = 'memory'; this._parts = new Map(); this._size = size; this._hash = new RunningHash(); }
+  async write(position, data) { const c = data.slice(); this._parts.set(position, c); this._hash.add(position, c); }
+  async finish() { return this._hash.sum(this._size, () => this.file()); }
   async file() {
     const parts = [...this._parts.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
     return new File(parts, 'file');
@@ -28,31 +113,43 @@ class MemorySink {
 
 /** The store of received files. */
 export class FileStore {
-  constructor(dir) { this._dir = dir; this.persistent = !!dir; }
+  constructor(dir, worker) { this._dir = dir; this._worker = worker; this.persistent = !!dir; }
 
   /** A sink for a file of size bytes named by its (uuid) file id. */
   async create(id, size) {
+    if (this._dir && this._worker) {
+      try {
+        await this._worker.call({ op: 'open', id, name: id });
+        return new WorkerSink(this._worker, this._dir, id, size);
+      } catch (e) {
+        console.warn('cloakroom: OPFS worker unavailable, using a writable stream:', e.message);
+        this._worker = null;
+      }
+    }
     if (this._dir) {
       const h = await this._dir.getFileHandle(id, { create: true });
-      return new OPFSSink(h, await h.createWritable({ keepExistingData: false }));
+      return new WritableSink(this._dir, h, await h.createWritable({ keepExistingData: false }), size);
     }
     if (size > MEMORY_LIMIT) {
       throw new Error(`this browser offers no file storage for pages, and ${(size / 1e6).toFixed(0)} MB is over the ${MEMORY_LIMIT / 1e6} MB in-memory limit`);
     }
     return new MemorySink(size);
   }
-
-  async remove(id) {
-    if (this._dir) { try { await this._dir.removeEntry(id); } catch { /* gone already */ } }
-  }
 }
 
-/** Opens OPFS, or the in-memory fallback where OPFS is missing or refused. */
-export async function openStore() {
+/** Opens OPFS (with its worker when possible), or the in-memory fallback. */
+export async function openStore({ worker = true } = {}) {
+  let dir = null;
   try {
-    const root = await navigator.storage.getDirectory();
-    return new FileStore(await root.getDirectoryHandle(DIR, { create: true }));
+    dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(DIR, { create: true });
   } catch {
-    return new FileStore(null);
+    return new FileStore(null, null);
   }
+  let w = null;
+  // createSyncAccessHandle exists only inside dedicated workers: whether it
+  // works is learnt from the worker's first 'open' (else a writable stream).
+  if (worker && typeof Worker !== 'undefined') {
+    try { w = new WorkerClient(); } catch { w = null; }
+  }
+  return new FileStore(dir, w);
 }

@@ -1,0 +1,48 @@
+// Checks web/static/js/store.js in the page: every kind of sink (OPFS through
+// the worker, OPFS through a writable stream, memory) writes chunks given in
+// order and out of order, and finish() returns the SHA-256 WebCrypto computes.
+import { openStore, FileStore, hashBlob } from '/js/store.js';
+import { toHex, newUUID } from '/js/crypto.js';
+
+export async function run() {
+  const failures = [];
+  let checks = 0;
+  const ok = (what, cond, detail = '') => { checks++; if (!cond) failures.push(`${what}${detail ? ': ' + detail : ''}`); };
+  const worker = await openStore();
+  const stream = await openStore({ worker: false });
+  const memory = new FileStore(null, null);
+  const CS = 64512;
+  for (const [name, store, kind] of [['worker', worker, 'opfs-worker'], ['stream', stream, 'opfs-stream'], ['memory', memory, 'memory']]) {
+    for (const [size, order] of [[0, 'in'], [1, 'in'], [CS, 'in'], [5 * CS + 123, 'in'], [5 * CS + 123, 'reverse'], [9 * CS, 'shuffled']]) {
+      const data = new Uint8Array(size);
+      for (let i = 0; i < size; i += 65536) crypto.getRandomValues(data.subarray(i, Math.min(size, i + 65536)));
+      const want = toHex(new Uint8Array(await crypto.subtle.digest('SHA-256', data)));
+      const id = newUUID();
+      const sink = await store.create(id, size);
+      ok(`${name}: sink kind`, sink.kind === kind, sink.kind);
+      const n = Math.max(1, Math.ceil(size / CS));
+      let idx = [...Array(n).keys()];
+      if (order === 'reverse') idx.reverse();
+      if (order === 'shuffled') idx = idx.map((i) => [(i * 7919) % 13, i]).sort((a, b) => a[0] - b[0]).map((x) => x[1]);
+      await Promise.all(idx.map((i) => sink.write(i * CS, data.slice(i * CS, Math.min(size, (i + 1) * CS)))));
+      const got = await sink.finish();
+      ok(`${name}: sha256 of ${size} bytes written ${order}`, got === want, `${got} want ${want}`);
+      const f = await sink.file();
+      ok(`${name}: file of ${size} bytes`, f.size === size && (await hashBlob(f)) === want, `size ${f.size}`);
+    }
+    // An aborted file is gone from OPFS.
+    if (name !== 'memory') {
+      const id = newUUID();
+      const sink = await store.create(id, 10);
+      await sink.write(0, new Uint8Array(5));
+      await sink.abort();
+      const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('received');
+      let gone = false;
+      try { await dir.getFileHandle(id); } catch { gone = true; }
+      ok(`${name}: aborted file removed`, gone);
+    }
+  }
+  const big = await memory.create(newUUID(), 300 * 1024 * 1024).then(() => 'created', (e) => e.message);
+  ok('memory fallback refuses files over its limit with a clear message', /limit/.test(big), big);
+  return { checks, failures };
+}

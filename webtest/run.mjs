@@ -1,0 +1,25 @@
+// Runs every browser test (each a node script that exits non-zero on
+// failure) against one build of the binary. Usage: node run.mjs [test.mjs…]
+import { spawnSync, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { here, root } from './lib.mjs';
+
+const tests = process.argv.slice(2).length ? process.argv.slice(2) : ['vectors.mjs', 'store.mjs', 'chat_relay.mjs'];
+let bin = process.env.CLOAKROOM_BIN;
+let tmp = null;
+if (!bin) {
+  tmp = mkdtempSync(join(tmpdir(), 'cloakroom-bin-'));
+  bin = join(tmp, 'cloakroom');
+  execFileSync('go', ['build', '-o', bin, '.'], { cwd: root, stdio: 'inherit' });
+}
+let failed = 0;
+for (const t of tests) {
+  console.log(`-- ${t}`);
+  const r = spawnSync(process.execPath, [join(here, t)], { stdio: 'inherit', env: { ...process.env, CLOAKROOM_BIN: bin } });
+  if (r.status !== 0) { failed++; console.error(`-- ${t}: FAILED (exit ${r.status ?? r.signal})`); }
+}
+if (tmp) rmSync(tmp, { recursive: true, force: true });
+console.log(failed ? `browser tests: ${failed} of ${tests.length} failed` : `browser tests: all ${tests.length} passed`);
+process.exit(failed ? 1 : 0);

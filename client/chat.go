@@ -15,7 +15,7 @@ import (
 type chatBody struct {
 	Kind string `json:"kind"`
 	Text string `json:"text"`
-	Pad  string `json:"pad,omitempty"` // spaces: the JSON is a multiple of chatPadTo bytes
+	Pad  string `json:"pad"` // spaces, always present: the JSON is a multiple of chatPadTo bytes
 }
 
 // chatPadTo hides a message's exact length from the relay.
@@ -27,8 +27,8 @@ func chatPlaintext(text string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chat: %w", err)
 	}
-	const padField = len(`,"pad":""`)
-	body.Pad = strings.Repeat(" ", (chatPadTo-(len(b)+padField)%chatPadTo)%chatPadTo)
+	// b already holds an empty "pad" field; spaces inside it cost one byte each.
+	body.Pad = strings.Repeat(" ", (chatPadTo-len(b)%chatPadTo)%chatPadTo)
 	return json.Marshal(body)
 }
 

@@ -3,6 +3,7 @@ package client
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -55,7 +56,13 @@ func TestPlaceFileNeverOverwrites(t *testing.T) {
 }
 
 func TestChatPlaintextPadded(t *testing.T) {
-	for _, text := range []string{"", "hi", "a somewhat longer message with \"quotes\" and ünïcode", string(make([]byte, 300))} {
+	texts := []string{"", "hi", "a somewhat longer message with \"quotes\" and ünïcode", string(make([]byte, 300))}
+	// Every length across two pad boundaries, including the one where the
+	// text alone fills the block and the pad is empty.
+	for n := 200; n < 520; n++ {
+		texts = append(texts, strings.Repeat("x", n))
+	}
+	for _, text := range texts {
 		b, err := chatPlaintext(text)
 		if err != nil {
 			t.Fatal(err)

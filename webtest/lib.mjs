@@ -81,13 +81,14 @@ export function run(cmd, args, { timeoutMs = 120000, env } = {}) {
 }
 
 /** A fresh browser (persistent context in a new temp profile). Page errors
- * and console errors are collected in ctx.errors. */
-export async function launch({ viewport = { width: 1280, height: 800 }, name = 'browser' } = {}) {
+ * and console errors are collected in ctx.errors. args are extra Chromium
+ * command-line switches (e.g. a fake camera). */
+export async function launch({ viewport = { width: 1280, height: 800 }, name = 'browser', args = [] } = {}) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
   const profile = tempDir('cloakroom-profile-');
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM, chromiumSandbox: false, headless: true, viewport,
-    acceptDownloads: true,
+    acceptDownloads: true, args,
   });
   ctx.errors = [];
   onCleanup(() => ctx.close());

@@ -3,6 +3,7 @@
 // is removed from the address bar at once.
 import * as C from './crypto.js';
 import { Room } from './room.js';
+import { qrSVG, roomFromScan, startScanner, cameraError } from './qr.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -61,6 +62,9 @@ function start() {
   $('create').addEventListener('click', () => enter(C.newSecret()));
   $('join-form').addEventListener('submit', (ev) => { ev.preventDefault(); joinFromInput(); });
   $('leave').addEventListener('click', leave);
+  $('scan').addEventListener('click', openScanner);
+  $('scanner-cancel').addEventListener('click', closeScanner);
+  $('scanner').addEventListener('close', () => { if (!$('scanner').open) closeScanner(); }); // also Escape
   const frag = location.hash.slice(1);
   if (frag) {
     // Read the secret, then take it out of the address bar and history.
@@ -97,6 +101,52 @@ function joinFromInput() {
   }
   $('join-input').value = '';
   enter(inv.secret);
+}
+
+// ---- joining by QR code -----------------------------------------------------
+
+let scanner = null;
+let scanRun = 0; // bumped on every open and close, so a late camera start stops itself
+
+function setScanStatus(state, text) {
+  $('scanner').dataset.state = state;
+  $('scanner-status').textContent = text;
+}
+
+async function openScanner() {
+  const run = ++scanRun;
+  setScanStatus('starting', 'Starting the camera…');
+  $('scanner').showModal();
+  try {
+    const s = await startScanner($('scanner-video'), {
+      onText: onScanned,
+      onError: (msg) => setScanStatus('error', msg),
+    });
+    if (run !== scanRun) { s.stop(); return; }
+    scanner = s;
+    setScanStatus('scanning', 'Point the camera at the QR code shown in the room.');
+  } catch (e) {
+    if (run === scanRun) setScanStatus('error', cameraError(e));
+  }
+}
+
+function onScanned(text) {
+  let secret;
+  try {
+    secret = roomFromScan(text, location.origin);
+  } catch (e) {
+    setScanStatus('rejected', e.message); // keep scanning: the right code may come next
+    return;
+  }
+  closeScanner();
+  enter(secret);
+}
+
+function closeScanner() {
+  scanRun++;
+  scanner?.stop();
+  scanner = null;
+  if ($('scanner').open) $('scanner').close();
 }
 
 async function enter(secret) {
@@ -140,6 +190,7 @@ function setupRoomView(secret) {
   $('leave').hidden = false;
   const link = C.link(location.origin, secret);
   $('invite-link').value = link;
+  $('invite-qr').replaceChildren(qrSVG(link, 'QR code of the room link'));
   $('mini-code').textContent = C.miniCode(secret);
   $('copy-link').addEventListener('click', () => copy(link, $('copy-link')));
   $('copy-code').addEventListener('click', () => copy(C.miniCode(secret), $('copy-code')));

@@ -63,6 +63,8 @@ export function roomFromScan(text, origin) {
 
 export function cameraError(e) {
   switch (e?.name) {
+    case 'NoMediaDevices':
+      return 'The camera needs a secure page: open Cloakroom over HTTPS (or on localhost).';
     case 'NotAllowedError': case 'SecurityError':
       return 'Camera access was denied. Allow the camera for this site, or paste the link instead.';
     case 'NotFoundError': case 'OverconstrainedError':
@@ -80,7 +82,7 @@ export function cameraError(e) {
  * Resolves to a scanner with stop(); rejects when the camera cannot start. */
 export async function startScanner(video, { onText, onError }) {
   if (!navigator.mediaDevices?.getUserMedia) {
-    throw Object.assign(new Error('this page has no camera access here: open it over HTTPS (or on localhost)'), { name: 'NoMediaDevices' });
+    throw Object.assign(new Error('no camera access on this page'), { name: 'NoMediaDevices' });
   }
   const stream = await navigator.mediaDevices.getUserMedia({
     video: { facingMode: 'environment', width: { ideal: 1280 }, height: { ideal: 720 } }, audio: false,

@@ -49,6 +49,7 @@ await main('qr', async () => {
   const ctxB = await launch({ name: 'B', viewport: PHONE, args: fakeCamera(camB) });
   const B = ctxB.pages()[0] ?? await ctxB.newPage();
   await B.goto(srv.url + '/');
+  await noSideScroll(B);
   await B.screenshot({ path: join(out, 'home-phone.png') });
   const scanBox = await B.locator('#scan').boundingBox();
   assert(scanBox.height >= 44 && scanBox.width >= 300, `scan button is a large touch target: ${JSON.stringify(scanBox)}`);
@@ -62,7 +63,16 @@ await main('qr', async () => {
   // Both pages are in the same room: they show the same invite link.
   assert(await B.inputValue('#invite-link') === link, 'B joined the room of the scanned link');
   console.log('qr: B joined A\'s room by scanning its QR code');
+  await noSideScroll(B);
+  const bottom = await B.evaluate(() => document.getElementById('composer').getBoundingClientRect().bottom);
+  assert(Math.abs(bottom - 844) < 2, `the composer sits at the bottom of an empty phone room (bottom at ${bottom})`);
   await B.screenshot({ path: join(out, 'share-phone.png') });
+  await B.click('#share summary');
+  await B.waitForSelector('#invite-qr svg', { state: 'visible' });
+  await noSideScroll(B);
+  const tap = await B.evaluate(() => ['#copy-link', '#copy-code', '#leave', '#send', '.attach'].map((s) => [s, document.querySelector(s).getBoundingClientRect().height]));
+  for (const [s, h] of tap) assert(h >= 44, `${s} is ${h} px tall on a phone, want >= 44`);
+  await B.screenshot({ path: join(out, 'share-phone-open.png') });
   await B.screenshot({ path: join(out, 'share-phone-full.png'), fullPage: true });
 
   // (c) A QR code of a room on another host is refused with a clear message.
@@ -80,6 +90,9 @@ await main('qr', async () => {
   const msg = await Cp.textContent('#scanner-status');
   assert(msg.includes('elsewhere.example') && msg.includes('not to this server'), `rejection message: ${msg}`);
   assert(!msg.includes(link.split('#')[1]), 'the message does not quote the secret');
+  await noSideScroll(Cp);
+  const cancelBox = await Cp.locator('#scanner-cancel').boundingBox();
+  assert(cancelBox.height >= 44 && cancelBox.y + cancelBox.height <= 844, `Cancel is a large, visible button: ${JSON.stringify(cancelBox)}`);
   await Cp.screenshot({ path: join(out, 'scanner-phone-rejected.png') });
   assert(await Cp.locator('#room').isHidden(), 'C did not join anything');
   await Cp.evaluate(() => { window.scanTracks = document.getElementById('scanner-video').srcObject.getTracks(); });
@@ -106,6 +119,12 @@ await main('qr', async () => {
 
   for (const ctx of [ctxA, ctxB, ctxC]) assert(ctx.errors.length === 0, 'page errors: ' + ctx.errors.join('; '));
 });
+
+/** Fails when the page is wider than its viewport (sideways scrolling on a phone). */
+async function noSideScroll(page) {
+  const { sw, w } = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, w: window.innerWidth }));
+  assert(sw <= w, `page is ${sw} px wide in a ${w} px viewport`);
+}
 
 function fakeCamera(file) {
   return ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${file}`];

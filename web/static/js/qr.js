@@ -10,8 +10,9 @@ const SCAN_EDGE = 720;    // longest side of the frames handed to the decoder
 const SCAN_EVERY_MS = 120;
 
 /** An <svg> of text as a QR code (error correction M): black modules on
- * white with a quiet zone, scaled by CSS. */
-export function qrSVG(text, label = 'QR code') {
+ * white with a quiet zone, about px CSS pixels wide (a whole number of pixels
+ * per module, so edges stay sharp on low-density screens); CSS may shrink it. */
+export function qrSVG(text, label = 'QR code', px = 240) {
   const qr = qrcode(0, 'M');
   qr.addData(text);
   qr.make();
@@ -23,6 +24,9 @@ export function qrSVG(text, label = 'QR code') {
   }
   const svg = document.createElementNS(SVG, 'svg');
   svg.setAttribute('viewBox', `0 0 ${size} ${size}`);
+  const side = String(Math.max(1, Math.floor(px / size)) * size);
+  svg.setAttribute('width', side);
+  svg.setAttribute('height', side);
   svg.setAttribute('shape-rendering', 'crispEdges');
   svg.setAttribute('role', 'img');
   svg.setAttribute('aria-label', label);

@@ -7,8 +7,9 @@ import { qrSVG, roomFromScan, startScanner, cameraError } from './qr.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-// Test switch: ?transport=relay|auto. Only the relay exists in the browser yet.
-const transport = params.get('transport') || 'relay';
+// ?transport=auto|p2p|turn|relay: auto (default) tries a direct data channel,
+// then one relayed by TURN, then the server's relay; the others force one path.
+const transport = params.get('transport') || 'auto';
 
 let room = null;
 const transferViews = new Map(); // file id -> {li, …}
@@ -318,7 +319,7 @@ function statusText(t) {
   switch (t.state) {
     case 'hashing': return 'Preparing…';
     case 'waiting': return 'Waiting for someone to come online…';
-    case 'sending': return `Sending via ${t.path} · ${pct}${speed}`;
+    case 'sending': return t.path === 'connecting' ? 'Connecting…' : `Sending via ${t.path} · ${pct}${speed}`;
     case 'delivering': {
       const done = [...t.recipients.values()].filter((r) => r.state === 'delivered').length;
       return `Uploaded via ${t.path} · delivered to ${done} of ${t.recipients.size}`;
@@ -359,6 +360,7 @@ function renderTransfer(t) {
   v.last = now;
   v.state = t.state;
   v.li.dataset.state = t.state;
+  if (t.path) v.li.dataset.path = t.path;
   if (t.storage) v.li.dataset.storage = t.storage;
   v.progress.value = t.fraction;
   v.progress.hidden = t.state === 'done' || t.state === 'failed';

@@ -77,3 +77,75 @@ export function parseChunkDown(b) {
   c.sealed = b.subarray(CHUNK_DOWN_HEADER);
   return validate(c);
 }
+
+// ---- data-channel messages (internal/protocol/datachannel.go) -------------
+// Chunks travel on data channels as the same ChunkUp frames the relay takes
+// (first byte FRAME_VERSION); the other messages start with one of these
+// kinds, which can never be a frame version.
+
+export const DC_CONFIRM = 0xc1;  // [kind][32-byte key-confirmation tag]
+export const DC_MANIFEST = 0xc2; // [kind][file 16][chunks u32][sealed manifest envelope]
+export const DC_PROGRESS = 0xc3; // [kind][file 16][chunks received u32] receiver -> sender
+export const DC_DONE = 0xc4;     // [kind][file 16][status: 0 ok, 1 failed][reason, UTF-8]
+export const DC_MAX_MESSAGE = 64 << 10;
+const MAX_REASON = 1024;
+
+/** The wire form of a data-channel control message:
+ * {kind, tag} | {kind, file, chunks, sealed} | {kind, file, chunks} | {kind, file, failed, reason}. */
+export function dcMessage(m) {
+  switch (m.kind) {
+    case DC_CONFIRM: {
+      const b = new Uint8Array(1 + m.tag.length);
+      b[0] = DC_CONFIRM; b.set(m.tag, 1);
+      return b;
+    }
+    case DC_MANIFEST: case DC_PROGRESS: {
+      const extra = m.kind === DC_MANIFEST ? m.sealed.length : 0;
+      const b = new Uint8Array(21 + extra);
+      b[0] = m.kind; b.set(m.file, 1);
+      new DataView(b.buffer).setUint32(17, m.chunks);
+      if (extra) b.set(m.sealed, 21);
+      return b;
+    }
+    case DC_DONE: {
+      let reason = new TextEncoder().encode(m.reason || '');
+      if (reason.length > MAX_REASON) reason = new TextEncoder().encode(new TextDecoder().decode(reason.subarray(0, MAX_REASON - 3)).replace(/\uFFFD$/, ''));
+      const b = new Uint8Array(18 + reason.length);
+      b[0] = DC_DONE; b.set(m.file, 1); b[17] = m.failed ? 1 : 0; b.set(reason, 18);
+      return b;
+    }
+  }
+  throw new FrameError(`data-channel message kind ${m.kind}`);
+}
+
+/** Parses a data-channel control message from untrusted bytes (as Go's ParseDC). */
+export function parseDC(b) {
+  if (b.length === 0 || b.length > DC_MAX_MESSAGE) throw new FrameError(`data-channel message of ${b.length} bytes`);
+  const kind = b[0];
+  const body = b.subarray(1);
+  switch (kind) {
+    case DC_CONFIRM:
+      if (body.length !== 32) throw new FrameError(`confirm tag of ${body.length} bytes`);
+      return { kind, tag: body.slice() };
+    case DC_MANIFEST: case DC_PROGRESS: {
+      if (body.length < 20) throw new FrameError('short data-channel message');
+      const chunks = new DataView(body.buffer, body.byteOffset + 16, 4).getUint32(0);
+      if (chunks > MAX_CHUNKS || (kind === DC_MANIFEST && chunks === 0)) throw new FrameError(`chunk count ${chunks}`);
+      const m = { kind, file: body.slice(0, 16), chunks };
+      if (kind === DC_PROGRESS) {
+        if (body.length !== 20) throw new FrameError(`progress of ${body.length} bytes`);
+        return m;
+      }
+      m.sealed = body.slice(20);
+      if (m.sealed.length === 0 || m.sealed.length > MAX_ENVELOPE_BYTES) throw new FrameError(`manifest of ${m.sealed.length} bytes`);
+      return m;
+    }
+    case DC_DONE: {
+      if (body.length < 17 || body[16] > 1 || body.length > 17 + MAX_REASON) throw new FrameError('malformed done');
+      let reason;
+      try { reason = new TextDecoder('utf-8', { fatal: true }).decode(body.subarray(17)); } catch { throw new FrameError('malformed done'); }
+      return { kind, file: body.slice(0, 16), failed: body[16] === 1, reason };
+    }
+  }
+  throw new FrameError(`data-channel message kind 0x${kind.toString(16)}`);
+}

@@ -1,7 +1,9 @@
 // The browser member of a room: joins over the WebSocket (docs/PROTOCOL.md),
 // keeps the member list with verified announcements, sends and receives chat
-// envelopes, and moves files through the server's relay store with the same
-// sealed manifests and chunks as the Go client.
+// envelopes, and moves files with the same sealed manifests and chunks as the
+// Go client: over a peer-to-peer data channel (direct, or relayed by the
+// room's TURN server; p2p.js) or through the server's relay store — the
+// fallback ladder direct -> TURN -> relay of transport 'auto'.
 //
 // Events (CustomEvent, detail shown):
 //   state     {state: 'connecting'|'connected'|'reconnecting'|'closed', error}
@@ -11,9 +13,14 @@
 import * as C from './crypto.js';
 import * as P from './protocol.js';
 import { openStore } from './store.js';
+import { P2P, ladder, STALL_MS, ICE_REFRESH_BEFORE_S } from './p2p.js';
 
 const SEND_HIGH_WATER = 8 << 20; // pause uploading while the socket buffers this much
 const READ_BLOCK = 64;            // chunks read from the File (and sealed) at a time
+const TRANSPORTS = ['auto', 'p2p', 'turn', 'relay'];
+const ICE_TIMEOUT_MS = 10000;     // each peer-to-peer rung (as the Go client)
+const OFFLINE_GRACE_MS = 20000;   // a relay recipient gone offline mid-transfer, before it counts as lost
+const VANISH_MS = 15000;          // a reception whose peer-to-peer sender vanished waits this long for a new path
 const FATAL_CODES = new Set(['bad_verifier', 'version', 'member_taken', 'room_full', 'too_many']);
 const ERROR_TEXT = {
   bad_verifier: 'the server refused the room key (wrong link?)',
@@ -55,7 +62,8 @@ export function safeName(name) {
 
 export class Room extends EventTarget {
   /** Joins the room of secret (16 bytes) on this page's server. */
-  static async join(secret, { wsURL, transport = 'relay' } = {}) {
+  static async join(secret, { wsURL, transport = 'auto' } = {}) {
+    if (!TRANSPORTS.includes(transport)) throw new Error(`transport ${JSON.stringify(transport)}: want one of ${TRANSPORTS.join(', ')}`);
     const keys = await C.deriveRoom(secret);
     const ident = await C.newIdentity();
     const room = new Room(secret, keys, ident, wsURL ?? defaultWSURL(), transport);
@@ -77,6 +85,9 @@ export class Room extends EventTarget {
     this.error = '';
     this.ttl = 0;
     this.ice = [];
+    this.iceExpires = 0;
+    this.p2p = new P2P(this);
+    this._iceWaiters = [];
     this._ws = null;
     this._closed = false;
     this._seen = new Set();      // envelope ids handled (hex)
@@ -171,6 +182,7 @@ export class Room extends EventTarget {
    * Resolves once the server has closed the connection (at most 2 s). */
   leave() {
     this._closed = true;
+    this.p2p.closeAll();
     const ws = this._ws;
     this._setState('closed');
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.resolve();
@@ -212,6 +224,7 @@ export class Room extends EventTarget {
         const data = this._inbox.shift();
         try {
           if (typeof data === 'string') await this._onText(data);
+          else if (data.dc) await this._onDC(data);
           else await this._onChunk(data);
         } catch (e) {
           console.warn('cloakroom: dropping a message:', e.message);
@@ -238,9 +251,9 @@ export class Room extends EventTarget {
         else console.warn('cloakroom: server error:', m.code, m.error);
         return;
       case 'signal':
-        return; // peer-to-peer is not in the browser client yet: senders fall back to the relay
+        return this.p2p.onSignal(m); // opened and handled in order per member, off this pump
       case 'turn':
-        if (Array.isArray(m.ice)) this.ice = m.ice;
+        this._setICE(m);
         return;
     }
   }
@@ -263,7 +276,7 @@ export class Room extends EventTarget {
 
   async _welcome(m) {
     this.ttl = m.ttl || 0;
-    if (Array.isArray(m.ice)) this.ice = m.ice;
+    this._setICE(m);
     const listed = new Set();
     for (const mi of Array.isArray(m.members) ? m.members : []) {
       listed.add(mi.member);
@@ -285,7 +298,31 @@ export class Room extends EventTarget {
       default: return;
     }
     for (const s of this._sends.values()) s.presence?.(m.member, m.event);
+    if (m.event === 'offline' || m.event === 'leave') {
+      // A reception whose peer-to-peer sender already vanished: no new path is coming.
+      for (const r of this._recvs.values()) {
+        if (r.from === m.member && r.vanishTimer) this._failRecv(r, r.vanishMsg + '; the sender went offline', true);
+      }
+    }
     this.emit('members');
+  }
+
+  _setICE(m) {
+    if (!Array.isArray(m.ice)) return;
+    this.ice = m.ice;
+    this.iceExpires = Number(m.expires) || 0;
+    const ws = this._iceWaiters;
+    this._iceWaiters = [];
+    for (const w of ws) w();
+  }
+
+  /** Asks the server for fresh TURN credentials when the current ones are
+   * close to expiry (a relayed session cannot outlive them), waiting a
+   * little for the answer. */
+  async freshICE() {
+    if (!this.ice.length || !this.iceExpires || this.iceExpires - Date.now() / 1000 > ICE_REFRESH_BEFORE_S) return;
+    try { this._send({ t: 'turn' }); } catch { return; }
+    await Promise.race([new Promise((r) => this._iceWaiters.push(r)), sleep(5000)]);
   }
 
   async _envelope(m) {
@@ -331,12 +368,35 @@ export class Room extends EventTarget {
 
   // ---- receiving files ---------------------------------------------------
 
+  /** A manifest from the relay. */
   async _manifest(from, file, chunks, sealed) {
     const man = await this.keys.openManifest({ sender: from, file, chunks }, sealed);
+    await this._startRecv(man, from, 'relay', null);
+  }
+
+  /** Prepares the reception of a file announced by from, through the relay
+   * (peer null) or a peer-to-peer session. A file already being received
+   * keeps its partial state: chunks from any path verify the same way, so a
+   * sender that falls back to the relay mid-transfer resumes it. */
+  async _startRecv(man, from, path, peer) {
     const old = this._recvs.get(man.file);
-    if (old) return; // delivered again after a reconnect: keep the partial state
-    const t = new Transfer({ id: man.file, name: safeName(man.name), type: man.type, size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving' });
-    const r = { man, from, t, have: new Uint8Array(man.chunks), got: 0, written: 0, sink: null, cipher: null, done: false, failed: false };
+    if (old) {
+      if (old.from !== from) throw new Error(`file id ${man.file} reused by another member`);
+      if (!(old.failed && old.vanished)) {
+        clearTimeout(old.vanishTimer);
+        old.vanishTimer = 0;
+        old.peer = peer;
+        old.path = path;
+        old.t.path = path;
+        if (!old.failed && !old.done) old.t.error = '';
+        this.emit('transfer', { transfer: old.t });
+        if (peer && (old.done || old.failed)) this._notifyDone(old, peer, old.failed, 'already handled');
+        return;
+      }
+      this._recvs.delete(man.file); // its sender vanished earlier; start again
+    }
+    const t = new Transfer({ id: man.file, name: safeName(man.name), type: man.type, size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving', path });
+    const r = { man, from, t, path, peer, have: new Uint8Array(man.chunks), got: 0, written: 0, sink: null, cipher: null, done: false, failed: false, vanished: false, vanishTimer: 0, vanishMsg: '' };
     this._recvs.set(man.file, r);
     try {
       r.cipher = await C.newChunkCipher(C.unb64u(man.key), this.keys.roomID, from, C.uuidBytes(man.file), man.chunks, man.size);
@@ -349,56 +409,73 @@ export class Room extends EventTarget {
     this.emit('transfer', { transfer: t });
   }
 
-  /** Parses a chunk frame as it arrives and, when its file is known, starts
-   * decrypting it at once, so decryption overlaps the handling of the
-   * frames before it (the pump still takes them in order). */
+  /** Starts decrypting a chunk as it arrives when its file is known, so
+   * decryption overlaps the handling of the chunks before it. */
+  _preopenChunk(d, sender) {
+    const r = this._recvs.get(C.uuidString(d.file));
+    if (r && r.cipher && !r.failed && !r.done && !r.have[d.index] && sender === r.from && d.count === r.man.chunks) {
+      const opening = r.cipher.open(d.index, d.final, d.sealed);
+      opening.catch(() => {});
+      return opening;
+    }
+    return null;
+  }
+
+  /** Parses a relay chunk frame as it arrives and starts opening it (the
+   * pump still takes frames in order). */
   _preopen(buf) {
     const e = { d: null, err: null, opening: null };
     try { e.d = P.parseChunkDown(new Uint8Array(buf)); } catch (x) { e.err = x; return e; }
-    const r = this._recvs.get(C.uuidString(e.d.file));
-    const d = e.d;
-    if (r && r.cipher && !r.failed && !r.done && !r.have[d.index] && C.uuidString(d.sender) === r.from && d.count === r.man.chunks) {
-      e.opening = r.cipher.open(d.index, d.final, d.sealed);
-      e.opening.catch(() => {});
-    }
+    e.opening = this._preopenChunk(e.d, C.uuidString(e.d.sender));
     return e;
   }
 
   async _onChunk(e) {
     if (e.err) { console.warn('cloakroom: malformed frame from the server:', e.err.message); return; }
     const d = e.d;
-    const r = this._recvs.get(C.uuidString(d.file));
-    if (!r || r.failed || r.done || !r.sink) return this._ack(d.item);
-    if (C.uuidString(d.sender) !== r.from || d.count !== r.man.chunks) {
-      this._ack(d.item);
+    await this._takeChunk(this._recvs.get(C.uuidString(d.file)), d, C.uuidString(d.sender), e.opening, () => this._ack(d.item));
+  }
+
+  /** Verifies and writes one chunk of r (from any path); after() runs once
+   * the chunk is handled — written, a duplicate, or refused (the relay acks
+   * its item then). */
+  async _takeChunk(r, d, sender, opening, after) {
+    if (!r || r.failed || r.done || !r.sink) return after();
+    if (sender !== r.from || d.count !== r.man.chunks) {
+      after();
       return this._failRecv(r, `chunk ${d.index}: routing does not match the manifest`);
     }
-    if (r.have[d.index]) return this._ack(d.item); // delivered again after a reconnect
+    if (r.have[d.index]) return after(); // delivered again (a reconnect, or a resumed transfer)
     let plain;
     try {
-      plain = await (e.opening ?? r.cipher.open(d.index, d.final, d.sealed));
+      plain = await (opening ?? r.cipher.open(d.index, d.final, d.sealed));
     } catch {
-      this._ack(d.item);
+      after();
       return this._failRecv(r, `chunk ${d.index} failed to decrypt (tampered?)`);
     }
+    if (r.failed || r.have[d.index]) return after();
     const cs = r.man.chunkSize;
     const want = d.index === r.man.chunks - 1 ? r.man.size - d.index * cs : cs;
     if (plain.length !== cs || plain.subarray(want).some((x) => x !== 0)) {
-      this._ack(d.item);
+      after();
       return this._failRecv(r, `chunk ${d.index}: ${plain.length} bytes or bad padding`);
     }
-    // The write runs while the next chunks are opened; the item is acked
-    // once its bytes are written (docs/PROTOCOL.md: "verified and written").
+    // The write runs while the next chunks are opened; a relay item is
+    // acked once its bytes are written (docs/PROTOCOL.md: "verified and written").
     r.have[d.index] = 1;
     r.got++;
     const last = r.got === r.man.chunks;
     r.sink.write(d.index * cs, plain.subarray(0, want)).then(() => {
-      this._ack(d.item);
+      after();
       r.written++;
       r.t.bytes += want;
-      if (!last) this.emit('transfer', { transfer: r.t });
+      if (!last) {
+        // A peer-to-peer sender hears of progress every 64 chunks (as from Go).
+        if (r.peer && r.written % 64 === 0) r.peer.notify({ kind: P.DC_PROGRESS, file: C.uuidBytes(r.man.file), chunks: r.written });
+        this.emit('transfer', { transfer: r.t });
+      }
     }, (e) => {
-      this._ack(d.item);
+      after();
       this._failRecv(r, 'could not write the file: ' + e.message);
     });
     if (last) await this._finishRecv(r);
@@ -411,24 +488,97 @@ export class Room extends EventTarget {
       if (sum !== r.man.sha256) return this._failRecv(r, `SHA-256 mismatch: got ${sum.slice(0, 12)}…, the sender says ${r.man.sha256.slice(0, 12)}…`);
       const f = await r.sink.file();
       r.done = true;
+      clearTimeout(r.vanishTimer);
       r.t.sha256 = sum;
       r.t.file = new File([f], safeName(r.man.name), { type: r.man.type || 'application/octet-stream' });
       r.t.state = 'done';
+      r.t.error = '';
       r.t.finished = performance.now();
+      if (r.peer) this._notifyDone(r, r.peer, false, '');
       this.emit('transfer', { transfer: r.t });
     } catch (e) {
       this._failRecv(r, e.message);
     }
   }
 
-  _failRecv(r, msg) {
+  _failRecv(r, msg, vanished = false) {
     if (r.failed) return;
     r.failed = true;
+    r.vanished = vanished;
+    clearTimeout(r.vanishTimer);
+    r.vanishTimer = 0;
     r.t.state = 'failed';
     r.t.error = msg;
     r.t.finished = performance.now();
     r.sink?.abort();
+    if (r.peer && !vanished) this._notifyDone(r, r.peer, true, msg);
     this.emit('transfer', { transfer: r.t });
+  }
+
+  _notifyDone(r, peer, failed, reason) {
+    peer.notify({ kind: P.DC_DONE, file: C.uuidBytes(r.man.file), failed, reason: String(reason).slice(0, 200) });
+  }
+
+  // ---- peer-to-peer receptions --------------------------------------------
+
+  /** An answering session (p2p.js): its messages come here once both keys
+   * are confirmed. */
+  onOffer(peer) {
+    peer.handler = (b) => this._dcIn(peer, b);
+    peer.onend = (err) => this._peerEnded(peer, err);
+  }
+
+  /** A message from a peer-to-peer sender: a manifest or a chunk frame. Both
+   * go through the pump, in order, like relay frames. */
+  _dcIn(peer, b) {
+    if (b[0] === P.FRAME_VERSION) {
+      let d;
+      try { d = P.parseChunkUp(b); } catch (e) { return peer.fail(new Error('malformed chunk from the sender: ' + e.message)); }
+      this._inbox.push({ dc: true, peer, d, opening: this._preopenChunk(d, peer.member) });
+    } else {
+      let m;
+      try { m = P.parseDC(b); } catch { m = null; }
+      if (!m || m.kind !== P.DC_MANIFEST) return peer.fail(new Error('unexpected message from the sender'));
+      this._inbox.push({ dc: true, peer, manifest: m });
+    }
+    if (!this._pumping) this._pump();
+  }
+
+  async _onDC(e) {
+    const { peer } = e;
+    if (e.manifest) {
+      const m = e.manifest;
+      let man;
+      try {
+        man = await this.keys.openManifest({ sender: peer.member, file: C.uuidString(m.file), chunks: m.chunks }, m.sealed);
+      } catch (x) {
+        return peer.fail(new Error('the manifest failed to open: ' + x.message));
+      }
+      try {
+        await this._startRecv(man, peer.member, peer.path, peer);
+      } catch (x) {
+        peer.notify({ kind: P.DC_DONE, file: m.file, failed: true, reason: x.message.slice(0, 200) });
+      }
+      return;
+    }
+    const r = this._recvs.get(C.uuidString(e.d.file));
+    if (r && r.peer !== peer) return; // not (or no longer) this session's file
+    await this._takeChunk(r, e.d, peer.member, e.opening, () => {});
+  }
+
+  /** A peer-to-peer session ended: a reception it carried that is not
+   * complete waits a little for the sender to resume it (through the relay
+   * or a new session), then fails with a clear message. */
+  _peerEnded(peer, err) {
+    for (const r of this._recvs.values()) {
+      if (r.peer !== peer || r.done || r.failed) continue;
+      r.peer = null;
+      r.vanishMsg = `the ${peer.path} connection to the sender was lost mid-transfer (${err.message})`;
+      r.t.error = r.vanishMsg + '; waiting for the sender to resume';
+      this.emit('transfer', { transfer: r.t });
+      if (!this.members.get(r.from)?.online) { this._failRecv(r, r.vanishMsg + '; the sender is offline', true); continue; }
+      r.vanishTimer = setTimeout(() => { r.vanishTimer = 0; this._failRecv(r, r.vanishMsg + '; it did not resume', true); }, VANISH_MS);
+    }
   }
 
   // ---- sending files -----------------------------------------------------
@@ -442,13 +592,15 @@ export class Room extends EventTarget {
     for (const s of this._sends.values()) s.fail(msg);
   }
 
-  /** Sends a File to every member online now, through the relay. Resolves
-   * with the transfer once every recipient has it or was reported lost. */
+  /** Sends a File to every member online now: per recipient over the best
+   * path that connects (transport 'auto': direct data channel, then one
+   * relayed by TURN, then the server's relay store; 'p2p', 'turn' and
+   * 'relay' force one). Resolves with the transfer once every recipient has
+   * it or was reported lost. */
   async sendFile(file) {
-    const t = new Transfer({ name: safeName(file.name), type: file.type || 'application/octet-stream', size: file.size, direction: 'send', state: 'hashing', file });
+    const t = new Transfer({ name: safeName(file.name), type: file.type || 'application/octet-stream', size: file.size, direction: 'send', state: 'hashing', file, path: '' });
     t.id = C.newUUID();
     this.emit('transfer', { transfer: t });
-    let s;
     try {
       const hash = new C.Sha256();
       for (let off = 0; off < file.size; off += 4 << 20) {
@@ -464,25 +616,28 @@ export class Room extends EventTarget {
       t.chunks = man.chunks;
       const sealed = await this.keys.sealManifest(this.id, man);
       const recipients = await this._waitForMembers(t);
-      s = this._newSend(t);
-      this._send({ t: 'file', file: man.file, chunks: man.chunks, data: C.b64u(sealed), recipients });
-      const got = await s.fileOK;
-      if (got.length === 0) throw new Error('nobody else is online');
-      for (const r of got) t.recipients.set(r, { acked: 0, state: 'sending' });
+      const job = { t, file, man, key, sealed };
+      for (const r of recipients) t.recipients.set(r, { state: 'connecting', path: '', bytes: 0, error: '' });
       t.state = 'sending';
-      t.peer = got.join(',');
+      t.peer = recipients.join(',');
       t.started = performance.now();
-      this.emit('transfer', { transfer: t });
-      await this._upload(t, s, file, man, key);
-      t.state = 'delivering';
-      this.emit('transfer', { transfer: t });
-      await s.allDone;
-      const lost = [...t.recipients.values()].filter((r) => r.state !== 'delivered');
+      this._sendProgress(t);
+      let relayTo = recipients;
+      const p2p = [];
+      if (this.transport !== 'relay') {
+        // Each recipient climbs the ladder on its own; the ones nothing
+        // connected to share one relay upload, started once all have settled.
+        const outcomes = recipients.map((m) => new Promise((resolve) => p2p.push(this._sendP2P(job, m, resolve))));
+        relayTo = (await Promise.all(outcomes)).filter(Boolean);
+      }
+      if (relayTo.length) await this._sendRelay(job, relayTo).catch((e) => this._lose(t, relayTo, e.message));
+      await Promise.all(p2p);
       t.finished = performance.now();
+      const lost = [...t.recipients.values()].filter((r) => r.state !== 'delivered');
       if (lost.length) throw new Error(`${lost.length} of ${t.recipients.size} members did not get it: ${lost[0].error || 'lost'}`);
       t.bytes = t.size;
       t.state = 'done';
-      this.emit('transfer', { transfer: t });
+      this._sendProgress(t);
       return t;
     } catch (e) {
       t.state = 'failed';
@@ -490,8 +645,192 @@ export class Room extends EventTarget {
       t.finished = t.finished || performance.now();
       this.emit('transfer', { transfer: t });
       throw e;
+    }
+  }
+
+  /** Recomputes a send's path (the paths its recipients took) and bytes
+   * (the slowest recipient's), then tells the UI. */
+  _sendProgress(t) {
+    const live = [...t.recipients.values()].filter((r) => r.state !== 'lost');
+    const paths = [...new Set([...t.recipients.values()].map((r) => r.path).filter(Boolean))];
+    t.path = paths.join(' + ') || (this.transport === 'relay' ? 'relay' : 'connecting');
+    if (t.state !== 'done') t.bytes = live.length ? Math.min(...live.map((r) => r.bytes)) : 0;
+    this.emit('transfer', { transfer: t });
+  }
+
+  _lose(t, members, msg) {
+    for (const m of members) {
+      const r = t.recipients.get(m);
+      if (r && r.state !== 'delivered' && r.state !== 'lost') { r.state = 'lost'; r.error = msg; }
+    }
+    this._sendProgress(t);
+  }
+
+  /** One recipient's peer-to-peer rungs. outcome(member) once, as soon as
+   * it is known: null once connected (or failed for good), the member when
+   * the relay store must take over. */
+  async _sendP2P(job, member, outcome) {
+    const { t } = job;
+    const rec = t.recipients.get(member);
+    const errs = [];
+    for (const mode of ladder(this.transport)) {
+      let p = null;
+      try {
+        p = await this.p2p.offer(member, mode);
+        await p.waitReady(ICE_TIMEOUT_MS);
+      } catch (e) {
+        p?.bye();
+        errs.push(e.message);
+        if (this._closed) break;
+        continue;
+      }
+      outcome(null);
+      rec.state = 'sending';
+      rec.path = p.path;
+      rec.relayProtocol = p.relayProtocol;
+      this._sendProgress(t);
+      try {
+        await this._streamP2P(job, p, rec);
+        rec.state = 'delivered';
+        rec.bytes = t.size;
+        p.bye();
+        this._sendProgress(t);
+        return;
+      } catch (e) {
+        p.bye();
+        return this._p2pLost(job, member, rec, p, e);
+      }
+    }
+    if (this.transport === 'auto' && !this._closed) {
+      rec.state = 'relay';
+      return outcome(member);
+    }
+    outcome(null);
+    this._lose(t, [member], `no ${this.transport === 'turn' ? 'TURN' : 'peer-to-peer'} connection: ${errs.join('; ')}`);
+  }
+
+  /** A peer-to-peer session broke mid-transfer (docs/DECISIONS.md): with
+   * transport 'auto' and the member still online, the file goes again
+   * through the relay under the same id (the receiver keeps the chunks it
+   * has and writes only the missing ones); otherwise the recipient is
+   * reported lost with the reason. */
+  async _p2pLost(job, member, rec, p, err) {
+    const { t } = job;
+    const why = err.receiver ? err.message : `the ${p.path} connection was lost mid-transfer: ${err.message}`;
+    if (!err.receiver && this.transport === 'auto' && !this._closed) {
+      await sleep(1000); // let presence settle: a member that vanished is reported offline by the server
+      if (this.members.get(member)?.online && !this._sends.has(t.id)) {
+        rec.path = 'relay';
+        rec.state = 'sending';
+        rec.note = why + '; resumed through the relay';
+        this._sendProgress(t);
+        try {
+          await this._sendRelay(job, [member]);
+        } catch (e) {
+          this._lose(t, [member], `${why}; the relay did not take over either: ${e.message}`);
+        }
+        return;
+      }
+      if (!this.members.get(member)?.online) return this._lose(t, [member], why + ' (the member went offline)');
+    }
+    this._lose(t, [member], why);
+  }
+
+  /** Streams the file over a confirmed session: the manifest, every chunk
+   * (the same sealed frames as the relay's), then waits for the receiver's
+   * verdict. Stalls (no word from the receiver) fail the session. */
+  async _streamP2P(job, p, rec) {
+    const { t, file, man, key, sealed } = job;
+    const fid = C.uuidBytes(man.file);
+    let verdict;
+    const done = new Promise((resolve, reject) => { verdict = { resolve, reject }; });
+    done.catch(() => {});
+    p.ended.then((e) => verdict.reject(e));
+    p.handler = (b) => {
+      let m;
+      try { m = P.parseDC(b); } catch { m = null; }
+      if (!m || (m.kind !== P.DC_PROGRESS && m.kind !== P.DC_DONE) || C.toHex(m.file) !== C.toHex(fid)) {
+        p.fail(new Error('unexpected message from the receiver'));
+        return;
+      }
+      if (m.kind === P.DC_PROGRESS) {
+        rec.bytes = Math.min(m.chunks * man.chunkSize, man.size);
+        this._sendProgress(t);
+      } else if (m.failed) {
+        const e = new Error('the receiver reports: ' + m.reason);
+        e.receiver = true;
+        verdict.reject(e);
+      } else {
+        verdict.resolve();
+      }
+    };
+    await p.send(P.dcMessage({ kind: P.DC_MANIFEST, file: fid, chunks: man.chunks, sealed }));
+    const cipher = await C.newChunkCipher(key, this.keys.roomID, this.id, fid, man.chunks, man.size);
+    let failedEarly = null;
+    done.catch((e) => { failedEarly = e; });
+    await this._forEachSealed(file, man, cipher, async (i, sc) => {
+      if (failedEarly) throw failedEarly;
+      await p.send(P.chunkUpFrame(fid, i, man.chunks, sc));
+    });
+    const watch = setInterval(() => {
+      if (performance.now() - p._activity > STALL_MS) p.fail(new Error(`no word from the receiver for ${STALL_MS / 1000} s`));
+    }, 1000);
+    try {
+      await done;
     } finally {
-      if (s) this._sends.delete(t.id);
+      clearInterval(watch);
+    }
+  }
+
+  /** Reads the file in blocks, seals each block's chunks concurrently (the
+   * next block while this one is sent) and calls send(index, sealed) in
+   * order. Every chunk is sealed at full size: the last one zero-padded. */
+  async _forEachSealed(file, man, cipher, send) {
+    const cs = man.chunkSize;
+    const sealBlock = async (first) => {
+      const last = Math.min(man.chunks, first + READ_BLOCK);
+      const block = new Uint8Array(await file.slice(first * cs, Math.min(man.size, last * cs)).arrayBuffer());
+      return Promise.all(Array.from({ length: last - first }, (_, k) => {
+        const plain = new Uint8Array(cs);
+        plain.set(block.subarray(k * cs, Math.min(block.length, (k + 1) * cs)));
+        return cipher.seal(first + k, plain);
+      }));
+    };
+    let next = sealBlock(0);
+    for (let first = 0; first < man.chunks; first += READ_BLOCK) {
+      const sealed = await next;
+      next = first + READ_BLOCK < man.chunks ? sealBlock(first + READ_BLOCK) : null;
+      next?.catch(() => {});
+      for (let k = 0; k < sealed.length; k++) await send(first + k, sealed[k]);
+    }
+  }
+
+  /** Sends the file through the server's relay store to recipients. */
+  async _sendRelay(job, recipients) {
+    const { t, file, man, key, sealed } = job;
+    const s = this._newSend(t);
+    try {
+      this._send({ t: 'file', file: man.file, chunks: man.chunks, data: C.b64u(sealed), recipients });
+      const got = await s.fileOK;
+      const missed = recipients.filter((r) => !got.includes(r));
+      if (missed.length) this._lose(t, missed, 'offline when the relay upload started');
+      if (got.length === 0) throw new Error('nobody else is online');
+      for (const m of got) {
+        const r = t.recipients.get(m);
+        if (!r) continue;
+        Object.assign(r, { state: 'sending', path: 'relay', bytes: 0, acked: 0 });
+        s.members.add(m);
+      }
+      this._sendProgress(t);
+      await this._upload(t, s, file, man, key);
+      t.state = 'delivering';
+      this._sendProgress(t);
+      await s.allDone;
+      if (t.state === 'delivering') t.state = 'sending';
+    } finally {
+      clearTimeout(s.graceTimer);
+      for (const timer of s.offline.values()) clearTimeout(timer);
+      this._sends.delete(t.id);
     }
   }
 
@@ -507,14 +846,17 @@ export class Room extends EventTarget {
     return this.onlineMembers;
   }
 
+  /** The state of one relay upload of t: the relay recipients (s.members)
+   * and the server's events about them. */
   _newSend(t) {
-    const s = { failed: '' };
+    const s = { failed: '', members: new Set(), offline: new Map() };
     let okResolve, okReject, doneResolve, doneReject;
     s.fileOK = new Promise((res, rej) => { okResolve = res; okReject = rej; });
     s.allDone = new Promise((res, rej) => { doneResolve = res; doneReject = rej; });
     s.fileOK.catch(() => {}); s.allDone.catch(() => {});
+    const rec = (m) => (s.members.has(m) ? t.recipients.get(m) : null);
     const checkDone = () => {
-      if (t.recipients.size && [...t.recipients.values()].every((r) => r.state !== 'sending')) doneResolve();
+      if (s.members.size && [...s.members].every((m) => t.recipients.get(m).state !== 'sending')) doneResolve();
     };
     s.fail = (msg) => {
       if (s.failed) return;
@@ -522,20 +864,34 @@ export class Room extends EventTarget {
       okReject(new Error(msg)); doneReject(new Error(msg));
     };
     s.event = (m) => {
-      const r = t.recipients.get(m.member);
+      const r = rec(m.member);
       switch (m.t) {
         case 'file_ok': okResolve(Array.isArray(m.recipients) ? m.recipients.filter((x) => this.members.has(x)) : []); return;
         case 'error': s.fail(ERROR_TEXT[m.code] || m.error || m.code); return;
-        case 'progress': if (r) r.acked = Number(m.acked) || 0; break;
-        case 'delivered': if (r) { r.state = 'delivered'; r.acked = t.chunks; } break;
-        case 'undeliverable': if (r) { r.state = 'lost'; r.error = m.error || 'undeliverable'; } break;
+        case 'progress': if (r) { r.acked = Number(m.acked) || 0; r.bytes = Math.min(t.size, r.acked * P.CHUNK_SIZE); } break;
+        case 'delivered': if (r && r.state === 'sending') { r.state = 'delivered'; r.acked = t.chunks; r.bytes = t.size; } break;
+        case 'undeliverable': if (r && r.state === 'sending') { r.state = 'lost'; r.error = m.error || 'undeliverable'; } break;
       }
-      this.emit('transfer', { transfer: t });
+      this._sendProgress(t);
       checkDone();
     };
     s.presence = (member, event) => {
-      const r = t.recipients.get(member);
-      if (r && r.state === 'sending' && event === 'leave') { r.state = 'lost'; r.error = 'left the room'; checkDone(); }
+      const r = rec(member);
+      if (!r || r.state !== 'sending') return;
+      if (event === 'leave') { r.state = 'lost'; r.error = 'left the room'; checkDone(); this._sendProgress(t); return; }
+      // A recipient gone offline mid-transfer gets a grace period to come
+      // back (the relay keeps its chunks), as in the Go client.
+      if (event === 'offline' && !s.offline.has(member)) {
+        s.offline.set(member, setTimeout(() => {
+          s.offline.delete(member);
+          if (r.state !== 'sending') return;
+          r.state = 'lost';
+          r.error = 'went offline mid-transfer (the relay keeps its chunks until they expire)';
+          checkDone();
+          this._sendProgress(t);
+        }, OFFLINE_GRACE_MS));
+      }
+      if (event === 'online') { clearTimeout(s.offline.get(member)); s.offline.delete(member); }
     };
     this._sends.set(t.id, s);
     return s;
@@ -560,10 +916,9 @@ export class Room extends EventTarget {
         if (s.failed) throw new Error(s.failed);
         if (this._ws !== ws || ws.readyState !== WebSocket.OPEN) throw new Error('the connection to the server was lost');
         ws.send(P.chunkUpFrame(fid, first + k, man.chunks, sealed[k]));
-        t.bytes = Math.min(man.size, (first + k + 1) * cs);
       }
       while (ws.bufferedAmount > SEND_HIGH_WATER && !s.failed && ws.readyState === WebSocket.OPEN) await sleep(4);
-      if (performance.now() - lastEmit > 100) { lastEmit = performance.now(); this.emit('transfer', { transfer: t }); }
+      if (performance.now() - lastEmit > 100) { lastEmit = performance.now(); this._sendProgress(t); }
     }
     // What the socket still buffers has not left yet.
     while (ws.bufferedAmount > 0 && !s.failed && ws.readyState === WebSocket.OPEN) await sleep(10);

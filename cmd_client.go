@@ -125,7 +125,7 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	bars := newBars(stderr)
-	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{OnProgress: bars.update})
+	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{OnProgress: bars.update, OnState: stateLine(stderr)})
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
@@ -146,6 +146,9 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		if err != nil {
 			return err
+		}
+		if rep.Uploaded > 0 || rep.Rounds > 1 {
+			fmt.Fprintf(stderr, "%s: relay upload %d bytes in %d round(s) for a %d-byte file\n", rep.Name, rep.Uploaded, rep.Rounds, rep.Size)
 		}
 		fmt.Fprintf(stdout, "sent %s (%d bytes) to %d member(s) in %s\n", rep.Name, rep.Size, len(rep.Delivered), rep.Duration.Round(time.Millisecond))
 	}
@@ -168,7 +171,7 @@ func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("recv: output directory %q does not exist", *dir)
 	}
 	bars := newBars(stderr)
-	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{Dir: *dir, OnProgress: bars.update})
+	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{Dir: *dir, OnProgress: bars.update, OnState: stateLine(stderr)})
 	if err != nil {
 		return fmt.Errorf("recv: %w", err)
 	}
@@ -187,10 +190,25 @@ func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(stderr, "cloakroom: %s from %s failed: %v\n", client.SafeName(f.Name), short(f.From), f.Err)
 			continue
 		}
+		if f.Resumed > 0 {
+			fmt.Fprintf(stderr, "%s: resumed with %d of %d bytes already here\n", client.SafeName(f.Name), f.Resumed, f.Size)
+		}
 		fmt.Fprintln(stdout, f.Path)
 		n++
 	}
 	return nil
+}
+
+// stateLine reports the connection's state changes on stderr.
+func stateLine(stderr io.Writer) func(string) {
+	return func(s string) {
+		switch s {
+		case "reconnecting":
+			fmt.Fprintln(stderr, "cloakroom: connection to the server lost; reconnecting…")
+		case "restored":
+			fmt.Fprintln(stderr, "cloakroom: connection restored")
+		}
+	}
 }
 
 func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {

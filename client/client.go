@@ -93,6 +93,7 @@ type Client struct {
 	mu        sync.Mutex
 	conn      *websocket.Conn // current connection, nil while reconnecting
 	connReady chan struct{}   // closed when conn is (re)established
+	connGen   uint64          // connections made so far; guarded by mu
 	members   map[string]*Member
 	seen      map[[16]byte]bool // envelope ids already handled
 	sends     map[string]*sendState

@@ -42,6 +42,7 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 		return nil, fmt.Errorf("connect: %w", ErrClosed)
 	}
 	c.conn = conn
+	c.connGen++
 	close(c.connReady)
 	return conn, nil
 }
@@ -278,6 +279,33 @@ func (c *Client) waitConnected(ctx context.Context) error {
 		return ctx.Err()
 	case <-c.done:
 		return fmt.Errorf("client closed: %w", ErrClosed)
+	}
+}
+
+// connGeneration counts the connections made so far.
+func (c *Client) connGeneration() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connGen
+}
+
+// waitNewConn blocks until a connection newer than generation gen is up: a
+// write may fail before the read loop has noticed the old one broke.
+func (c *Client) waitNewConn(ctx context.Context, gen uint64) error {
+	for {
+		c.mu.Lock()
+		cur, up := c.connGen, c.conn != nil
+		c.mu.Unlock()
+		if cur != gen && up {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return fmt.Errorf("client closed: %w", ErrClosed)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

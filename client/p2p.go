@@ -112,7 +112,7 @@ func (c *Client) streamFile(ctx context.Context, p *peerConn, path string, f *os
 		c.progress(Progress{File: man.File, Name: man.Name, Peer: p.member, Sending: true, Bytes: n, Total: man.Size, Path: path})
 	}
 	var acked int64
-	err = forEachChunk(f, man, ciph, func(i uint32, frame []byte) error {
+	err = forEachChunk(f, man, ciph, nil, func(i uint32, frame []byte) error {
 		for drained := false; !drained; {
 			select {
 			case m := <-events:
@@ -155,11 +155,14 @@ func (c *Client) dcEvent(m *protocol.DCMessage, man *crypto.Manifest, prog func(
 
 // forEachChunk reads, pads and seals every chunk of f into a ChunkUp frame
 // (reusing one buffer) and calls send with it.
-func forEachChunk(f *os.File, man *crypto.Manifest, ciph *crypto.ChunkCipher, send func(uint32, []byte) error) error {
+func forEachChunk(f *os.File, man *crypto.Manifest, ciph *crypto.ChunkCipher, skip func(uint32) bool, send func(uint32, []byte) error) error {
 	fid := uuid.MustParse(man.File)
 	plain := make([]byte, man.ChunkSize)
 	frame := make([]byte, 0, protocol.ChunkUpHeader+man.ChunkSize+16)
 	for i := uint32(0); i < man.Chunks; i++ {
+		if skip != nil && skip(i) {
+			continue
+		}
 		off := int64(i) * int64(man.ChunkSize)
 		want := int(min(int64(man.ChunkSize), man.Size-off))
 		n, err := f.ReadAt(plain[:want], off)

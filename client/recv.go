@@ -31,6 +31,9 @@ type File struct {
 	SHA256 string
 	From   string
 	Err    error
+	// Resumed is how many bytes were already held when the reception began
+	// (a partial file from an earlier announcement or an earlier run).
+	Resumed int64
 }
 
 // Progress reports a transfer's advance.
@@ -47,22 +50,26 @@ type Progress struct {
 
 // recvState is one incoming file, written chunk by chunk to a partial file.
 type recvState struct {
-	man      *crypto.Manifest
-	from     string
-	cipher   *crypto.ChunkCipher
-	f        *os.File
-	part     string
-	have     []bool
-	got      uint32
-	bytes    int64
-	hash     hash.Hash
-	hashed   uint32      // chunks hashed so far, in order
-	failed   atomic.Bool // set by the disk loop, read by the read loop
-	done     bool        // disk loop only
-	doneFlag atomic.Bool // done, for other goroutines
-	started  time.Time
-	path     string    // "relay", "direct", "TURN-UDP"…; guarded by c.mu
-	notify   *peerConn // peer-to-peer sender to tell about progress; guarded by c.mu
+	man         *crypto.Manifest
+	from        string
+	cipher      *crypto.ChunkCipher
+	f           *os.File
+	part        string
+	have        *haveMap
+	got         uint32
+	bytes       int64
+	hash        hash.Hash
+	hashed      uint32      // chunks hashed so far, in order
+	failed      atomic.Bool // set by the disk loop, read by the read loop
+	done        bool        // disk loop only
+	doneFlag    atomic.Bool // done, for other goroutines
+	started     time.Time
+	path        string      // "relay", "direct", "TURN-UDP"…; guarded by c.mu
+	notify      *peerConn   // peer-to-peer sender to tell about progress; guarded by c.mu
+	resumed     bool        // started from chunks already held: the sender was told (disk loop only)
+	heldAtStart int64       // bytes held when the reception began (disk loop only)
+	retired     atomic.Bool // handed over to a newer announcement of the same content
+	adopt       *recvState  // set at creation: take over this one's partial file (disk loop)
 }
 
 // NextFile waits for the next received (or failed) file.
@@ -111,7 +118,19 @@ func (c *Client) startRecv(man *crypto.Manifest, from string, peer *peerConn, pa
 		c.setRecvPeer(rs, peer, path)
 		return nil
 	}
-	rs, err := c.newRecv(man, from)
+	c.mu.Lock()
+	old := c.sameContentLocked(man)
+	if old != nil {
+		old.retired.Store(true)
+		delete(c.recvs, old.man.File)
+	}
+	c.mu.Unlock()
+	var err error
+	if old != nil {
+		rs, err = c.adoptRecv(man, from, old)
+	} else {
+		rs, err = c.newRecv(man, from)
+	}
 	if err != nil {
 		return err
 	}
@@ -120,6 +139,24 @@ func (c *Client) startRecv(man *crypto.Manifest, from string, peer *peerConn, pa
 	c.mu.Lock()
 	c.recvs[man.File] = rs
 	c.mu.Unlock()
+	// The disk loop takes over the old partial file (in order with the
+	// chunks already queued) and tells the sender what it can skip.
+	select {
+	case c.chunks <- chunkJob{rs: rs, start: true}:
+	case <-c.ctx.Done():
+	}
+	return nil
+}
+
+// sameContentLocked finds an unfinished reception of the content man
+// announces (a previous round of the same file).
+func (c *Client) sameContentLocked(man *crypto.Manifest) *recvState {
+	for _, rs := range c.recvs {
+		if rs.man.SHA256 == man.SHA256 && rs.man.Size == man.Size && rs.man.ChunkSize == man.ChunkSize &&
+			!rs.doneFlag.Load() && !rs.failed.Load() && !rs.retired.Load() {
+			return rs
+		}
+	}
 	return nil
 }
 
@@ -136,6 +173,40 @@ func (c *Client) setRecvPeer(rs *recvState, peer *peerConn, path string) {
 }
 
 func (c *Client) newRecv(man *crypto.Manifest, from string) (*recvState, error) {
+	ciph, err := chunkCipherFor(c.keys, man, from)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(c.opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("receive dir: %w", err)
+	}
+	if err := checkManifestShape(man); err != nil {
+		return nil, err
+	}
+	f, part, hm, err := openPartial(c.opts.Dir, man)
+	if err != nil {
+		return nil, err
+	}
+	preallocate(f, man.Size)
+	rs := &recvState{
+		man: man, from: from, cipher: ciph, f: f, part: part, have: hm,
+		hash: sha256.New(), started: time.Now(),
+	}
+	rs.count()
+	return rs, nil
+}
+
+// adoptRecv starts a reception that continues old's partial file; the disk
+// loop moves the file over when it reaches the start job.
+func (c *Client) adoptRecv(man *crypto.Manifest, from string, old *recvState) (*recvState, error) {
+	ciph, err := chunkCipherFor(c.keys, man, from)
+	if err != nil {
+		return nil, err
+	}
+	return &recvState{man: man, from: from, cipher: ciph, adopt: old, hash: sha256.New(), started: time.Now()}, nil
+}
+
+func chunkCipherFor(keys *crypto.RoomKeys, man *crypto.Manifest, from string) (*crypto.ChunkCipher, error) {
 	key, err := protocol.DecodeB64(man.Key)
 	if err != nil {
 		return nil, fmt.Errorf("manifest key: %w", err)
@@ -144,29 +215,44 @@ func (c *Client) newRecv(man *crypto.Manifest, from string) (*recvState, error) 
 	if err != nil {
 		return nil, fmt.Errorf("manifest file id: %w", err)
 	}
-	ciph, err := crypto.NewChunkCipher(key, c.keys.RoomID, from, fid, man.Chunks, man.Size)
+	ciph, err := crypto.NewChunkCipher(key, keys.RoomID, from, fid, man.Chunks, man.Size)
 	if err != nil {
 		return nil, fmt.Errorf("chunk cipher: %w", err)
 	}
-	if err := os.MkdirAll(c.opts.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("receive dir: %w", err)
+	return ciph, nil
+}
+
+// checkManifestShape refuses a manifest whose SHA-256 could not name a file.
+func checkManifestShape(man *crypto.Manifest) error {
+	if len(man.SHA256) != 64 || strings.Trim(man.SHA256, "0123456789abcdef") != "" {
+		return fmt.Errorf("manifest SHA-256 %q: %w", truncateReason(man.SHA256), ErrIntegrity)
 	}
-	part := filepath.Join(c.opts.Dir, ".cloakroom-"+man.File+".part")
-	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("partial file: %w", err)
+	return nil
+}
+
+// count recomputes got and bytes from the bitmap (a resumed partial file).
+func (rs *recvState) count() {
+	rs.got, rs.bytes = 0, 0
+	for i := uint32(0); i < rs.man.Chunks; i++ {
+		if rs.have.has(i) {
+			rs.got++
+			rs.bytes += rs.chunkLen(i)
+		}
 	}
-	preallocate(f, man.Size)
-	return &recvState{
-		man: man, from: from, cipher: ciph, f: f, part: part, have: make([]bool, man.Chunks),
-		hash: sha256.New(), started: time.Now(),
-	}, nil
+}
+
+func (rs *recvState) chunkLen(i uint32) int64 {
+	if i == rs.man.Chunks-1 {
+		return rs.man.Size - int64(i)*int64(rs.man.ChunkSize)
+	}
+	return int64(rs.man.ChunkSize)
 }
 
 // chunkJob is a chunk on its way from the read loop to the disk loop:
 // decrypted already (plain), or an error to report, or nothing but an ack.
 type chunkJob struct {
 	rs    *recvState
+	start bool // not a chunk: the reception begins (resume bookkeeping)
 	index uint32
 	item  uint64  // relay item to ack; 0 for peer-to-peer chunks
 	plain *[]byte // pooled buffer holding the plaintext
@@ -227,16 +313,32 @@ func (c *Client) queueChunk(d *protocol.ChunkDown, peer *peerConn) error {
 func (c *Client) diskLoop() {
 	defer c.wg.Done()
 	var acks []uint64
+	dirty := map[*recvState]bool{}
 	for {
 		select {
 		case job := <-c.chunks:
-			complete := c.storeChunk(job)
+			var complete *recvState
+			if job.start {
+				complete = c.beginRecv(job.rs)
+			} else {
+				complete = c.storeChunk(job)
+			}
+			if job.rs != nil && job.rs.have != nil {
+				dirty[job.rs] = true
+			}
 			if job.item != 0 {
 				acks = append(acks, job.item)
 			}
 			// Acks go out before a completed file is handed to the user, who
 			// may close the client at once: the sender must hear of it.
 			if len(acks) >= 16 || (len(acks) > 0 && (len(c.chunks) == 0 || complete != nil)) {
+				// The bitmaps reach the disk before the acks: an acked chunk is
+				// never delivered again, so a restarted receiver must know it
+				// holds it.
+				for rs := range dirty {
+					c.flushHave(rs)
+					delete(dirty, rs)
+				}
 				// A failed ack is not fatal: the read loop sees the broken
 				// connection itself, and unacked items are delivered again.
 				_ = c.writeJSON(&protocol.Message{Type: protocol.TypeAck, IDs: acks})
@@ -259,14 +361,14 @@ func (c *Client) storeChunk(job chunkJob) *recvState {
 	if job.plain != nil {
 		defer plainPool.Put(job.plain)
 	}
-	if rs == nil || rs.failed.Load() || rs.done {
+	if rs == nil || rs.failed.Load() || rs.done || rs.retired.Load() || rs.f == nil {
 		return nil
 	}
 	if job.err != nil {
 		c.failRecv(rs, job.err)
 		return nil
 	}
-	if job.plain == nil || rs.have[job.index] {
+	if job.plain == nil || rs.have.has(job.index) {
 		return nil
 	}
 	if err := rs.write(job.index, *job.plain); err != nil {
@@ -292,9 +394,76 @@ func (c *Client) closeRecvs() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, rs := range c.recvs {
-		if !rs.done && !rs.failed.Load() {
+		if !rs.done && !rs.failed.Load() && rs.f != nil {
+			c.flushHave(rs)
 			rs.f.Close()
+			rs.have.side.Close()
 		}
+	}
+}
+
+// beginRecv runs in the disk loop when a reception starts: it takes over the
+// partial file of an earlier announcement of the same content, and tells the
+// sender which chunks it already holds. It returns rs when nothing is missing.
+func (c *Client) beginRecv(rs *recvState) *recvState {
+	if old := rs.adopt; old != nil {
+		rs.adopt = nil
+		if old.f == nil || old.failed.Load() || old.done {
+			f, part, hm, err := openPartial(c.opts.Dir, rs.man)
+			if err != nil {
+				c.failRecv(rs, err)
+				return nil
+			}
+			rs.f, rs.part, rs.have = f, part, hm
+			rs.count()
+		} else {
+			rs.f, rs.part, rs.have = old.f, old.part, old.have
+			rs.got, rs.bytes, rs.hash, rs.hashed = old.got, old.bytes, old.hash, old.hashed
+			old.f = nil // the old reception's queued chunks are dropped
+		}
+	}
+	if rs.f == nil || rs.got == 0 {
+		return nil
+	}
+	rs.resumed = true
+	rs.heldAtStart = rs.bytes
+	c.log.Info("resuming a partial file", "file", rs.man.File, "chunks_held", rs.got, "chunks", rs.man.Chunks)
+	c.tellHave(rs, false)
+	c.mu.Lock()
+	path := rs.path
+	c.mu.Unlock()
+	c.progress(Progress{File: rs.man.File, Name: rs.man.Name, Peer: rs.from, Bytes: rs.bytes, Total: rs.man.Size, Path: path})
+	if rs.got == rs.man.Chunks {
+		return rs
+	}
+	return nil
+}
+
+// tellHave sends the sender a sealed have signal: the chunks held, or that
+// the file is complete. Best effort: a sender that never hears it sends
+// everything, and the relay's own delivery report still arrives.
+func (c *Client) tellHave(rs *recvState, done bool) {
+	body := &signalBody{Kind: "have", Session: rs.man.File, File: rs.man.File, Done: done}
+	if !done {
+		body.Have = rs.have.ranges(rs.man.Chunks)
+		if len(body.Have) > maxHaveRanges {
+			body.Have = body.Have[:maxHaveRanges] // a prefix of what is held is still true
+		}
+	}
+	if err := c.sendSignal(rs.from, body); err != nil {
+		c.log.Info("could not tell the sender which chunks are held", "file", rs.man.File, "err", err)
+	}
+}
+
+// maxHaveRanges keeps a have signal well under the signal size limit.
+const maxHaveRanges = 1000
+
+func (c *Client) flushHave(rs *recvState) {
+	if rs.have == nil || rs.f == nil || rs.done || rs.failed.Load() {
+		return
+	}
+	if err := rs.have.flush(); err != nil {
+		c.log.Warn("chunk bitmap not saved; a restart will fetch those chunks again", "err", err)
 	}
 }
 
@@ -315,7 +484,7 @@ func (rs *recvState) write(index uint32, plain []byte) error {
 		rs.hash.Write(plain)
 		rs.hashed++
 	}
-	rs.have[index] = true
+	rs.have.set(index)
 	rs.got++
 	rs.bytes += int64(len(plain))
 	return nil
@@ -335,6 +504,7 @@ func (c *Client) finishRecv(rs *recvState) {
 		return
 	}
 	rs.done = true
+	rs.have.side.Close()
 	final, err := placeFile(c.opts.Dir, rs.man.Name, rs.part)
 	if err != nil {
 		c.failRecv(rs, err)
@@ -344,11 +514,15 @@ func (c *Client) finishRecv(rs *recvState) {
 	c.mu.Lock()
 	path, peer := rs.path, rs.notify
 	c.mu.Unlock()
+	os.Remove(sidecarOf(rs.part))
 	if peer != nil {
 		peer.notify(&protocol.DCMessage{Kind: protocol.DCDone, File: uuid.MustParse(rs.man.File)})
 	}
+	if rs.resumed {
+		c.tellHave(rs, true) // the sender may have skipped chunks: the relay cannot report delivery
+	}
 	c.progress(Progress{File: rs.man.File, Name: rs.man.Name, Peer: rs.from, Bytes: rs.bytes, Total: rs.man.Size, Path: path, Done: true})
-	c.deliverFile(File{ID: rs.man.File, Name: rs.man.Name, Path: final, Type: rs.man.Type, Size: rs.man.Size, SHA256: sum, From: rs.from})
+	c.deliverFile(File{ID: rs.man.File, Name: rs.man.Name, Path: final, Type: rs.man.Type, Size: rs.man.Size, SHA256: sum, From: rs.from, Resumed: rs.heldAtStart})
 }
 
 // sum returns the hex SHA-256 of the file: from the running hash when every
@@ -366,8 +540,11 @@ func (rs *recvState) sum() (string, error) {
 
 func (c *Client) failRecv(rs *recvState, err error) {
 	rs.failed.Store(true)
-	rs.f.Close()
-	os.Remove(rs.part)
+	if rs.f != nil {
+		rs.f.Close()
+		rs.have.side.Close()
+		removePartial(rs.part)
+	}
 	c.mu.Lock()
 	peer := rs.notify
 	c.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -29,15 +30,38 @@ type SendReport struct {
 	Paths     map[string]string // member -> "direct", "TURN-UDP", "TURN-TCP", "relay"…
 	Failed    map[string]string // member -> reason
 	Duration  time.Duration
+	// Relay uploads: chunk bytes uploaded over all rounds, and the rounds
+	// (more than one when the connection to the server broke mid-file).
+	Uploaded int64
+	Rounds   int
 }
 
 // sendState tracks one outgoing file; the read loop feeds it server events.
 type sendState struct {
-	file   string
-	events chan *protocol.Message
-	mu     sync.Mutex
-	fail   error
-	failed chan struct{}
+	file    string
+	chunks  uint32
+	events  chan *protocol.Message
+	mu      sync.Mutex
+	fail    error
+	failed  chan struct{}
+	targets map[string]bool     // the round's recipients (read-only once set)
+	haves   map[string]*haveMap // chunks a recipient said it holds; guarded by mu
+}
+
+// allHave reports whether every target said it holds chunk i.
+func (s *sendState) allHave(i uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.haves) < len(s.targets) {
+		return false
+	}
+	for m := range s.targets {
+		h := s.haves[m]
+		if h == nil || !h.has(i) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *sendState) presence(member, event string) {
@@ -162,9 +186,92 @@ func (c *Client) sendAllP2P(ctx context.Context, f *os.File, man *crypto.Manifes
 	return relayTo
 }
 
+// maxRounds bounds how often one send starts over after losing the server.
+const maxRounds = 100
+
 // sendRelay sends the file through the server's relay store to recipients.
+// When the connection to the server breaks (a server restart loses the relay
+// store), it waits for the client to reconnect and for the recipients to come
+// back, and announces the file again as a new round — a fresh file id and
+// key, so no chunk key and nonce are ever used twice — and each recipient's
+// "have" signal lets it skip what every recipient already holds.
 func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, rep *SendReport, mu *sync.Mutex) error {
-	s := &sendState{file: man.File, events: make(chan *protocol.Message, 4096), failed: make(chan struct{})}
+	pending := recipients
+	for round := 1; ; round++ {
+		mu.Lock()
+		rep.Rounds = round
+		mu.Unlock()
+		gen := c.connGeneration()
+		left, err := c.relayRound(ctx, f, man, key, pending, rep, mu)
+		if err == nil || !errors.Is(err, ErrUnreachable) || ctx.Err() != nil || round == maxRounds {
+			return err
+		}
+		c.log.Info("connection lost mid-send; resuming after reconnect", "name", man.Name, "round", round, "err", err)
+		if err := c.waitNewConn(ctx, gen); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		pending = c.awaitReturn(ctx, left, rep, mu)
+		if len(pending) == 0 {
+			return nil
+		}
+		if man, key, err = renewManifest(man); err != nil {
+			return err
+		}
+	}
+}
+
+// renewManifest returns man under a new file id and key: the same content,
+// announced again.
+func renewManifest(man *crypto.Manifest) (*crypto.Manifest, []byte, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, nil, fmt.Errorf("send: file key: %w", err)
+	}
+	m := *man
+	m.File, m.Key = uuid.NewString(), protocol.EncodeB64(key)
+	return &m, key, nil
+}
+
+// awaitReturn waits, after a reconnect, for the members still owed the file
+// to be online again; those not back within OfflineGrace are reported failed.
+func (c *Client) awaitReturn(ctx context.Context, members []string, rep *SendReport, mu *sync.Mutex) []string {
+	deadline := time.Now().Add(c.opts.OfflineGrace)
+	for {
+		online := map[string]bool{}
+		for _, m := range c.OnlineMembers() {
+			online[m] = true
+		}
+		var back, away []string
+		for _, m := range members {
+			if online[m] {
+				back = append(back, m)
+			} else {
+				away = append(away, m)
+			}
+		}
+		if len(away) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			mu.Lock()
+			for _, m := range away {
+				rep.Failed[m] = "did not come back after the connection to the server broke"
+			}
+			mu.Unlock()
+			return back
+		}
+		select {
+		case <-ctx.Done():
+		case <-c.done:
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// relayRound announces the file to recipients, uploads the chunks they do
+// not all hold, and waits for delivery. On error it returns the recipients
+// still owed the file.
+func (c *Client) relayRound(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, rep *SendReport, mu *sync.Mutex) ([]string, error) {
+	s := &sendState{file: man.File, chunks: man.Chunks, events: make(chan *protocol.Message, 4096), failed: make(chan struct{}),
+		haves: map[string]*haveMap{}}
 	c.mu.Lock()
 	c.sends[man.File] = s
 	c.mu.Unlock()
@@ -175,12 +282,56 @@ func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest
 	}()
 	got, err := c.announceFile(ctx, s, man, recipients)
 	if err != nil {
-		return err
+		return recipients, err
 	}
-	if err := c.uploadChunks(ctx, s, f, man, key); err != nil {
-		return err
+	targets := map[string]bool{}
+	for _, m := range got {
+		targets[m] = true
+	}
+	s.mu.Lock()
+	s.targets = targets
+	s.mu.Unlock()
+	if err := c.uploadChunks(ctx, s, f, man, key, rep, mu); err != nil {
+		return got, err
 	}
 	return c.awaitDelivery(ctx, s, man, got, rep, mu)
+}
+
+// routeHave takes a recipient's have signal for a file being sent.
+func (c *Client) routeHave(from string, b *signalBody) {
+	c.mu.Lock()
+	s := c.sends[b.File]
+	c.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	target := s.targets[from]
+	s.mu.Unlock()
+	if !target {
+		c.log.Warn("have signal from a member that is not a recipient; ignored", "from", short8(from))
+		return
+	}
+	if b.Done {
+		select {
+		case s.events <- &protocol.Message{Type: protocol.TypeDelivered, File: b.File, Member: from}:
+		default:
+		}
+		return
+	}
+	h := newHaveMap(s.chunks)
+	for _, r := range b.Have {
+		if r[0] >= r[1] || r[1] > s.chunks {
+			c.log.Warn("malformed have signal; ignored", "from", short8(from))
+			return
+		}
+		for i := r[0]; i < r[1]; i++ {
+			h.set(i)
+		}
+	}
+	s.mu.Lock()
+	s.haves[from] = h
+	s.mu.Unlock()
 }
 
 func (c *Client) prepareManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, error) {
@@ -245,14 +396,14 @@ func (c *Client) announceFile(ctx context.Context, s *sendState, man *crypto.Man
 	}
 }
 
-func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man *crypto.Manifest, key []byte) error {
+func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man *crypto.Manifest, key []byte, rep *SendReport, mu *sync.Mutex) error {
 	fid := uuid.MustParse(man.File)
 	ciph, err := crypto.NewChunkCipher(key, c.keys.RoomID, c.id, fid, man.Chunks, man.Size)
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
 	var sent int64
-	return forEachChunk(f, man, ciph, func(i uint32, frame []byte) error {
+	return forEachChunk(f, man, ciph, s.allHave, func(i uint32, frame []byte) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
@@ -264,7 +415,14 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 			return fmt.Errorf("send: %w", s.fail)
 		default:
 		}
-		sent = min(sent+int64(man.ChunkSize), man.Size)
+		n := int64(man.ChunkSize)
+		if i == man.Chunks-1 {
+			n = man.Size - int64(i)*int64(man.ChunkSize)
+		}
+		mu.Lock()
+		rep.Uploaded += n
+		mu.Unlock()
+		sent = max(sent, int64(i)*int64(man.ChunkSize)+n)
 		c.progress(Progress{File: man.File, Name: man.Name, Sending: true, Bytes: sent, Total: man.Size, Path: "relay"})
 		return nil
 	})
@@ -272,7 +430,7 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 
 // awaitDelivery waits for delivered/undeliverable for every recipient. A
 // recipient that goes offline gets OfflineGrace to come back.
-func (c *Client) awaitDelivery(ctx context.Context, s *sendState, man *crypto.Manifest, recipients []string, rep *SendReport, mu *sync.Mutex) error {
+func (c *Client) awaitDelivery(ctx context.Context, s *sendState, man *crypto.Manifest, recipients []string, rep *SendReport, mu *sync.Mutex) ([]string, error) {
 	pending := map[string]bool{}
 	for _, r := range recipients {
 		pending[r] = true
@@ -296,12 +454,18 @@ func (c *Client) awaitDelivery(ctx context.Context, s *sendState, man *crypto.Ma
 			}
 			mu.Unlock()
 		case <-s.failed:
-			return fmt.Errorf("send: %w", s.fail)
+			mu.Lock()
+			left := make([]string, 0, len(pending))
+			for r := range pending {
+				left = append(left, r)
+			}
+			mu.Unlock()
+			return left, fmt.Errorf("send: %w", s.fail)
 		case <-ctx.Done():
-			return fmt.Errorf("send: %w", ctx.Err())
+			return nil, fmt.Errorf("send: %w", ctx.Err())
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func (c *Client) sendEvent(m *protocol.Message, man *crypto.Manifest, pending map[string]bool, offline map[string]time.Time, rep *SendReport) {

@@ -18,6 +18,11 @@ type signalBody struct {
 	SDP       string                   `json:"sdp,omitempty"`
 	Candidate *webrtc.ICECandidateInit `json:"candidate,omitempty"`
 	Reason    string                   `json:"reason,omitempty"`
+	// have (receiver → sender of a relay file): the chunks it already holds
+	// as [lo, hi) ranges, or Done once it has verified the whole file.
+	File string      `json:"file,omitempty"`
+	Have [][2]uint32 `json:"have,omitempty"`
+	Done bool        `json:"done,omitempty"`
 }
 
 // ErrSignalAuth means a signal did not open with the pairwise key, or was a
@@ -92,6 +97,10 @@ func (c *Client) handleSignal(m *protocol.Message) {
 	var body signalBody
 	if err := json.Unmarshal(plain, &body); err != nil || body.Session == "" {
 		c.log.Warn("malformed signal refused", "from", m.From)
+		return
+	}
+	if body.Kind == "have" {
+		c.routeHave(m.From, &body)
 		return
 	}
 	c.routeSignal(m.From, &body)

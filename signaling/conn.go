@@ -2,6 +2,8 @@ package signaling
 
 import (
 	"context"
+	"errors"
+	"net"
 	"sync"
 	"time"
 
@@ -36,7 +38,8 @@ type conn struct {
 	// Set under s.mu by join in the reader goroutine, then never changed.
 	room *room
 	mem  *member
-	bad  int // bad requests so far (reader only)
+	bad  int        // bad requests so far (reader only)
+	addr *addrState // the client address's limits
 
 	win window
 }
@@ -77,12 +80,29 @@ func (c *conn) serve(refusal *closeReason) {
 		c.shutdown(refusal)
 	}
 	err := c.readLoop()
+	c.countReadError(err)
 	c.shutdown(&closeReason{cause: "read: " + err.Error()})
 	close(c.readDone)
 	c.wg.Wait()
 	_ = c.ws.Close()
 	c.cancel()
 	c.s.disconnected(c)
+}
+
+// countReadError counts a connection ended by a limit: a frame over the
+// read limit (gorilla has sent close 1009), or a read deadline (no join in
+// time, or nothing, not even a pong, within the ping deadline).
+func (c *conn) countReadError(err error) {
+	var ne net.Error
+	switch {
+	case c.isClosing():
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.s.limited.add(LimitFrameSize)
+	case errors.As(err, &ne) && ne.Timeout() && c.mem == nil:
+		c.s.limited.add(LimitJoinTimeout)
+	case errors.As(err, &ne) && ne.Timeout():
+		c.s.limited.add(LimitPingTimeout)
+	}
 }
 
 // shutdown starts ending the connection; the first reason wins. It never
@@ -121,6 +141,7 @@ func (c *conn) send(b []byte) {
 	case c.ctrl <- b:
 	default:
 		c.s.cutOff.Add(1)
+		c.s.limited.add(LimitSlowClient)
 		c.s.log.Warn("signaling: slow client cut off", "queue", cap(c.ctrl))
 		c.shutdown(&closeReason{cause: errSlow.Error()})
 	}
@@ -140,6 +161,7 @@ func (c *conn) sendError(code, text, file string) {
 func (c *conn) badRequest(text, file string) {
 	c.bad++
 	if c.bad >= maxBadRequests {
+		c.s.limited.add(LimitBadRequests)
 		c.shutdown(refuse(protocol.CodeBadRequest, errTooManyBad.Error()))
 		return
 	}
@@ -163,7 +185,7 @@ func refuse(code, text string) *closeReason {
 	switch code {
 	case protocol.CodeBadVerifier:
 		cc = closeBadVerifier
-	case protocol.CodeRoomFull, protocol.CodeTooMany:
+	case protocol.CodeRoomFull, protocol.CodeTooMany, protocol.CodeRateLimited:
 		cc = websocket.CloseTryAgainLater
 	case protocol.CodeGoingAway:
 		cc = websocket.CloseGoingAway

@@ -51,10 +51,14 @@ func (c *conn) put(it store.Item, owed []string, file string) bool {
 	case err == nil:
 		return true
 	case errors.Is(err, store.ErrTooLarge):
+		c.s.limited.add(LimitTooLarge)
 		c.sendError(protocol.CodeTooLarge, "item larger than the relay allows", file)
 	case errors.Is(err, store.ErrClosed):
 		c.sendError(protocol.CodeInternal, "relay closed", file)
+	case c.ctx.Err() != nil:
+		// The connection is ending: nobody to tell.
 	default:
+		c.s.limited.add(LimitRelayFull)
 		c.sendError(protocol.CodeRelayFull, "relay full: retry later", file)
 	}
 	c.s.log.Debug("signaling: put failed", "err", err)
@@ -152,6 +156,18 @@ func (c *conn) handleChunk(frame []byte) {
 		return
 	}
 	if len(owed) == 0 {
+		return
+	}
+	// The address's upload rate: the reader waits for it (back-pressure,
+	// like a full relay); nothing is refused.
+	ok, waited := c.wait(c.addr.upload, len(frame), c.s.cfg.PutTimeout)
+	if waited || !ok {
+		c.s.limited.add(LimitUploadRate)
+	}
+	if !ok {
+		if c.ctx.Err() == nil {
+			c.sendError(protocol.CodeRateLimited, "relay upload over the rate limit: retry later", id)
+		}
 		return
 	}
 	it := store.Item{Room: c.room.id, Sender: c.mem.id, Kind: store.KindChunk, File: id, Data: frame}

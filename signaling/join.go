@@ -38,7 +38,7 @@ func (c *conn) handleJoin(binary bool, data []byte) {
 		return
 	}
 	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(protocol.PongWait))
+		return c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 	})
 	c.wg.Add(1)
 	go c.deliverLoop()
@@ -68,6 +68,7 @@ func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReaso
 	event := protocol.EventOnline
 	switch {
 	case mem == nil && len(r.members) >= s.cfg.MaxMembers:
+		s.limited.add(LimitMembers)
 		return refuse(protocol.CodeRoomFull, "this room is full")
 	case mem == nil:
 		mem = &member{id: m.Member, pub: m.Pub, mac: m.MAC}
@@ -99,7 +100,8 @@ func (s *Server) roomFor(id string, verifier []byte) (*room, *closeReason) {
 	switch {
 	case r == nil:
 		if len(s.rooms) >= s.cfg.MaxRooms {
-			return nil, refuse(protocol.CodeTooMany, "too many rooms on this server")
+			s.limited.add(LimitRooms)
+			return nil, refuse(protocol.CodeTooMany, "too many rooms on this server; try again later")
 		}
 		r = newRoom(id, auth.HashVerifier(verifier))
 		s.rooms[id] = r

@@ -3,6 +3,7 @@ package signaling
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -50,7 +51,7 @@ func (c *conn) readLoop() error {
 		}
 		if c.mem != nil && !c.isClosing() {
 			// Also covers a long wait in Put: the deadline counts from now.
-			_ = c.ws.SetReadDeadline(time.Now().Add(protocol.PongWait))
+			_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 		}
 	}
 }
@@ -92,6 +93,9 @@ func (c *conn) handleFrame(binary bool, data []byte) {
 		c.badRequest("malformed message: "+truncate(err.Error()), "")
 		return
 	}
+	if m.Type != protocol.TypeAck && !c.allowMsg(m) {
+		return
+	}
 	switch m.Type {
 	case protocol.TypeMsg:
 		c.handleMsg(m)
@@ -123,6 +127,20 @@ func (c *conn) handleBinary(data []byte) {
 	default:
 		c.handleChunk(data)
 	}
+}
+
+// allowMsg applies the address's message rate: a message waits for its
+// token up to msgWait (the reader slows down: back-pressure), and past that
+// it is dropped with error{rate_limited} (with its file, if any, so a
+// sender's transfer fails loudly). Acks are exempt: they free server memory.
+func (c *conn) allowMsg(m *protocol.Message) bool {
+	if ok, _ := c.wait(c.addr.msgs, 1, msgWait); ok {
+		return true
+	}
+	c.s.limited.add(LimitMsgRate)
+	c.sendError(protocol.CodeRateLimited, fmt.Sprintf(
+		"too many messages from your address (over %g a second); this %s was dropped: slow down", c.s.cfg.MsgRate, m.Type), m.File)
+	return false
 }
 
 // truncate bounds error text echoed to a client (protocol limit 1024).

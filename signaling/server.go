@@ -33,12 +33,34 @@ type Config struct {
 	AllowedOrigins []string      // extra Origin values allowed besides the request's own host
 	MaxRooms       int           // default 10000
 	MaxMembers     int           // per room, default 100
-	MaxConns       int           // default 10000
+	MaxConns       int           // WebSocket connections at once, default 10000
 	RelayTTL       time.Duration // forget members offline longer than this; default 10 min
 	PutTimeout     time.Duration // how long an upload waits for relay space; default 30 s
 	SendQueue      int           // control messages queued per connection; default 256
 	DeliveryWindow int64         // relay bytes in flight (unacked) per connection; default 4 MiB
 	Now            func() time.Time
+
+	// Per client address (an IPv4 address or an IPv6 /64). Zero fields
+	// get defaults; a negative rate (or MaxConnsPerAddr) means no limit.
+	// Rates are per second; bursts are bucket sizes.
+	MaxConnsPerAddr int     // WebSocket connections at once, default 100
+	JoinRate        float64 // new WebSocket connections, default 5 (burst 50)
+	JoinBurst       int
+	MsgRate         float64 // control messages other than ack, default 200 (burst 2000)
+	MsgBurst        int
+	UploadRate      int64 // relay chunk bytes; default: no limit (burst 4 MiB)
+	UploadBurst     int64
+
+	// Timing of the WebSocket and of the HTTP server (Run). Zero fields get
+	// defaults.
+	JoinTimeout       time.Duration // the first frame must be a join within this; default 10 s
+	HandshakeTimeout  time.Duration // WebSocket upgrade; default 10 s
+	PingInterval      time.Duration // default protocol.PingInterval
+	PongWait          time.Duration // drop a client silent this long; default protocol.PongWait
+	ReadHeaderTimeout time.Duration // HTTP request headers; default 10 s
+	IdleTimeout       time.Duration // idle keep-alive HTTP connections; default 120 s
+	MaxHeaderBytes    int           // HTTP request headers; default 16 KiB
+
 	// ICE, if set, returns the ICE (TURN) servers and credentials for a
 	// joined member and when they expire; they go out in welcome and in
 	// answer to a turn request. Only members who joined with the room's
@@ -59,18 +81,36 @@ const (
 	defaultSendQueue  = 256
 	defaultWindow     = 4 << 20
 
-	joinTimeout     = 10 * time.Second // the first frame must be a join within this
-	closeGrace      = 2 * time.Second  // wait for the peer's close reply this long
-	maxBadRequests  = 16               // a client is cut off after this many errors
-	maxFlightItems  = 4096             // items in flight per connection (besides bytes)
-	maxFilesPerRoom = 1024             // relay file transfers tracked per room
-	progressEvery   = 64               // chunks acked between progress messages
+	defaultMaxConnsPerAddr = 100
+	defaultJoinRate        = 5
+	defaultJoinBurst       = 50
+	defaultMsgRate         = 200
+	defaultMsgBurst        = 2000
+	defaultUploadBurst     = 4 << 20
+	defaultJoinTimeout     = 10 * time.Second
+	defaultHandshake       = 10 * time.Second
+	defaultHeaderTimeout   = 10 * time.Second
+	defaultIdleTimeout     = 120 * time.Second
+	defaultMaxHeaderBytes  = 16 << 10
+
+	msgWait         = 2 * time.Second // longest a message waits for its rate; then rate_limited
+	closeGrace      = 2 * time.Second // wait for the peer's close reply this long
+	maxBadRequests  = 16              // a client is cut off after this many errors
+	maxFlightItems  = 4096            // items in flight per connection (besides bytes)
+	maxFilesPerRoom = 1024            // relay file transfers tracked per room
+	progressEvery   = 64              // chunks acked between progress messages
 )
 
 // Stats counts what the server holds.
 type Stats struct {
 	Rooms, Members, Online, Conns int
 	CutOff                        int64 // connections cut off because their send queue was full
+	ConnsTotal                    int64 // WebSocket connections accepted since start
+	HTTPConns                     int   // HTTP connections open on Run's server (not yet WebSockets)
+	Addrs                         int   // client addresses tracked for per-address limits
+	// Limited counts refusals (and upload throttling) per limit, by
+	// Limit.String(); every limit is present.
+	Limited map[string]int64
 }
 
 // Server is the signaling and relay server. Create it with New and serve
@@ -84,10 +124,15 @@ type Server struct {
 	now      func() time.Time
 	done     chan struct{} // closed by Close
 	cutOff   atomic.Int64
+	accepted atomic.Int64
+	limited  counters
+	addrs    *addrTable
+	http     httpConns
 
 	// Set only by tests (export_test.go) before the server is used.
 	joinTimeout      time.Duration // default joinTimeout
 	hookDisconnected func()        // called after a connection is cleaned up
+	hookHTTPClosed   func()        // called after an HTTP (non-WebSocket) connection closed
 
 	mu     sync.Mutex
 	rooms  map[string]*room
@@ -107,12 +152,13 @@ func New(cfg Config) (*Server, error) {
 		store:       cfg.Store,
 		now:         cfg.Now,
 		done:        make(chan struct{}),
-		joinTimeout: joinTimeout,
+		joinTimeout: cfg.JoinTimeout,
 		rooms:       make(map[string]*room),
 		conns:       make(map[*conn]struct{}),
 	}
+	s.addrs = newAddrTable(&s.cfg)
 	s.upgrader = websocket.Upgrader{
-		HandshakeTimeout: 10 * time.Second,
+		HandshakeTimeout: cfg.HandshakeTimeout,
 		// ReadBufferSize 0 reuses net/http's 4 KiB reader; large frame reads
 		// bypass it. Write buffers are held only while a message is written.
 		WriteBufferSize:   64 << 10,
@@ -130,8 +176,13 @@ func (c *Config) fill() error {
 		return fmt.Errorf("%w: Store is required", ErrConfig)
 	case c.MaxRooms < 0, c.MaxMembers < 0, c.MaxConns < 0, c.SendQueue < 0:
 		return fmt.Errorf("%w: negative limit", ErrConfig)
-	case c.RelayTTL < 0, c.PutTimeout < 0, c.DeliveryWindow < 0:
-		return fmt.Errorf("%w: negative duration or window", ErrConfig)
+	case c.RelayTTL < 0, c.PutTimeout < 0, c.DeliveryWindow < 0, c.UploadBurst < 0,
+		c.JoinTimeout < 0, c.HandshakeTimeout < 0, c.PingInterval < 0, c.PongWait < 0,
+		c.ReadHeaderTimeout < 0, c.IdleTimeout < 0, c.MaxHeaderBytes < 0, c.JoinBurst < 0, c.MsgBurst < 0:
+		return fmt.Errorf("%w: negative duration, size or burst", ErrConfig)
+	case c.PongWait != 0 && c.PingInterval != 0 && c.PongWait <= c.PingInterval,
+		c.PongWait != 0 && c.PingInterval == 0 && c.PongWait <= protocol.PingInterval:
+		return fmt.Errorf("%w: PongWait must be longer than PingInterval", ErrConfig)
 	case c.MaxMembers > protocol.MaxMembers:
 		return fmt.Errorf("%w: MaxMembers %d over the protocol limit %d", ErrConfig, c.MaxMembers, protocol.MaxMembers)
 	}
@@ -142,6 +193,22 @@ func (c *Config) fill() error {
 	c.PutTimeout = or(c.PutTimeout, defaultPutTimeout)
 	c.SendQueue = or(c.SendQueue, defaultSendQueue)
 	c.DeliveryWindow = or(c.DeliveryWindow, defaultWindow)
+	c.MaxConnsPerAddr = or(c.MaxConnsPerAddr, defaultMaxConnsPerAddr)
+	c.JoinRate = or(c.JoinRate, defaultJoinRate)
+	c.JoinBurst = or(c.JoinBurst, defaultJoinBurst)
+	c.MsgRate = or(c.MsgRate, defaultMsgRate)
+	c.MsgBurst = or(c.MsgBurst, defaultMsgBurst)
+	if c.UploadRate == 0 {
+		c.UploadRate = -1
+	}
+	c.UploadBurst = max(or(c.UploadBurst, defaultUploadBurst), protocol.MaxFrameBytes)
+	c.JoinTimeout = or(c.JoinTimeout, defaultJoinTimeout)
+	c.HandshakeTimeout = or(c.HandshakeTimeout, defaultHandshake)
+	c.PingInterval = or(c.PingInterval, protocol.PingInterval)
+	c.PongWait = or(c.PongWait, protocol.PongWait)
+	c.ReadHeaderTimeout = or(c.ReadHeaderTimeout, defaultHeaderTimeout)
+	c.IdleTimeout = or(c.IdleTimeout, defaultIdleTimeout)
+	c.MaxHeaderBytes = or(c.MaxHeaderBytes, defaultMaxHeaderBytes)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -217,6 +284,7 @@ func (s *Server) RunCleanup(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			s.Sweep()
+			s.addrs.sweep(time.Now())
 		}
 	}
 }
@@ -225,7 +293,8 @@ func (s *Server) RunCleanup(ctx context.Context, every time.Duration) {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Rooms: len(s.rooms), Conns: len(s.conns), CutOff: s.cutOff.Load()}
+	st := Stats{Rooms: len(s.rooms), Conns: len(s.conns), CutOff: s.cutOff.Load(), ConnsTotal: s.accepted.Load(),
+		HTTPConns: s.http.open(), Addrs: s.addrs.size(), Limited: s.limited.snapshot()}
 	for _, r := range s.rooms {
 		st.Members += len(r.members)
 		for _, m := range r.members {

@@ -20,7 +20,7 @@ type outFrame struct {
 // messages go first; relay items and pings share the rest.
 func (c *conn) writeLoop() {
 	defer c.wg.Done()
-	ping := time.NewTicker(protocol.PingInterval)
+	ping := time.NewTicker(c.s.cfg.PingInterval)
 	defer ping.Stop()
 	for {
 		if c.isClosing() {

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,13 +21,25 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
+	addr := s.addrs.open(addrKey(r.RemoteAddr))
+	if addr == nil {
+		// Far over the per-address cap: not worth an upgrade.
+		s.limited.add(LimitConnsPerAddr)
+		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
+		return
+	}
+	admitted := false
+	defer func() { s.addrs.close(addr, admitted) }()
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		s.log.Debug("signaling: upgrade failed", "err", err)
 		return // the upgrader has answered
 	}
+	s.accepted.Add(1)
 	c := newConn(s, ws)
+	c.addr = addr
 	refusal := s.admit(c)
+	admitted = refusal == nil
 	c.serve(refusal)
 }
 
@@ -38,7 +51,15 @@ func (s *Server) admit(c *conn) *closeReason {
 	case s.closed:
 		return goingAway()
 	case len(s.conns) >= s.cfg.MaxConns:
-		return refuse(protocol.CodeTooMany, "too many connections to this server")
+		s.limited.add(LimitConns)
+		return refuse(protocol.CodeTooMany, "too many connections to this server; try again later")
+	}
+	if l, ok := s.addrs.admit(c.addr); !ok {
+		s.limited.add(l)
+		if l == LimitJoinRate {
+			return refuse(protocol.CodeRateLimited, "too many new connections from your address; try again in a few seconds")
+		}
+		return refuse(protocol.CodeTooMany, fmt.Sprintf("too many connections from your address (at most %d); close some and try again", s.cfg.MaxConnsPerAddr))
 	}
 	s.conns[c] = struct{}{}
 	return nil

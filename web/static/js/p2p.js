@@ -28,6 +28,9 @@ export const LOW_WATER = 2 << 20;
 /** A session with no progress for this long (nothing drains, nothing
  * acknowledged) is given up: the peer stopped reading or vanished. */
 export const STALL_MS = 30000;
+/** A session with a member the server reports offline ends once it has been
+ * quiet this long (a killed process sends no close; ICE would take ~30 s). */
+export const QUIET_MS = 5000;
 const ICE_REFRESH_BEFORE_S = 30 * 60;
 
 /** Which rungs a transport tries (as Go's ladder()). */
@@ -306,10 +309,27 @@ export class Peer {
     try { this.dc.send(P.dcMessage(m)); } catch { /* closing */ }
   }
 
+  /** The server says the member went offline: watch the session, and end
+   * it once it has been quiet for QUIET_MS while the member stays offline. */
+  suspect() {
+    if (this._suspect || this.err) return;
+    this._suspect = setInterval(() => {
+      if (this.err || this.p2p.room.members.get(this.member)?.online) {
+        clearInterval(this._suspect);
+        this._suspect = 0;
+        return;
+      }
+      if (performance.now() - this._activity > QUIET_MS) {
+        this.fail(new Error(`${short(this.member)} went offline and the connection went quiet`));
+      }
+    }, 1000);
+  }
+
   /** Ends the session with err (the first error wins). */
   fail(err) {
     if (this.err) return;
     this.err = err instanceof Error ? err : new Error(String(err));
+    clearInterval(this._suspect);
     this._readyFail(this.err);
     this._wakeLow();
     this.p2p._forget(this);
@@ -467,6 +487,11 @@ export class P2P {
     } catch (e) {
       p.fail(new Error(`answer to ${short(from)}: ${e.message}`));
     }
+  }
+
+  /** The member went offline or left: its sessions end once quiet. */
+  memberGone(member) {
+    for (const p of this.peers.values()) if (p.member === member) p.suspect();
   }
 
   /** Fails every session with member. */

@@ -299,6 +299,7 @@ export class Room extends EventTarget {
     }
     for (const s of this._sends.values()) s.presence?.(m.member, m.event);
     if (m.event === 'offline' || m.event === 'leave') {
+      this.p2p.memberGone(m.member);
       // A reception whose peer-to-peer sender already vanished: no new path is coming.
       for (const r of this._recvs.values()) {
         if (r.from === m.member && r.vanishTimer) this._failRecv(r, r.vanishMsg + '; the sender went offline', true);

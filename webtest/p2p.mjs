@@ -1,0 +1,169 @@
+// Peer-to-peer file transfer in the browser (web/static/js/p2p.js), every
+// assertion on the path the pages report (data-path of the file cards), and
+// every received file read back from the receiver's OPFS in slices:
+//   - two browser members (UI create/join) on ?transport=auto (the default):
+//     a 200 MiB random file over a direct data channel, MB/s logged;
+//   - a session broken mid-transfer while the receiver stays online: the
+//     sender resumes through the relay, the receiver keeps what it had;
+//   - browser <-> Go CLI over P2P, both directions;
+//   - a Go sender killed mid-transfer: the page marks the reception failed;
+//   - a receiver closed mid-transfer: the sender marks the send failed;
+//   - ?transport=turn on both pages: path TURN; ?transport=relay: path relay.
+// The 200 MiB file is written and hashed on disk in slices by node and handed
+// to the page by path (setInputFiles), never held whole in page memory.
+import { join } from 'node:path';
+import { mkdirSync, existsSync, readdirSync } from 'node:fs';
+import { main, buildBinary, launch, tempDir, run, assert, stopProc } from './lib.mjs';
+import {
+  MIB, T, startServerWithTURN, recordPeerConnections, writeRandomFile, hashFile, createAndJoin, waitOnline,
+  finishedCard, checkReceived, shownSpeed,
+} from './p2plib.mjs';
+
+const BIG = Number(process.env.P2P_BIG_MIB || 200) * MIB;
+
+await main('p2p', async () => {
+  const bin = buildBinary();
+  const srv = await startServerWithTURN(bin);
+  const dir = tempDir();
+
+  const ctxA = await launch({ name: 'A' });
+  const ctxB = await launch({ name: 'B' });
+  await recordPeerConnections(ctxB);
+  const A = ctxA.pages()[0] ?? await ctxA.newPage();
+  const B = ctxB.pages()[0] ?? await ctxB.newPage();
+  const link = await createAndJoin(srv.url, '', A, [B]);
+  await waitOnline(A, 1);
+  await waitOnline(B, 1);
+
+  // 1. A big random file A -> B on the default transport (auto): direct.
+  {
+    const f = join(dir, 'big.bin');
+    const want = writeRandomFile(f, BIG + 4321);
+    await A.setInputFiles('#file-input', f);
+    const rc = await finishedCard(B, 'recv', 'big.bin');
+    const sc = await finishedCard(A, 'send', 'big.bin');
+    assert(rc.path === 'direct', `receiver reports path ${rc.path}, want direct (${rc.status})`);
+    assert(sc.path === 'direct', `sender reports path ${sc.path}, want direct (${sc.status})`);
+    await checkReceived(B, rc, want);
+    console.log(`p2p: ${(BIG / MIB).toFixed(0)} MiB A -> B over ${rc.path}: receiver ${shownSpeed(rc)}, sender ${shownSpeed(sc)} (${rc.status})`);
+  }
+
+  // 2. The data channel breaks mid-transfer while B stays in the room: A
+  //    falls back to the relay with the same file id; B keeps the chunks it
+  //    has, takes the rest from the relay, and the file verifies.
+  {
+    const f = join(dir, 'resume.bin');
+    const want = writeRandomFile(f, 96 * MIB + 99);
+    await A.setInputFiles('#file-input', f);
+    await waitProgress(B, 'resume.bin', 0.05);
+    const closed = await B.evaluate(() => { let n = 0; for (const pc of window.__pcs) if (pc.connectionState !== 'closed') { pc.close(); n++; } return n; });
+    assert(closed === 1, `closed ${closed} live peer connections in B, want 1`);
+    const rc = await finishedCard(B, 'recv', 'resume.bin');
+    const sc = await finishedCard(A, 'send', 'resume.bin');
+    assert(rc.path === 'relay', `receiver reports path ${rc.path} after the break, want relay`);
+    assert(sc.path === 'relay', `sender reports path ${sc.path} after the break, want relay`);
+    await checkReceived(B, rc, want);
+    console.log('p2p: broken session resumed through the relay:', rc.status);
+  }
+
+  // 3. Go CLI -> browsers over P2P (both pages receive it directly).
+  {
+    const f = join(dir, 'from-cli.bin');
+    const want = writeRandomFile(f, 24 * MIB + 777);
+    const send = run(bin, ['send', '--transport', 'p2p', link, f], { timeoutMs: 120000 });
+    const ra = await finishedCard(A, 'recv', 'from-cli.bin');
+    const rb = await finishedCard(B, 'recv', 'from-cli.bin');
+    const sr = await send.done;
+    assert(sr.code === 0, `cloakroom send exit ${sr.code}: ${tail(sr.stderr)}`);
+    assert(ra.path === 'direct' && rb.path === 'direct', `CLI -> browser paths ${ra.path}, ${rb.path}, want direct`);
+    assert((sr.stderr.match(/from-cli\.bin: delivered to \S+ via direct/g) || []).length === 2, `CLI says: ${tail(sr.stderr)}`);
+    await checkReceived(A, ra, want);
+    await checkReceived(B, rb, want);
+    console.log('p2p: CLI -> browser ok:', ra.status);
+  }
+
+  // 4. Browser -> Go CLI over P2P.
+  {
+    const recvDir = join(dir, 'cli-recv');
+    mkdirSync(recvDir);
+    const recv = run(bin, ['recv', '--transport', 'p2p', '--count', '1', '-o', recvDir, link], { timeoutMs: 120000 });
+    await Promise.race([waitOnline(A, 2), recv.done.then((r) => { throw new Error(`cloakroom recv exited early (${r.code}): ${tail(r.stderr)}`); })]);
+    const f = join(dir, 'to-cli.bin');
+    const want = writeRandomFile(f, 24 * MIB + 4321);
+    await A.setInputFiles('#file-input', f);
+    const rr = await recv.done;
+    assert(rr.code === 0, `cloakroom recv exit ${rr.code}: ${tail(rr.stderr)}`);
+    const got = join(recvDir, 'to-cli.bin');
+    assert(existsSync(got), `recv wrote ${readdirSync(recvDir)}`);
+    assert(hashFile(got) === want.sha256, 'the CLI received the bytes the browser sent');
+    const sc = await finishedCard(A, 'send', 'to-cli.bin');
+    assert(sc.path === 'direct', `sender reports path ${sc.path} (B and the CLI), want direct`);
+    await checkReceived(B, await finishedCard(B, 'recv', 'to-cli.bin'), want);
+    await waitOnline(A, 1);
+    console.log('p2p: browser -> CLI ok:', sc.status);
+  }
+
+  // 5. A Go sender killed mid-transfer: the reception does not hang, it
+  //    fails with a message that says what happened.
+  {
+    const f = join(dir, 'killed.bin');
+    writeRandomFile(f, 160 * MIB);
+    const send = run(bin, ['send', '--transport', 'p2p', link, f], { timeoutMs: 120000 });
+    await waitProgress(B, 'killed.bin', 0.02);
+    send.proc.kill('SIGKILL');
+    const rc = await finishedCard(B, 'recv', 'killed.bin', { allowFail: true });
+    assert(rc.state === 'failed', `reception after the sender was killed: ${rc.state}: ${rc.status}`);
+    assert(/lost mid-transfer/.test(rc.status) && /offline|did not resume/.test(rc.status), `the failure says what happened: ${rc.status}`);
+    await finishedCard(A, 'recv', 'killed.bin', { allowFail: true });
+    console.log('p2p: killed sender ->', rc.status);
+    await stopProc(send.proc);
+  }
+
+  // 6. The receiver closes its page mid-transfer: the send does not hang, it
+  //    fails and names the reason.
+  {
+    const f = join(dir, 'vanish.bin');
+    writeRandomFile(f, 160 * MIB);
+    await A.setInputFiles('#file-input', f);
+    await waitProgress(B, 'vanish.bin', 0.02);
+    await ctxB.close();
+    const sc = await finishedCard(A, 'send', 'vanish.bin', { allowFail: true });
+    assert(sc.state === 'failed', `send after the receiver vanished: ${sc.state}: ${sc.status}`);
+    assert(/mid-transfer/.test(sc.status), `the failure says what happened: ${sc.status}`);
+    console.log('p2p: vanished receiver ->', sc.status);
+  }
+
+  // 7. ?transport=turn on both pages: relay candidates only, path TURN.
+  // 8. ?transport=relay on both pages: the server's relay, path relay.
+  for (const [q, want] of [['?transport=turn', 'TURN'], ['?transport=relay', 'relay']]) {
+    const c1 = await launch({ name: `${want}1` });
+    const c2 = await launch({ name: `${want}2` });
+    const P1 = c1.pages()[0] ?? await c1.newPage();
+    const P2 = c2.pages()[0] ?? await c2.newPage();
+    await createAndJoin(srv.url, q, P1, [P2]);
+    await waitOnline(P1, 1);
+    const name = `forced-${want}.bin`;
+    const f = join(dir, name);
+    const w = writeRandomFile(f, 6 * MIB + 3);
+    await P1.setInputFiles('#file-input', f);
+    const rc = await finishedCard(P2, 'recv', name);
+    const sc = await finishedCard(P1, 'send', name);
+    assert(rc.path === want && sc.path === want, `${q}: paths ${sc.path} -> ${rc.path}, want ${want}`);
+    await checkReceived(P2, rc, w);
+    console.log(`p2p: ${q}: ${rc.status}`);
+    for (const c of [c1, c2]) assert(c.errors.length === 0, 'page errors: ' + c.errors.join('; '));
+    await c1.close();
+    await c2.close();
+  }
+
+  assert(ctxA.errors.length === 0, 'page errors: ' + ctxA.errors.join('; '));
+});
+
+/** Waits until the page's reception of name has passed fraction of the file. */
+async function waitProgress(page, name, fraction) {
+  await page.waitForFunction(({ name, fraction }) => [...document.querySelectorAll('#feed li.file[data-direction=recv]')]
+    .some((li) => li.querySelector('.file-name')?.textContent === name && li.dataset.state === 'receiving' && li.querySelector('progress').value >= fraction),
+  { name, fraction }, { ...T, polling: 50 });
+}
+
+function tail(s) { return s.split('\n').filter((l) => l && !l.includes('\r')).slice(-8).join('\n'); }

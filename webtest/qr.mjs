@@ -1,7 +1,7 @@
 // The room's QR code, end to end with the vendored libraries:
 // (a) A creates a room; the QR code the page draws is screenshotted and
 //     decoded in Node with the vendored decoder (web/vendor/jsqr): it must be
-//     the invite link.
+//     the invite link. Copy link / Copy code fill the clipboard.
 // (b) That screenshot becomes a fake camera (a y4m file Chromium plays as its
 //     webcam); B, on a phone-sized page, taps "Scan QR code" and must join
 //     A's room (A sees B online); the camera is off afterwards.
@@ -40,6 +40,15 @@ await main('qr', async () => {
   const shown = decodePNG(qrPNG);
   assert(shown === link, `QR code on the page decodes to ${JSON.stringify(shown)}, want the invite link`);
   console.log(`qr: the page's QR code (${await A.getAttribute('#invite-qr svg', 'data-modules')} modules) decodes to the invite link`);
+  // Copy link / Copy code put exactly the link and the code on the clipboard.
+  await ctxA.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: srv.url });
+  await A.click('#copy-link');
+  await A.waitForSelector('#copy-link:text-is("Copied")', T);
+  assert(await A.evaluate(() => navigator.clipboard.readText()) === link, 'Copy link copies the invite link');
+  await A.click('#copy-code');
+  const code = (await A.textContent('#mini-code')).trim();
+  await A.waitForFunction((c) => navigator.clipboard.readText().then((t) => t === c), code, T);
+  await A.waitForSelector('#copy-link:text-is("Copy link")', T);
   await A.locator('#share').screenshot({ path: join(out, 'share-desktop.png') });
   await A.screenshot({ path: join(out, 'share-desktop-page.png') });
 

@@ -156,7 +156,7 @@ export class Peer {
       return;
     }
     if (this._verifying) { // the peer may go on once it has our tag; keep order
-      if (this._early.length < 1024) this._early.push(b);
+      if (this._early.length < 64) this._early.push(b);
       else this.fail(new Error('too many messages before key confirmation'));
       return;
     }

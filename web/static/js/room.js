@@ -659,6 +659,14 @@ export class Room extends EventTarget {
     this.emit('transfer', { transfer: t });
   }
 
+  /** The first path is up: the speed shown counts from here, not from
+   * before connecting. */
+  _flowing(t) {
+    if (t.flowing) return;
+    t.flowing = true;
+    t.started = performance.now();
+  }
+
   _lose(t, members, msg) {
     for (const m of members) {
       const r = t.recipients.get(m);
@@ -686,6 +694,7 @@ export class Room extends EventTarget {
         continue;
       }
       outcome(null);
+      this._flowing(t);
       rec.state = 'sending';
       rec.path = p.path;
       rec.relayProtocol = p.relayProtocol;
@@ -816,6 +825,7 @@ export class Room extends EventTarget {
       const missed = recipients.filter((r) => !got.includes(r));
       if (missed.length) this._lose(t, missed, 'offline when the relay upload started');
       if (got.length === 0) throw new Error('nobody else is online');
+      this._flowing(t);
       for (const m of got) {
         const r = t.recipients.get(m);
         if (!r) continue;

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -161,7 +159,6 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if err := signalingLimits(cfg.Limits, &sigCfg); err != nil {
 		return err
 	}
-	limitMemory(relayMax, log)
 	var srv *signaling.Server
 	st, err := store.New(store.Config{
 		MaxBytes: relayMax, MaxRoomBytes: roomMax, TTL: cfg.RelayTTL,
@@ -198,6 +195,11 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		governMemory(cctx, relayMax, st, log)
+	}()
 	if mln != nil {
 		fmt.Fprintf(stdout, "cloakroom: metrics on http://%s/metrics\n", mln.Addr())
 		wg.Add(1)
@@ -309,18 +311,6 @@ func relayCaps(cfg serveConfig) (int64, int64, error) {
 		}
 	}
 	return int64(total), int64(min(room, total)), nil
-}
-
-// limitMemory sets a soft memory limit a little above the relay cap (unless
-// GOMEMLIMIT is set), so the garbage collector keeps the heap near what the
-// relay actually holds instead of doubling it.
-func limitMemory(relayMax int64, log *slog.Logger) {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	limit := relayMax + relayMax/4 + 48<<20
-	debug.SetMemoryLimit(limit)
-	log.Debug("soft memory limit", "bytes", limit)
 }
 
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {

@@ -243,7 +243,11 @@ func (s *Server) routes() http.Handler {
 	}
 	mux.Handle("/", static)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Referrer-Policy", "no-referrer")
+		// On every answer (the web client's handler adds its CSP): the
+		// room secret lives in the page's URL fragment.
+		h := w.Header()
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Content-Type-Options", "nosniff")
 		mux.ServeHTTP(w, r)
 	})
 }

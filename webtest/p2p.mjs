@@ -140,7 +140,7 @@ await main('p2p', async () => {
     const c2 = await launch({ name: `${want}2` });
     const P1 = c1.pages()[0] ?? await c1.newPage();
     const P2 = c2.pages()[0] ?? await c2.newPage();
-    await createAndJoin(srv.url, q, P1, [P2]);
+    const roomLink = await createAndJoin(srv.url, q, P1, [P2]);
     await waitOnline(P1, 1);
     const name = `forced-${want}.bin`;
     const f = join(dir, name);
@@ -151,6 +151,32 @@ await main('p2p', async () => {
     assert(rc.path === want && sc.path === want, `${q}: paths ${sc.path} -> ${rc.path}, want ${want}`);
     await checkReceived(P2, rc, w);
     console.log(`p2p: ${q}: ${rc.status}`);
+    if (want === 'TURN') {
+      // Go CLI <-> browser on the TURN rung, both directions.
+      const cf = join(dir, 'turn-from-cli.bin');
+      const cw = writeRandomFile(cf, 5 * MIB + 1);
+      const send = run(bin, ['send', '--transport', 'turn', roomLink, cf], { timeoutMs: 120000 });
+      const r1 = await finishedCard(P1, 'recv', 'turn-from-cli.bin');
+      const r2 = await finishedCard(P2, 'recv', 'turn-from-cli.bin');
+      const sr = await send.done;
+      assert(sr.code === 0, `cloakroom send --transport turn exit ${sr.code}: ${tail(sr.stderr)}`);
+      assert(r1.path === 'TURN' && r2.path === 'TURN', `CLI -> browser over TURN: paths ${r1.path}, ${r2.path}`);
+      assert((sr.stderr.match(/delivered to \S+ via TURN-/g) || []).length === 2, `CLI says: ${tail(sr.stderr)}`);
+      await checkReceived(P1, r1, cw);
+      const recvDir = join(dir, 'cli-recv-turn');
+      mkdirSync(recvDir);
+      const recv = run(bin, ['recv', '--transport', 'turn', '--count', '1', '-o', recvDir, roomLink], { timeoutMs: 120000 });
+      await waitOnline(P1, 2);
+      const tf = join(dir, 'turn-to-cli.bin');
+      const tw = writeRandomFile(tf, 5 * MIB + 2);
+      await P1.setInputFiles('#file-input', tf);
+      const rr = await recv.done;
+      assert(rr.code === 0, `cloakroom recv --transport turn exit ${rr.code}: ${tail(rr.stderr)}`);
+      assert(hashFile(join(recvDir, 'turn-to-cli.bin')) === tw.sha256, 'the CLI got the bytes over TURN');
+      const s2 = await finishedCard(P1, 'send', 'turn-to-cli.bin');
+      assert(s2.path === 'TURN', `browser -> CLI over TURN: path ${s2.path}`);
+      console.log('p2p: CLI <-> browser over TURN ok');
+    }
     for (const c of [c1, c2]) assert(c.errors.length === 0, 'page errors: ' + c.errors.join('; '));
     await c1.close();
     await c2.close();

@@ -248,7 +248,8 @@ export class Room extends EventTarget {
       case 'error':
         if (m.file) return this._sendEvent(m);
         if (FATAL_CODES.has(m.code)) this._fatal(ERROR_TEXT[m.code] || m.error);
-        else console.warn('cloakroom: server error:', m.code, m.error);
+        // A signal (a late candidate or bye) to a member that just left: its sessions end by themselves.
+        else if (m.code !== 'no_such_member') console.warn('cloakroom: server error:', m.code, m.error);
         return;
       case 'signal':
         return this.p2p.onSignal(m); // opened and handled in order per member, off this pump

@@ -314,6 +314,7 @@ func (c *Client) diskLoop() {
 	defer c.wg.Done()
 	var acks []uint64
 	dirty := map[*recvState]bool{}
+	unflushed := 0
 	for {
 		select {
 		case job := <-c.chunks:
@@ -325,20 +326,25 @@ func (c *Client) diskLoop() {
 			}
 			if job.rs != nil && job.rs.have != nil {
 				dirty[job.rs] = true
+				unflushed++
 			}
 			if job.item != 0 {
 				acks = append(acks, job.item)
 			}
 			// Acks go out before a completed file is handed to the user, who
 			// may close the client at once: the sender must hear of it.
-			if len(acks) >= 16 || (len(acks) > 0 && (len(c.chunks) == 0 || complete != nil)) {
-				// The bitmaps reach the disk before the acks: an acked chunk is
-				// never delivered again, so a restarted receiver must know it
-				// holds it.
+			ackNow := len(acks) >= 16 || (len(acks) > 0 && (len(c.chunks) == 0 || complete != nil))
+			// The bitmaps reach the disk before the acks: an acked chunk is
+			// never delivered again, so a restarted receiver must know it
+			// holds it. Peer-to-peer chunks (no acks) are flushed as often.
+			if ackNow || unflushed >= 16 || (len(dirty) > 0 && len(c.chunks) == 0) {
 				for rs := range dirty {
 					c.flushHave(rs)
 					delete(dirty, rs)
 				}
+				unflushed = 0
+			}
+			if ackNow {
 				// A failed ack is not fatal: the read loop sees the broken
 				// connection itself, and unacked items are delivered again.
 				_ = c.writeJSON(&protocol.Message{Type: protocol.TypeAck, IDs: acks})

@@ -629,7 +629,10 @@ export class Room extends EventTarget {
       if (this.transport !== 'relay') {
         // Each recipient climbs the ladder on its own; the ones nothing
         // connected to share one relay upload, started once all have settled.
-        const outcomes = recipients.map((m) => new Promise((resolve) => p2p.push(this._sendP2P(job, m, resolve))));
+        const outcomes = recipients.map((m) => new Promise((resolve) => p2p.push(this._sendP2P(job, m, resolve).catch((e) => {
+          resolve(null); // never leave the send waiting on an outcome
+          this._lose(t, [m], e.message);
+        }))));
         relayTo = (await Promise.all(outcomes)).filter(Boolean);
       }
       if (relayTo.length) await this._sendRelay(job, relayTo).catch((e) => this._lose(t, relayTo, e.message));

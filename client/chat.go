@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -49,10 +50,26 @@ func (c *Client) SendChat(ctx context.Context, text string) error {
 	if err != nil {
 		return fmt.Errorf("chat: seal: %w", err)
 	}
-	if err := c.waitConnected(ctx); err != nil {
-		return fmt.Errorf("chat: %w", err)
+	// Queued while disconnected, and written again if the connection breaks
+	// under the write: the same sealed envelope, whose id receivers
+	// deduplicate, so it arrives once.
+	msg := &protocol.Message{Type: protocol.TypeMsg, Data: protocol.EncodeB64(sealed)}
+	for {
+		if err := c.waitConnected(ctx); err != nil {
+			return fmt.Errorf("chat: %w", err)
+		}
+		if err := c.waitRejoined(ctx); err != nil {
+			return fmt.Errorf("chat: %w", err)
+		}
+		gen := c.connGeneration()
+		err := c.writeJSON(msg)
+		if err == nil || !errors.Is(err, ErrUnreachable) {
+			return err
+		}
+		if err := c.waitNewConn(ctx, gen); err != nil {
+			return fmt.Errorf("chat: %w", err)
+		}
 	}
-	return c.writeJSON(&protocol.Message{Type: protocol.TypeMsg, Data: protocol.EncodeB64(sealed)})
 }
 
 // handleEnvelope opens a relay envelope (chat or file manifest), handles it

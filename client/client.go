@@ -94,6 +94,8 @@ type Client struct {
 	conn      *websocket.Conn // current connection, nil while reconnecting
 	connReady chan struct{}   // closed when conn is (re)established
 	connGen   uint64          // connections made so far; guarded by mu
+	awaitBack []string        // members online when the connection last broke; guarded by mu
+	backBy    time.Time       // until when a chat waits for them; guarded by mu
 	members   map[string]*Member
 	seen      map[[16]byte]bool // envelope ids already handled
 	sends     map[string]*sendState

@@ -93,6 +93,14 @@ func (c *Client) run(conn *websocket.Conn) {
 		c.mu.Lock()
 		c.conn = nil
 		c.connReady = make(chan struct{})
+		// Who was here: after a server restart the room is rebuilt as members
+		// come back, and the relay only owes a message to members it knows.
+		c.awaitBack = c.awaitBack[:0]
+		for id, m := range c.members {
+			if m.Online {
+				c.awaitBack = append(c.awaitBack, id)
+			}
+		}
 		c.mu.Unlock()
 		conn.Close()
 		c.failSends(fmt.Errorf("connection lost: %v: %w", err, ErrUnreachable))
@@ -109,7 +117,42 @@ func (c *Client) run(conn *websocket.Conn) {
 		if conn = c.reconnect(); conn == nil {
 			return
 		}
+		c.mu.Lock()
+		c.backBy = time.Now().Add(rejoinGrace)
+		c.mu.Unlock()
 		c.state("restored")
+	}
+}
+
+// rejoinGrace bounds how long, after a reconnect, a chat waits for the
+// members online before the break to be back in the room.
+const rejoinGrace = 10 * time.Second
+
+// waitRejoined blocks, for at most rejoinGrace after a reconnect, until the
+// members that were online before the connection broke are online again:
+// a message queued during a server restart then reaches them too.
+func (c *Client) waitRejoined(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		missing := 0
+		if time.Now().Before(c.backBy) {
+			for _, id := range c.awaitBack {
+				if m := c.members[id]; m == nil || !m.Online {
+					missing++
+				}
+			}
+		}
+		c.mu.Unlock()
+		if missing == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return fmt.Errorf("client closed: %w", ErrClosed)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

@@ -32,7 +32,6 @@ func TestCLIChatAcrossRestart(t *testing.T) {
 	joined := regexp.MustCompile(`^stderr: \* [0-9a-f]{8} (join|online)`)
 	a.waitLine(t, joined, 20*time.Second)
 
-
 	say := func(w io.Writer, text string) {
 		t.Helper()
 		if _, err := fmt.Fprintln(w, text); err != nil {

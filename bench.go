@@ -32,11 +32,22 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	relayMax := fs.String("relay-max-bytes", "64MiB", "relay store cap of the benchmark server")
 	dir := fs.String("dir", "", "directory for the test file and received copies (default: a temp dir)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	var capf capacityFlags
+	fs.IntVar(&capf.conns, "conns", 10000, "bench idle: WebSocket connections")
+	fs.IntVar(&capf.rooms, "rooms", 100, "bench fanout: rooms")
+	fs.IntVar(&capf.members, "members", 10, "bench idle, fanout: members per room")
+	fs.Float64Var(&capf.msgRate, "msg-rate", 1, "bench fanout: messages per second per member")
+	fs.DurationVar(&capf.duration, "duration", 20*time.Second, "bench fanout: measured time; bench idle: how long the connections stay")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || (fs.Arg(0) != "relay" && fs.Arg(0) != "p2p" && fs.Arg(0) != "turn") {
-		return usagef("bench: want `bench relay`, `bench p2p` or `bench turn`")
+	switch {
+	case fs.NArg() == 1 && fs.Arg(0) == "idle":
+		return benchIdle(ctx, capf, stdout)
+	case fs.NArg() == 1 && fs.Arg(0) == "fanout":
+		return benchFanout(ctx, capf, stdout)
+	case fs.NArg() != 1 || (fs.Arg(0) != "relay" && fs.Arg(0) != "p2p" && fs.Arg(0) != "turn"):
+		return usagef("bench: want `bench relay`, `bench p2p`, `bench turn`, `bench idle` or `bench fanout`")
 	}
 	size, err := humanize.ParseBytes(*sizeFlag)
 	if err != nil || size == 0 {

@@ -27,7 +27,7 @@ type conn struct {
 	ctx    context.Context // ends at shutdown: aborts a waiting Put
 	cancel context.CancelFunc
 
-	ctrl     chan []byte   // encoded control messages; never blocks a sender
+	ctrl     ctrlQueue     // encoded control messages; never blocks a sender
 	bulk     chan outFrame // relay items from the delivery loop to the writer
 	closing  chan struct{} // closed by shutdown
 	readDone chan struct{} // closed when the reader has stopped
@@ -36,10 +36,11 @@ type conn struct {
 	wg       sync.WaitGroup
 
 	// Set under s.mu by join in the reader goroutine, then never changed.
-	room *room
-	mem  *member
-	bad  int        // bad requests so far (reader only)
-	addr *addrState // the client address's limits
+	room     *room
+	mem      *member
+	bad      int        // bad requests so far (reader only)
+	addr     *addrState // the client address's limits
+	admitted bool       // counted in addr's live connections
 
 	win window
 }
@@ -60,7 +61,7 @@ func newConn(s *Server, ws *websocket.Conn) *conn {
 		ws:       ws,
 		ctx:      ctx,
 		cancel:   cancel,
-		ctrl:     make(chan []byte, s.cfg.SendQueue),
+		ctrl:     ctrlQueue{max: s.cfg.SendQueue, ready: make(chan struct{}, 1)},
 		bulk:     make(chan outFrame),
 		closing:  make(chan struct{}),
 		readDone: make(chan struct{}),
@@ -137,14 +138,46 @@ func (c *conn) send(b []byte) {
 	if b == nil || c.isClosing() {
 		return
 	}
-	select {
-	case c.ctrl <- b:
-	default:
+	if !c.ctrl.push(b) {
 		c.s.cutOff.Add(1)
 		c.s.limited.add(LimitSlowClient)
-		c.s.log.Warn("signaling: slow client cut off", "queue", cap(c.ctrl))
+		c.s.log.Warn("signaling: slow client cut off", "queue", c.ctrl.max)
 		c.shutdown(&closeReason{cause: errSlow.Error()})
 	}
+}
+
+// ctrlQueue holds encoded control messages for the writer, at most max.
+// Its memory grows with what is queued (an idle connection holds none),
+// unlike a buffered channel of the same capacity.
+type ctrlQueue struct {
+	mu    sync.Mutex
+	q     [][]byte
+	max   int
+	ready chan struct{} // 1-slot: something was queued
+}
+
+// push queues b, or reports false when the queue is full.
+func (q *ctrlQueue) push(b []byte) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.q) >= q.max {
+		return false
+	}
+	q.q = append(q.q, b)
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns everything queued, oldest first, and empties the queue.
+func (q *ctrlQueue) take() [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.q
+	q.q = nil
+	return out
 }
 
 // sendMsg encodes m and queues it.

@@ -60,6 +60,9 @@ func (s *Server) sendToLocked(r *room, id string, m *protocol.Message) {
 // goes offline (it stays owed its items until the relay TTL).
 func (s *Server) disconnected(c *conn) {
 	s.markOffline(c)
+	if c.addr != nil {
+		s.addrs.close(c.addr, c.admitted)
+	}
 	if h := s.hookDisconnected; h != nil {
 		h()
 	}

@@ -28,13 +28,15 @@ func (c *conn) writeLoop() {
 			return
 		}
 		var err error
-		select {
-		case b := <-c.ctrl:
-			err = c.writeText(b)
-		default:
+		if batch := c.ctrl.take(); len(batch) > 0 {
+			for _, b := range batch {
+				if err = c.writeText(b); err != nil || c.isClosing() {
+					break
+				}
+			}
+		} else {
 			select {
-			case b := <-c.ctrl:
-				err = c.writeText(b)
+			case <-c.ctrl.ready: // take it on the next turn
 			case f := <-c.bulk:
 				err = c.writeFrame(f)
 			case <-ping.C:

@@ -6,10 +6,15 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/gorilla/websocket"
+
 	"cloakroom/internal/protocol"
 )
 
-// serveWS upgrades GET /ws and runs the connection until it ends.
+// serveWS upgrades GET /ws and hands the connection to a goroutine of its
+// own (owned by the server: Close waits for it), so net/http's request,
+// response and buffers are freed at once rather than held for the
+// connection's lifetime.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
@@ -19,7 +24,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	defer s.wg.Done()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.wg.Done()
+		}
+	}()
 
 	addr := s.addrs.open(addrKey(r.RemoteAddr))
 	if addr == nil {
@@ -28,18 +38,24 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 		return
 	}
-	admitted := false
-	defer func() { s.addrs.close(addr, admitted) }()
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		s.addrs.close(addr, false)
 		s.log.Debug("signaling: upgrade failed", "err", err)
 		return // the upgrader has answered
 	}
 	s.accepted.Add(1)
+	handedOff = true
+	go s.run(ws, addr)
+}
+
+// run serves one upgraded connection until it ends.
+func (s *Server) run(ws *websocket.Conn, addr *addrState) {
+	defer s.wg.Done()
 	c := newConn(s, ws)
 	c.addr = addr
 	refusal := s.admit(c)
-	admitted = refusal == nil
+	c.admitted = refusal == nil
 	c.serve(refusal)
 }
 

@@ -1,0 +1,422 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+
+	"cloakroom/internal/protocol"
+)
+
+// Capacity benchmarks (issue 6): the server runs as a child process (so its
+// memory is its own), the clients in this process speak the wire protocol
+// without crypto (the server never sees any), all on 127.0.0.1.
+
+// capacityFlags are the flags of `bench idle` and `bench fanout`.
+type capacityFlags struct {
+	conns    int           // idle: connections
+	rooms    int           // fanout: rooms
+	members  int           // fanout: members per room (idle: too)
+	msgRate  float64       // fanout: messages per second per member
+	duration time.Duration // fanout: measured time; idle: how long they stay
+}
+
+// serverChild is a `cloakroom serve` child process.
+type serverChild struct {
+	cmd *exec.Cmd
+	url string
+}
+
+var childServingRe = regexp.MustCompile(`serving on (http://\S+)`)
+
+// startServerChild starts this binary as `serve` on a free port with the
+// given extra flags and waits until it serves.
+func startServerChild(ctx context.Context, extra ...string) (*serverChild, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--turn-port", "0", "--metrics-addr", "", "--log-level", "warn"}, extra...)
+	cmd := exec.CommandContext(ctx, self, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start server: %w", err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if m := childServingRe.FindStringSubmatch(sc.Text()); m != nil {
+			go func() { _, _ = io.Copy(io.Discard, out) }() // ends when the child exits
+			return &serverChild{cmd: cmd, url: m[1]}, nil
+		}
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return nil, fmt.Errorf("bench: the server exited before serving")
+}
+
+func (s *serverChild) stop() {
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	_ = s.cmd.Wait()
+}
+
+// procStatus returns a field of /proc/PID/status in bytes (kB fields).
+func procStatus(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// procCPU returns the user+system CPU time of pid.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// raiseFileLimit lifts the soft limit on open files to the hard limit.
+func raiseFileLimit() uint64 {
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil && rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	}
+	return rl.Cur
+}
+
+// benchClient is one raw protocol client.
+type benchClient struct {
+	ws *websocket.Conn
+	id string
+	mu sync.Mutex // one writer at a time
+}
+
+func (c *benchClient) write(m *protocol.Message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(protocol.WriteWait))
+	return c.ws.WriteMessage(websocket.TextMessage, b)
+}
+
+var benchDialer = &websocket.Dialer{HandshakeTimeout: 30 * time.Second}
+
+// joinRoom dials and joins room (id, verifier) and waits for the welcome.
+func joinBenchRoom(ctx context.Context, url string, room [2]string) (*benchClient, error) {
+	ws, _, err := benchDialer.DialContext(ctx, benchWSURL(url), nil)
+	if err != nil {
+		return nil, err
+	}
+	c := &benchClient{ws: ws, id: uuid.NewString()}
+	err = c.write(&protocol.Message{Type: protocol.TypeJoin, V: protocol.Version, Room: room[0], Verifier: room[1],
+		Member: c.id, Pub: benchB64(protocol.PubLen), MAC: benchB64(protocol.MACLen)})
+	if err == nil {
+		_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		var m *protocol.Message
+		if m, err = benchRead(ws); err == nil && m.Type != protocol.TypeWelcome {
+			err = fmt.Errorf("join: got %s %s %s", m.Type, m.Code, m.Error)
+		}
+		_ = ws.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		ws.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func benchWSURL(server string) string { return "ws" + strings.TrimPrefix(server, "http") + "/ws" }
+
+func benchRead(ws *websocket.Conn) (*protocol.Message, error) {
+	for {
+		mt, data, err := ws.ReadMessage()
+		if err != nil {
+			return nil, err
+		}
+		if mt == websocket.TextMessage {
+			return protocol.Decode(data)
+		}
+	}
+}
+
+func benchB64(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rand.Uint32())
+	}
+	return protocol.EncodeB64(b)
+}
+
+func benchRoom() [2]string {
+	return [2]string{benchB64(protocol.RoomIDLen), benchB64(protocol.VerifierLen)}
+}
+
+// dialAll joins n clients, members per room, 64 dials at a time.
+func benchDialAll(ctx context.Context, url string, n, members int) ([]*benchClient, error) {
+	rooms := make([][2]string, (n+members-1)/members)
+	for i := range rooms {
+		rooms[i] = benchRoom()
+	}
+	clients := make([]*benchClient, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				c, err := joinBenchRoom(ctx, url, rooms[i/members])
+				if err != nil {
+					errs <- fmt.Errorf("client %d: %w", i, err)
+					return
+				}
+				clients[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		benchCloseAll(clients)
+		return nil, err
+	}
+	return clients, nil
+}
+
+func benchCloseAll(clients []*benchClient) {
+	for _, c := range clients {
+		if c != nil {
+			c.ws.Close()
+		}
+	}
+}
+
+// benchIdle: N idle joined WebSocket connections; the server's RSS.
+func benchIdle(ctx context.Context, f capacityFlags, stdout io.Writer) error {
+	limit := raiseFileLimit()
+	srv, err := startServerChild(ctx, "--max-conns", strconv.Itoa(f.conns+100), "--max-conns-per-ip", "-1",
+		"--join-rate", "-1", "--max-rooms", strconv.Itoa(f.conns))
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	pid := srv.cmd.Process.Pid
+	base := procStatus(pid, "VmRSS")
+	fmt.Fprintf(stdout, "bench idle: %d connections (%d per room) to a server child process on 127.0.0.1; open files limit %d\n", f.conns, f.members, limit)
+	start := time.Now()
+	clients, err := benchDialAll(ctx, srv.url, f.conns, f.members)
+	if err != nil {
+		return err
+	}
+	defer benchCloseAll(clients)
+	joined := time.Since(start)
+	var wg sync.WaitGroup
+	for _, c := range clients { // readers: answer pings, drop presence
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, _, err := c.ws.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer benchCloseAll(clients) // runs before wg.Wait: ends the readers
+	var peak int64
+	for end := time.Now().Add(f.duration); time.Now().Before(end); {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		peak = max(peak, procStatus(pid, "VmRSS"))
+	}
+	hwm := procStatus(pid, "VmHWM")
+	fmt.Fprintf(stdout, "joined in %s; server RSS %.1f MiB before, %.1f MiB with %d idle members (peak %.1f MiB): %.1f KiB per connection\n",
+		joined.Round(time.Millisecond), mib(base), mib(peak), f.conns, mib(hwm), float64(peak-base)/1024/float64(f.conns))
+	fmt.Fprintf(stdout, "this process (clients): RSS %.1f MiB\n", mib(procStatus(os.Getpid(), "VmRSS")))
+	return nil
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// benchFanout: rooms × members clients each sending msgRate messages a
+// second to its room; latency from send to each other member's receipt.
+func benchFanout(ctx context.Context, f capacityFlags, stdout io.Writer) error {
+	raiseFileLimit()
+	n := f.rooms * f.members
+	srv, err := startServerChild(ctx, "--max-conns-per-ip", "-1", "--join-rate", "-1", "--msg-rate", "-1")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	pid := srv.cmd.Process.Pid
+	fmt.Fprintf(stdout, "bench fanout: %d rooms × %d members, %g msg/s each (%g deliveries/s), server child process on 127.0.0.1\n",
+		f.rooms, f.members, f.msgRate, float64(n)*f.msgRate*float64(f.members-1))
+	clients, err := benchDialAll(ctx, srv.url, n, f.members)
+	if err != nil {
+		return err
+	}
+	rec := &latencies{}
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.receive(rec)
+		}()
+	}
+	time.Sleep(time.Second) // presence settles
+	warmup := 2 * time.Second
+	runCtx, cancel := context.WithTimeout(ctx, warmup+f.duration)
+	rec.from.Store(time.Now().Add(warmup).UnixNano())
+	var sent atomic.Int64
+	var swg sync.WaitGroup
+	for _, c := range clients {
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			c.sendEvery(runCtx, time.Duration(float64(time.Second)/f.msgRate), rec, &sent)
+		}()
+	}
+	time.Sleep(warmup)
+	cpu0, t0 := procCPU(pid), time.Now()
+	swg.Wait()
+	cpu1, t1 := procCPU(pid), time.Now()
+	cancel()
+	time.Sleep(2 * time.Second) // the last deliveries
+	benchCloseAll(clients)
+	wg.Wait()
+	got := rec.sorted()
+	want := sent.Load() * int64(f.members-1)
+	if len(got) == 0 {
+		return errors.New("bench: no message delivered")
+	}
+	fmt.Fprintf(stdout, "measured %s: %d messages sent, %d of %d deliveries received\n",
+		f.duration, sent.Load(), len(got), want)
+	fmt.Fprintf(stdout, "forwarding latency (send -> receipt by each other member): p50 %s, p90 %s, p99 %s, max %s\n",
+		pct(got, 50), pct(got, 90), pct(got, 99), got[len(got)-1])
+	fmt.Fprintf(stdout, "server CPU %.0f%% of one core; server RSS %.1f MiB\n",
+		100*float64(cpu1-cpu0)/float64(t1.Sub(t0)), mib(procStatus(pid, "VmRSS")))
+	return nil
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	return sorted[min(len(sorted)-1, len(sorted)*p/100)].Round(10 * time.Microsecond)
+}
+
+// latencies collects delivery latencies of messages sent after from.
+type latencies struct {
+	from atomic.Int64 // unix nanos: count messages sent from then
+	mu   sync.Mutex
+	d    []time.Duration
+}
+
+func (l *latencies) add(sent int64, now time.Time) {
+	if sent < l.from.Load() {
+		return
+	}
+	l.mu.Lock()
+	l.d = append(l.d, now.Sub(time.Unix(0, sent)))
+	l.mu.Unlock()
+}
+
+func (l *latencies) sorted() []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	slices.Sort(l.d)
+	return l.d
+}
+
+// sendEvery sends a chat-sized message every period (random phase) until
+// ctx ends; the data starts with the send time.
+func (c *benchClient) sendEvery(ctx context.Context, period time.Duration, rec *latencies, sent *atomic.Int64) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(rand.N(period)):
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	payload := make([]byte, 352) // a sealed 256-byte chat envelope is about this size
+	for {
+		now := time.Now()
+		binary.BigEndian.PutUint64(payload, uint64(now.UnixNano()))
+		if err := c.write(&protocol.Message{Type: protocol.TypeMsg, Data: protocol.EncodeB64(payload)}); err != nil {
+			return
+		}
+		if now.UnixNano() >= rec.from.Load() {
+			sent.Add(1)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// receive records the latency of every msg and acks it, until the
+// connection ends.
+func (c *benchClient) receive(rec *latencies) {
+	for {
+		m, err := benchRead(c.ws)
+		if err != nil {
+			return // closed at the end of the run
+		}
+		if m.Type != protocol.TypeMsg {
+			continue
+		}
+		now := time.Now()
+		if data, err := protocol.DecodeB64(m.Data); err == nil && len(data) >= 8 {
+			rec.add(int64(binary.BigEndian.Uint64(data)), now)
+		}
+		if c.write(&protocol.Message{Type: protocol.TypeAck, IDs: []uint64{m.ID}}) != nil {
+			return
+		}
+	}
+}

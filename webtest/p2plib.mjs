@@ -47,6 +47,19 @@ export async function recordPeerConnections(ctx) {
   });
 }
 
+/** Counts the chunk writes the page posts to its OPFS worker, per file id
+ * (window.__writes). */
+export async function countStoreWrites(ctx) {
+  await ctx.addInitScript(() => {
+    window.__writes = {};
+    const post = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function (m, ...rest) {
+      if (m && m.op === 'write') window.__writes[m.id] = (window.__writes[m.id] || 0) + 1;
+      return post.call(this, m, ...rest);
+    };
+  });
+}
+
 /** Writes size random bytes to path in 4 MiB pieces; returns {sha256,
  * slices}: the file's SHA-256 and that of every 4 MiB slice. */
 export function writeRandomFile(path, size) {

@@ -342,9 +342,13 @@ export class Peer {
   /** Ends the session normally. */
   close() { this.fail(new Error('session closed')); }
 
-  /** Ends it and tells the peer to drop its half. */
+  /** Ends it and tells the peer to drop its half (also after a failure:
+   * a rung that timed out here may still be half open there). */
   bye() {
-    if (!this.err) this.p2p.sendSignal(this.member, { kind: 'bye', session: this.session }).catch(() => {});
+    if (!this._byeSent) {
+      this._byeSent = true;
+      this.p2p.sendSignal(this.member, { kind: 'bye', session: this.session }).catch(() => {});
+    }
     this.close();
   }
 }

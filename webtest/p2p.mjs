@@ -8,6 +8,8 @@
 //   - browser <-> Go CLI over P2P, both directions;
 //   - a Go sender killed mid-transfer: the page marks the reception failed;
 //   - a receiver closed mid-transfer: the sender marks the send failed;
+//   - the auto ladder: a receiver whose network passes only the TURN server
+//     gets the file over TURN, one with no usable path at all over the relay;
 //   - ?transport=turn on both pages: path TURN; ?transport=relay: path relay.
 // The 200 MiB file is written and hashed on disk in slices by node and handed
 // to the page by path (setInputFiles), never held whole in page memory.
@@ -15,7 +17,7 @@ import { join } from 'node:path';
 import { mkdirSync, existsSync, readdirSync } from 'node:fs';
 import { main, buildBinary, launch, tempDir, run, assert, stopProc } from './lib.mjs';
 import {
-  MIB, T, startServerWithTURN, recordPeerConnections, countStoreWrites, writeRandomFile, hashFile, createAndJoin, waitOnline,
+  MIB, T, startServerWithTURN, recordPeerConnections, countStoreWrites, simulateNetwork, writeRandomFile, hashFile, createAndJoin, waitOnline,
   finishedCard, checkReceived, shownSpeed,
 } from './p2plib.mjs';
 
@@ -139,8 +141,34 @@ await main('p2p', async () => {
     console.log('p2p: vanished receiver ->', sc.status);
   }
 
-  // 7. ?transport=turn on both pages: relay candidates only, path TURN.
-  // 8. ?transport=relay on both pages: the server's relay, path relay.
+  // 7. The auto ladder, rung by rung: B's network first passes only the TURN
+  //    server (direct fails, TURN connects), then nothing (both fail: relay).
+  {
+    const c1 = await launch({ name: 'L1' });
+    const c2 = await launch({ name: 'L2' });
+    await simulateNetwork(c2);
+    const P1 = c1.pages()[0] ?? await c1.newPage();
+    const P2 = c2.pages()[0] ?? await c2.newPage();
+    await createAndJoin(srv.url, '', P1, [P2]);
+    await waitOnline(P1, 1);
+    for (const [net, want] of [['no-direct', 'TURN'], ['blocked', 'relay']]) {
+      await P2.evaluate((n) => { window.__network = n; }, net);
+      const name = `ladder-${net}.bin`;
+      const f = join(dir, name);
+      const w = writeRandomFile(f, 3 * MIB + 5);
+      await P1.setInputFiles('#file-input', f);
+      const rc = await finishedCard(P2, 'recv', name);
+      const sc = await finishedCard(P1, 'send', name);
+      assert(rc.path === want && sc.path === want, `auto with a ${net} receiver: paths ${sc.path} -> ${rc.path}, want ${want}`);
+      await checkReceived(P2, rc, w);
+      console.log(`p2p: auto, ${net} receiver: ${rc.status}`);
+    }
+    await c1.close();
+    await c2.close();
+  }
+
+  // 8. ?transport=turn on both pages: relay candidates only, path TURN.
+  // 9. ?transport=relay on both pages: the server's relay, path relay.
   for (const [q, want] of [['?transport=turn', 'TURN'], ['?transport=relay', 'relay']]) {
     const c1 = await launch({ name: `${want}1` });
     const c2 = await launch({ name: `${want}2` });

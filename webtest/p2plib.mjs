@@ -47,6 +47,24 @@ export async function recordPeerConnections(ctx) {
   });
 }
 
+/** Simulates a network for the page's peer connections, switchable at run
+ * time with window.__network: 'open' (default), 'no-direct' (only relay
+ * candidates can work: as behind a firewall that passes only the TURN
+ * server) or 'blocked' (no candidate at all). */
+export async function simulateNetwork(ctx) {
+  await ctx.addInitScript(() => {
+    window.__network = 'open';
+    const Orig = window.RTCPeerConnection;
+    window.RTCPeerConnection = class extends Orig {
+      constructor(cfg = {}, ...rest) {
+        if (window.__network === 'no-direct') cfg = { ...cfg, iceTransportPolicy: 'relay' };
+        if (window.__network === 'blocked') cfg = { ...cfg, iceServers: [], iceTransportPolicy: 'relay' };
+        super(cfg, ...rest);
+      }
+    };
+  });
+}
+
 /** Counts the chunk writes the page posts to its OPFS worker, per file id
  * (window.__writes). */
 export async function countStoreWrites(ctx) {

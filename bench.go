@@ -209,20 +209,23 @@ func timeRelay(ctx context.Context, src string, relayCap int64, outDir string) (
 // WebSocket client through a server to another client, with no crypto.
 func timeForwarder(ctx context.Context, src string) (time.Duration, error) {
 	up := websocket.Upgrader{ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
-	peers := make(chan *websocket.Conn, 2)
+	// The sender dials "?send": the two upgrades may finish in either order.
+	senders, receivers := make(chan *websocket.Conn, 1), make(chan *websocket.Conn, 1)
 	url, stop, err := serveHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, err := up.Upgrade(w, r, nil); err == nil {
-			peers <- c
+		if c, err := up.Upgrade(w, r, nil); err == nil && r.URL.RawQuery == "send" {
+			senders <- c
+		} else if err == nil {
+			receivers <- c
 		}
 	}))
 	if err != nil {
 		return 0, err
 	}
 	defer stop()
-	go forward(peers)
+	go forward(senders, receivers)
 	d := websocket.Dialer{ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
 	wsURL := "ws" + url[len("http"):]
-	sender, _, err := d.DialContext(ctx, wsURL, nil)
+	sender, _, err := d.DialContext(ctx, wsURL+"?send", nil)
 	if err != nil {
 		return 0, fmt.Errorf("bench: forwarder: %w", err)
 	}
@@ -261,10 +264,10 @@ func timeForwarder(ctx context.Context, src string) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// forward pairs the first two connections and copies messages from the
+// forward pairs a sender and a receiver and copies messages from the
 // first to the second, one reader and one writer, like the relay's shape.
-func forward(peers chan *websocket.Conn) {
-	a, b := <-peers, <-peers
+func forward(senders, receivers chan *websocket.Conn) {
+	a, b := <-senders, <-receivers
 	defer a.Close()
 	defer b.Close()
 	for {

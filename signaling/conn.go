@@ -28,7 +28,7 @@ type conn struct {
 	cancel context.CancelFunc
 
 	ctrl     ctrlQueue     // encoded control messages; never blocks a sender
-	bulk     chan outFrame // relay items from the delivery loop to the writer
+	joined   chan struct{} // closed once the member joined: the writer starts delivering
 	closing  chan struct{} // closed by shutdown
 	readDone chan struct{} // closed when the reader has stopped
 	once     sync.Once
@@ -62,7 +62,7 @@ func newConn(s *Server, ws *websocket.Conn) *conn {
 		ctx:      ctx,
 		cancel:   cancel,
 		ctrl:     ctrlQueue{max: s.cfg.SendQueue, ready: make(chan struct{}, 1)},
-		bulk:     make(chan outFrame),
+		joined:   make(chan struct{}),
 		closing:  make(chan struct{}),
 		readDone: make(chan struct{}),
 	}

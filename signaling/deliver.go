@@ -70,52 +70,58 @@ func (w *window) wakeUp() {
 	}
 }
 
-// deliverLoop hands the items owed to the member to the writer, oldest
+// delivery hands the writer the relay items owed to the member, oldest
 // first, within the window. It starts at the oldest item still owed, so a
-// reconnected client gets everything it has not acked.
-func (c *conn) deliverLoop() {
-	defer c.wg.Done()
-	st, room, me := c.s.store, c.room.id, c.mem.id
-	var cursor uint64
+// reconnected client gets everything it has not acked. Only the writer
+// uses it.
+type delivery struct {
+	c       *conn
+	room    string
+	me      string
+	cursor  uint64          // the last item handed out
+	changed <-chan struct{} // the room's items changed since the last look; nil while the window is full
+}
+
+// newDelivery is called by the writer once c has joined (c.room and c.mem
+// are set before c.joined is closed).
+func (c *conn) newDelivery() *delivery {
+	return &delivery{c: c, room: c.room.id, me: c.mem.id}
+}
+
+// next returns the next item to write, if one is owed and fits the window.
+func (d *delivery) next() (outFrame, bool) {
+	if d == nil {
+		return outFrame{}, false
+	}
+	st := d.c.s.store
 	for {
-		changed := st.Changed(room)
-		it, ok := st.Next(room, me, cursor)
+		d.changed = st.Changed(d.room)
+		it, ok := st.Next(d.room, d.me, d.cursor)
 		if !ok {
-			select {
-			case <-changed:
-				continue
-			case <-c.closing:
-				return
-			}
+			return outFrame{}, false
 		}
-		cursor = it.ID
+		if !d.c.win.fits(it.Size()) {
+			d.changed = nil // an ack wakes the writer (win.wake)
+			return outFrame{}, false
+		}
+		d.cursor = it.ID
 		out, fl, err := frameFor(it)
 		if err != nil {
-			c.s.log.Error("signaling: undeliverable item", "err", err)
+			d.c.s.log.Error("signaling: undeliverable item", "err", err)
 			continue
 		}
-		if !c.waitWindow(fl.size) {
-			return
-		}
-		c.win.add(it.ID, fl)
-		select {
-		case c.bulk <- out:
-		case <-c.closing:
-			return
-		}
+		d.c.win.add(it.ID, fl)
+		return out, true
 	}
 }
 
-// waitWindow waits until size fits the window; false if the connection ends.
-func (c *conn) waitWindow(size int64) bool {
-	for !c.win.fits(size) {
-		select {
-		case <-c.win.wake:
-		case <-c.closing:
-			return false
-		}
+// wait returns a channel that is ready when there may be more to deliver
+// (nil: nothing to wait for here).
+func (d *delivery) wait() <-chan struct{} {
+	if d == nil {
+		return nil
 	}
-	return true
+	return d.changed
 }
 
 // frameFor turns a stored item into its wire form.

@@ -40,8 +40,7 @@ func (c *conn) handleJoin(binary bool, data []byte) {
 	c.ws.SetPongHandler(func(string) error {
 		return c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 	})
-	c.wg.Add(1)
-	go c.deliverLoop()
+	close(c.joined) // the writer delivers the member's relay items from now on
 }
 
 // wrongVersion reports whether data is a join with a version other than ours.

@@ -3,10 +3,10 @@
 // (docs/PROTOCOL.md, docs/RELAY.md). It never holds a key: everything it
 // routes is sealed by the clients, and it checks only the room verifier.
 //
-// Per connection there are three goroutines, all owned by the connection and
-// ended by Close: the reader (the HTTP handler goroutine), the writer (the
-// only one that writes to the socket) and the delivery loop (relay items owed
-// to the member, within a window of unacked bytes).
+// Per connection there are two goroutines, both owned by the connection
+// (and by the server, whose Close waits for them): the reader and the writer
+// (the only one that writes to the socket; it also delivers the relay items
+// owed to the member, within a window of unacked bytes).
 package signaling
 
 import (

@@ -17,11 +17,14 @@ type outFrame struct {
 }
 
 // writeLoop is the only goroutine that writes to the socket. Control
-// messages go first; relay items and pings share the rest.
+// messages go first, then pings that are due, then relay items owed to the
+// member (within the delivery window); otherwise it waits for any of them.
 func (c *conn) writeLoop() {
 	defer c.wg.Done()
 	ping := time.NewTicker(c.s.cfg.PingInterval)
 	defer ping.Stop()
+	joined := c.joined
+	var d *delivery // set once joined
 	for {
 		if c.isClosing() {
 			c.finish()
@@ -34,20 +37,35 @@ func (c *conn) writeLoop() {
 					break
 				}
 			}
+		} else if f, ok := d.next(); ok {
+			err = c.writeFrame(f)
 		} else {
 			select {
-			case <-c.ctrl.ready: // take it on the next turn
-			case f := <-c.bulk:
-				err = c.writeFrame(f)
+			case <-c.ctrl.ready: // taken on the next turn
+			case <-joined:
+				joined, d = nil, c.newDelivery()
+			case <-d.wait():
+			case <-c.win.wake:
 			case <-ping.C:
-				err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(protocol.WriteWait))
+				err = c.ping()
 			case <-c.closing:
+			}
+		}
+		if err == nil {
+			select {
+			case <-ping.C: // due while the loop was busy
+				err = c.ping()
+			default:
 			}
 		}
 		if err != nil {
 			c.shutdown(&closeReason{cause: errWriteFailed.Error() + ": " + err.Error()})
 		}
 	}
+}
+
+func (c *conn) ping() error {
+	return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(protocol.WriteWait))
 }
 
 func (c *conn) writeText(b []byte) error {

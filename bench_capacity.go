@@ -324,9 +324,9 @@ func benchFanout(ctx context.Context, f capacityFlags, stdout io.Writer) error {
 		}()
 	}
 	time.Sleep(warmup)
-	cpu0, t0 := procCPU(pid), time.Now()
+	cpu0, self0, t0 := procCPU(pid), procCPU(os.Getpid()), time.Now()
 	swg.Wait()
-	cpu1, t1 := procCPU(pid), time.Now()
+	cpu1, self1, t1 := procCPU(pid), procCPU(os.Getpid()), time.Now()
 	cancel()
 	time.Sleep(2 * time.Second) // the last deliveries
 	benchCloseAll(clients)
@@ -340,8 +340,8 @@ func benchFanout(ctx context.Context, f capacityFlags, stdout io.Writer) error {
 		f.duration, sent.Load(), len(got), want)
 	fmt.Fprintf(stdout, "forwarding latency (send -> receipt by each other member): p50 %s, p90 %s, p99 %s, max %s\n",
 		pct(got, 50), pct(got, 90), pct(got, 99), got[len(got)-1])
-	fmt.Fprintf(stdout, "server CPU %.0f%% of one core; server RSS %.1f MiB\n",
-		100*float64(cpu1-cpu0)/float64(t1.Sub(t0)), mib(procStatus(pid, "VmRSS")))
+	fmt.Fprintf(stdout, "CPU: server %.0f%% of one core, clients (this process) %.0f%%; server RSS %.1f MiB\n",
+		100*float64(cpu1-cpu0)/float64(t1.Sub(t0)), 100*float64(self1-self0)/float64(t1.Sub(t0)), mib(procStatus(pid, "VmRSS")))
 	return nil
 }
 

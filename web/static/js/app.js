@@ -202,6 +202,7 @@ function setupRoomView(secret) {
   room.addEventListener('state', onState);
   room.addEventListener('members', renderMembers);
   room.addEventListener('chat', (e) => addChat(e.detail));
+  room.addEventListener('chatsent', (e) => chatSent(e.detail.id));
   room.addEventListener('transfer', (e) => renderTransfer(e.detail.transfer));
   onState({ detail: { state: room.state } });
   renderMembers();
@@ -224,7 +225,9 @@ function setupRoomView(secret) {
     sendFiles(files);
   });
   window.addEventListener('beforeunload', (ev) => {
-    if ([...transferViews.values()].some((v) => v.t.direction === 'send' && ['hashing', 'sending', 'delivering'].includes(v.t.state))) {
+    // A reload leaves the room (the secret lives only in this page): sends
+    // stop, receptions start over, queued chat is lost.
+    if (room?.pendingChats || [...transferViews.values()].some((v) => ['hashing', 'sending', 'delivering', 'receiving'].includes(v.t.state))) {
       ev.preventDefault();
     }
   });
@@ -249,9 +252,17 @@ async function copy(text, button) {
 
 function onState(e) {
   const { state, error } = e.detail;
-  const text = { connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…', closed: error ? `Disconnected: ${error}` : 'Left the room' }[state] || state;
+  const text = {
+    connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…', restored: 'Restored',
+    closed: error ? `Disconnected: ${error}` : 'Left the room',
+  }[state] || state;
   setStatus(state, text);
-  $('composer').classList.toggle('offline', state !== 'connected');
+  // The composer stays usable while reconnecting: messages wait and go out once the connection is back.
+  const live = state === 'connected' || state === 'restored';
+  $('composer').classList.toggle('offline', !live);
+  $('chat-input').placeholder = state === 'reconnecting' ? 'Message (sent when the connection is back)' : 'Message';
+  // Transfers say whether they wait for the server.
+  for (const v of transferViews.values()) renderTransfer(v.t, true);
 }
 
 function renderMembers() {
@@ -283,13 +294,22 @@ function appendItem(li) {
 
 function timeText(t) { return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); }
 
-function addChat({ id, from, text, mine, time }) {
-  const li = el('li', { class: `item chat${mine ? ' mine' : ''}`, dataset: { id, from } },
+function addChat({ id, from, text, mine, time, pending }) {
+  const li = el('li', { class: `item chat${mine ? ' mine' : ''}${pending ? ' pending' : ''}`, dataset: { id, from } },
     mine ? null : avatar(from),
     el('div', { class: 'bubble' },
-      el('div', { class: 'meta' }, el('span', { class: 'who', text: memberName(from) }), el('time', { text: timeText(time) })),
+      el('div', { class: 'meta' }, el('span', { class: 'who', text: memberName(from) }), el('time', { text: timeText(time) }),
+        pending ? el('span', { class: 'sending', text: 'Sending…' }) : null),
       el('p', { class: 'text', text })));
   appendItem(li);
+}
+
+/** A chat of ours reached the server. */
+function chatSent(id) {
+  const li = [...$('feed').querySelectorAll('li.chat.pending')].find((x) => x.dataset.id === id);
+  if (!li) return;
+  li.classList.remove('pending');
+  li.querySelector('.sending')?.remove();
 }
 
 // ---- transfers ------------------------------------------------------------
@@ -316,6 +336,10 @@ function extLabel(name) {
 function statusText(t) {
   const pct = `${Math.floor(t.fraction * 100)}%`;
   const speed = t.speed > 0 && t.size >= 1e6 ? ` · ${formatBytes(Math.round(t.speed))}/s` : '';
+  if (t.note && ['sending', 'delivering'].includes(t.state)) return `${pct} · ${t.note}`;
+  if (room?.state === 'reconnecting' && t.path === 'relay' && ['sending', 'delivering', 'receiving'].includes(t.state)) {
+    return `${pct} · waiting for the connection to the server`;
+  }
   switch (t.state) {
     case 'hashing': return 'Preparing…';
     case 'waiting': return 'Waiting for someone to come online…';
@@ -324,7 +348,7 @@ function statusText(t) {
       const done = [...t.recipients.values()].filter((r) => r.state === 'delivered').length;
       return `Uploaded via ${t.path} · delivered to ${done} of ${t.recipients.size}`;
     }
-    case 'receiving': return `Receiving via ${t.path} · ${pct}${speed}`;
+    case 'receiving': return `Receiving via ${t.path} · ${pct}${speed} · keep this page open: a reload starts this file over`;
     case 'done': {
       const secs = ((t.finished - t.started) / 1000).toFixed(1);
       if (t.direction === 'send') return `Delivered to ${t.recipients.size} via ${t.path} · ${secs} s${speed}`;
@@ -335,7 +359,7 @@ function statusText(t) {
   }
 }
 
-function renderTransfer(t) {
+function renderTransfer(t, force = false) {
   let v = transferViews.get(t.id);
   if (!v) {
     const mine = t.direction === 'send';
@@ -356,12 +380,15 @@ function renderTransfer(t) {
   v.t = t;
   // Throttle DOM updates while bytes flow; always render state changes.
   const now = performance.now();
-  if (v.state === t.state && now - v.last < 100) return;
+  const key = `${t.state}|${t.note || ''}`;
+  if (!force && v.state === key && now - v.last < 100) return;
   v.last = now;
-  v.state = t.state;
+  v.state = key;
   v.li.dataset.state = t.state;
   if (t.path) v.li.dataset.path = t.path;
   if (t.storage) v.li.dataset.storage = t.storage;
+  if (t.rounds) v.li.dataset.rounds = String(t.rounds);
+  if (t.uploaded) v.li.dataset.uploaded = String(t.uploaded);
   v.progress.value = t.fraction;
   v.progress.hidden = t.state === 'done' || t.state === 'failed';
   v.status.textContent = statusText(t);

@@ -435,6 +435,11 @@ export class P2P {
         return;
       case 'bye':
         if (p) p.close();
+        return;
+      case 'have': // a receiver's chunks held, for a relay send (docs/PROTOCOL.md "Resume")
+        this.room.onHave?.(from, b);
+        return;
+      // Other kinds (a newer client's) are ignored.
     }
   }
 

@@ -6,9 +6,11 @@
 // fallback ladder direct -> TURN -> relay of transport 'auto'.
 //
 // Events (CustomEvent, detail shown):
-//   state     {state: 'connecting'|'connected'|'reconnecting'|'closed', error}
+//   state     {state: 'connecting'|'connected'|'reconnecting'|'restored'|'closed', error}
+//             ('restored': connected again after a break; works like 'connected')
 //   members   {}                      (read room.members)
-//   chat      {id, from, text, mine, time}
+//   chat      {id, from, text, mine, time, pending}
+//   chatsent  {id}                    (a pending chat of ours reached the server)
 //   transfer  {transfer}              (created, progressed, finished or failed)
 import * as C from './crypto.js';
 import * as P from './protocol.js';
@@ -21,6 +23,12 @@ const TRANSPORTS = ['auto', 'p2p', 'turn', 'relay'];
 const ICE_TIMEOUT_MS = 10000;     // each peer-to-peer rung (as the Go client)
 const OFFLINE_GRACE_MS = 20000;   // a relay recipient gone offline mid-transfer, before it counts as lost
 const VANISH_MS = 15000;          // a reception whose peer-to-peer sender vanished waits this long for a new path
+const REJOIN_MS = 10000;          // after a reconnect, queued chat waits at most this long for the members online before the break
+const SEND_WINDOW = 16 << 20;     // a relay upload runs at most this far ahead of the slowest online recipient's acks
+const MAX_ROUNDS = 100;           // relay rounds of one send (a new one after each lost connection)
+const MAX_HAVE_RANGES = 1000;     // ranges in one have signal (a prefix of what is held is still true)
+const CONFIRM_MS = 5000;          // a chat not confirmed by the server this long is confirmed again
+const LOST = 'the connection to the server was lost';
 const FATAL_CODES = new Set(['bad_verifier', 'version', 'member_taken', 'room_full', 'too_many']);
 const ERROR_TEXT = {
   bad_verifier: 'the server refused the room key (wrong link?)',
@@ -91,11 +99,19 @@ export class Room extends EventTarget {
     this._ws = null;
     this._closed = false;
     this._seen = new Set();      // envelope ids handled (hex)
-    this._sends = new Map();     // file id -> {transfer, fileOK: resolver}
+    this._sends = new Map();     // relay file id (one per round) -> relay round state (_newSend)
     this._recvs = new Map();     // file id -> recv state
     this._inbox = [];
     this._pumping = false;
     this._acks = [];
+    this._pubs = new Map();      // member id -> public key (hex) ever seen: a member's key never changes
+    this._connGen = 0;           // connections welcomed so far
+    this._awaitBack = [];        // members online when the connection last broke
+    this._backBy = 0;            // until when queued chat waits for them (performance.now())
+    this._goingAway = false;     // the server said it is shutting down
+    this._outbox = [];           // chat not yet confirmed by the server: {id, data, ws}
+    this._flushing = false;
+    this._turnWaiters = [];      // {ws, n, resolve}: answers awaited (ws.turnSent, ws.turnGot count them)
   }
 
   emit(type, detail = {}) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -121,6 +137,7 @@ export class Room extends EventTarget {
       const ws = new WebSocket(this.wsURL);
       ws.binaryType = 'arraybuffer';
       this._ws = ws;
+      const refuse = (err) => { if (!welcomed) reject(err); };
       ws.onopen = () => ws.send(JSON.stringify(join));
       ws.onmessage = (ev) => {
         if (!welcomed) {
@@ -129,7 +146,15 @@ export class Room extends EventTarget {
           if (m?.t === 'welcome') {
             welcomed = true;
             // Handled in order with what follows; resolves once the member list is in.
-            this._welcomed = () => { this._setState('connected'); resolve(); };
+            this._welcomed = () => {
+              if (this._ws !== ws) return resolve(); // already gone again: its close handles it
+              this._connGen++;
+              this._goingAway = false;
+              if (!first) this._backBy = performance.now() + REJOIN_MS;
+              this._setState(first ? 'connected' : 'restored');
+              resolve();
+              this._flushChat();
+            };
             this._inbox.push(ev.data);
             if (!this._pumping) this._pump();
             return;
@@ -137,23 +162,35 @@ export class Room extends EventTarget {
           if (m?.t === 'error') {
             const err = new Error(ERROR_TEXT[m.code] || m.error || m.code);
             err.code = m.code;
+            // Refused for good; busy, rate-limited or going away: try again later.
+            err.fatal = first ? true : ['bad_verifier', 'version', 'member_taken'].includes(m.code);
+            refuse(err);
             ws.close();
-            return first ? reject(err) : this._fatal(err.message);
           }
           return;
         }
+        if (typeof ev.data === 'string' && ev.data.includes('"turn"')) this._turnAnswered(ws, ev.data);
         this._inbox.push(typeof ev.data === 'string' ? ev.data : this._preopen(ev.data));
         if (!this._pumping) this._pump();
       };
       ws.onclose = (ev) => {
         if (this._ws !== ws) return;
         this._ws = null;
-        this._failSends('the connection to the server was lost');
-        if (!welcomed && first) return reject(new Error(`could not join: the server closed the connection (${ev.code})`));
-        if (this._closed) return;
-        if (ev.code === 4001 || ev.code === 1008 || ev.code === 4002) {
-          return this._fatal(ev.code === 4002 ? 'this room was opened again in another tab' : `the server refused this member (${ev.code}${ev.reason ? ': ' + ev.reason : ''})`);
+        this._endTurnWaiters(ws);
+        this._failSends(LOST);
+        const refused = ev.code === 4001 || ev.code === 1008 || ev.code === 4002;
+        const why = ev.code === 4002 ? 'this room was opened again in another tab' : `the server refused this member (${ev.code}${ev.reason ? ': ' + ev.reason : ''})`;
+        if (!welcomed) {
+          const err = new Error(first ? `could not join: the server closed the connection (${ev.code})` : why);
+          err.fatal = first || refused;
+          return refuse(err);
         }
+        // Who to wait for before sending queued chat (also those still awaited from an earlier break).
+        const back = new Set(performance.now() < this._backBy ? this._awaitBack : []);
+        for (const id of this.onlineMembers) back.add(id);
+        this._awaitBack = [...back];
+        if (this._closed) return;
+        if (refused) return this._fatal(why);
         this._reconnect();
       };
     });
@@ -164,16 +201,21 @@ export class Room extends EventTarget {
     this._setState('closed', msg);
   }
 
+  /** Connects again with jittered exponential backoff until welcomed (state
+   * 'restored'), refused for good, or left. */
   async _reconnect() {
     this._setState('reconnecting');
-    let delay = 250;
+    // A server that said it is going away (a restart) is tried again at once.
+    let delay = this._goingAway ? 40 : 250;
     while (!this._closed) {
       await sleep(delay / 2 + Math.random() * delay / 2);
       if (this._closed) return;
       try {
         await this._connect(false);
         return;
-      } catch { /* retry */ }
+      } catch (e) {
+        if (e.fatal) return this._fatal(e.message);
+      }
       delay = Math.min(delay * 2, 5000);
     }
   }
@@ -248,6 +290,7 @@ export class Room extends EventTarget {
       case 'error':
         if (m.file) return this._sendEvent(m);
         if (FATAL_CODES.has(m.code)) this._fatal(ERROR_TEXT[m.code] || m.error);
+        else if (m.code === 'going_away') this._goingAway = true; // the close (1001) follows: reconnect at once
         // A signal (a late candidate or bye) to a member that just left: its sessions end by themselves.
         else if (m.code !== 'no_such_member') console.warn('cloakroom: server error:', m.code, m.error);
         return;
@@ -268,7 +311,10 @@ export class Room extends EventTarget {
       return null;
     }
     const old = this.members.get(id);
-    if (old && C.toHex(old.pub) !== C.toHex(pub)) return null; // a member's key never changes
+    const known = this._pubs.get(id);
+    // A member's key never changes (also across a server restart, which forgets members).
+    if (known && known !== C.toHex(pub)) return null;
+    this._pubs.set(id, C.toHex(pub));
     const mem = old ?? { id, pub, online };
     mem.online = online;
     this.members.set(id, mem);
@@ -323,8 +369,40 @@ export class Room extends EventTarget {
    * little for the answer. */
   async freshICE() {
     if (!this.ice.length || !this.iceExpires || this.iceExpires - Date.now() / 1000 > ICE_REFRESH_BEFORE_S) return;
-    try { this._send({ t: 'turn' }); } catch { return; }
+    try { this._requestTURN(); } catch { return; }
     await Promise.race([new Promise((r) => this._iceWaiters.push(r)), sleep(5000)]);
+  }
+
+  /** Asks for TURN credentials. The server answers every request, in order
+   * with the messages before it on the connection: the promise resolves to
+   * true once the answer came — everything written before it was handled
+   * (a chat stored in the relay) — or to false if the connection ended first. */
+  _requestTURN() {
+    const ws = this._ws;
+    this._send({ t: 'turn' });
+    const n = ws.turnSent = (ws.turnSent || 0) + 1;
+    return new Promise((resolve) => this._turnWaiters.push({ ws, n, resolve }));
+  }
+
+  /** Counts a turn answer on ws as it arrives (before the pump handles it). */
+  _turnAnswered(ws, text) {
+    let m;
+    try { m = JSON.parse(text); } catch { return; }
+    if (m?.t !== 'turn') return;
+    ws.turnGot = (ws.turnGot || 0) + 1;
+    this._turnWaiters = this._turnWaiters.filter((w) => {
+      if (w.ws !== ws || w.n > ws.turnGot) return true;
+      w.resolve(true);
+      return false;
+    });
+  }
+
+  _endTurnWaiters(ws) {
+    this._turnWaiters = this._turnWaiters.filter((w) => {
+      if (w.ws !== ws) return true;
+      w.resolve(false);
+      return false;
+    });
   }
 
   async _envelope(m) {
@@ -358,14 +436,100 @@ export class Room extends EventTarget {
 
   // ---- chat --------------------------------------------------------------
 
-  /** Seals text and hands it to the relay, owed to every known member. */
+  /** Seals text and queues it for the relay, which owes it to every known
+   * member. Resolves once queued: the chat event says pending, chatsent
+   * follows once the server has stored it. Queued while disconnected, and
+   * written again (the same envelope: receivers drop a second copy by its
+   * id) when the connection breaks before the server confirmed it. */
   async sendChat(text) {
+    if (this._closed) throw new Error('not in the room any more');
     if (C.utf8(text).length > C.MAX_CHAT_BYTES) throw new Error(`a message is limited to ${C.MAX_CHAT_BYTES} bytes`);
     const { id, sealed } = await this.keys.sealEnvelope({ sender: this.id }, C.chatPlaintext(text));
-    this._send({ t: 'msg', data: C.b64u(sealed) });
     const idHex = C.toHex(id);
     this._seen.add(idHex);
-    this.emit('chat', { id: idHex, from: this.id, text, mine: true, time: Date.now() });
+    this._outbox.push({ id: idHex, data: C.b64u(sealed), ws: null });
+    this.emit('chat', { id: idHex, from: this.id, text, mine: true, time: Date.now(), pending: true });
+    this._flushChat();
+  }
+
+  /** Chat still waiting for the server's confirmation. */
+  get pendingChats() { return this._outbox.length; }
+
+  _live() {
+    const ws = this._ws;
+    return ws && ws.readyState === WebSocket.OPEN && (this.state === 'connected' || this.state === 'restored') ? ws : null;
+  }
+
+  /** Resolves on the next state or members event, or after ms. */
+  _nextEvent(ms) {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.removeEventListener('state', done);
+        this.removeEventListener('members', done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.addEventListener('state', done);
+      this.addEventListener('members', done);
+    });
+  }
+
+  /** After a reconnect, waits (at most REJOIN_MS) for the members online
+   * before the break to be online again: a restarted server owes a message
+   * only to the members it knows. */
+  async _waitRejoined() {
+    while (!this._closed && performance.now() < this._backBy &&
+      this._awaitBack.some((id) => !this.members.get(id)?.online)) {
+      await this._nextEvent(Math.max(10, Math.min(250, this._backBy - performance.now())));
+    }
+  }
+
+  /** Writes the queued chat, in order, on the live connection, then asks the
+   * server to confirm it (a turn request: its answer comes after the
+   * messages before it were stored). One runs at a time. */
+  async _flushChat() {
+    if (this._flushing) return;
+    this._flushing = true;
+    try {
+      while (!this._closed) {
+        if (!this._outbox.some((e) => !e.ws || e.ws !== this._ws)) return;
+        if (!this._live()) { await this._nextEvent(1000); continue; }
+        await this._waitRejoined();
+        const ws = this._live();
+        if (!ws) continue;
+        const batch = this._outbox.filter((e) => e.ws !== ws);
+        try {
+          for (const e of batch) {
+            ws.send(JSON.stringify({ t: 'msg', data: e.data }));
+            e.ws = ws;
+          }
+        } catch { continue; } // closing: the next connection takes them
+        this._confirmChat(ws, batch);
+      }
+    } finally {
+      this._flushing = false;
+    }
+  }
+
+  async _confirmChat(ws, batch) {
+    for (;;) {
+      let ok;
+      try {
+        ok = await Promise.race([this._requestTURN(), sleep(CONFIRM_MS).then(() => null)]);
+      } catch {
+        ok = false;
+      }
+      if (ok === null && this._ws === ws) continue; // no answer (a dropped request?): ask again
+      if (!ok) return; // the connection ended first: _flushChat writes them again on the next one
+      for (const e of batch) {
+        const i = this._outbox.indexOf(e);
+        if (i < 0 || e.ws !== ws) continue;
+        this._outbox.splice(i, 1);
+        this.emit('chatsent', { id: e.id });
+      }
+      return;
+    }
   }
 
   // ---- receiving files ---------------------------------------------------
@@ -397,8 +561,12 @@ export class Room extends EventTarget {
       }
       this._recvs.delete(man.file); // its sender vanished earlier; start again
     }
+    // The same content announced again (a sender's new round after a server
+    // restart: a new file id and key): continue the partial file.
+    const same = this._sameContent(man);
+    if (same && await this._adoptRecv(same, man, from, path, peer)) return;
     const t = new Transfer({ id: man.file, name: safeName(man.name), type: man.type, size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving', path });
-    const r = { man, from, t, path, peer, have: new Uint8Array(man.chunks), got: 0, written: 0, sink: null, cipher: null, done: false, failed: false, vanished: false, vanishTimer: 0, vanishMsg: '' };
+    const r = { man, from, t, path, peer, have: new Uint8Array(man.chunks), disk: new Uint8Array(man.chunks), got: 0, written: 0, resumed: false, sink: null, cipher: null, done: false, failed: false, vanished: false, vanishTimer: 0, vanishMsg: '' };
     this._recvs.set(man.file, r);
     try {
       r.cipher = await C.newChunkCipher(C.unb64u(man.key), this.keys.roomID, from, C.uuidBytes(man.file), man.chunks, man.size);
@@ -409,6 +577,54 @@ export class Room extends EventTarget {
       return;
     }
     this.emit('transfer', { transfer: t });
+  }
+
+  /** A reception of the same content as man (SHA-256, size, chunk size)
+   * that has not failed: unfinished, or done already. */
+  _sameContent(man) {
+    for (const r of this._recvs.values()) {
+      if (r.man.sha256 === man.sha256 && r.man.size === man.size && r.man.chunkSize === man.chunkSize &&
+        r.man.chunks === man.chunks && !r.failed && r.sink) return r;
+    }
+    return null;
+  }
+
+  /** Continues reception r under a new announcement man of the same content
+   * (docs/PROTOCOL.md "Resume"): the partial file and its bitmap stay, the
+   * key and file id are the new ones, and the sender hears which chunks it
+   * may skip. A file already here in full is confirmed at once. Returns
+   * false when r cannot be continued. */
+  async _adoptRecv(r, man, from, path, peer) {
+    const cipher = await C.newChunkCipher(C.unb64u(man.key), this.keys.roomID, from, C.uuidBytes(man.file), man.chunks, man.size);
+    if (r.failed) return false;
+    if (r.done) {
+      // Every chunk of this announcement is dropped (and acked) on arrival.
+      this._recvs.set(man.file, r);
+      if (peer) peer.notify({ kind: P.DC_DONE, file: C.uuidBytes(man.file), failed: false, reason: '' });
+      else {
+        this._sendHave(from, man.file, { have: [[0, man.chunks]] });
+        this._sendHave(from, man.file, { done: true });
+      }
+      return true;
+    }
+    this._recvs.delete(r.man.file); // chunks of the old announcement still queued are acked and dropped
+    clearTimeout(r.vanishTimer);
+    r.vanishTimer = 0;
+    Object.assign(r, { man, from, cipher, peer, path, resumed: true });
+    r.t.path = path;
+    r.t.error = '';
+    this._recvs.set(man.file, r);
+    const held = r.disk.reduce((n, x) => n + x, 0);
+    if (held > 0) this._sendHave(from, man.file, { have: haveRanges(r.disk) });
+    this.emit('transfer', { transfer: r.t });
+    return true;
+  }
+
+  /** Tells the sender of a file which chunks are here (have) or that the
+   * file is complete and verified (done): best effort, as a sealed signal. */
+  _sendHave(to, file, body) {
+    this.p2p.sendSignal(to, { kind: 'have', session: file, file, ...body })
+      .catch((e) => console.info('cloakroom: could not tell the sender which chunks are here:', e.message));
   }
 
   /** Starts decrypting a chunk as it arrives when its file is known, so
@@ -468,6 +684,7 @@ export class Room extends EventTarget {
     r.got++;
     const last = r.got === r.man.chunks;
     r.sink.write(d.index * cs, plain.subarray(0, want)).then(() => {
+      r.disk[d.index] = 1;
       after();
       r.written++;
       r.t.bytes += want;
@@ -497,6 +714,8 @@ export class Room extends EventTarget {
       r.t.error = '';
       r.t.finished = performance.now();
       if (r.peer) this._notifyDone(r, r.peer, false, '');
+      // A sender that skipped chunks cannot learn delivery from the relay.
+      if (r.resumed) this._sendHave(r.from, r.man.file, { done: true });
       this.emit('transfer', { transfer: r.t });
     } catch (e) {
       this._failRecv(r, e.message);
@@ -590,8 +809,10 @@ export class Room extends EventTarget {
     if (s) s.event(m);
   }
 
+  /** The connection broke: every relay round in progress ends (and its
+   * send starts a new round once the connection is back). */
   _failSends(msg) {
-    for (const s of this._sends.values()) s.fail(msg);
+    for (const s of this._sends.values()) s.fail(msg, true);
   }
 
   /** Sends a File to every member online now: per recipient over the best
@@ -733,7 +954,7 @@ export class Room extends EventTarget {
     const why = err.receiver ? err.message : `the ${p.path} connection was lost mid-transfer: ${err.message}`;
     if (!err.receiver && this.transport === 'auto' && !this._closed) {
       await sleep(1000); // let presence settle: a member that vanished is reported offline by the server
-      if (this.members.get(member)?.online && !this._sends.has(t.id)) {
+      if (this.members.get(member)?.online && !t.relayBusy) {
         rec.path = 'relay';
         rec.state = 'sending';
         rec.note = why + '; resumed through the relay';
@@ -819,34 +1040,123 @@ export class Room extends EventTarget {
     }
   }
 
-  /** Sends the file through the server's relay store to recipients. */
+  /** Sends the file through the server's relay store to recipients, in
+   * rounds (docs/PROTOCOL.md "Resume"): when the connection to the server
+   * breaks (a server restart loses the relay store) it waits for a new
+   * connection and for the recipients to come back, then announces the same
+   * content again under a new file id and key (a chunk key and nonce are
+   * never used twice) and skips the chunks every recipient says it holds. */
   async _sendRelay(job, recipients) {
-    const { t, file, man, key, sealed } = job;
-    const s = this._newSend(t);
+    const { t } = job;
+    let round = { man: job.man, key: job.key, sealed: job.sealed };
+    let pending = recipients;
+    t.relayBusy = (t.relayBusy || 0) + 1;
     try {
-      this._send({ t: 'file', file: man.file, chunks: man.chunks, data: C.b64u(sealed), recipients });
+      for (let n = 1; ; n++) {
+        t.rounds = n;
+        const gen = this._connGen;
+        let left;
+        try {
+          await this._relayRound(job, round, pending, n);
+          return;
+        } catch (e) {
+          if (!e.connLost || this._closed || n >= MAX_ROUNDS) throw e;
+          left = e.left;
+        }
+        if (!left.length) return;
+        t.note = 'the connection to the server was lost; the file goes on once it is back';
+        this._sendProgress(t);
+        await this._waitNewConn(gen);
+        pending = await this._awaitReturn(t, left);
+        t.note = '';
+        if (!pending.length) return;
+        round = await this._renew(round.man);
+      }
+    } finally {
+      t.relayBusy--;
+      t.note = '';
+    }
+  }
+
+  /** One relay round: announce, upload what the recipients do not all
+   * hold, wait for delivery. A lost connection is thrown with connLost and
+   * left (the recipients still owed the file). */
+  async _relayRound(job, round, recipients, n) {
+    const { t, file } = job;
+    const { man, key, sealed } = round;
+    const s = this._newSend(t, man.file, recipients);
+    try {
+      try {
+        this._send({ t: 'file', file: man.file, chunks: man.chunks, data: C.b64u(sealed), recipients });
+      } catch {
+        s.fail(LOST, true);
+      }
       const got = await s.fileOK;
       const missed = recipients.filter((r) => !got.includes(r));
       if (missed.length) this._lose(t, missed, 'offline when the relay upload started');
       if (got.length === 0) throw new Error('nobody else is online');
+      s.narrow(got);
       this._flowing(t);
       for (const m of got) {
         const r = t.recipients.get(m);
         if (!r) continue;
-        Object.assign(r, { state: 'sending', path: 'relay', bytes: 0, acked: 0 });
+        Object.assign(r, { state: 'sending', path: 'relay', acked: 0 });
+        if (n === 1) r.bytes = 0;
         s.members.add(m);
       }
+      s.applyEarly();
       this._sendProgress(t);
       await this._upload(t, s, file, man, key);
       t.state = 'delivering';
       this._sendProgress(t);
       await s.allDone;
       if (t.state === 'delivering') t.state = 'sending';
+    } catch (e) {
+      if (!s.connLost) throw e;
+      const err = new Error(LOST);
+      err.connLost = true;
+      err.left = recipients.filter((m) => ['sending', 'connecting', 'relay'].includes(t.recipients.get(m)?.state));
+      if (t.state === 'delivering') t.state = 'sending';
+      throw err;
     } finally {
-      clearTimeout(s.graceTimer);
       for (const timer of s.offline.values()) clearTimeout(timer);
-      this._sends.delete(t.id);
+      this._sends.delete(man.file);
     }
+  }
+
+  /** Waits for a connection newer than generation gen. */
+  async _waitNewConn(gen) {
+    while (!(this._connGen > gen && this._live())) {
+      if (this._closed) throw new Error('left the room');
+      await this._nextEvent(1000);
+    }
+  }
+
+  /** After a reconnect, waits (at most OFFLINE_GRACE_MS) for members to be
+   * online again; those not back are reported lost. */
+  async _awaitReturn(t, members) {
+    const by = performance.now() + OFFLINE_GRACE_MS;
+    const away = () => members.filter((m) => !this.members.get(m)?.online);
+    while (away().length && performance.now() < by && !this._closed) {
+      await this._nextEvent(Math.max(10, Math.min(250, by - performance.now())));
+    }
+    const gone = away();
+    if (gone.length) this._lose(t, gone, 'did not come back after the connection to the server broke');
+    return members.filter((m) => !gone.includes(m));
+  }
+
+  /** The same content under a new file id and key. */
+  async _renew(man) {
+    const key = C.randomBytes(32);
+    const m = { ...man, file: C.newUUID(), key: C.b64u(key) };
+    return { man: m, key, sealed: await this.keys.sealManifest(this.id, m) };
+  }
+
+  /** A have signal from a recipient (docs/PROTOCOL.md "Resume"): for a
+   * relay send in progress; anything else is ignored. */
+  onHave(from, b) {
+    if (typeof b.file !== 'string') return;
+    this._sends.get(b.file)?.have(from, b);
   }
 
   async _waitForMembers(t) {
@@ -861,10 +1171,14 @@ export class Room extends EventTarget {
     return this.onlineMembers;
   }
 
-  /** The state of one relay upload of t: the relay recipients (s.members)
-   * and the server's events about them. */
-  _newSend(t) {
-    const s = { failed: '', members: new Set(), offline: new Map() };
+  /** The state of one relay round of t (relay file id file): the
+   * recipients asked (s.targets, then those the server accepted), the relay
+   * recipients (s.members), the server's events and have signals about them. */
+  _newSend(t, file, recipients) {
+    const s = {
+      failed: '', connLost: false, members: new Set(), offline: new Map(),
+      targets: new Set(recipients), haves: new Map(), early: new Set(), skipped: 0,
+    };
     let okResolve, okReject, doneResolve, doneReject;
     s.fileOK = new Promise((res, rej) => { okResolve = res; okReject = rej; });
     s.allDone = new Promise((res, rej) => { doneResolve = res; doneReject = rej; });
@@ -873,9 +1187,10 @@ export class Room extends EventTarget {
     const checkDone = () => {
       if (s.members.size && [...s.members].every((m) => t.recipients.get(m).state !== 'sending')) doneResolve();
     };
-    s.fail = (msg) => {
+    s.fail = (msg, connLost = false) => {
       if (s.failed) return;
       s.failed = msg;
+      s.connLost = connLost;
       okReject(new Error(msg)); doneReject(new Error(msg));
     };
     s.event = (m) => {
@@ -883,7 +1198,7 @@ export class Room extends EventTarget {
       switch (m.t) {
         case 'file_ok': okResolve(Array.isArray(m.recipients) ? m.recipients.filter((x) => this.members.has(x)) : []); return;
         case 'error': s.fail(ERROR_TEXT[m.code] || m.error || m.code); return;
-        case 'progress': if (r) { r.acked = Number(m.acked) || 0; r.bytes = Math.min(t.size, r.acked * P.CHUNK_SIZE); } break;
+        case 'progress': if (r) { r.acked = Number(m.acked) || 0; r.bytes = Math.min(t.size, (r.acked + s.skipped) * P.CHUNK_SIZE); } break;
         case 'delivered': if (r && r.state === 'sending') { r.state = 'delivered'; r.acked = t.chunks; r.bytes = t.size; } break;
         case 'undeliverable': if (r && r.state === 'sending') { r.state = 'lost'; r.error = m.error || 'undeliverable'; } break;
       }
@@ -906,39 +1221,118 @@ export class Room extends EventTarget {
           this._sendProgress(t);
         }, OFFLINE_GRACE_MS));
       }
-      if (event === 'online') { clearTimeout(s.offline.get(member)); s.offline.delete(member); }
+      if (event === 'online' || event === 'join') { clearTimeout(s.offline.get(member)); s.offline.delete(member); }
     };
-    this._sends.set(t.id, s);
+    // Have signals may overtake file_ok: taken from every member asked,
+    // then narrowed to those the server accepted.
+    s.narrow = (got) => {
+      s.targets = new Set(got);
+      for (const m of [...s.haves.keys()]) if (!s.targets.has(m)) s.haves.delete(m);
+    };
+    s.have = (from, b) => {
+      if (!s.targets.has(from)) return;
+      if (b.done === true) {
+        // Verified in full: the relay cannot report it when chunks were skipped.
+        if (s.members.has(from)) s.event({ t: 'delivered', member: from });
+        else s.early.add(from);
+        return;
+      }
+      if (!Array.isArray(b.have)) return;
+      const bits = new Uint8Array(t.chunks);
+      for (const rg of b.have) {
+        if (!Array.isArray(rg) || rg.length !== 2 || !Number.isInteger(rg[0]) || !Number.isInteger(rg[1]) ||
+          rg[0] < 0 || rg[0] >= rg[1] || rg[1] > t.chunks) {
+          console.warn('cloakroom: a malformed have signal; ignored');
+          return;
+        }
+        bits.fill(1, rg[0], rg[1]);
+      }
+      s.haves.set(from, bits);
+    };
+    s.applyEarly = () => {
+      for (const m of s.early) if (s.members.has(m)) s.event({ t: 'delivered', member: m });
+      s.early.clear();
+    };
+    // A chunk is skipped only when every recipient of the round holds it.
+    s.allHave = (i) => {
+      if (s.haves.size < s.targets.size) return false;
+      for (const m of s.targets) if (!s.haves.get(m)?.[i]) return false;
+      return true;
+    };
+    // n chunks into the round, a whole window ahead of an online recipient's acks.
+    s.lagging = (n, window) => [...s.members].some((m) => {
+      const r = t.recipients.get(m);
+      return r?.state === 'sending' && this.members.get(m)?.online && n > (r.acked || 0) + window;
+    });
+    this._sends.set(file, s);
     return s;
   }
 
+  /** Uploads the chunks of one round that not every recipient holds, at most
+   * SEND_WINDOW ahead of the slowest online recipient (what a server
+   * restart can lose). */
   async _upload(t, s, file, man, key) {
     const fid = C.uuidBytes(man.file);
     const cipher = await C.newChunkCipher(key, this.keys.roomID, this.id, fid, man.chunks, man.size);
     const ws = this._ws;
     const cs = man.chunkSize;
+    const window = Math.max(1, Math.floor(SEND_WINDOW / cs));
+    const check = () => {
+      if (!s.failed && (this._ws !== ws || ws?.readyState !== WebSocket.OPEN)) s.fail(LOST, true);
+      if (s.failed) throw new Error(s.failed);
+    };
+    const sending = () => [...s.members].some((m) => t.recipients.get(m)?.state === 'sending');
+    let n = 0;
     let lastEmit = 0;
-    for (let first = 0; first < man.chunks; first += READ_BLOCK) {
+    for (let first = 0; first < man.chunks && sending(); first += READ_BLOCK) {
+      check();
       const last = Math.min(man.chunks, first + READ_BLOCK);
+      const want = [];
+      for (let i = first; i < last; i++) {
+        if (s.allHave(i)) s.skipped++;
+        else want.push(i);
+      }
+      if (!want.length) continue;
       const block = new Uint8Array(await file.slice(first * cs, Math.min(man.size, last * cs)).arrayBuffer());
       // Seal the block's chunks concurrently, then send them in order.
-      const sealed = await Promise.all(Array.from({ length: last - first }, (_, k) => {
+      const sealed = await Promise.all(want.map((i) => {
         const plain = new Uint8Array(cs); // every chunk sealed at full size: the last one zero-padded
-        plain.set(block.subarray(k * cs, Math.min(block.length, (k + 1) * cs)));
-        return cipher.seal(first + k, plain);
+        plain.set(block.subarray((i - first) * cs, Math.min(block.length, (i - first + 1) * cs)));
+        return cipher.seal(i, plain);
       }));
-      for (let k = 0; k < sealed.length; k++) {
-        if (s.failed) throw new Error(s.failed);
-        if (this._ws !== ws || ws.readyState !== WebSocket.OPEN) throw new Error('the connection to the server was lost');
-        ws.send(P.chunkUpFrame(fid, first + k, man.chunks, sealed[k]));
+      for (let k = 0; k < want.length; k++) {
+        const i = want[k];
+        if (s.allHave(i)) { s.skipped++; continue; }
+        while (s.lagging(n, window)) { check(); await sleep(10); }
+        check();
+        ws.send(P.chunkUpFrame(fid, i, man.chunks, sealed[k]));
+        n++;
+        t.uploaded = (t.uploaded || 0) + (i === man.chunks - 1 ? man.size - i * cs : cs);
       }
       while (ws.bufferedAmount > SEND_HIGH_WATER && !s.failed && ws.readyState === WebSocket.OPEN) await sleep(4);
       if (performance.now() - lastEmit > 100) { lastEmit = performance.now(); this._sendProgress(t); }
     }
     // What the socket still buffers has not left yet.
     while (ws.bufferedAmount > 0 && !s.failed && ws.readyState === WebSocket.OPEN) await sleep(10);
-    if (s.failed) throw new Error(s.failed);
+    check();
   }
+}
+
+/** The chunks held (bitmap) as [lo, hi) ranges, at most MAX_HAVE_RANGES and
+ * small enough for one signal (a prefix of what is held is still true). */
+export function haveRanges(bits) {
+  const out = [];
+  let size = 0;
+  for (let i = 0; i < bits.length && out.length < MAX_HAVE_RANGES;) {
+    if (!bits[i]) { i++; continue; }
+    let j = i;
+    while (j < bits.length && bits[j]) j++;
+    size += String(i).length + String(j).length + 4;
+    if (size > 12000) break;
+    out.push([i, j]);
+    i = j;
+  }
+  return out;
 }
 
 export function defaultWSURL() {

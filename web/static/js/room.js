@@ -504,7 +504,10 @@ export class Room extends EventTarget {
             ws.send(JSON.stringify({ t: 'msg', data: e.data }));
             e.ws = ws;
           }
-        } catch { continue; } // closing: the next connection takes them
+        } catch { // closing: the next connection takes them
+          await this._nextEvent(250);
+          continue;
+        }
         this._confirmChat(ws, batch);
       }
     } finally {

@@ -167,13 +167,22 @@ func resetPeak(t *testing.T, pid int) int64 {
 // scrape reads /metrics into name{labels} -> value.
 func scrape(t *testing.T, url string) map[string]float64 {
 	t.Helper()
+	m, err := tryScrape(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// tryScrape reads /metrics; safe to call from any goroutine.
+func tryScrape(url string) (map[string]float64, error) {
 	resp, err := http.Get(url)
 	if err != nil {
-		t.Fatalf("scrape: %v", err)
+		return nil, fmt.Errorf("scrape: %w", err)
 	}
 	defer resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
-		t.Errorf("metrics Content-Type %q", ct)
+		return nil, fmt.Errorf("metrics Content-Type %q", ct)
 	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
@@ -183,13 +192,16 @@ func scrape(t *testing.T, url string) map[string]float64 {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			return nil, fmt.Errorf("bad metrics line %q", line)
+		}
 		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
-			t.Fatalf("bad metrics line %q", line)
+		if err != nil {
+			return nil, fmt.Errorf("bad metrics line %q", line)
 		}
 		out[line[:i]] = v
 	}
-	return out
+	return out, sc.Err()
 }
 
 // TestServeOversizeFrame: a 10 MiB frame gets close 1009 and the server's
@@ -274,14 +286,38 @@ func TestServeRelayFlood(t *testing.T) {
 	var wg sync.WaitGroup
 	var maxRelay atomic.Int64
 	stop := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }) }
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	// However the test ends, its goroutines end before it does (a failure
+	// reported after the test returned would panic the whole binary).
+	t.Cleanup(func() {
+		halt()
+		up.ws.Close()
+		down.ws.Close()
+		wg.Wait()
+	})
 	wg.Add(3)
 	go func() { // the flood
 		defer wg.Done()
 		sealed := make([]byte, protocol.MaxSealedChunk)
 		for i := range chunks {
 			ch := protocol.Chunk{File: file, Index: uint32(i), Count: uint32(chunks), Final: i == chunks-1, Sealed: sealed}
+			// Back-pressure may hold a write while the relay is full; a
+			// deadline per write, not for the whole flood (a loaded machine
+			// takes longer than 10 s for 1 GiB).
+			_ = up.ws.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			if err := up.ws.WriteMessage(websocket.BinaryMessage, ch.AppendUp(nil)); err != nil {
-				t.Errorf("upload chunk %d: %v", i, err)
+				if !stopped() {
+					t.Errorf("upload chunk %d: %v", i, err)
+				}
 				return
 			}
 		}
@@ -293,7 +329,9 @@ func TestServeRelayFlood(t *testing.T) {
 			_ = down.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
 			mt, data, err := down.ws.ReadMessage()
 			if err != nil {
-				t.Errorf("recipient: %v after %d chunks", err, got)
+				if !stopped() {
+					t.Errorf("recipient: %v after %d chunks", err, got)
+				}
 				return
 			}
 			if mt == websocket.BinaryMessage {
@@ -321,7 +359,13 @@ func TestServeRelayFlood(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			m := scrape(t, metrics)
+			m, err := tryScrape(metrics)
+			if err != nil {
+				if !stopped() {
+					t.Errorf("scrape: %v", err)
+				}
+				return
+			}
 			if v := int64(m["cloakroom_relay_bytes"]); v > maxRelay.Load() {
 				maxRelay.Store(v)
 			}
@@ -339,7 +383,7 @@ func TestServeRelayFlood(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // pace: a chat, not a second flood
 	}
 	delivered := up.nextOf(protocol.TypeDelivered)
-	close(stop)
+	halt()
 	wg.Wait()
 	_, peak := procMem(t, pid)
 	slices.Sort(rtts)

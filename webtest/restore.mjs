@@ -21,7 +21,7 @@
 //      reports more than one round and the same bound on bytes re-sent.
 // Feed items are counted at the end: no chat message was shown twice.
 import { join } from 'node:path';
-import { main, buildBinary, startServer, launch, tempDir, run, assert, stopProc } from './lib.mjs';
+import { main, buildBinary, startServer, launch, tempDir, run, assert, stopProc, ensureOutDir } from './lib.mjs';
 import { MIB, T, freePort, writeRandomFile, waitOnline, finishedCard, checkReceived } from './p2plib.mjs';
 
 const SIZE = 64 * MIB + 4321;
@@ -72,11 +72,13 @@ await main('restore', async () => {
     const start = await restart();
     await A.waitForSelector('#conn-status[data-state=reconnecting]', T);
     await B.waitForSelector('#conn-status[data-state=reconnecting]', T);
+    await A.waitForSelector(`#member-list li[data-member="${idB}"][data-online=false]`, T); // unknown meanwhile
     const queued = 'typed while the server was down';
     await A.fill('#chat-input', queued);
     await A.press('#chat-input', 'Enter');
     await A.waitForFunction((t) => [...document.querySelectorAll('#feed li.chat.mine.pending .text')].some((e) => e.textContent === t), queued, T);
     assert(await A.inputValue('#chat-input') === '', 'the composer took the message while disconnected');
+    await A.screenshot({ path: join(ensureOutDir(), 'restore-reconnecting.png') });
     // B stays away while A comes back: the restarted server knows only A,
     // so A must hold the message until B is back (it would be owed to nobody).
     await ctxB.setOffline(true);
@@ -93,6 +95,7 @@ await main('restore', async () => {
     await B.waitForFunction((t) => [...document.querySelectorAll('#feed li.chat:not(.mine) .text')].some((e) => e.textContent === t), queued, T);
     await A.waitForFunction((t) => [...document.querySelectorAll('#feed li.chat.mine:not(.pending) .text')].some((e) => e.textContent === t), queued, T);
     await chat(B, A, 'after the restart, from B');
+    await A.screenshot({ path: join(ensureOutDir(), 'restore-restored.png') });
     console.log('restore: both pages restored; the chat queued during the outage arrived');
 
     // A message written to a server that froze (SIGSTOP: the socket stays

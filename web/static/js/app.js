@@ -261,22 +261,26 @@ function onState(e) {
   const live = state === 'connected' || state === 'restored';
   $('composer').classList.toggle('offline', !live);
   $('chat-input').placeholder = state === 'reconnecting' ? 'Message (sent when the connection is back)' : 'Message';
-  // Transfers say whether they wait for the server.
+  // Transfers say whether they wait for the server; who is online is unknown meanwhile.
   for (const v of transferViews.values()) renderTransfer(v.t, true);
+  if (room) renderMembers();
 }
 
 function renderMembers() {
   const list = $('member-list');
   const items = [el('li', { class: 'member me', dataset: { member: room.id, online: 'true' } }, avatar(room.id), el('span', { class: 'name', text: 'You' }), el('span', { class: 'dot online', title: 'online' }))];
-  const others = [...room.members.values()].sort((a, b) => (b.online - a.online) || a.id.localeCompare(b.id));
+  // While the connection is down nobody's presence is known: shown offline.
+  const live = room.state === 'connected' || room.state === 'restored';
+  const on = (m) => live && m.online;
+  const others = [...room.members.values()].sort((a, b) => (on(b) - on(a)) || a.id.localeCompare(b.id));
   for (const m of others) {
-    items.push(el('li', { class: 'member', dataset: { member: m.id, online: String(m.online) } },
+    items.push(el('li', { class: 'member', dataset: { member: m.id, online: String(on(m)) } },
       avatar(m.id), el('span', { class: 'name', text: memberName(m.id) }),
-      el('span', { class: `dot ${m.online ? 'online' : 'offline'}`, title: m.online ? 'online' : 'offline' })));
+      el('span', { class: `dot ${on(m) ? 'online' : 'offline'}`, title: on(m) ? 'online' : (live ? 'offline' : 'unknown while reconnecting') })));
   }
   list.replaceChildren(...items);
-  const online = others.filter((m) => m.online).length;
-  $('member-count').textContent = `· ${online + 1} online`;
+  const online = others.filter(on).length;
+  $('member-count').textContent = live ? `· ${online + 1} online` : '· reconnecting';
 }
 
 function flash(msg) {

@@ -17,12 +17,15 @@
 //      started (the partial file was continued, not restarted), and the
 //      sender re-sent less than the pages held at the kill (their have
 //      signals let it skip those chunks; without them it re-sends it all);
-//   3. the same with a browser sender (page C, ?transport=relay): its card
-//      reports more than one round and the same bound on bytes re-sent.
+//   3. the same with a browser sender (page C, ?transport=relay) to A, B and
+//      a Go `cloakroom recv` (which reports it resumed its partial file):
+//      its card reports more than one round and the same bound on bytes
+//      re-sent.
 // Feed items are counted at the end: no chat message was shown twice.
 import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
 import { main, buildBinary, startServer, launch, tempDir, run, assert, stopProc, ensureOutDir } from './lib.mjs';
-import { MIB, T, freePort, writeRandomFile, waitOnline, finishedCard, checkReceived } from './p2plib.mjs';
+import { MIB, T, freePort, writeRandomFile, hashFile, waitOnline, finishedCard, checkReceived } from './p2plib.mjs';
 
 const SIZE = 64 * MIB + 4321;
 // Slow the relay upload (per address) so the kill lands mid-file.
@@ -159,14 +162,22 @@ await main('restore', async () => {
     const Cp = ctxC.pages()[0] ?? await ctxC.newPage();
     await Cp.goto(url + '/?transport=relay' + link.slice(link.indexOf('#')));
     await Cp.waitForSelector('#conn-status[data-state=connected]', T);
-    await waitOnline(Cp, 2);
-    await waitOnline(A, 2);
-    await waitOnline(B, 2);
+    // A Go receiver too: it continues its partial file and answers have.
+    const recvDir = join(dir, 'cli-recv');
+    mkdirSync(recvDir);
+    const recv = run(bin, ['recv', '--count', '1', '-o', recvDir, link], { timeoutMs: 240000 });
+    await Promise.race([waitOnline(Cp, 3), recv.done.then((r) => { throw new Error(`cloakroom recv exited early (${r.code}): ${tail(r.stderr)}`); })]);
+    await waitOnline(A, 3);
+    await waitOnline(B, 3);
     const f = join(dir, 'from-page.bin');
     const want = writeRandomFile(f, SIZE);
     await Cp.setInputFiles('#file-input', f);
     const held = await killMidFile([A, B], 'from-page.bin', restart);
     for (const p of [A, B]) await checkOne(p, 'from-page.bin', want);
+    const rr = await recv.done;
+    assert(rr.code === 0, `cloakroom recv exit ${rr.code}: ${tail(rr.stderr)}`);
+    assert(hashFile(join(recvDir, 'from-page.bin')) === want.sha256, 'the Go receiver got the bytes the page sent');
+    assert(/from-page\.bin: resumed with \d+ of \d+ bytes already here/.test(rr.stderr), `the Go receiver did not continue its partial file: ${tail(rr.stderr)}`);
     const sc = await finishedCard(Cp, 'send', 'from-page.bin');
     const li = Cp.locator('#feed li.file[data-direction=send]:has(.file-name:text-is("from-page.bin"))');
     reportResend('browser sender', Number(await li.getAttribute('data-uploaded')), Number(await li.getAttribute('data-rounds')), held);

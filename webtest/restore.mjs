@@ -23,7 +23,7 @@
 //      re-sent.
 // Feed items are counted at the end: no chat message was shown twice.
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { main, buildBinary, startServer, launch, tempDir, run, assert, stopProc, ensureOutDir } from './lib.mjs';
 import { MIB, T, freePort, writeRandomFile, hashFile, waitOnline, finishedCard, checkReceived } from './p2plib.mjs';
 
@@ -172,7 +172,7 @@ await main('restore', async () => {
     const f = join(dir, 'from-page.bin');
     const want = writeRandomFile(f, SIZE);
     await Cp.setInputFiles('#file-input', f);
-    const held = await killMidFile([A, B], 'from-page.bin', restart);
+    const held = await killMidFile([A, B], 'from-page.bin', restart, recvDir);
     for (const p of [A, B]) await checkOne(p, 'from-page.bin', want);
     const rr = await recv.done;
     assert(rr.code === 0, `cloakroom recv exit ${rr.code}: ${tail(rr.stderr)}`);
@@ -207,20 +207,45 @@ function unexpected(ctx) {
   return ctx.errors.filter((e) => !/console error: WebSocket connection to '[^']*' failed: (Error in connection establishment|Error during WebSocket handshake)/.test(e));
 }
 
-/** Waits until every page holds 60% of name, kills the server, restarts it
- * once the pages show reconnecting, and returns the bytes the page with the
- * least held at the kill (a lower bound: the progress bar counts written
- * chunks). */
-async function killMidFile(pages, name, restart) {
-  for (const p of pages) await waitProgress(p, name, 0.6);
-  const fractions = [];
-  for (const p of pages) fractions.push(await recvProgress(p, name));
+/** Kills the server mid-file — once every page holds 60% of name, or (on
+ * a loaded machine a page's own progress can lag) once the Go receiver in
+ * goDir holds 75% (its chunk bitmap on disk; the sender's 16 MiB window
+ * keeps the pages within reach of it) — and starts it again once the
+ * pages show reconnecting. Returns the least the pages hold while the
+ * server is down: all of it was uploaded in the first round, so a sender
+ * that ignored have signals re-sends at least that much. */
+async function killMidFile(pages, name, restart, goDir = '') {
+  let stop = false;
+  const pagesThere = (async () => { for (const p of pages) await waitProgress(p, name, 0.6); })();
+  const goThere = goDir ? (async () => {
+    while (!stop && goHeld(goDir) < 0.75) await new Promise((r) => setTimeout(r, 20));
+  })() : new Promise(() => {});
+  await Promise.race([pagesThere, goThere]);
+  stop = true;
+  pagesThere.catch(() => {});
   const start = await restart();
   for (const p of pages) await p.waitForSelector('#conn-status[data-state=reconnecting]', T);
+  const fractions = [];
+  for (const p of pages) fractions.push(await recvProgress(p, name));
+  const go = goDir ? ` (Go receiver ${(goHeld(goDir) * 100).toFixed(0)}%)` : '';
   await start();
   for (const p of pages) await p.waitForSelector('#conn-status[data-state=restored]', T);
-  console.log(`restore: server killed with ${name} at ${fractions.map((x) => (x * 100).toFixed(0) + '%').join(' / ')}`);
+  console.log(`restore: server killed mid-file; ${name} held at ${fractions.map((x) => (x * 100).toFixed(0) + '%').join(' / ')}${go}`);
   return Math.min(...fractions) * SIZE;
+}
+
+/** The fraction of chunks the Go receiver's bitmap sidecar in dir marks
+ * held (docs/PROTOCOL.md "Resume": 24-byte header, one bit per chunk). */
+function goHeld(dir) {
+  const f = readdirSync(dir).find((n) => n.endsWith('.have'));
+  if (!f) return 0;
+  let b;
+  try { b = readFileSync(join(dir, f)); } catch { return 0; }
+  if (b.length < 24) return 0;
+  const chunks = b.readUInt32BE(20);
+  let n = 0;
+  for (let i = 24; i < b.length; i++) for (let x = b[i]; x; x &= x - 1) n++;
+  return chunks ? n / chunks : 0;
 }
 
 /** The page received name in full, on the card its reception started on

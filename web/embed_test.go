@@ -1,6 +1,8 @@
 package web
 
 import (
+	"crypto/sha512"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +16,7 @@ func TestHandlerServesClientAndVendor(t *testing.T) {
 	tests := []struct {
 		path, typ, body string
 	}{
-		{"/", "text/html", `<script type="module" src="js/app.js">`},
+		{"/", "text/html", `<script type="module" src="js/app.js" integrity="sha384-`},
 		{"/js/qr.js", "text/javascript", "../vendor/qrcode-generator/qrcode.mjs"},
 		{"/js/qr-worker.js", "text/javascript", "importScripts("},
 		{"/vendor/qrcode-generator/qrcode.mjs", "text/javascript", "export default qrcode"},
@@ -57,6 +59,35 @@ func TestHandlerNotFound(t *testing.T) {
 		res.Body.Close()
 		if res.StatusCode == http.StatusOK {
 			t.Errorf("%s: status 200, want an error", p)
+		}
+	}
+}
+
+// TestIntegrityMatchesServedFiles: the integrity attributes on the page's
+// entry points are the SHA-384 of the bytes the server serves for them, so
+// Chromium loads them (a wrong hash would leave a blank page).
+func TestIntegrityMatchesServedFiles(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	get := func(path string) string {
+		t.Helper()
+		res, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d", path, res.StatusCode)
+		}
+		return string(b)
+	}
+	page := get("/")
+	for _, path := range []string{"style.css", "js/app.js"} {
+		sum := sha512.Sum384([]byte(get("/" + path)))
+		want := `"` + path + `" integrity="sha384-` + base64.StdEncoding.EncodeToString(sum[:]) + `"`
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %s", want)
 		}
 	}
 }

@@ -117,7 +117,10 @@ await main('p2p', async () => {
     const f = join(dir, 'killed.bin');
     writeRandomFile(f, 160 * MIB);
     const send = run(bin, ['send', '--transport', 'p2p', link, f], { timeoutMs: 120000 });
+    // Both receptions under way (A's session may connect after B's): a
+    // page the sender never reached has no card to fail.
     await waitProgress(B, 'killed.bin', 0.02);
+    await waitProgress(A, 'killed.bin', 0.02);
     send.proc.kill('SIGKILL');
     const rc = await finishedCard(B, 'recv', 'killed.bin', { allowFail: true });
     assert(rc.state === 'failed', `reception after the sender was killed: ${rc.state}: ${rc.status}`);

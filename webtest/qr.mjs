@@ -108,7 +108,9 @@ await main('qr', async () => {
   assert(await Cp.evaluate(() => window.scanTracks.length === 1 && window.scanTracks[0].readyState === 'live'), 'camera live while scanning');
   await Cp.click('#scanner-cancel');
   await Cp.waitForFunction(() => !document.getElementById('scanner').open, null, T);
-  assert(await Cp.evaluate(() => window.scanTracks.every((t) => t.readyState === 'ended')), 'Cancel stops the camera');
+  // The dialog's close event (which stops the camera) is a task queued after
+  // `open` turns false: wait for it, boundedly.
+  assert(await Cp.waitForFunction(() => window.scanTracks.every((t) => t.readyState === 'ended'), null, { timeout: 5000 }).then(() => true, () => false), 'Cancel stops the camera');
   assert(await Cp.locator('#home').isVisible(), 'back on the start page after Cancel');
   // Escape closes the scanner too, and stops the camera again.
   await Cp.click('#scan');
@@ -116,7 +118,9 @@ await main('qr', async () => {
   await Cp.evaluate(() => { window.scanTracks = document.getElementById('scanner-video').srcObject.getTracks(); });
   await Cp.keyboard.press('Escape');
   await Cp.waitForFunction(() => !document.getElementById('scanner').open, null, T);
-  assert(await Cp.evaluate(() => window.scanTracks.every((t) => t.readyState === 'ended')), 'Escape stops the camera');
+  // The dialog's close event (which stops the camera) is a task queued after
+  // `open` turns false: wait for it, boundedly.
+  assert(await Cp.waitForFunction(() => window.scanTracks.every((t) => t.readyState === 'ended'), null, { timeout: 5000 }).then(() => true, () => false), 'Escape stops the camera');
   console.log('qr: a room link of another host is refused; Cancel and Escape stop the camera');
 
   // Desktop: the scanner as a dialog over the start page.

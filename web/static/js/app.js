@@ -202,6 +202,8 @@ function setupRoomView(secret) {
   room.addEventListener('state', onState);
   room.addEventListener('members', renderMembers);
   room.addEventListener('chat', (e) => addChat(e.detail));
+  room.addEventListener('notice', (e) => appendItem(el('li', { class: 'item notice', dataset: { code: e.detail.code } },
+    el('p', { class: 'text', text: `The server refused a message: ${e.detail.text}` }))));
   room.addEventListener('chatsent', (e) => chatSent(e.detail.id));
   room.addEventListener('transfer', (e) => renderTransfer(e.detail.transfer));
   onState({ detail: { state: room.state } });

@@ -12,6 +12,7 @@
 //   chat      {id, from, text, mine, time, pending}
 //   chatsent  {id}                    (a pending chat of ours reached the server)
 //   transfer  {transfer}              (created, progressed, finished or failed)
+//   notice    {code, text}            (the server refused something: a limit)
 import * as C from './crypto.js';
 import * as P from './protocol.js';
 import { openStore } from './store.js';
@@ -35,9 +36,10 @@ const ERROR_TEXT = {
   version: 'the server speaks another protocol version; reload the page',
   member_taken: 'this member id is in use elsewhere',
   room_full: 'the room is full; try again later',
-  too_many: 'the server is busy; try again later',
+  too_many: 'the server is busy or has too many connections from your network; try again later',
   relay_full: 'the relay is full; try again later',
-  rate_limited: 'too many requests; slow down',
+  rate_limited: 'too many requests from your network; slow down and try again',
+  too_large: 'too large for the server',
   going_away: 'the server is restarting',
 };
 
@@ -292,7 +294,8 @@ export class Room extends EventTarget {
         if (FATAL_CODES.has(m.code)) this._fatal(ERROR_TEXT[m.code] || m.error);
         else if (m.code === 'going_away') this._goingAway = true; // the close (1001) follows: reconnect at once
         // A signal (a late candidate or bye) to a member that just left: its sessions end by themselves.
-        else if (m.code !== 'no_such_member') console.warn('cloakroom: server error:', m.code, m.error);
+        // Any other refusal (a rate or size limit) is shown, never dropped silently.
+        else if (m.code !== 'no_such_member') this.emit('notice', { code: m.code, text: ERROR_TEXT[m.code] || m.error || m.code });
         return;
       case 'signal':
         return this.p2p.onSignal(m); // opened and handled in order per member, off this pump

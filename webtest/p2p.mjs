@@ -192,9 +192,19 @@ await main('p2p', async () => {
       // Go CLI <-> browser on the TURN rung, both directions.
       const cf = join(dir, 'turn-from-cli.bin');
       const cw = writeRandomFile(cf, 5 * MIB + 1);
-      const send = run(bin, ['send', '--transport', 'turn', roomLink, cf], { timeoutMs: 120000 });
-      const r1 = await finishedCard(P1, 'recv', 'turn-from-cli.bin');
-      const r2 = await finishedCard(P2, 'recv', 'turn-from-cli.bin');
+      // Known weakness, not root-caused: on a loaded machine one Go -> Chromium
+      // TURN session in ~6 runs had no candidate pair within the default 10 s
+      // (no page error, the other page connected at once). The bound is raised
+      // here so the test checks the path; the failure, if it comes, now names
+      // the sender's reason instead of waiting 120 s for a card.
+      const send = run(bin, ['send', '--log-level', 'info', '--ice-timeout', '30s', '--transport', 'turn', roomLink, cf], { timeoutMs: 120000 });
+      // A sender that gives up never announces the file to a page: say why
+      // instead of waiting for a card that cannot come.
+      const gaveUp = send.done.then((r) => new Promise((resolve, reject) => {
+        if (r.code !== 0) reject(new Error(`cloakroom send --transport turn exit ${r.code}: ${r.stderr.split("\n").filter((l) => l && !l.includes("\r")).slice(-30).join("\n")}`));
+      }));
+      const r1 = await Promise.race([finishedCard(P1, 'recv', 'turn-from-cli.bin'), gaveUp]);
+      const r2 = await Promise.race([finishedCard(P2, 'recv', 'turn-from-cli.bin'), gaveUp]);
       const sr = await send.done;
       assert(sr.code === 0, `cloakroom send --transport turn exit ${sr.code}: ${tail(sr.stderr)}`);
       assert(r1.path === 'TURN' && r2.path === 'TURN', `CLI -> browser over TURN: paths ${r1.path}, ${r2.path}`);

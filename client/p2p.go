@@ -34,6 +34,7 @@ type p2pResult struct {
 	path     string // the path that delivered, if any
 	err      error  // why it did not
 	fallback bool   // nothing connected; the relay store takes over (auto)
+	midFile  bool   // connected, then broke before the receiver's verdict
 }
 
 // sendP2P tries each rung of the ladder for one recipient and streams the
@@ -65,7 +66,10 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 		_ = c.sendSignal(member, &signalBody{Kind: "bye", Session: p.session})
 		p.close()
 		if err != nil {
-			return p2pResult{member: member, err: fmt.Errorf("%s via %s: %w", short8(member), path, err)}
+			// The receiver's own verdict (a failed check) is final; a broken
+			// session is not.
+			mid := !errors.Is(err, ErrFileLost) && ctx.Err() == nil
+			return p2pResult{member: member, midFile: mid, err: fmt.Errorf("%s via %s: %w", short8(member), path, err)}
 		}
 		return p2pResult{member: member, path: path}
 	}

@@ -572,3 +572,18 @@ func (c *Client) answer(from string, b *signalBody) {
 		p.fail(fmt.Errorf("answer to %s: %w", short8(from), err))
 	}
 }
+
+// ResetPeers ends every peer-to-peer session, as a change of network would.
+// With transport auto a file whose session breaks this way continues through
+// the relay from the chunks its receiver already holds.
+func (c *Client) ResetPeers() {
+	c.mu.Lock()
+	ps := make([]*peerConn, 0, len(c.peers))
+	for _, p := range c.peers {
+		ps = append(ps, p)
+	}
+	c.mu.Unlock()
+	for _, p := range ps {
+		p.fail(fmt.Errorf("session reset: %w", ErrPeerGone))
+	}
+}

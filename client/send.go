@@ -11,6 +11,7 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,16 +183,33 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var relayTo []string
+	var broken []string // auto: peer-to-peer sessions that broke mid-file
 	if c.opts.Transport == TransportRelay {
 		relayTo = c.OnlineMembers()
 	} else {
-		relayTo = c.sendAllP2P(ctx, f, man, key, rep, &mu, &wg)
+		relayTo = c.sendAllP2P(ctx, f, man, key, rep, &mu, &wg, &broken)
 	}
 	var relayErr error
 	if len(relayTo) > 0 {
 		relayErr = c.sendRelay(ctx, f, man, key, relayTo, rep, &mu)
 	}
 	wg.Wait()
+	// A data channel that broke mid-file, to a member still online: the
+	// relay takes over, announcing the same content again, and the receiver's
+	// have signal leaves only the chunks it lacks (docs/DECISIONS.md).
+	if back := c.stillOnline(broken); len(back) > 0 && relayErr == nil && ctx.Err() == nil {
+		m2, k2, err := renewManifest(man)
+		if err != nil {
+			return rep, err
+		}
+		c.log.Info("peer-to-peer session broke mid-file; continuing through the relay", "name", man.Name, "members", len(back))
+		relayErr = c.sendRelay(ctx, f, m2, k2, back, rep, &mu)
+	}
+	for _, m := range broken {
+		if !slices.Contains(rep.Delivered, m) && rep.Failed[m] == "" {
+			rep.Failed[m] = "the peer-to-peer session broke mid-file and the member went offline"
+		}
+	}
 	rep.Duration = time.Since(start)
 	if relayErr != nil {
 		return rep, relayErr
@@ -204,7 +222,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 
 // sendAllP2P starts a peer-to-peer send to every online recipient and
 // returns, once each has connected or given up, those that need the relay.
-func (c *Client) sendAllP2P(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, rep *SendReport, mu *sync.Mutex, wg *sync.WaitGroup) []string {
+func (c *Client) sendAllP2P(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, rep *SendReport, mu *sync.Mutex, wg *sync.WaitGroup, broken *[]string) []string {
 	recipients := c.OnlineMembers()
 	outcome := make(chan string, len(recipients)) // "" connected, else member for the relay
 	for _, r := range recipients {
@@ -216,6 +234,8 @@ func (c *Client) sendAllP2P(ctx context.Context, f *os.File, man *crypto.Manifes
 			defer mu.Unlock()
 			switch {
 			case res.fallback:
+			case res.err != nil && res.midFile && c.opts.Transport == TransportAuto && ctx.Err() == nil:
+				*broken = append(*broken, r)
 			case res.err != nil:
 				rep.Failed[r] = res.err.Error()
 			default:
@@ -277,6 +297,18 @@ func renewManifest(man *crypto.Manifest) (*crypto.Manifest, []byte, error) {
 	m := *man
 	m.File, m.Key = uuid.NewString(), protocol.EncodeB64(key)
 	return &m, key, nil
+}
+
+// stillOnline returns the members of ids online now.
+func (c *Client) stillOnline(ids []string) []string {
+	online := c.OnlineMembers()
+	var out []string
+	for _, m := range ids {
+		if slices.Contains(online, m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // awaitReturn waits, after a reconnect, for the members still owed the file

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"sync"
 	"testing"
 
 	"cloakroom/client"
@@ -60,4 +61,48 @@ func TestP2PTwoRecipients(t *testing.T) {
 			t.Fatalf("%s received %+v, want SHA-256 %s", r.name, f, sum)
 		}
 	}
+}
+
+// TestP2PBrokenMidFileContinuesOnRelay: with transport auto, the direct
+// session breaks when the receiver holds a quarter of the file; the sender
+// announces the same content on the relay, the receiver adopts its partial
+// file and says what it holds, and only the rest crosses the relay.
+func TestP2PBrokenMidFileContinuesOnRelay(t *testing.T) {
+	ctx := testCtx(t)
+	ts := newServer(t, serverOpts{})
+	link := newSecret(t).Link(ts.URL)
+	sender := dialPeer(ctx, t, link, "sender", withTransport(client.TransportAuto))
+	var recv *peer
+	var once sync.Once
+	recv = dialPeer(ctx, t, link, "recv", func(o *client.Options) {
+		o.Transport = client.TransportAuto
+		record := o.OnProgress
+		o.OnProgress = func(p client.Progress) {
+			record(p)
+			if p.Path == "direct" && p.Bytes >= p.Total/4 && p.Bytes < p.Total {
+				once.Do(func() { go recv.ResetPeers() })
+			}
+		}
+	})
+	meshOnline(ctx, t, sender, recv)
+	const size = 24<<20 + 77
+	path, sum := makeFile(t, t.TempDir(), "movie.mkv", size, "")
+	rep, err := sender.SendFile(ctx, path)
+	if err != nil {
+		t.Fatalf("SendFile: %v (report %+v)", err, rep)
+	}
+	if got := rep.Paths[recv.ID()]; got != "relay" {
+		t.Fatalf("path %q, want relay after the direct session broke (report %+v)", got, rep)
+	}
+	f := nextFile(ctx, t, recv)
+	if f.Err != nil || f.SHA256 != sum || fileSHA256(t, f.Path) != sum {
+		t.Fatalf("received %+v, want SHA-256 %s", f, sum)
+	}
+	if f.Resumed < size/4 {
+		t.Fatalf("the relay round started from %d bytes held, want at least a quarter of %d", f.Resumed, size)
+	}
+	if rep.Uploaded >= size {
+		t.Fatalf("relay upload %d bytes of a %d-byte file: the chunks held were sent again", rep.Uploaded, size)
+	}
+	t.Logf("held %d of %d bytes when the session broke; relay uploaded %d", f.Resumed, size, rep.Uploaded)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
-	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
 
@@ -88,17 +85,12 @@ func TestCLIChatAcrossRestart(t *testing.T) {
 func TestCLIShutdownGoingAway(t *testing.T) {
 	srv, url := startServer(t)
 	const rooms, perRoom = 5, 10
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	var conns []*websocket.Conn
 	for r := 0; r < rooms; r++ {
-		secret, err := crypto.NewSecret()
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys := crypto.DeriveRoom(secret)
+		room := newRoomCreds()
 		for m := 0; m < perRoom; m++ {
-			conns = append(conns, joinRoom(ctx, t, url, keys))
+			c, _ := dialJoin(t, websocket.DefaultDialer, url, room)
+			conns = append(conns, c.ws)
 		}
 	}
 	type result struct {
@@ -147,47 +139,4 @@ func TestCLIShutdownGoingAway(t *testing.T) {
 		}
 	}
 	t.Logf("%d clients told going_away; server exited %s after SIGTERM", len(conns), took.Round(time.Millisecond))
-}
-
-// joinRoom joins the room of keys as a fresh member with a plain WebSocket
-// and reads up to its welcome.
-func joinRoom(ctx context.Context, t *testing.T, url string, keys *crypto.RoomKeys) *websocket.Conn {
-	t.Helper()
-	ws, _, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(url, "http")+"/ws", nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { ws.Close() })
-	id, err := crypto.NewIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	member := uuid.NewString()
-	join, err := protocol.Encode(&protocol.Message{
-		Type: protocol.TypeJoin, V: protocol.Version, Room: keys.RoomIDString(), Verifier: protocol.EncodeB64(keys.Verifier[:]),
-		Member: member, Pub: protocol.EncodeB64(id.Pub), MAC: protocol.EncodeB64(keys.Announce(member, id.Pub)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ws.WriteMessage(websocket.TextMessage, join); err != nil {
-		t.Fatalf("join: %v", err)
-	}
-	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		_, data, err := ws.ReadMessage()
-		if err != nil {
-			t.Fatalf("join: no welcome: %v", err)
-		}
-		m, err := protocol.Decode(data)
-		if err != nil {
-			t.Fatalf("join: %v", err)
-		}
-		if m.Type == protocol.TypeWelcome {
-			return ws
-		}
-		if m.Type == protocol.TypeError {
-			t.Fatalf("join refused: %s %s", m.Code, m.Error)
-		}
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -132,20 +133,28 @@ const rejoinGrace = 10 * time.Second
 // members that were online before the connection broke are online again:
 // a message queued during a server restart then reaches them too.
 func (c *Client) waitRejoined(ctx context.Context) error {
-	for {
-		c.mu.Lock()
-		missing := 0
-		if time.Now().Before(c.backBy) {
-			for _, id := range c.awaitBack {
-				if m := c.members[id]; m == nil || !m.Online {
-					missing++
-				}
-			}
+	c.mu.Lock()
+	ids, by := slices.Clone(c.awaitBack), c.backBy
+	c.mu.Unlock()
+	return c.poll(ctx, func() bool { return time.Now().After(by) || len(c.offline(ids)) == 0 })
+}
+
+// offline returns the members of ids not online now.
+func (c *Client) offline(ids []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, id := range ids {
+		if m := c.members[id]; m == nil || !m.Online {
+			out = append(out, id)
 		}
-		c.mu.Unlock()
-		if missing == 0 {
-			return nil
-		}
+	}
+	return out
+}
+
+// poll checks ok every 20 ms until it holds, ctx ends or the client closes.
+func (c *Client) poll(ctx context.Context, ok func() bool) error {
+	for !ok() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -154,6 +163,7 @@ func (c *Client) waitRejoined(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
 func (c *Client) reconnect() *websocket.Conn {
@@ -335,21 +345,11 @@ func (c *Client) connGeneration() uint64 {
 // waitNewConn blocks until a connection newer than generation gen is up: a
 // write may fail before the read loop has noticed the old one broke.
 func (c *Client) waitNewConn(ctx context.Context, gen uint64) error {
-	for {
+	return c.poll(ctx, func() bool {
 		c.mu.Lock()
-		cur, up := c.connGen, c.conn != nil
-		c.mu.Unlock()
-		if cur != gen && up {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-c.done:
-			return fmt.Errorf("client closed: %w", ErrClosed)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		defer c.mu.Unlock()
+		return c.connGen != gen && c.conn != nil
+	})
 }
 
 func (c *Client) ack(id uint64) error {

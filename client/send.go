@@ -301,48 +301,26 @@ func renewManifest(man *crypto.Manifest) (*crypto.Manifest, []byte, error) {
 
 // stillOnline returns the members of ids online now.
 func (c *Client) stillOnline(ids []string) []string {
-	online := c.OnlineMembers()
-	var out []string
-	for _, m := range ids {
-		if slices.Contains(online, m) {
-			out = append(out, m)
-		}
-	}
-	return out
+	away := c.offline(ids)
+	return slices.DeleteFunc(slices.Clone(ids), func(m string) bool { return slices.Contains(away, m) })
 }
 
 // awaitReturn waits, after a reconnect, for the members still owed the file
 // to be online again; those not back within OfflineGrace are reported failed.
 func (c *Client) awaitReturn(ctx context.Context, members []string, rep *SendReport, mu *sync.Mutex) []string {
 	deadline := time.Now().Add(c.opts.OfflineGrace)
-	for {
-		online := map[string]bool{}
-		for _, m := range c.OnlineMembers() {
-			online[m] = true
-		}
-		var back, away []string
-		for _, m := range members {
-			if online[m] {
-				back = append(back, m)
-			} else {
-				away = append(away, m)
-			}
-		}
-		if len(away) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
-			mu.Lock()
-			for _, m := range away {
-				rep.Failed[m] = "did not come back after the connection to the server broke"
-			}
-			mu.Unlock()
-			return back
-		}
-		select {
-		case <-ctx.Done():
-		case <-c.done:
-			return nil
-		case <-time.After(50 * time.Millisecond):
+	if err := c.poll(ctx, func() bool { return time.Now().After(deadline) || len(c.offline(members)) == 0 }); errors.Is(err, ErrClosed) {
+		return nil
+	}
+	back := c.stillOnline(members)
+	mu.Lock()
+	for _, m := range members {
+		if !slices.Contains(back, m) {
+			rep.Failed[m] = "did not come back after the connection to the server broke"
 		}
 	}
+	mu.Unlock()
+	return back
 }
 
 // relayRound announces the file to recipients, uploads the chunks they do

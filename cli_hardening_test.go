@@ -637,29 +637,11 @@ func startCoturn(t *testing.T, port int, secret string) *proc {
 		t.Fatal("turnserver not found: install coturn (apt-get install -y coturn)")
 	}
 	dir := t.TempDir()
-	p := &proc{notify: make(chan struct{}), done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-n", "--listening-ip", "127.0.0.1", "--listening-port", strconv.Itoa(port),
+	p, _ := startCmd(t, exec.Command(bin, "-n", "--listening-ip", "127.0.0.1", "--listening-port", strconv.Itoa(port),
 		"--relay-ip", "127.0.0.1", "--min-port", "49152", "--max-port", "65535",
 		"--use-auth-secret", "--static-auth-secret", secret, "--realm", "cloakroom",
 		"--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli", "--log-file", "stdout", "--simple-log",
-		"--pidfile", filepath.Join(dir, "pid"), "--db", filepath.Join(dir, "turndb"))
-	stdout, _ := p.cmd.StdoutPipe()
-	p.cmd.Stderr = p.cmd.Stdout
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go p.collect(&wg, stdout, "")
-	go func() {
-		wg.Wait()
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
+		"--pidfile", filepath.Join(dir, "pid"), "--db", filepath.Join(dir, "turndb")), false)
 	conn, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		t.Fatal(err)

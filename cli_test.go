@@ -68,7 +68,15 @@ func start(t *testing.T, args ...string) *proc {
 // startIn starts a process; with stdin it also returns a pipe to its stdin.
 func startIn(t *testing.T, stdin bool, args ...string) (*proc, io.WriteCloser) {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binPath, args...), notify: make(chan struct{}), done: make(chan struct{})}
+	return startCmd(t, exec.Command(binPath, args...), stdin)
+}
+
+// startCmd starts cmd (any program) as a proc whose output lines can be
+// awaited; it is killed when the test ends.
+func startCmd(t *testing.T, cmd *exec.Cmd, stdin bool) (*proc, io.WriteCloser) {
+	t.Helper()
+	args := cmd.Args
+	p := &proc{cmd: cmd, notify: make(chan struct{}), done: make(chan struct{})}
 	var in io.WriteCloser
 	if stdin {
 		in, _ = p.cmd.StdinPipe()

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -51,7 +50,6 @@ type sendState struct {
 	acked   map[string]uint32   // chunks of this round a recipient acked; guarded by mu
 	away    map[string]bool     // recipients offline or finished; guarded by mu
 	moved   chan struct{}       // a recipient progressed or went away (capacity 1)
-	at      atomic.Uint32       // the chunk being uploaded
 }
 
 // sendWindow bounds how far the upload runs ahead of the slowest online
@@ -400,7 +398,7 @@ func (c *Client) routeHave(from string, b *signalBody) {
 	s.mu.Lock()
 	s.haves[from] = h
 	s.mu.Unlock()
-	c.log.Info("recipient holds chunks already", "member", short8(from), "file", b.File, "ranges", len(b.Have), "upload_at", s.at.Load())
+	c.log.Info("recipient holds chunks already", "member", short8(from), "file", b.File, "ranges", len(b.Have))
 }
 
 func (c *Client) prepareManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, error) {
@@ -485,7 +483,6 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 			}
 		}
 		n++
-		s.at.Store(i)
 		if err := c.write(websocket.BinaryMessage, frame); err != nil {
 			return fmt.Errorf("send: upload chunk %d: %w", i, err)
 		}

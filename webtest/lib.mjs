@@ -66,7 +66,8 @@ export function stopProc(proc) {
   });
 }
 
-/** Runs a command to completion; resolves {code, stdout, stderr}; rejects after timeoutMs. */
+/** Runs a command to completion; resolves {code, stdout, stderr}; rejects after timeoutMs.
+ * The returned stderr getter reads what it printed so far. */
 export function run(cmd, args, { timeoutMs = 120000, env } = {}) {
   const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env });
   onCleanup(() => stopProc(proc));
@@ -77,7 +78,7 @@ export function run(cmd, args, { timeoutMs = 120000, env } = {}) {
     const t = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${cmd} ${args.join(' ')} timed out after ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`)); }, timeoutMs);
     proc.on('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
   });
-  return { proc, done };
+  return { proc, done, get stderr() { return stderr; } }; // stderr so far, for a test that fails early
 }
 
 /** A fresh browser (persistent context in a new temp profile). Page errors

@@ -116,11 +116,16 @@ await main('p2p', async () => {
   {
     const f = join(dir, 'killed.bin');
     writeRandomFile(f, 160 * MIB);
-    const send = run(bin, ['send', '--transport', 'p2p', link, f], { timeoutMs: 120000 });
+    const send = run(bin, ['send', '--log-level', 'info', '--transport', 'p2p', link, f], { timeoutMs: 120000 });
     // Both receptions under way (A's session may connect after B's): a
     // page the sender never reached has no card to fail.
     await waitProgress(B, 'killed.bin', 0.02);
-    await waitProgress(A, 'killed.bin', 0.02);
+    await waitProgress(A, 'killed.bin', 0.02).catch((e) => {
+      // Seen twice in ~10 full runs: the Go sender's direct session to one page
+      // never gets going (not root-caused; see the closing note). Say what the
+      // sender saw instead of only a timeout.
+      throw new Error(`${e.message}\nA never received killed.bin; the sender said:\n${tail(send.stderr)}`);
+    });
     send.proc.kill('SIGKILL');
     const rc = await finishedCard(B, 'recv', 'killed.bin', { allowFail: true });
     assert(rc.state === 'failed', `reception after the sender was killed: ${rc.state}: ${rc.status}`);

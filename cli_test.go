@@ -372,8 +372,10 @@ func TestCLIChat(t *testing.T) {
 	b, bIn := startIn(t, true, "chat", "--server", url, code)
 	b.waitLine(t, regexp.MustCompile(`\* connected`), 20*time.Second)
 	a.waitLine(t, regexp.MustCompile(`\* [0-9a-f]{8} join`), 20*time.Second)
+	// b came second: it lists a, already present, as soon as it is in.
+	aID := b.waitLine(t, regexp.MustCompile(`^stderr: \* ([0-9a-f]{8}) online$`), 20*time.Second)[1]
 	fmt.Fprintln(aIn, "hello from a")
-	b.waitLine(t, regexp.MustCompile(`^[0-9a-f]{8}: hello from a$`), 20*time.Second)
+	b.waitLine(t, regexp.MustCompile(`^`+aID+`: hello from a$`), 20*time.Second)
 	fmt.Fprintln(bIn, "hi a, b here")
 	a.waitLine(t, regexp.MustCompile(`^[0-9a-f]{8}: hi a, b here$`), 20*time.Second)
 	aIn.Close()

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"cloakroom/client"
 	"cloakroom/internal/crypto"
+	"cloakroom/internal/protocol"
 )
 
 // clientFlags are accepted by every client subcommand.
@@ -233,6 +235,17 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return fmt.Errorf("chat: %w", err)
 	}
 	defer c.Close()
+	// Who is already here: presence events only tell of changes after our
+	// join, so without this a member who came first would stay unseen.
+	members := c.Members()
+	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
+	for _, m := range members {
+		state := protocol.EventOffline
+		if m.Online {
+			state = protocol.EventOnline
+		}
+		fmt.Fprintf(stderr, "* %s %s\n", short(m.ID), state)
+	}
 	lines := make(chan string)
 	go readLines(stdin, lines)
 	for {

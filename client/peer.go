@@ -30,8 +30,9 @@ var (
 
 const (
 	dcLabel       = "cloakroom"
-	dcHighWater   = 4 << 20 // pause sending above this many buffered bytes
-	dcLowWater    = 1 << 20 // resume below this
+	dcID          = uint16(0) // the negotiated channel's SCTP stream id
+	dcHighWater   = 4 << 20   // pause sending above this many buffered bytes
+	dcLowWater    = 1 << 20   // resume below this
 	confirmLength = 32
 )
 
@@ -87,7 +88,11 @@ func (c *Client) newPeer(member, session string, offerer bool, mode string) (*pe
 		p.mu.Unlock()
 		p.sendCandidate(init)
 	})
+	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+		c.log.Debug("peer: ICE state", "member", short8(member), "session", short8(session), "mode", mode, "state", s)
+	})
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		c.log.Debug("peer: connection state", "member", short8(member), "session", short8(session), "mode", mode, "state", s)
 		switch s {
 		case webrtc.PeerConnectionStateFailed:
 			p.fail(fmt.Errorf("%s connection with %s: %w", mode, short8(member), ErrICE))
@@ -99,21 +104,18 @@ func (c *Client) newPeer(member, session string, offerer bool, mode string) (*pe
 			c.log.Info("peer connection interrupted; waiting for ICE to recover", "member", short8(member))
 		}
 	})
-	if offerer {
-		ordered := true
-		dc, err := pc.CreateDataChannel(dcLabel, &webrtc.DataChannelInit{Ordered: &ordered})
-		if err != nil {
-			pc.Close()
-			return nil, fmt.Errorf("data channel: %w", err)
-		}
-		p.attach(dc)
-	} else {
-		pc.OnDataChannel(func(dc *webrtc.DataChannel) {
-			if dc.Label() == dcLabel {
-				p.attach(dc)
-			}
-		})
+	// One pre-negotiated channel (same id on both sides, no in-band open
+	// handshake): each side's OnOpen fires once its own SCTP association is
+	// up. With an in-band open, Chromium could announce the channel while
+	// its association was still finishing the simultaneous open, and a
+	// message sent at once then never left it (docs/DECISIONS.md).
+	ordered, negotiated, id := true, true, dcID
+	dc, err := pc.CreateDataChannel(dcLabel, &webrtc.DataChannelInit{Ordered: &ordered, Negotiated: &negotiated, ID: &id})
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("data channel: %w", err)
 	}
+	p.attach(dc)
 	c.mu.Lock()
 	c.peers[session] = p
 	c.mu.Unlock()
@@ -194,6 +196,7 @@ func (p *peerConn) attach(dc *webrtc.DataChannel) {
 		}
 	})
 	dc.OnOpen(func() {
+		p.c.log.Debug("peer: data channel open", "member", short8(p.member), "session", short8(p.session))
 		tag, err := p.confirmTag(p.offerer)
 		if err == nil {
 			err = dc.Send(protocol.AppendDC(nil, &protocol.DCMessage{Kind: protocol.DCConfirm, Tag: tag}))
@@ -202,6 +205,7 @@ func (p *peerConn) attach(dc *webrtc.DataChannel) {
 			p.fail(fmt.Errorf("key confirmation: %v: %w", err, ErrKeyConfirm))
 			return
 		}
+		p.c.log.Debug("peer: key confirmation sent", "member", short8(p.member), "session", short8(p.session))
 		p.mu.Lock()
 		p.sentOwn = true
 		p.readyLocked()
@@ -228,6 +232,7 @@ func (p *peerConn) onMessage(data []byte) {
 		p.fail(fmt.Errorf("first message from %s is not a key confirmation: %w", short8(p.member), ErrKeyConfirm))
 		return
 	}
+	p.c.log.Debug("peer: key confirmation received", "member", short8(p.member), "session", short8(p.session))
 	if err := p.verifyConfirm(m.Tag); err != nil {
 		p.fail(err)
 		return

@@ -21,6 +21,7 @@ export const MODE_DIRECT = 'direct'; // host + server-reflexive candidates (the 
 export const MODE_TURN = 'turn';     // relay candidates only, through the room's TURN server
 
 const DC_LABEL = 'cloakroom';
+const DC_ID = 0; // the negotiated channel's SCTP stream id (the Go client's dcID)
 // Chromium closes a data channel whose bufferedAmount passes ~16 MiB: stay
 // well under it, and refill when it drains below the low mark (an event).
 export const HIGH_WATER = 8 << 20;
@@ -107,11 +108,12 @@ export class Peer {
       if (pc.connectionState === 'failed') this.fail(new Error(`${mode} connection with ${short(member)} failed`));
       else if (pc.connectionState === 'closed') this.fail(new Error(`${mode} connection with ${short(member)} closed`));
     };
-    if (offerer) {
-      this._attach(pc.createDataChannel(DC_LABEL, { ordered: true }));
-    } else {
-      pc.ondatachannel = (e) => { if (e.channel.label === DC_LABEL && !this.dc) this._attach(e.channel); };
-    }
+    // One pre-negotiated channel (same id on both sides, no in-band open
+    // handshake): 'open' fires once this side's SCTP association is up. A
+    // channel announced by an in-band open could be 'open' while Chromium's
+    // association was still finishing, and a message sent at once then never
+    // left the browser (docs/DECISIONS.md).
+    this._attach(pc.createDataChannel(DC_LABEL, { ordered: true, negotiated: true, id: DC_ID }));
   }
 
   _attach(dc) {

@@ -390,6 +390,46 @@ func TestCLIChat(t *testing.T) {
 	bIn.Close()
 }
 
+// TestCLIChatReceivesFiles: every member receives a room's files; a chat
+// member saves them in its working directory and says so (name, size, path),
+// and neither it nor the sender prints pion's routine warnings at the
+// default log level.
+func TestCLIChatReceivesFiles(t *testing.T) {
+	_, url := startServer(t)
+	link, _ := newRoom(t, url)
+	dir := t.TempDir()
+	cmd := exec.Command(binPath, "chat", link)
+	cmd.Dir = dir
+	chat, chatIn := startCmd(t, cmd, true)
+	chat.waitLine(t, regexp.MustCompile(`\* connected`), 20*time.Second)
+	src, want := randomFile(t, t.TempDir(), 3<<20+17)
+	snd := start(t, "send", link, src)
+	if err := snd.wait(t, 60*time.Second); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	m := chat.waitLine(t, regexp.MustCompile(`^stderr: \* [0-9a-f]{8} sent random\.bin \((\d+) bytes\), saved as (.+)$`), 20*time.Second)
+	if m[1] != strconv.Itoa(3<<20+17) {
+		t.Errorf("chat reported %s bytes, want %d", m[1], 3<<20+17)
+	}
+	if got := filepath.Join(dir, "random.bin"); m[2] != "random.bin" && m[2] != got {
+		t.Errorf("chat saved the file as %q, want random.bin in its working directory", m[2])
+	}
+	if got := fileSHA(t, filepath.Join(dir, "random.bin")); got != want {
+		t.Errorf("saved file SHA-256 %s, want %s", got, want)
+	}
+	chatIn.Close()
+	if err := chat.wait(t, 10*time.Second); err != nil {
+		t.Fatalf("chat after EOF: %v", err)
+	}
+	for name, p := range map[string]*proc{"chat": chat, "send": snd} {
+		for _, l := range p.output() {
+			if strings.Contains(l, "pion=") {
+				t.Errorf("%s printed a pion log line at the default log level: %q", name, l)
+			}
+		}
+	}
+}
+
 // freePort returns a port free for both UDP and TCP on 127.0.0.1 (for the
 // TURN server, which listens on both).
 func freePort(t *testing.T) int {

@@ -132,6 +132,7 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("send: %w", err)
 	}
 	defer c.Close()
+	defer watchFiles(ctx, c, bars.println)()
 	if len(c.OnlineMembers()) == 0 {
 		fmt.Fprintln(stderr, "waiting for another member to join the room…")
 	}
@@ -235,6 +236,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return fmt.Errorf("chat: %w", err)
 	}
 	defer c.Close()
+	defer watchFiles(ctx, c, func(line string) { fmt.Fprintln(stderr, line) })()
 	// Who is already here: presence events only tell of changes after our
 	// join, so without this a member who came first would stay unseen.
 	members := c.Members()
@@ -265,6 +267,34 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// watchFiles reports the files other members send while chat or send runs:
+// every member of a room receives its files, and these commands, which have
+// no --output, save them in the working directory. The returned func stops
+// the watcher and waits for it; call it before closing the client.
+func watchFiles(ctx context.Context, c *client.Client, say func(string)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			f, err := c.NextFile(ctx)
+			if err != nil {
+				return
+			}
+			name := client.SafeName(f.Name)
+			if f.Err != nil {
+				say(fmt.Sprintf("* %s sent %s: not received: %v", short(f.From), name, f.Err))
+				continue
+			}
+			say(fmt.Sprintf("* %s sent %s (%d bytes), saved as %s", short(f.From), name, f.Size, f.Path))
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 

@@ -80,6 +80,14 @@ func describe(p client.Progress, paths map[string]bool) string {
 	return fmt.Sprintf("%s %s via %s", verb, client.SafeName(p.Name), strings.Join(list, "+"))
 }
 
+// println ends the current bar, if any, and prints a line below it.
+func (b *bars) println(line string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.finishLocked()
+	fmt.Fprintln(b.w, line)
+}
+
 // finish ends the current bar, if any, with a newline.
 func (b *bars) finish() {
 	b.mu.Lock()

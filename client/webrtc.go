@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"time"
@@ -24,7 +25,13 @@ func NewWebRTCAPI(log *slog.Logger) *webrtc.API {
 	se.EnableSCTPZeroChecksum(true)
 	se.SetRelayAcceptanceMinWait(0)
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
-	se.LoggerFactory = pionlog.New(log, slog.LevelWarn)
+	// pion warns about routine events (no candidate pair yet, a socket
+	// closed at teardown); users see them only when they ask for debug.
+	pionMin := slog.LevelError
+	if log != nil && log.Enabled(context.Background(), slog.LevelDebug) {
+		pionMin = slog.LevelWarn
+	}
+	se.LoggerFactory = pionlog.New(log, pionMin)
 	if n, err := stdnet.NewNet(); err == nil {
 		se.SetNet(bufferedNet{n})
 	}

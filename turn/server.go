@@ -19,11 +19,14 @@ import (
 
 // Defaults.
 const (
-	DefaultAddr                  = "127.0.0.1:3478"
-	DefaultRealm                 = "cloakroom"
-	DefaultRelayPortMin          = 49152 // IANA dynamic range, coturn's default
-	DefaultRelayPortMax          = 65535
-	DefaultMaxAllocationsPerUser = 10
+	DefaultAddr         = "127.0.0.1:3478"
+	DefaultRealm        = "cloakroom"
+	DefaultRelayPortMin = 49152 // IANA dynamic range, coturn's default
+	DefaultRelayPortMax = 65535
+	// A browser allocates once per TURN URL (UDP, TCP, TLS) for every peer
+	// connection, and every file to every member is its own session: 30
+	// lets one member hold about ten TURN sessions at once.
+	DefaultMaxAllocationsPerUser = 30
 	DefaultMaxAllocations        = 1000
 )
 

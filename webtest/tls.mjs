@@ -46,7 +46,9 @@ await main('tls', async () => {
   const url = tls.m[1];
   assert(/SHA-256 fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}/.test(tls.out()), 'fingerprint printed');
   const plain = await serve(bin, ['--addr', `${ip}:0`], /serving on (http:\/\/\S+)/);
-  assert(/WARNING: plain HTTP .*phones/.test(plain.out()), 'plain HTTP on a LAN address warns');
+  // The warning is the next line after "serving on": it may arrive in a later chunk.
+  for (let i = 0; i < 50 && !/WARNING: plain HTTP .*phones/.test(plain.out()); i++) await new Promise((r) => setTimeout(r, 100));
+  assert(/WARNING: plain HTTP .*phones/.test(plain.out()), `plain HTTP on a LAN address warns; the server printed:\n${plain.out()}`);
 
   const ctx = await chromium.launchPersistentContext(tempDir('cloakroom-profile-'), {
     executablePath: CHROMIUM, chromiumSandbox: false, headless: true, ignoreHTTPSErrors: true,

@@ -141,6 +141,12 @@ func (p *proc) waitLine(t *testing.T, re *regexp.Regexp, timeout time.Duration) 
 		select {
 		case <-ch:
 		case <-p.done:
+			// Every line is collected before done closes: look once more.
+			for _, l := range p.output() {
+				if m := re.FindStringSubmatch(l); m != nil {
+					return m
+				}
+			}
 			t.Fatalf("process exited (%v) before printing %q", p.err, re)
 		case <-deadline:
 			t.Fatalf("no line matching %q within %s", re, timeout)

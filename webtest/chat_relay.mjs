@@ -113,6 +113,7 @@ await main('chat_relay', async () => {
   await receivedFile(B, 'from-cli.bin', sha256File(f4));
   const sr = await send.done;
   assert(sr.code === 0, `cloakroom send exit ${sr.code}: ${sr.stderr}`);
+  await waitOnline(A, 1); // the sender has left: the next "2 online" is the recv CLI
   console.log('chat_relay: CLI -> browser ok;', await A.textContent(`#feed li.file[data-file="${id4}"] .status`));
 
   // Browser -> Go CLI over the relay.

@@ -76,7 +76,8 @@ export function run(cmd, args, { timeoutMs = 120000, env } = {}) {
   proc.stderr.on('data', (d) => { stderr += d; });
   const done = new Promise((resolve, reject) => {
     const t = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${cmd} ${args.join(' ')} timed out after ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`)); }, timeoutMs);
-    proc.on('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+    // 'close', not 'exit': 'exit' can come before the last output is read.
+    proc.on('close', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
   });
   return { proc, done, get stderr() { return stderr; } }; // stderr so far, for a test that fails early
 }

@@ -87,6 +87,7 @@ await main('p2p', async () => {
     assert((sr.stderr.match(/from-cli\.bin: delivered to \S+ via direct/g) || []).length === 2, `CLI says: ${tail(sr.stderr)}`);
     await checkReceived(A, ra, want);
     await checkReceived(B, rb, want);
+    await waitOnline(A, 1); // the sender has left: the next "2 online" is the recv CLI
     console.log('p2p: CLI -> browser ok:', ra.status);
   }
 
@@ -125,12 +126,21 @@ await main('p2p', async () => {
       // saw instead of only a timeout.
       throw new Error(`${e.message}\nA never received killed.bin; the sender said:\n${tail(send.stderr)}`);
     });
+    // A page whose session connected first may have finished already; every
+    // page still receiving at the kill (A at least: it just passed 2%) must fail.
+    const cardState = (page) => page.evaluate((name) => [...document.querySelectorAll('#feed li.file[data-direction=recv]')]
+      .find((li) => li.querySelector('.file-name')?.textContent === name)?.dataset.state, 'killed.bin');
+    const receiving = [];
+    for (const [label, page] of [['B', B], ['A', A]]) if ((await cardState(page)) === 'receiving') receiving.push([label, page]);
     send.proc.kill('SIGKILL');
-    const rc = await finishedCard(B, 'recv', 'killed.bin', { allowFail: true });
-    assert(rc.state === 'failed', `reception after the sender was killed: ${rc.state}: ${rc.status}`);
-    assert(/lost mid-transfer/.test(rc.status) && /offline|did not resume/.test(rc.status), `the failure says what happened: ${rc.status}`);
-    await finishedCard(A, 'recv', 'killed.bin', { allowFail: true });
-    console.log('p2p: killed sender ->', rc.status);
+    assert(receiving.length > 0, 'no page was still receiving killed.bin when the sender was killed');
+    for (const [label, page] of receiving) {
+      const rc = await finishedCard(page, 'recv', 'killed.bin', { allowFail: true });
+      assert(rc.state === 'failed', `${label}'s reception after the sender was killed: ${rc.state}: ${rc.status}`);
+      assert(/lost mid-transfer/.test(rc.status) && /offline|did not resume/.test(rc.status), `the failure says what happened: ${rc.status}`);
+      console.log(`p2p: killed sender -> ${label}:`, rc.status);
+    }
+    for (const page of [A, B]) await finishedCard(page, 'recv', 'killed.bin', { allowFail: true });
     await stopProc(send.proc);
   }
 
@@ -211,6 +221,7 @@ await main('p2p', async () => {
       assert(r1.path === 'TURN' && r2.path === 'TURN', `CLI -> browser over TURN: paths ${r1.path}, ${r2.path}`);
       assert((sr.stderr.match(/delivered to \S+ via TURN-/g) || []).length === 2, `CLI says: ${tail(sr.stderr)}`);
       await checkReceived(P1, r1, cw);
+      await waitOnline(P1, 1); // the sender has left: the next "2 online" is the recv CLI
       const recvDir = join(dir, 'cli-recv-turn');
       mkdirSync(recvDir);
       const recv = run(bin, ['recv', '--transport', 'turn', '--count', '1', '-o', recvDir, roomLink], { timeoutMs: 120000 });

@@ -209,16 +209,29 @@ export class Room extends EventTarget {
     this._setState('reconnecting');
     // A server that said it is going away (a restart) is tried again at once.
     let delay = this._goingAway ? 40 : 250;
-    while (!this._closed) {
-      await sleep(delay / 2 + Math.random() * delay / 2);
-      if (this._closed) return;
-      try {
-        await this._connect(false);
-        return;
-      } catch (e) {
-        if (e.fatal) return this._fatal(e.message);
+    // The device coming back online (Wi-Fi again, airplane mode off) is
+    // worth a try at once rather than after up to 5 s of backoff.
+    const online = () => this._retryNow?.();
+    globalThis.addEventListener?.('online', online);
+    try {
+      while (!this._closed) {
+        await new Promise((r) => {
+          const t = setTimeout(r, delay / 2 + Math.random() * delay / 2);
+          this._retryNow = () => { clearTimeout(t); r(); };
+        });
+        this._retryNow = null;
+        if (this._closed) return;
+        try {
+          await this._connect(false);
+          return;
+        } catch (e) {
+          if (e.fatal) return this._fatal(e.message);
+        }
+        delay = Math.min(delay * 2, 5000);
       }
-      delay = Math.min(delay * 2, 5000);
+    } finally {
+      this._retryNow = null;
+      globalThis.removeEventListener?.('online', online);
     }
   }
 

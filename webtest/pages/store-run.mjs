@@ -1,14 +1,28 @@
 // Checks web/static/js/store.js in the page: every kind of sink (OPFS through
 // the worker, OPFS through a writable stream, memory) writes chunks given in
 // order and out of order, and finish() returns the SHA-256 WebCrypto computes.
-import { openStore, FileStore, hashBlob } from '/js/store.js';
+import { openStore, FileStore, hashBlob, LOCK_PREFIX } from '/js/store.js';
 import { toHex, newUUID } from '/js/crypto.js';
 
 export async function run() {
   const failures = [];
   let checks = 0;
   const ok = (what, cond, detail = '') => { checks++; if (!cond) failures.push(`${what}${detail ? ': ' + detail : ''}`); };
+  // Left in OPFS by earlier pages: one file no page holds (a closed page's),
+  // one whose lock is held (as by another open tab). Opening the store
+  // sweeps the first and keeps the second.
+  const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('received', { create: true });
+  const exists = (n) => root.getFileHandle(n).then(() => true, () => false);
+  const stale = newUUID(), heldElsewhere = newUUID();
+  for (const n of [stale, heldElsewhere]) {
+    const w = await (await root.getFileHandle(n, { create: true })).createWritable();
+    await w.write(new Uint8Array(1000));
+    await w.close();
+  }
+  await new Promise((r) => navigator.locks.request(LOCK_PREFIX + heldElsewhere, () => { r(); return new Promise(() => {}); }));
   const worker = await openStore();
+  ok('a file no page holds is removed when a page opens the store', !(await exists(stale)));
+  ok('a file another page holds is kept', await exists(heldElsewhere));
   const stream = await openStore({ worker: false });
   const memory = new FileStore(null, null);
   const CS = 64512;
@@ -20,6 +34,10 @@ export async function run() {
       const id = newUUID();
       const sink = await store.create(id, size);
       ok(`${name}: sink kind`, sink.kind === kind, sink.kind);
+      if (name !== 'memory') {
+        const q = await navigator.locks.query();
+        ok(`${name}: the page holds its file's lock`, q.held.some((l) => l.name === LOCK_PREFIX + id));
+      }
       const n = Math.max(1, Math.ceil(size / CS));
       let idx = [...Array(n).keys()];
       if (order === 'reverse') idx.reverse();
@@ -42,6 +60,13 @@ export async function run() {
       ok(`${name}: aborted file removed`, gone);
     }
   }
+  // A second store (as in another tab) keeps the files this page holds.
+  const before = [];
+  for await (const n of root.keys()) before.push(n);
+  await openStore();
+  const after = [];
+  for await (const n of root.keys()) after.push(n);
+  ok('opening a store keeps every file an open page holds', after.length === before.length && before.length > 10, `${before.length} -> ${after.length}`);
   const big = await memory.create(newUUID(), 300 * 1024 * 1024).then(() => 'created', (e) => e.message);
   ok('memory fallback refuses files over its limit with a clear message', /limit/.test(big), big);
   return { checks, failures };

@@ -11,6 +11,31 @@ import { Sha256, toHex } from './crypto.js';
 
 export const MEMORY_LIMIT = 256 * 1024 * 1024;
 const DIR = 'received';
+export const LOCK_PREFIX = 'cloakroom-opfs:'; // + file name: held by the page that owns the file
+
+/** Holds the Web Lock of a file for as long as this page lives, so that
+ * another tab's sweep leaves the file alone. Resolves once held. */
+function holdLock(name) {
+  if (!globalThis.navigator?.locks) return Promise.resolve();
+  return new Promise((held) => {
+    navigator.locks.request(LOCK_PREFIX + name, () => { held(); return new Promise(() => {}); }).catch(() => held());
+  });
+}
+
+/** Removes the files no open page holds. A closed or reloaded page cannot
+ * use its files again (a reload is a new member, whose transfers start
+ * over), so without this every received video would stay in the origin's
+ * storage until the user clears site data. */
+async function sweep(dir) {
+  if (!globalThis.navigator?.locks) return;
+  const names = [];
+  for await (const name of dir.keys()) names.push(name);
+  for (const name of names) {
+    await navigator.locks.request(LOCK_PREFIX + name, { ifAvailable: true }, async (lock) => {
+      if (lock) await dir.removeEntry(name).catch(() => { /* gone, or open elsewhere */ });
+    });
+  }
+}
 
 /** Hashes the chunks that come in order; the rest is read back at the end. */
 class RunningHash {
@@ -117,6 +142,7 @@ export class FileStore {
 
   /** A sink for a file of size bytes named by its (uuid) file id. */
   async create(id, size) {
+    if (this._dir) await holdLock(id);
     if (this._dir && this._worker) {
       try {
         await this._worker.call({ op: 'open', id, name: id });
@@ -145,6 +171,7 @@ export async function openStore({ worker = true } = {}) {
   } catch {
     return new FileStore(null, null);
   }
+  await sweep(dir).catch((e) => console.warn('cloakroom: could not clear old received files:', e.message));
   let w = null;
   // createSyncAccessHandle exists only inside dedicated workers: whether it
   // works is learnt from the worker's first 'open' (else a writable stream).

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import { main, buildBinary, startServer, launch, tempDir, run, sha256File, ensureOutDir, assert } from './lib.mjs';
+import { waitOnline, chat } from './p2plib.mjs';
 
 const MIB = 1 << 20;
 const T = { timeout: 60000 };
@@ -148,16 +149,7 @@ await main('chat_relay', async () => {
   for (const ctx of [ctxA, ctxB]) assert(ctx.errors.length === 0, 'page errors: ' + ctx.errors.join('; '));
 });
 
-async function waitOnline(page, n) {
-  await page.waitForFunction((n) => document.querySelectorAll('#member-list li:not(.me)[data-online=true]').length === n, n, T);
-}
 
-async function chat(from, to, text) {
-  await from.fill('#chat-input', text);
-  await from.press('#chat-input', 'Enter');
-  await from.waitForFunction((t) => [...document.querySelectorAll('#feed li.chat.mine .text')].some((e) => e.textContent === t), text, T);
-  await to.waitForFunction((t) => [...document.querySelectorAll('#feed li.chat:not(.mine) .text')].some((e) => e.textContent === t), text, T);
-}
 
 /** Waits for a received file card named name, checks the sha256 the page
  * computed and the OPFS file's own SHA-256 (WebCrypto, independent of the

@@ -18,7 +18,7 @@ import { mkdirSync, existsSync, readdirSync } from 'node:fs';
 import { main, buildBinary, launch, tempDir, run, assert, stopProc } from './lib.mjs';
 import {
   MIB, T, startServerWithTURN, recordPeerConnections, countStoreWrites, simulateNetwork, writeRandomFile, hashFile, createAndJoin, waitOnline,
-  finishedCard, checkReceived, shownSpeed,
+  finishedCard, checkReceived, shownSpeed, waitProgress, tail,
 } from './p2plib.mjs';
 
 const BIG = Number(process.env.P2P_BIG_MIB || 200) * MIB;
@@ -243,12 +243,3 @@ await main('p2p', async () => {
 
   assert(ctxA.errors.length === 0, 'page errors: ' + ctxA.errors.join('; '));
 });
-
-/** Waits until the page's reception of name has passed fraction of the file. */
-async function waitProgress(page, name, fraction) {
-  await page.waitForFunction(({ name, fraction }) => [...document.querySelectorAll('#feed li.file[data-direction=recv]')]
-    .some((li) => li.querySelector('.file-name')?.textContent === name && li.dataset.state === 'receiving' && li.querySelector('progress').value >= fraction),
-  { name, fraction }, { ...T, polling: 50 });
-}
-
-function tail(s) { return s.split('\n').filter((l) => l && !l.includes('\r')).slice(-8).join('\n'); }

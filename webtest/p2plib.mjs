@@ -1,7 +1,8 @@
-// Helpers of the peer-to-peer browser tests and benchmark: a server with the
+// Helpers shared by the browser tests and the benchmark: a server with the
 // embedded TURN server on a free port, rooms made through the UI, big random
 // files written and hashed on disk in slices (never whole in memory), and
-// reading back what a page received from its OPFS in slices too.
+// reading back what a page received from its OPFS in slices too; chat, progress
+// and online-member waits on the room page.
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { openSync, writeSync, closeSync, readSync } from 'node:fs';
@@ -180,3 +181,22 @@ export function shownSpeed(card) {
   const m = /· ([0-9.]+ [kMG]B)\/s/.exec(card.status);
   return m ? m[1] + '/s' : '?';
 }
+
+/** Sends a chat line from one page and waits until the server confirmed it
+ * there and it shows in the other page. */
+export async function chat(from, to, text) {
+  await from.fill('#chat-input', text);
+  await from.press('#chat-input', 'Enter');
+  await from.waitForFunction((t) => [...document.querySelectorAll('#feed li.chat.mine:not(.pending) .text')].some((e) => e.textContent === t), text, T);
+  await to.waitForFunction((t) => [...document.querySelectorAll('#feed li.chat:not(.mine) .text')].some((e) => e.textContent === t), text, T);
+}
+
+/** Waits until the page's reception of name has passed fraction of the file. */
+export async function waitProgress(page, name, fraction) {
+  await page.waitForFunction(({ name, fraction }) => [...document.querySelectorAll('#feed li.file[data-direction=recv]')]
+    .some((li) => li.querySelector('.file-name')?.textContent === name && li.dataset.state === 'receiving' && li.querySelector('progress').value >= fraction),
+  { name, fraction }, { ...T, polling: 50 });
+}
+
+/** The last lines of a CLI's output, without progress-bar redraws. */
+export function tail(s) { return s.split('\n').filter((l) => l && !l.includes('\r')).slice(-8).join('\n'); }

@@ -25,7 +25,7 @@
 import { join } from 'node:path';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { main, buildBinary, startServer, launch, tempDir, run, assert, stopProc, ensureOutDir } from './lib.mjs';
-import { MIB, T, freePort, writeRandomFile, hashFile, waitOnline, finishedCard, checkReceived } from './p2plib.mjs';
+import { MIB, T, freePort, writeRandomFile, hashFile, waitOnline, finishedCard, checkReceived, chat, waitProgress, tail } from './p2plib.mjs';
 
 const SIZE = 64 * MIB + 4321;
 // Slow the relay upload (per address) so the kill lands mid-file.
@@ -266,22 +266,9 @@ function reportResend(who, uploaded, rounds, held) {
   assert(resent < held, `${who} re-sent ${resent} bytes, not less than the ${held} the pages held at the kill`);
 }
 
-async function chat(from, to, text) {
-  await from.fill('#chat-input', text);
-  await from.press('#chat-input', 'Enter');
-  await from.waitForFunction((t) => [...document.querySelectorAll('#feed li.chat.mine:not(.pending) .text')].some((e) => e.textContent === t), text, T);
-  await to.waitForFunction((t) => [...document.querySelectorAll('#feed li.chat:not(.mine) .text')].some((e) => e.textContent === t), text, T);
-}
 
-async function waitProgress(page, name, fraction) {
-  await page.waitForFunction(({ name, fraction }) => [...document.querySelectorAll('#feed li.file[data-direction=recv]')]
-    .some((li) => li.querySelector('.file-name')?.textContent === name && li.dataset.state === 'receiving' && li.querySelector('progress').value >= fraction),
-  { name, fraction }, { ...T, polling: 50 });
-}
 
 async function recvProgress(page, name) {
   return page.evaluate((name) => Math.max(0, ...[...document.querySelectorAll('#feed li.file[data-direction=recv]')]
     .filter((li) => li.querySelector('.file-name')?.textContent === name).map((li) => li.querySelector('progress').value)), name);
 }
-
-function tail(s) { return s.split('\n').filter((l) => l && !l.includes('\r')).slice(-8).join('\n'); }

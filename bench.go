@@ -189,7 +189,7 @@ func timeRelay(ctx context.Context, src string, relayCap int64, outDir string) (
 		return 0, fmt.Errorf("bench: receiver: %w", err)
 	}
 	defer recv.Close()
-	send, err := client.Dial(ctx, link, client.Options{Transport: client.TransportRelay})
+	send, err := client.Dial(ctx, link, client.Options{Transport: protocol.TransportRelay})
 	if err != nil {
 		return 0, fmt.Errorf("bench: sender: %w", err)
 	}

@@ -89,9 +89,9 @@ func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string) (ti
 		return 0, "", fmt.Errorf("bench: %w", err)
 	}
 	link := secret.Link(url)
-	transport := client.TransportP2P
+	transport := protocol.TransportP2P
 	if mode == "turn" {
-		transport = client.TransportTURN
+		transport = protocol.TransportTURN
 	}
 	recv, err := client.Dial(ctx, link, client.Options{Dir: outDir, Transport: transport})
 	if err != nil {
@@ -114,7 +114,7 @@ func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string) (ti
 	if f, err := recv.NextFile(ctx); err != nil || f.Err != nil {
 		return 0, "", fmt.Errorf("bench: receive: %v %v", err, f.Err)
 	}
-	return time.Since(start), rep.Paths[recv.ID()], nil
+	return time.Since(start), string(rep.Paths[recv.ID()]), nil
 }
 
 // timeRawPion sends size bytes in 63 KiB messages between two pion peers

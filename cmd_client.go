@@ -46,7 +46,7 @@ func (cf *clientFlags) dial(ctx context.Context, invite string, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
-	opts.Server, opts.Transport, opts.Logger = cf.server, cf.transport, log
+	opts.Server, opts.Transport, opts.Logger = cf.server, protocol.Transport(cf.transport), log
 	if cf.iceTimeout < 0 {
 		return nil, usagef("--ice-timeout %s: want a positive duration", cf.iceTimeout)
 	}
@@ -203,12 +203,12 @@ func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // stateLine reports the connection's state changes on stderr.
-func stateLine(stderr io.Writer) func(string) {
-	return func(s string) {
+func stateLine(stderr io.Writer) func(protocol.ConnState) {
+	return func(s protocol.ConnState) {
 		switch s {
-		case "reconnecting":
+		case protocol.StateReconnecting:
 			fmt.Fprintln(stderr, "cloakroom: connection to the server lost; reconnecting…")
-		case "restored":
+		case protocol.StateRestored:
 			fmt.Fprintln(stderr, "cloakroom: connection restored")
 		}
 	}
@@ -230,7 +230,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		OnPresence: func(m client.Member, ev string) {
 			fmt.Fprintf(stderr, "* %s %s\n", short(m.ID), ev)
 		},
-		OnState: func(s string) { fmt.Fprintf(stderr, "* %s\n", s) },
+		OnState: func(s protocol.ConnState) { fmt.Fprintf(stderr, "* %s\n", s) },
 	})
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)

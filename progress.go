@@ -44,7 +44,7 @@ func (b *bars) update(p client.Progress) {
 	if p.Sending && p.Peer != "" {
 		delete(b.peers, "") // recipients report now; the upload line is done
 	}
-	b.peers[p.Peer] = peerProgress{bytes: p.Bytes, path: p.Path}
+	b.peers[p.Peer] = peerProgress{bytes: p.Bytes, path: string(p.Path)}
 	least, paths := p.Bytes, map[string]bool{}
 	for _, pp := range b.peers {
 		least = min(least, pp.bytes)

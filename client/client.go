@@ -3,9 +3,9 @@
 // reconnects by itself when the connection drops. Files stream from and to
 // disk in chunks; nothing holds a whole file in memory.
 //
-// Paths: this version moves files through the server's store-and-forward
-// relay (Transport "relay", also what "auto" uses); peer-to-peer data channels
-// and TURN come on top of the same sealed chunks.
+// Paths (Options.Transport): a direct WebRTC data channel, one relayed by the
+// room's TURN server, and the server's store-and-forward relay carry the very
+// same sealed chunks; auto tries them in that order per recipient.
 package client
 
 import (
@@ -26,23 +26,15 @@ import (
 	"cloakroom/internal/protocol"
 )
 
-// Transports accepted by Options.Transport: auto tries a direct data
-// channel, then one relayed by TURN, then the relay store, per recipient;
-// the others force one path and fail clearly when it cannot connect.
-const (
-	TransportAuto  = "auto"
-	TransportP2P   = "p2p"
-	TransportTURN  = "turn"
-	TransportRelay = "relay"
-)
-
 // Options configure a client. Zero values get defaults.
 type Options struct {
 	// Server is the base URL ("https://host:port") used when the invite holds
 	// none (a mini code or bare fragment).
 	Server string
-	// Transport is "auto" (default), "p2p", "turn" or "relay".
-	Transport string
+	// Transport is the path for files (default auto: a direct data channel,
+	// then one relayed by TURN, then the relay store, per recipient; the
+	// others force one path and fail clearly when it cannot connect).
+	Transport protocol.Transport
 	// ICETimeout bounds each peer-to-peer attempt (default 10 s).
 	ICETimeout time.Duration
 	// Dir is where received files are written (default ".").
@@ -57,8 +49,8 @@ type Options struct {
 	OnPresence func(Member, string)
 	// OnProgress is called as transfers advance (sending and receiving).
 	OnProgress func(Progress)
-	// OnState is called with "connected", "reconnecting" and "restored".
-	OnState func(string)
+	// OnState is called as the connection to the server changes.
+	OnState func(protocol.ConnState)
 	// OfflineGrace is how long a send waits for a recipient that went offline
 	// mid-transfer before reporting it as not (yet) delivered. Default 20 s.
 	OfflineGrace time.Duration
@@ -149,13 +141,11 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 	if err != nil {
 		return nil, err
 	}
-	switch opts.Transport {
-	case "":
-		opts.Transport = TransportAuto
-	case TransportAuto, TransportP2P, TransportTURN, TransportRelay:
-	default:
-		return nil, fmt.Errorf("transport %q: %w", opts.Transport, ErrTransport)
+	t, err := protocol.ParseTransport(string(opts.Transport))
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrTransport)
 	}
+	opts.Transport = t
 	if opts.Dir == "" {
 		opts.Dir = "."
 	}

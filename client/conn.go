@@ -88,7 +88,7 @@ func (c *Client) join(conn *websocket.Conn) error {
 // reconnects with jittered exponential backoff until the client is closed.
 func (c *Client) run(conn *websocket.Conn) {
 	defer close(c.done)
-	c.state("connected")
+	c.state(protocol.StateConnected)
 	for {
 		err := c.readLoop(conn)
 		c.mu.Lock()
@@ -114,14 +114,14 @@ func (c *Client) run(conn *websocket.Conn) {
 			return
 		}
 		c.log.Info("connection lost; reconnecting", "err", err)
-		c.state("reconnecting")
+		c.state(protocol.StateReconnecting)
 		if conn = c.reconnect(); conn == nil {
 			return
 		}
 		c.mu.Lock()
 		c.backBy = time.Now().Add(rejoinGrace)
 		c.mu.Unlock()
-		c.state("restored")
+		c.state(protocol.StateRestored)
 	}
 }
 
@@ -204,7 +204,7 @@ func (c *Client) Err() error {
 	return c.closeErr
 }
 
-func (c *Client) state(s string) {
+func (c *Client) state(s protocol.ConnState) {
 	if c.opts.OnState != nil {
 		c.opts.OnState(s)
 	}

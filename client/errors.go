@@ -10,7 +10,7 @@ import (
 // Sentinel errors; test with errors.Is.
 var (
 	ErrNoServer    = errors.New("no server")
-	ErrTransport   = errors.New("unknown transport (want auto or relay)")
+	ErrTransport   = errors.New("unknown transport")
 	ErrUnreachable = errors.New("server unreachable")
 	ErrProtocol    = errors.New("protocol error")
 	ErrClosed      = errors.New("client closed")

@@ -15,26 +15,13 @@ import (
 
 func newSessionID() string { return uuid.NewString() }
 
-// ladder returns the peer-to-peer rungs to try for a transport.
-func ladder(transport string) []string {
-	switch transport {
-	case TransportP2P:
-		return []string{modeDirect}
-	case TransportTURN:
-		return []string{modeTURN}
-	case TransportAuto:
-		return []string{modeDirect, modeTURN}
-	}
-	return nil
-}
-
 // p2pResult is what happened to one recipient on the peer-to-peer rungs.
 type p2pResult struct {
 	member   string
-	path     string // the path that delivered, if any
-	err      error  // why it did not
-	fallback bool   // nothing connected; the relay store takes over (auto)
-	midFile  bool   // connected, then broke before the receiver's verdict
+	path     protocol.Path // the path that delivered, if any
+	err      error         // why it did not
+	fallback bool          // nothing connected; the relay store takes over (auto)
+	midFile  bool          // connected, then broke before the receiver's verdict
 }
 
 // sendP2P tries each rung of the ladder for one recipient and streams the
@@ -44,14 +31,14 @@ type p2pResult struct {
 // goroutine, so a slow or failing one does not hold up the others.
 func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *crypto.Manifest, key []byte, outcome chan<- string) p2pResult {
 	var errs []error
-	for _, mode := range ladder(c.opts.Transport) {
+	for _, mode := range c.opts.Transport.Ladder() {
 		p, err := c.offer(member, mode)
 		if err == nil {
 			err = p.waitReady(ctx, c.opts.ICETimeout)
 		}
 		if err != nil {
 			if p != nil { // tell the peer to drop its half of the attempt
-				_ = c.sendSignal(member, &signalBody{Kind: "bye", Session: p.session})
+				_ = c.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
 			}
 			c.log.Info("peer-to-peer rung failed", "member", short8(member), "mode", mode, "err", err)
 			errs = append(errs, err)
@@ -63,7 +50,7 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 		outcome <- ""
 		path := p.path()
 		err = c.streamFile(ctx, p, path, f, man, key)
-		_ = c.sendSignal(member, &signalBody{Kind: "bye", Session: p.session})
+		_ = c.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
 		p.close()
 		if err != nil {
 			// The receiver's own verdict (a failed check) is final; a broken
@@ -73,7 +60,7 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 		}
 		return p2pResult{member: member, path: path}
 	}
-	if c.opts.Transport == TransportAuto && ctx.Err() == nil {
+	if c.opts.Transport == protocol.TransportAuto && ctx.Err() == nil {
 		outcome <- member
 		return p2pResult{member: member, fallback: true}
 	}
@@ -84,7 +71,7 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 // streamFile sends the manifest and every chunk over a confirmed data
 // channel and waits for the receiver's verdict. The chunks are the very same
 // sealed bytes the relay would carry.
-func (c *Client) streamFile(ctx context.Context, p *peerConn, path string, f *os.File, man *crypto.Manifest, key []byte) error {
+func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path, f *os.File, man *crypto.Manifest, key []byte) error {
 	events := make(chan *protocol.DCMessage, 64)
 	fid := uuid.MustParse(man.File)
 	p.setHandler(func(data []byte) {

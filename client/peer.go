@@ -13,12 +13,6 @@ import (
 	"cloakroom/internal/protocol"
 )
 
-// Peer-connection modes: the rungs of the fallback ladder above the relay.
-const (
-	modeDirect = "direct" // host and server-reflexive candidates only
-	modeTURN   = "turn"   // relay candidates only, through the room's TURN server
-)
-
 // Errors of the peer-to-peer paths.
 var (
 	ErrDeclined   = errors.New("peer declined a peer-to-peer connection")
@@ -43,7 +37,7 @@ type peerConn struct {
 	member  string
 	session string
 	offerer bool
-	mode    string
+	mode    protocol.Mode
 	pc      *webrtc.PeerConnection
 
 	mu        sync.Mutex
@@ -63,7 +57,7 @@ type peerConn struct {
 }
 
 // newPeer makes a peer connection for one session with member.
-func (c *Client) newPeer(member, session string, offerer bool, mode string) (*peerConn, error) {
+func (c *Client) newPeer(member, session string, offerer bool, mode protocol.Mode) (*peerConn, error) {
 	cfg, err := c.peerConfig(mode)
 	if err != nil {
 		return nil, err
@@ -125,13 +119,13 @@ func (c *Client) newPeer(member, session string, offerer bool, mode string) (*pe
 // peerConfig returns the ICE configuration of a mode. Direct uses the
 // room's TURN server only as a STUN server (for server-reflexive
 // candidates); TURN mode uses relay candidates only.
-func (c *Client) peerConfig(mode string) (webrtc.Configuration, error) {
+func (c *Client) peerConfig(mode protocol.Mode) (webrtc.Configuration, error) {
 	c.refreshICE()
 	c.mu.Lock()
 	ice := c.ice
 	c.mu.Unlock()
 	var cfg webrtc.Configuration
-	if mode == modeTURN {
+	if mode == protocol.ModeTURN {
 		if len(ice) == 0 {
 			return cfg, ErrNoTURN
 		}
@@ -257,7 +251,7 @@ func (p *peerConn) readyLocked() {
 }
 
 func (p *peerConn) sendCandidate(init webrtc.ICECandidateInit) {
-	if err := p.c.sendSignal(p.member, &signalBody{Kind: "candidate", Session: p.session, Candidate: &init}); err != nil {
+	if err := p.c.sendSignal(p.member, &protocol.Signal{Kind: protocol.SignalCandidate, Session: p.session, Candidate: toSignalCandidate(init)}); err != nil {
 		p.fail(err)
 	}
 }
@@ -265,7 +259,7 @@ func (p *peerConn) sendCandidate(init webrtc.ICECandidateInit) {
 // sendDescription signals our offer or answer, then the candidates gathered
 // while it was being made (trickle ICE: a candidate must not overtake the
 // description it belongs to).
-func (p *peerConn) sendDescription(body *signalBody) error {
+func (p *peerConn) sendDescription(body *protocol.Signal) error {
 	if err := p.c.sendSignal(p.member, body); err != nil {
 		return err
 	}
@@ -418,22 +412,22 @@ func (p *peerConn) setHandler(h func([]byte)) {
 }
 
 // path names the path the connection took: direct, TURN-UDP, TURN-TCP.
-func (p *peerConn) path() string {
+func (p *peerConn) path() protocol.Path {
 	pair, err := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil {
-		return p.mode
+		return p.mode.Path()
 	}
 	if pair.Local.Typ != webrtc.ICECandidateTypeRelay && pair.Remote.Typ != webrtc.ICECandidateTypeRelay {
-		return "direct"
+		return protocol.PathDirect
 	}
 	if pair.Local.Typ == webrtc.ICECandidateTypeRelay {
 		if st, ok := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats(); ok {
 			if proto := p.relayProtocol(st.LocalCandidateID); proto != "" {
-				return "TURN-" + strings.ToUpper(proto)
+				return protocol.TURNPath(proto)
 			}
 		}
 	}
-	return "TURN"
+	return protocol.PathTURN
 }
 
 func (p *peerConn) relayProtocol(candidateID string) string {
@@ -447,7 +441,7 @@ func (p *peerConn) relayProtocol(candidateID string) string {
 
 // routeSignal delivers a signal to its session, or starts an answering
 // session for an offer.
-func (c *Client) routeSignal(from string, b *signalBody) {
+func (c *Client) routeSignal(from string, b *protocol.Signal) {
 	c.mu.Lock()
 	p := c.peers[b.Session]
 	c.mu.Unlock()
@@ -466,7 +460,7 @@ func (c *Client) routeSignal(from string, b *signalBody) {
 		}
 	case "candidate":
 		if p != nil && b.Candidate != nil {
-			p.addCandidate(*b.Candidate)
+			p.addCandidate(fromSignalCandidate(b.Candidate))
 		}
 	case "decline":
 		if p != nil {
@@ -527,7 +521,7 @@ func (p *peerConn) addCandidate(cand webrtc.ICECandidateInit) {
 }
 
 // offer starts an offering session with member in mode.
-func (c *Client) offer(member, mode string) (*peerConn, error) {
+func (c *Client) offer(member string, mode protocol.Mode) (*peerConn, error) {
 	session := newSessionID()
 	p, err := c.newPeer(member, session, true, mode)
 	if err != nil {
@@ -538,7 +532,7 @@ func (c *Client) offer(member, mode string) (*peerConn, error) {
 		err = p.pc.SetLocalDescription(sd)
 	}
 	if err == nil {
-		err = p.sendDescription(&signalBody{Kind: "offer", Session: session, SDP: sd.SDP, Reason: mode})
+		err = p.sendDescription(&protocol.Signal{Kind: protocol.SignalOffer, Session: session, Mode: mode, SDP: sd.SDP})
 	}
 	if err != nil {
 		err = fmt.Errorf("offer to %s: %w", short8(member), err)
@@ -550,18 +544,15 @@ func (c *Client) offer(member, mode string) (*peerConn, error) {
 
 // answer accepts an offer from a verified member (unless this client is
 // forced onto the relay) and sets up the receiving side of its transfers.
-func (c *Client) answer(from string, b *signalBody) {
-	if c.opts.Transport == TransportRelay {
-		_ = c.sendSignal(from, &signalBody{Kind: "decline", Session: b.Session, Reason: "receiver uses --transport relay"})
+func (c *Client) answer(from string, b *protocol.Signal) {
+	if c.opts.Transport == protocol.TransportRelay {
+		_ = c.sendSignal(from, &protocol.Signal{Kind: protocol.SignalDecline, Session: b.Session, Reason: "receiver uses --transport relay"})
 		return
 	}
-	mode := modeDirect
-	if b.Reason == modeTURN {
-		mode = modeTURN
-	}
+	mode := b.Mode
 	p, err := c.newPeer(from, b.Session, false, mode)
 	if err != nil {
-		_ = c.sendSignal(from, &signalBody{Kind: "decline", Session: b.Session, Reason: err.Error()})
+		_ = c.sendSignal(from, &protocol.Signal{Kind: protocol.SignalDecline, Session: b.Session, Reason: err.Error()})
 		return
 	}
 	p.setHandler(func(data []byte) { c.receiveDC(p, data) })
@@ -571,7 +562,7 @@ func (c *Client) answer(from string, b *signalBody) {
 		err = p.pc.SetLocalDescription(sd)
 	}
 	if err == nil {
-		err = p.sendDescription(&signalBody{Kind: "answer", Session: b.Session, SDP: sd.SDP})
+		err = p.sendDescription(&protocol.Signal{Kind: protocol.SignalAnswer, Session: b.Session, SDP: sd.SDP})
 	}
 	if err != nil {
 		p.fail(fmt.Errorf("answer to %s: %w", short8(from), err))

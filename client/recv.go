@@ -44,7 +44,7 @@ type Progress struct {
 	Sending bool
 	Bytes   int64
 	Total   int64
-	Path    string // "relay" (later "direct", "TURN-UDP", ...)
+	Path    protocol.Path // the path the chunks take
 	Done    bool
 }
 
@@ -64,12 +64,12 @@ type recvState struct {
 	done        bool        // disk loop only
 	doneFlag    atomic.Bool // done, for other goroutines
 	started     time.Time
-	path        string      // "relay", "direct", "TURN-UDP"…; guarded by c.mu
-	notify      *peerConn   // peer-to-peer sender to tell about progress; guarded by c.mu
-	resumed     bool        // started from chunks already held: the sender was told (disk loop only)
-	heldAtStart int64       // bytes held when the reception began (disk loop only)
-	retired     atomic.Bool // handed over to a newer announcement of the same content
-	adopt       *recvState  // set at creation: take over this one's partial file (disk loop)
+	path        protocol.Path // guarded by c.mu
+	notify      *peerConn     // peer-to-peer sender to tell about progress; guarded by c.mu
+	resumed     bool          // started from chunks already held: the sender was told (disk loop only)
+	heldAtStart int64         // bytes held when the reception began (disk loop only)
+	retired     atomic.Bool   // handed over to a newer announcement of the same content
+	adopt       *recvState    // set at creation: take over this one's partial file (disk loop)
 }
 
 // NextFile waits for the next received (or failed) file.
@@ -98,7 +98,7 @@ func (c *Client) handleManifest(m *protocol.Message, meta crypto.EnvelopeMeta, s
 		c.log.Warn("file manifest failed to open; dropping", "from", m.From, "err", err)
 		return c.ack(m.ID)
 	}
-	if err := c.startRecv(man, m.From, nil, "relay"); err != nil {
+	if err := c.startRecv(man, m.From, nil, protocol.PathRelay); err != nil {
 		c.deliverFile(File{ID: man.File, Name: man.Name, From: m.From, Err: err})
 	}
 	return c.ack(m.ID)
@@ -107,7 +107,7 @@ func (c *Client) handleManifest(m *protocol.Message, meta crypto.EnvelopeMeta, s
 // startRecv prepares the reception of a file announced by from, through the
 // relay (peer nil) or a peer-to-peer session. A file already being received
 // keeps its partial state: chunks from any path verify the same way.
-func (c *Client) startRecv(man *crypto.Manifest, from string, peer *peerConn, path string) error {
+func (c *Client) startRecv(man *crypto.Manifest, from string, peer *peerConn, path protocol.Path) error {
 	c.mu.Lock()
 	rs := c.recvs[man.File]
 	c.mu.Unlock()
@@ -162,7 +162,7 @@ func (c *Client) sameContentLocked(man *crypto.Manifest) *recvState {
 
 // setRecvPeer switches an existing reception to a new path; a file already
 // complete is confirmed to the new sender session at once.
-func (c *Client) setRecvPeer(rs *recvState, peer *peerConn, path string) {
+func (c *Client) setRecvPeer(rs *recvState, peer *peerConn, path protocol.Path) {
 	c.mu.Lock()
 	done, failed := rs.doneFlag.Load(), rs.failed.Load()
 	rs.notify, rs.path = peer, path
@@ -449,7 +449,7 @@ func (c *Client) beginRecv(rs *recvState) *recvState {
 // the file is complete. Best effort: a sender that never hears it sends
 // everything, and the relay's own delivery report still arrives.
 func (c *Client) tellHave(rs *recvState, done bool) {
-	body := &signalBody{Kind: "have", Session: rs.man.File, File: rs.man.File, Done: done}
+	body := &protocol.Signal{Kind: protocol.SignalHave, Session: rs.man.File, File: rs.man.File, Done: done}
 	if !done {
 		body.Have = rs.have.ranges(rs.man.Chunks)
 		if len(body.Have) > maxHaveRanges {

@@ -27,9 +27,9 @@ type SendReport struct {
 	File      string
 	Name      string
 	Size      int64
-	Delivered []string          // members that received and verified it
-	Paths     map[string]string // member -> "direct", "TURN-UDP", "TURN-TCP", "relay"…
-	Failed    map[string]string // member -> reason
+	Delivered []string                 // members that received and verified it
+	Paths     map[string]protocol.Path // member -> the path its copy took
+	Failed    map[string]string        // member -> reason
 	Duration  time.Duration
 	// Relay uploads: chunk bytes uploaded over all rounds, and the rounds
 	// (more than one when the connection to the server broke mid-file).
@@ -177,12 +177,12 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 		return nil, err
 	}
 	start := time.Now()
-	rep := &SendReport{File: man.File, Name: man.Name, Size: man.Size, Failed: map[string]string{}, Paths: map[string]string{}}
+	rep := &SendReport{File: man.File, Name: man.Name, Size: man.Size, Failed: map[string]string{}, Paths: map[string]protocol.Path{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var relayTo []string
 	var broken []string // auto: peer-to-peer sessions that broke mid-file
-	if c.opts.Transport == TransportRelay {
+	if c.opts.Transport == protocol.TransportRelay {
 		relayTo = c.OnlineMembers()
 	} else {
 		relayTo = c.sendAllP2P(ctx, f, man, key, rep, &mu, &wg, &broken)
@@ -232,7 +232,7 @@ func (c *Client) sendAllP2P(ctx context.Context, f *os.File, man *crypto.Manifes
 			defer mu.Unlock()
 			switch {
 			case res.fallback:
-			case res.err != nil && res.midFile && c.opts.Transport == TransportAuto && ctx.Err() == nil:
+			case res.err != nil && res.midFile && c.opts.Transport == protocol.TransportAuto && ctx.Err() == nil:
 				*broken = append(*broken, r)
 			case res.err != nil:
 				rep.Failed[r] = res.err.Error()
@@ -364,7 +364,7 @@ func (c *Client) relayRound(ctx context.Context, f *os.File, man *crypto.Manifes
 }
 
 // routeHave takes a recipient's have signal for a file being sent.
-func (c *Client) routeHave(from string, b *signalBody) {
+func (c *Client) routeHave(from string, b *protocol.Signal) {
 	c.mu.Lock()
 	s := c.sends[b.File]
 	c.mu.Unlock()
@@ -499,7 +499,7 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 		rep.Uploaded += n
 		mu.Unlock()
 		sent = max(sent, int64(i)*int64(man.ChunkSize)+n)
-		c.progress(Progress{File: man.File, Name: man.Name, Sending: true, Bytes: sent, Total: man.Size, Path: "relay"})
+		c.progress(Progress{File: man.File, Name: man.Name, Sending: true, Bytes: sent, Total: man.Size, Path: protocol.PathRelay})
 		return nil
 	})
 }
@@ -550,12 +550,12 @@ func (c *Client) sendEvent(m *protocol.Message, man *crypto.Manifest, pending ma
 	}
 	switch m.Type {
 	case protocol.TypeProgress:
-		c.progress(Progress{File: man.File, Name: man.Name, Peer: m.Member, Sending: true, Bytes: min(int64(m.Acked)*int64(man.ChunkSize), man.Size), Total: man.Size, Path: "relay"})
+		c.progress(Progress{File: man.File, Name: man.Name, Peer: m.Member, Sending: true, Bytes: min(int64(m.Acked)*int64(man.ChunkSize), man.Size), Total: man.Size, Path: protocol.PathRelay})
 	case protocol.TypeDelivered:
 		delete(pending, m.Member)
 		rep.Delivered = append(rep.Delivered, m.Member)
-		rep.Paths[m.Member] = "relay"
-		c.progress(Progress{File: man.File, Name: man.Name, Peer: m.Member, Sending: true, Bytes: man.Size, Total: man.Size, Path: "relay", Done: true})
+		rep.Paths[m.Member] = protocol.PathRelay
+		c.progress(Progress{File: man.File, Name: man.Name, Peer: m.Member, Sending: true, Bytes: man.Size, Total: man.Size, Path: protocol.PathRelay, Done: true})
 	case protocol.TypeUndeliverable:
 		delete(pending, m.Member)
 		rep.Failed[m.Member] = m.Error

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -11,18 +10,14 @@ import (
 	"cloakroom/internal/protocol"
 )
 
-// signalBody is the plaintext of a sealed signal between two members.
-type signalBody struct {
-	Kind      string                   `json:"kind"`    // offer, answer, candidate, decline, bye
-	Session   string                   `json:"session"` // one peer-connection attempt
-	SDP       string                   `json:"sdp,omitempty"`
-	Candidate *webrtc.ICECandidateInit `json:"candidate,omitempty"`
-	Reason    string                   `json:"reason,omitempty"`
-	// have (receiver → sender of a relay file): the chunks it already holds
-	// as [lo, hi) ranges, or Done once it has verified the whole file.
-	File string      `json:"file,omitempty"`
-	Have [][2]uint32 `json:"have,omitempty"`
-	Done bool        `json:"done,omitempty"`
+// toSignalCandidate and fromSignalCandidate convert between pion's ICE
+// candidate and the signal schema's (same JSON).
+func toSignalCandidate(c webrtc.ICECandidateInit) *protocol.ICECandidate {
+	return &protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+}
+
+func fromSignalCandidate(c *protocol.ICECandidate) webrtc.ICECandidateInit {
+	return webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
 }
 
 // ErrSignalAuth means a signal did not open with the pairwise key, or was a
@@ -50,12 +45,12 @@ func (c *Client) pairFor(member string) (*crypto.Pair, error) {
 }
 
 // sendSignal seals body for member and hands it to the server to forward.
-func (c *Client) sendSignal(member string, body *signalBody) error {
+func (c *Client) sendSignal(member string, body *protocol.Signal) error {
 	p, err := c.pairFor(member)
 	if err != nil {
 		return err
 	}
-	plain, err := json.Marshal(body)
+	plain, err := protocol.EncodeSignal(body)
 	if err != nil {
 		return fmt.Errorf("signal: %w", err)
 	}
@@ -94,16 +89,16 @@ func (c *Client) handleSignal(m *protocol.Message) {
 		c.abortPeer(m.From, err)
 		return
 	}
-	var body signalBody
-	if err := json.Unmarshal(plain, &body); err != nil || body.Session == "" {
-		c.log.Warn("malformed signal refused", "from", m.From)
+	body, err := protocol.DecodeSignal(plain)
+	if err != nil {
+		c.log.Warn("malformed signal refused", "from", m.From, "err", err)
 		return
 	}
-	if body.Kind == "have" {
-		c.routeHave(m.From, &body)
+	if body.Kind == protocol.SignalHave {
+		c.routeHave(m.From, body)
 		return
 	}
-	c.routeSignal(m.From, &body)
+	c.routeSignal(m.From, body)
 }
 
 func short8(id string) string {

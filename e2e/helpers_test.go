@@ -18,6 +18,7 @@ import (
 
 	"cloakroom/client"
 	"cloakroom/internal/crypto"
+	"cloakroom/internal/protocol"
 	"cloakroom/internal/store"
 	"cloakroom/signaling"
 )
@@ -198,10 +199,10 @@ func dialPeer(ctx context.Context, t *testing.T, invite, name string, mod func(*
 	p := &peer{name: name, dir: t.TempDir()}
 	opts := client.Options{
 		Dir:        p.dir,
-		Transport:  client.TransportRelay, // these tests are about the relay; p2p tests set their own
+		Transport:  protocol.TransportRelay, // these tests are about the relay; p2p tests set their own
 		OnChat:     func(c client.Chat) { p.chats.add(c) },
 		OnPresence: func(m client.Member, ev string) { p.presence.add(presenceEvent{m.ID, ev}) },
-		OnState:    func(s string) { p.states.add(s) },
+		OnState:    func(s protocol.ConnState) { p.states.add(string(s)) },
 		OnProgress: func(pr client.Progress) { p.progress.add(pr) },
 	}
 	if mod != nil {

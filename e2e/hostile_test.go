@@ -85,7 +85,7 @@ func dialHostile(ctx context.Context, t *testing.T, link, name string, mod func(
 	t.Helper()
 	logs := &events[logRecord]{}
 	p := dialPeer(ctx, t, link, name, func(o *client.Options) {
-		o.Transport = client.TransportP2P
+		o.Transport = protocol.TransportP2P
 		o.Logger = slog.New(&logRecorder{log: logs})
 		if mod != nil {
 			mod(o)
@@ -260,7 +260,8 @@ func sendDirect(ctx context.Context, t *testing.T, from *hostilePeer, path strin
 				refused = append(refused, p.name+": "+e.Error())
 			}
 		}
-		var paths, failed map[string]string
+		var paths map[string]protocol.Path
+		var failed map[string]string
 		if rep != nil {
 			paths, failed = rep.Paths, rep.Failed
 		}

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"cloakroom/client"
+	"cloakroom/internal/protocol"
 )
 
 // TestLeaveDoesNotRejoin: Leave is for good. The server answers a leave by
@@ -20,8 +20,8 @@ func TestLeaveDoesNotRejoin(t *testing.T) {
 	ts := newServer(t, serverOpts{})
 	for i := range rounds {
 		link := newSecret(t).Link(ts.URL)
-		alice := dialPeer(ctx, t, link, "alice", withTransport(client.TransportP2P))
-		carol := dialPeer(ctx, t, link, "carol", withTransport(client.TransportP2P))
+		alice := dialPeer(ctx, t, link, "alice", withTransport(protocol.TransportP2P))
+		carol := dialPeer(ctx, t, link, "carol", withTransport(protocol.TransportP2P))
 		meshOnline(ctx, t, alice, carol)
 		path, sum := makeFile(t, t.TempDir(), "x.bin", 1000, "")
 		if rep, err := alice.SendFile(ctx, path); err != nil {

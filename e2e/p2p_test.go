@@ -5,9 +5,10 @@ import (
 	"testing"
 
 	"cloakroom/client"
+	"cloakroom/internal/protocol"
 )
 
-func withTransport(tr string) func(*client.Options) {
+func withTransport(tr protocol.Transport) func(*client.Options) {
 	return func(o *client.Options) { o.Transport = tr }
 }
 
@@ -17,8 +18,8 @@ func TestP2PDirectTransfer(t *testing.T) {
 	ctx := testCtx(t)
 	ts := newServer(t, serverOpts{})
 	link := newSecret(t).Link(ts.URL)
-	sender := dialPeer(ctx, t, link, "sender", withTransport(client.TransportP2P))
-	recv := dialPeer(ctx, t, link, "recv", withTransport(client.TransportP2P))
+	sender := dialPeer(ctx, t, link, "sender", withTransport(protocol.TransportP2P))
+	recv := dialPeer(ctx, t, link, "recv", withTransport(protocol.TransportP2P))
 	meshOnline(ctx, t, sender, recv)
 	path, sum := makeFile(t, t.TempDir(), "clip.mp4", 5<<20+321, "")
 	rep, err := sender.SendFile(ctx, path)
@@ -43,9 +44,9 @@ func TestP2PTwoRecipients(t *testing.T) {
 	ctx := testCtx(t)
 	ts := newServer(t, serverOpts{})
 	link := newSecret(t).Link(ts.URL)
-	sender := dialPeer(ctx, t, link, "sender", withTransport(client.TransportP2P))
-	r1 := dialPeer(ctx, t, link, "r1", withTransport(client.TransportP2P))
-	r2 := dialPeer(ctx, t, link, "r2", withTransport(client.TransportP2P))
+	sender := dialPeer(ctx, t, link, "sender", withTransport(protocol.TransportP2P))
+	r1 := dialPeer(ctx, t, link, "r1", withTransport(protocol.TransportP2P))
+	r2 := dialPeer(ctx, t, link, "r2", withTransport(protocol.TransportP2P))
 	meshOnline(ctx, t, sender, r1, r2)
 	path, sum := makeFile(t, t.TempDir(), "clip.mp4", 8<<20+5, "")
 	rep, err := sender.SendFile(ctx, path)
@@ -71,11 +72,11 @@ func TestP2PBrokenMidFileContinuesOnRelay(t *testing.T) {
 	ctx := testCtx(t)
 	ts := newServer(t, serverOpts{})
 	link := newSecret(t).Link(ts.URL)
-	sender := dialPeer(ctx, t, link, "sender", withTransport(client.TransportAuto))
+	sender := dialPeer(ctx, t, link, "sender", withTransport(protocol.TransportAuto))
 	var recv *peer
 	var once sync.Once
 	recv = dialPeer(ctx, t, link, "recv", func(o *client.Options) {
-		o.Transport = client.TransportAuto
+		o.Transport = protocol.TransportAuto
 		record := o.OnProgress
 		o.OnProgress = func(p client.Progress) {
 			record(p)

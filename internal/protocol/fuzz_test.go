@@ -14,7 +14,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(j)
 	f.Add([]byte(`{"t":"ack","ids":[1,2]}`))
 	f.Add([]byte(`{"t":"msg","data":"AAAA","file":"` + idA + `","chunks":2}`))
-	f.Add([]byte(`{"t":"welcome","v":1,"member":"` + idA + `","members":[]}`))
+	f.Add([]byte(`{"t":"welcome","v":2,"member":"` + idA + `","members":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Decode(data)
 		if err != nil {
@@ -77,6 +77,27 @@ func FuzzParseDC(f *testing.F) {
 		}
 		if got := AppendDC(nil, m); string(got) != string(data) {
 			t.Fatalf("re-encoded message differs")
+		}
+	})
+}
+
+// FuzzDecodeSignal: no panic; an accepted signal encodes and decodes again.
+func FuzzDecodeSignal(f *testing.F) {
+	f.Add([]byte(`{"kind":"offer","session":"s1","mode":"direct","sdp":"v=0"}`))
+	f.Add([]byte(`{"kind":"candidate","session":"s1","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0}}`))
+	f.Add([]byte(`{"kind":"have","session":"f","file":"f","have":[[0,3],[5,9]]}`))
+	f.Add([]byte(`{"kind":"decline","session":"s1","reason":"no"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := DecodeSignal(data)
+		if err != nil {
+			return
+		}
+		b, err := EncodeSignal(s)
+		if err != nil {
+			t.Fatalf("accepted signal does not encode: %v", err)
+		}
+		if _, err := DecodeSignal(b); err != nil {
+			t.Fatalf("re-encoded signal rejected: %v", err)
 		}
 	})
 }

@@ -70,7 +70,7 @@ func TestDecodeRejects(t *testing.T) {
 		"trailing data":     `{"t":"leave"}{"t":"leave"}`,
 		"field not allowed": `{"t":"leave","room":"AAAA"}`,
 		"missing field":     `{"t":"file","file":"` + idA + `","chunks":1}`,
-		"wrong version":     join(func(m *Message) { m.V = 2 }),
+		"wrong version":     join(func(m *Message) { m.V = Version + 1 }),
 		"short room":        join(func(m *Message) { m.Room = b64(15) }),
 		"long verifier":     join(func(m *Message) { m.Verifier = b64(33) }),
 		"upper-case id":     join(func(m *Message) { m.Member = strings.ToUpper(idA) }),

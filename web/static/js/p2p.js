@@ -468,7 +468,7 @@ export class P2P {
     try {
       const sd = await p.pc.createOffer();
       await p.pc.setLocalDescription(sd);
-      await p.sendDescription({ kind: 'offer', session: p.session, sdp: sd.sdp, reason: mode });
+      await p.sendDescription({ kind: 'offer', session: p.session, mode, sdp: sd.sdp });
     } catch (e) {
       p.fail(new Error(`offer to ${short(member)}: ${e.message}`));
     }
@@ -480,7 +480,7 @@ export class P2P {
     const decline = (reason) => this.sendSignal(from, { kind: 'decline', session: b.session, reason }).catch(() => {});
     if (this.room.transport === 'relay') return decline('receiver uses transport relay');
     if (typeof b.sdp !== 'string') return;
-    const mode = b.reason === MODE_TURN ? MODE_TURN : MODE_DIRECT;
+    const mode = b.mode === MODE_TURN ? MODE_TURN : MODE_DIRECT;
     let p;
     try {
       p = new Peer(this, from, b.session, false, mode, await this.config(mode));

@@ -1,7 +1,7 @@
-// Wire protocol version 1 (docs/PROTOCOL.md, internal/protocol): limits and
+// Wire protocol version 2 (docs/PROTOCOL.md, internal/protocol): limits and
 // the binary chunk frames. Control messages are plain JSON objects.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const CHUNK_SIZE = 64512;
 export const MAX_SEALED_CHUNK = CHUNK_SIZE + 16;
 export const MAX_CHUNKS = 1 << 24;

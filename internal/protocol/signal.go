@@ -1,0 +1,109 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// SignalKind names what an end-to-end signal carries.
+type SignalKind string
+
+// Signal kinds. A client ignores kinds it does not know.
+const (
+	SignalOffer     SignalKind = "offer"     // SDP offer of a new session, with its Mode
+	SignalAnswer    SignalKind = "answer"    // SDP answer
+	SignalCandidate SignalKind = "candidate" // one trickled ICE candidate
+	SignalDecline   SignalKind = "decline"   // the answerer will not connect (Reason)
+	SignalBye       SignalKind = "bye"       // the session is over
+	SignalHave      SignalKind = "have"      // receiver -> sender: chunks held (resume)
+)
+
+// ICECandidate is a trickled ICE candidate, with the JSON field names of
+// WebRTC's RTCIceCandidateInit (and pion's webrtc.ICECandidateInit).
+type ICECandidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex,omitempty"`
+	UsernameFragment *string `json:"usernameFragment,omitempty"`
+}
+
+// Signal is the plaintext of a sealed signal between two members (sealed
+// with their pairwise key; the server forwards it unread). See
+// docs/PROTOCOL.md, "Peer-to-peer sessions".
+type Signal struct {
+	Kind    SignalKind `json:"kind"`
+	Session string     `json:"session"`        // one peer-connection attempt (for have: the file)
+	Mode    Mode       `json:"mode,omitempty"` // offer: the rung, which the answerer uses too
+	SDP     string     `json:"sdp,omitempty"`
+	// Candidate is a trickled ICE candidate (kind candidate).
+	Candidate *ICECandidate `json:"candidate,omitempty"`
+	// Reason says why (decline; free text for the user, never parsed).
+	Reason string `json:"reason,omitempty"`
+	// have (receiver -> sender of a relay file): the chunks it already holds
+	// as [lo, hi) ranges, or Done once it has verified the whole file.
+	File string      `json:"file,omitempty"`
+	Have [][2]uint32 `json:"have,omitempty"`
+	Done bool        `json:"done,omitempty"`
+}
+
+// MaxSignalSession bounds a signal's session id.
+const MaxSignalSession = 64
+
+// ErrSignal means an opened signal is malformed.
+var ErrSignal = errors.New("malformed signal")
+
+// DecodeSignal parses and validates an opened signal. A kind it does not
+// know is returned as is, for the caller to ignore.
+func DecodeSignal(plain []byte) (*Signal, error) {
+	var s Signal
+	if err := json.Unmarshal(plain, &s); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSignal, err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Validate checks the fields each kind needs.
+func (s *Signal) Validate() error {
+	if s.Session == "" || len(s.Session) > MaxSignalSession {
+		return fmt.Errorf("%w: session of %d bytes", ErrSignal, len(s.Session))
+	}
+	switch s.Kind {
+	case SignalOffer:
+		if !s.Mode.Valid() {
+			return fmt.Errorf("%w: offer with mode %q", ErrSignal, s.Mode)
+		}
+		if s.SDP == "" {
+			return fmt.Errorf("%w: offer without SDP", ErrSignal)
+		}
+	case SignalAnswer:
+		if s.SDP == "" {
+			return fmt.Errorf("%w: answer without SDP", ErrSignal)
+		}
+	case SignalCandidate:
+		if s.Candidate == nil {
+			return fmt.Errorf("%w: candidate signal without a candidate", ErrSignal)
+		}
+	case SignalHave:
+		if s.File == "" {
+			return fmt.Errorf("%w: have without a file", ErrSignal)
+		}
+		for _, r := range s.Have {
+			if r[0] >= r[1] || r[1] > MaxChunks {
+				return fmt.Errorf("%w: have range [%d,%d)", ErrSignal, r[0], r[1])
+			}
+		}
+	}
+	return nil
+}
+
+// EncodeSignal validates s and returns its JSON, to be sealed.
+func EncodeSignal(s *Signal) ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(s)
+}

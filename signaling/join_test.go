@@ -135,7 +135,7 @@ func TestJoinRefusals(t *testing.T) {
 		{"room_full", joinMsg(rc, newIdent()), protocol.CodeRoomFull, websocket.CloseTryAgainLater},
 		{"too_many rooms", joinMsg(newCreds(), newIdent()), protocol.CodeTooMany, websocket.CloseTryAgainLater},
 		{"not_joined", &protocol.Message{Type: protocol.TypeLeave}, protocol.CodeNotJoined, websocket.ClosePolicyViolation},
-		{"version", func() *protocol.Message { m := joinMsg(rc, newIdent()); m.V = 2; return m }(),
+		{"version", func() *protocol.Message { m := joinMsg(rc, newIdent()); m.V = protocol.Version + 1; return m }(),
 			protocol.CodeVersion, websocket.ClosePolicyViolation},
 		{"bad join", func() *protocol.Message { m := joinMsg(rc, newIdent()); m.Pub = "x"; return m }(),
 			protocol.CodeBadRequest, websocket.ClosePolicyViolation},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/stun/v3"
@@ -11,9 +12,6 @@ import (
 )
 
 const (
-	// firstFrameTimeout closes a TCP/TLS connection that sends no complete
-	// frame (TLS handshake included) in time.
-	firstFrameTimeout = 10 * time.Second
 	// streamIdle closes a TCP/TLS connection silent for longer than the
 	// longest allocation lifetime pion grants (1 h): a client keeping an
 	// allocation refreshes it before then.
@@ -81,14 +79,33 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 // gatedConn is one TCP/TLS client connection as pion sees it. Read returns
 // one whole frame at a time (pion's own STUNConn re-frames it); frames the
 // gate refuses are answered here and never returned.
+//
+// Until pion answers an Allocate with success on it (which needs valid
+// credentials), the connection keeps the read deadline it was accepted
+// with (Config.PreAuthTimeout): frames without credentials, such as
+// Binding requests, do not keep it open.
 type gatedConn struct {
 	net.Conn
 	framer   *pionturn.STUNConn
 	gate     *gate
 	msg      stun.Message
 	deadline time.Time
+	allowed  atomic.Bool // an Allocate succeeded on this connection
 	exit     func()
 	close    func() error
+}
+
+// allocateSuccess is the first two bytes of an Allocate success response.
+var allocateSuccess = stun.NewType(stun.MethodAllocate, stun.ClassSuccessResponse).Value()
+
+// Write watches pion's answers for the first Allocate success; pion writes
+// one whole message per call.
+func (c *gatedConn) Write(b []byte) (int, error) {
+	if !c.allowed.Load() && stun.IsMessage(b) &&
+		uint16(b[0])<<8|uint16(b[1]) == allocateSuccess {
+		c.allowed.Store(true)
+	}
+	return c.Conn.Write(b)
 }
 
 func (c *gatedConn) Read(b []byte) (int, error) {
@@ -118,14 +135,13 @@ func (c *gatedConn) Read(b []byte) (int, error) {
 	}
 }
 
-// pushDeadline sets the read deadline: firstFrameTimeout before the first
-// frame, streamIdle after each one.
+// pushDeadline keeps the pre-auth deadline set by track until an Allocate
+// succeeded, then sets streamIdle after each frame.
 func (c *gatedConn) pushDeadline() error {
-	now := time.Now()
-	if c.deadline.IsZero() {
-		c.deadline = now.Add(firstFrameTimeout)
-		return c.Conn.SetReadDeadline(c.deadline)
+	if !c.allowed.Load() {
+		return nil
 	}
+	now := time.Now()
 	if c.deadline.Sub(now) > streamIdle-deadlineSlack {
 		return nil
 	}

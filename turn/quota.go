@@ -1,6 +1,8 @@
 package turn
 
 import (
+	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -11,18 +13,29 @@ import (
 // belongs to an allocation that failed (no relay port) and is dropped.
 const reserveTTL = 5 * time.Second
 
-// quota caps allocations per user and in total. pion's QuotaHandler runs
-// before the allocation exists, and TCP/TLS connections are served in
-// parallel, so the handler reserves a slot and the OnAllocationCreated event
-// turns the reservation into an allocation: two racing requests cannot both
-// take the last slot.
+// quota caps allocations per user id, per client address and in total.
+// pion's QuotaHandler runs before the allocation exists, and TCP/TLS
+// connections are served in parallel, so the handler reserves a slot and
+// the OnAllocationCreated event turns the reservation into an allocation:
+// two racing requests cannot both take the last slot.
+//
+// The user id is the id part of a TURN REST username, which the signaling
+// server chooses per member; the address cap stops one host from holding
+// every allocation with many credentials.
 type quota struct {
-	perUser, total int
+	total int
 
 	mu       sync.Mutex
-	users    map[string]*usage
+	users    buckets
+	addrs    buckets
 	active   int // allocations
-	reserved int // reservations, all users
+	reserved int // reservations, counted once each (by user)
+}
+
+// buckets counts allocations and reservations per key, up to limit each.
+type buckets struct {
+	limit int
+	m     map[string]*usage
 }
 
 type usage struct {
@@ -30,60 +43,78 @@ type usage struct {
 	reserved []time.Time // oldest first
 }
 
-func newQuota(perUser, total int) *quota {
-	return &quota{perUser: perUser, total: total, users: make(map[string]*usage)}
+func newQuota(perUser, perAddr, total int) *quota {
+	return &quota{
+		total: total,
+		users: buckets{limit: perUser, m: make(map[string]*usage)},
+		addrs: buckets{limit: perAddr, m: make(map[string]*usage)},
+	}
 }
 
-// reserve takes a slot for user, or reports that a cap is reached.
-func (q *quota) reserve(user string, now time.Time) bool {
+// addrKey is the key a client address is counted under: the IPv4 address,
+// or the /64 of an IPv6 address (one host usually holds a whole /64).
+func addrKey(a net.Addr) string {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	default:
+		var err error
+		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
+			return a.String()
+		}
+	}
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// reserve takes a slot for user at addr, or reports that a cap is reached.
+func (q *quota) reserve(user, addr string, now time.Time) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	u := q.users[user]
-	if u == nil {
-		u = &usage{}
-		q.users[user] = u
-	}
-	q.expire(u, now)
+	u, a := q.users.get(user), q.addrs.get(addr)
+	q.reserved -= u.expire(now) // q.reserved counts each reservation once, by user
+	a.expire(now)
 	if q.active+q.reserved >= q.total {
 		q.expireAll(now)
 	}
-	if u.active+len(u.reserved) >= q.perUser || q.active+q.reserved >= q.total {
-		q.forget(user, u)
+	if u.full(q.users.limit) || a.full(q.addrs.limit) || q.active+q.reserved >= q.total {
+		q.users.forget(user, u)
+		q.addrs.forget(addr, a)
 		return false
 	}
 	u.reserved = append(u.reserved, now)
+	a.reserved = append(a.reserved, now)
 	q.reserved++
 	return true
 }
 
-// created turns user's oldest reservation into an allocation.
-func (q *quota) created(user string) {
+// created turns the oldest reservation of user and of addr into an
+// allocation.
+func (q *quota) created(user, addr string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	u := q.users[user]
-	if u == nil { // reservation expired meanwhile: count it anyway
-		u = &usage{}
-		q.users[user] = u
-	}
-	if len(u.reserved) > 0 {
-		u.reserved = u.reserved[1:]
+	if q.users.get(user).take() {
 		q.reserved--
 	}
-	u.active++
+	q.addrs.get(addr).take()
 	q.active++
 }
 
 // deleted frees one of user's allocations.
-func (q *quota) deleted(user string) {
+func (q *quota) deleted(user, addr string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	u := q.users[user]
-	if u == nil || u.active == 0 {
-		return
+	if q.users.release(user) {
+		q.active--
 	}
-	u.active--
-	q.active--
-	q.forget(user, u)
+	q.addrs.release(addr)
 }
 
 // allocations returns the number of live allocations.
@@ -93,24 +124,62 @@ func (q *quota) allocations() int {
 	return q.active
 }
 
-func (q *quota) expire(u *usage, now time.Time) {
+func (q *quota) expireAll(now time.Time) {
+	for key, u := range q.users.m {
+		q.reserved -= u.expire(now)
+		q.users.forget(key, u)
+	}
+	for key, a := range q.addrs.m {
+		a.expire(now)
+		q.addrs.forget(key, a)
+	}
+}
+
+func (b *buckets) get(key string) *usage {
+	u := b.m[key]
+	if u == nil { // new, or its reservation expired meanwhile
+		u = &usage{}
+		b.m[key] = u
+	}
+	return u
+}
+
+// release frees one allocation of key; false if it had none.
+func (b *buckets) release(key string) bool {
+	u := b.m[key]
+	if u == nil || u.active == 0 {
+		return false
+	}
+	u.active--
+	b.forget(key, u)
+	return true
+}
+
+func (b *buckets) forget(key string, u *usage) {
+	if u.active == 0 && len(u.reserved) == 0 {
+		delete(b.m, key)
+	}
+}
+
+func (u *usage) full(limit int) bool { return u.active+len(u.reserved) >= limit }
+
+// take turns the oldest reservation into an allocation; it reports whether
+// there was one (an expired reservation is counted anyway).
+func (u *usage) take() bool {
+	u.active++
+	if len(u.reserved) == 0 {
+		return false
+	}
+	u.reserved = u.reserved[1:]
+	return true
+}
+
+// expire drops reservations older than reserveTTL and returns how many.
+func (u *usage) expire(now time.Time) int {
 	n := 0
 	for n < len(u.reserved) && now.Sub(u.reserved[n]) > reserveTTL {
 		n++
 	}
 	u.reserved = u.reserved[n:]
-	q.reserved -= n
-}
-
-func (q *quota) expireAll(now time.Time) {
-	for user, u := range q.users {
-		q.expire(u, now)
-		q.forget(user, u)
-	}
-}
-
-func (q *quota) forget(user string, u *usage) {
-	if u.active == 0 && len(u.reserved) == 0 {
-		delete(q.users, user)
-	}
+	return n
 }

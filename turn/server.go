@@ -28,6 +28,18 @@ const (
 	// lets one member hold about ten TURN sessions at once.
 	DefaultMaxAllocationsPerUser = 30
 	DefaultMaxAllocations        = 1000
+	// One address (an IPv4 address or an IPv6 /64) may hold this many
+	// allocations: about three members behind one NAT each at the
+	// per-user cap.
+	DefaultMaxAllocationsPerAddr = 100
+	// TCP and TLS connections are counted apart from allocations: in total,
+	// and per client address, so one host cannot hold every slot.
+	DefaultMaxConns        = 1000
+	DefaultMaxConnsPerAddr = 100
+	// DefaultPreAuthTimeout closes a TCP/TLS connection that has no
+	// allocation (an authenticated Allocate answered with success) this long
+	// after it was accepted, whatever else it sends.
+	DefaultPreAuthTimeout = 10 * time.Second
 )
 
 // closeWait bounds how long Close waits for pion's goroutines.
@@ -60,11 +72,18 @@ type Config struct {
 	AllowPrivate  bool
 	AllowLoopback bool
 	// MaxAllocationsPerUser caps the allocations of one user id (the id part
-	// of "expiry:id"); MaxAllocations caps them in total (and the number of
-	// TCP/TLS connections).
+	// of "expiry:id"), MaxAllocationsPerAddr those of one client address,
+	// MaxAllocations those of everyone.
 	MaxAllocationsPerUser int
+	MaxAllocationsPerAddr int
 	MaxAllocations        int
-	Logger                *slog.Logger
+	// MaxConns caps TCP/TLS connections in total, MaxConnsPerAddr per client
+	// address; PreAuthTimeout is how long a connection may stay without an
+	// allocation (DefaultPreAuthTimeout).
+	MaxConns        int
+	MaxConnsPerAddr int
+	PreAuthTimeout  time.Duration
+	Logger          *slog.Logger
 	// Now is the clock for credential expiry (time.Now by default).
 	Now func() time.Time
 }
@@ -92,9 +111,10 @@ type Server struct {
 	live    tracker
 	onEvent func(string) // test hook, see newServer
 
-	mu     sync.Mutex
-	conns  map[*gatedConn]struct{}
-	closed bool
+	mu      sync.Mutex
+	conns   map[*gatedConn]struct{}
+	perAddr map[string]int // TCP/TLS connections per addrKey
+	closed  bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -123,7 +143,7 @@ func newServer(cfg Config, onEvent func(string)) (*Server, error) {
 		listeners = append(listeners, tl)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, udpAddr: udp.LocalAddr().(*net.UDPAddr),
-		onEvent: onEvent, conns: make(map[*gatedConn]struct{})}
+		onEvent: onEvent, conns: make(map[*gatedConn]struct{}), perAddr: make(map[string]int)}
 	if err := s.start(udp, listeners); err != nil {
 		_ = udp.Close()
 		for _, l := range listeners {
@@ -143,7 +163,8 @@ func (cfg *Config) fill() error {
 		return ErrPublicIP
 	case cfg.TLSAddr != "" && !hasCert(cfg.TLSConfig):
 		return ErrTLSConfig
-	case cfg.MaxAllocationsPerUser < 0 || cfg.MaxAllocations < 0:
+	case cfg.MaxAllocationsPerUser < 0 || cfg.MaxAllocations < 0 || cfg.MaxAllocationsPerAddr < 0,
+		cfg.MaxConns < 0 || cfg.MaxConnsPerAddr < 0 || cfg.PreAuthTimeout < 0:
 		return ErrAllocationCap
 	}
 	cfg.Secret = append([]byte(nil), cfg.Secret...)
@@ -153,6 +174,10 @@ func (cfg *Config) fill() error {
 	setDefault(&cfg.RelayPortMax, DefaultRelayPortMax)
 	setDefault(&cfg.MaxAllocationsPerUser, DefaultMaxAllocationsPerUser)
 	setDefault(&cfg.MaxAllocations, DefaultMaxAllocations)
+	setDefault(&cfg.MaxAllocationsPerAddr, DefaultMaxAllocationsPerAddr)
+	setDefault(&cfg.MaxConns, DefaultMaxConns)
+	setDefault(&cfg.MaxConnsPerAddr, DefaultMaxConnsPerAddr)
+	setDefault(&cfg.PreAuthTimeout, DefaultPreAuthTimeout)
 	if cfg.RelayPortMin < 1 || cfg.RelayPortMin > cfg.RelayPortMax || cfg.RelayPortMax > 65535 {
 		return fmt.Errorf("%w: %d-%d", ErrPortRange, cfg.RelayPortMin, cfg.RelayPortMax)
 	}
@@ -185,7 +210,7 @@ func (s *Server) start(udp *net.UDPConn, listeners []net.Listener) error {
 	}
 	pol := newPolicy(cfg, s.public, interfaceAddrs())
 	s.gate = &gate{realm: cfg.Realm, secret: cfg.Secret, now: cfg.Now, policy: pol, stats: &s.stats, log: s.log}
-	s.quota = newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocations)
+	s.quota = newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocationsPerAddr, cfg.MaxAllocations)
 	gen := &relayGen{bindIP: relayBindIP(s.public), announce: s.public,
 		min: cfg.RelayPortMin, max: cfg.RelayPortMax, bytes: &s.stats.bytes}
 	if len(listeners) > 1 {
@@ -235,7 +260,7 @@ func (s *Server) authHandler(username, realm string, _ net.Addr) ([]byte, bool) 
 }
 
 func (s *Server) quotaHandler(username, _ string, src net.Addr) bool {
-	if s.quota.reserve(userID(username), time.Now()) {
+	if s.quota.reserve(userID(username), addrKey(src), time.Now()) {
 		return true
 	}
 	s.stats.quotaRefused.Add(1)
@@ -244,7 +269,7 @@ func (s *Server) quotaHandler(username, _ string, src net.Addr) bool {
 }
 
 func (s *Server) created(src, _ net.Addr, _, username, _ string, relay net.Addr, _ int) {
-	s.quota.created(userID(username))
+	s.quota.created(userID(username), addrKey(src))
 	s.live.add()
 	s.log.Debug("turn: allocation", "client", src, "user", userID(username), "relay", relay)
 	if s.onEvent != nil {
@@ -253,7 +278,7 @@ func (s *Server) created(src, _ net.Addr, _, username, _ string, relay net.Addr,
 }
 
 func (s *Server) deleted(src, _ net.Addr, _, username, _ string) {
-	s.quota.deleted(userID(username))
+	s.quota.deleted(userID(username), addrKey(src))
 	s.live.done()
 	s.log.Debug("turn: allocation closed", "client", src, "user", userID(username))
 	if s.onEvent != nil {
@@ -262,24 +287,34 @@ func (s *Server) deleted(src, _ net.Addr, _, username, _ string) {
 }
 
 // track wraps an accepted TCP/TLS connection, or returns nil when the
-// server is closed or at its connection cap.
+// server is closed or at its connection cap, in total or for the client's
+// address.
 func (s *Server) track(c net.Conn) *gatedConn {
+	key := addrKey(c.RemoteAddr())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || len(s.conns) >= s.cfg.MaxAllocations {
+	if s.closed || len(s.conns) >= s.cfg.MaxConns || s.perAddr[key] >= s.cfg.MaxConnsPerAddr {
 		return nil
 	}
-	g := &gatedConn{Conn: c, framer: pionturn.NewSTUNConn(c), gate: s.gate}
+	g := &gatedConn{Conn: c, framer: pionturn.NewSTUNConn(c), gate: s.gate,
+		deadline: time.Now().Add(s.cfg.PreAuthTimeout)}
+	if err := c.SetReadDeadline(g.deadline); err != nil {
+		return nil
+	}
 	s.live.add()
 	g.exit = s.live.once()
 	g.close = sync.OnceValue(func() error {
 		s.mu.Lock()
 		delete(s.conns, g)
+		if s.perAddr[key]--; s.perAddr[key] <= 0 {
+			delete(s.perAddr, key)
+		}
 		s.mu.Unlock()
 		_ = c.Close() // e.g. a TLS close_notify to a client already gone: nothing to do
 		return nil
 	})
 	s.conns[g] = struct{}{}
+	s.perAddr[key]++
 	return g
 }
 

@@ -89,3 +89,29 @@ func TestOrderBounded(t *testing.T) {
 		}
 	}
 }
+
+// FuzzOrder feeds Order stamps from a hostile server: any JSON stamp, in
+// any order. Judge must not panic, must accept only valid stamps, and must
+// judge a second delivery of the same stamp as a duplicate or replay.
+func FuzzOrder(f *testing.F) {
+	f.Add([]byte(`{"sess":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","seq":3,"ts":5}`), uint8(0))
+	f.Add([]byte(`{"sess":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","seq":9007199254740992,"ts":1}`), uint8(7))
+	f.Fuzz(func(t *testing.T, data []byte, sender uint8) {
+		o := NewOrder(time.UnixMilli(1 << 40))
+		dec := json.NewDecoder(strings.NewReader(string(data)))
+		for i := 0; i < 64; i++ {
+			var st Stamp
+			if dec.Decode(&st) != nil {
+				return
+			}
+			if st.Validate() != nil {
+				continue
+			}
+			who := string(rune('a' + sender%4))
+			o.Judge(who, st)
+			if v := o.Judge(who, st).Verdict; v != Duplicate && v != Replayed {
+				t.Fatalf("second delivery of %+v judged %s", st, v)
+			}
+		}
+	})
+}

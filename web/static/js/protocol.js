@@ -1,5 +1,7 @@
-// Wire protocol version 2 (docs/PROTOCOL.md, internal/protocol): limits and
-// the binary chunk frames. Control messages are plain JSON objects.
+// Wire protocol version 2 (docs/PROTOCOL.md, internal/protocol): limits, the
+// binary chunk frames, the data-channel messages, and the transport
+// vocabulary (transports, modes, paths, connection states, signal kinds).
+// Control messages are plain JSON objects.
 
 export const PROTOCOL_VERSION = 2;
 export const CHUNK_SIZE = 64512;
@@ -210,21 +212,5 @@ export function ladder(transport) {
   return [Mode.DIRECT, Mode.TURN];
 }
 
-/** Whether the transport may fall back to (or is) the relay (as Go's UsesRelay). */
-export const usesRelay = (transport) => transport === Transport.AUTO || transport === Transport.RELAY || !transport;
-
 /** The path a session in mode takes until the selected candidate pair says more. */
 export const modePath = (mode) => (mode === Mode.TURN ? Path.TURN : Path.DIRECT);
-
-/** Whether mode is a known mode. */
-export const validMode = (mode) => mode === Mode.DIRECT || mode === Mode.TURN;
-
-/** The path of a session relayed by TURN over proto ('udp', 'tcp', 'tls';
- * empty when not known: UDP), as Go's TURNPath. */
-export function turnPath(proto) {
-  switch (String(proto || '').toLowerCase()) {
-    case 'tcp': return Path.TURN_TCP;
-    case 'tls': return Path.TURN_TLS;
-  }
-  return Path.TURN_UDP;
-}

@@ -22,6 +22,7 @@ import { openStore } from './store.js';
 import { P2P, ICE_REFRESH_BEFORE_S } from './p2p.js';
 import { Receiver } from './receiver.js';
 import { Sender } from './sender.js';
+import { ChatOutbox } from './chat-outbox.js';
 import { ERROR_TEXT, FATAL_CODES, LOST, REFUSED_CODES } from './server-errors.js';
 
 export { Transfer, safeName } from './transfer.js';
@@ -30,9 +31,6 @@ export { haveRanges } from './receiver.js';
 /** The states of a room: the server connection's (ConnState), and before
  * and after it. */
 export const State = Object.freeze({ CONNECTING: 'connecting', ...ConnState, CLOSED: 'closed' });
-
-const REJOIN_MS = 10000; // after a reconnect, queued chat waits at most this long for the members online before the break
-const CONFIRM_MS = 5000; // a chat not confirmed by the server this long is confirmed again
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -72,11 +70,7 @@ export class Room extends EventTarget {
     this._acks = [];
     this._pubs = new Map();      // member id -> public key (hex) ever seen: a member's key never changes
     this._connGen = 0;           // connections welcomed so far
-    this._awaitBack = [];        // members online when the connection last broke
-    this._backBy = 0;            // until when queued chat waits for them (performance.now())
     this._goingAway = false;     // the server said it is shutting down
-    this._outbox = [];           // chat not yet confirmed by the server: {id, data, ws}
-    this._flushing = false;
     this._turnWaiters = [];      // {ws, n, resolve}: answers awaited (ws.turnSent, ws.turnGot count them)
     this.receiver = new Receiver({
       keys, members: this.members,
@@ -87,6 +81,7 @@ export class Room extends EventTarget {
       ack: (item) => this._ack(item),
     });
     this.sender = new Sender(this);
+    this.chat = new ChatOutbox(this);
   }
 
   emit(type, detail = {}) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -143,10 +138,10 @@ export class Room extends EventTarget {
               if (this._ws !== ws) return resolve(); // already gone again: its close handles it
               this._connGen++;
               this._goingAway = false;
-              if (!first) this._backBy = performance.now() + REJOIN_MS;
+              if (!first) this.chat.rejoined();
               this._setState(first ? State.CONNECTED : State.RESTORED);
               resolve();
-              this._flushChat();
+              this.chat.flush();
             };
             this._enqueue(ev.data);
             return;
@@ -176,14 +171,32 @@ export class Room extends EventTarget {
           err.fatal = first || refused;
           return refuse(err);
         }
-        // Who to wait for before sending queued chat (also those still awaited from an earlier break).
-        const back = new Set(performance.now() < this._backBy ? this._awaitBack : []);
-        for (const id of this.onlineMembers) back.add(id);
-        this._awaitBack = [...back];
+        this.chat.broke();
         if (this._closed) return;
         if (refused) return this._fatal(why);
         this._reconnect();
       };
+    });
+  }
+
+  /** The WebSocket when joined and open, else null. */
+  live() {
+    const ws = this._ws;
+    return ws && ws.readyState === WebSocket.OPEN && (this.state === State.CONNECTED || this.state === State.RESTORED) ? ws : null;
+  }
+
+  /** Resolves on the next state or members event, or after ms. */
+  nextEvent(ms) {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.removeEventListener('state', done);
+        this.removeEventListener('members', done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.addEventListener('state', done);
+      this.addEventListener('members', done);
     });
   }
 
@@ -379,7 +392,7 @@ export class Room extends EventTarget {
    * little for the answer. */
   async freshICE() {
     if (!this.ice.length || !this.iceExpires || this.iceExpires - Date.now() / 1000 > ICE_REFRESH_BEFORE_S) return;
-    try { this._requestTURN(); } catch { return; }
+    try { this.requestTURN(); } catch { return; }
     await Promise.race([new Promise((r) => this._iceWaiters.push(r)), sleep(5000)]);
   }
 
@@ -387,7 +400,7 @@ export class Room extends EventTarget {
    * with the messages before it on the connection: the promise resolves to
    * true once the answer came — everything written before it was handled
    * (a chat stored in the relay) — or to false if the connection ended first. */
-  _requestTURN() {
+  requestTURN() {
     const ws = this._ws;
     this.send({ t: 'turn' });
     const n = ws.turnSent = (ws.turnSent || 0) + 1;
@@ -457,94 +470,13 @@ export class Room extends EventTarget {
     const { id, sealed } = await this.keys.sealEnvelope({ sender: this.id }, C.chatPlaintext(text));
     const idHex = C.toHex(id);
     this._seen.add(idHex);
-    this._outbox.push({ id: idHex, data: C.b64u(sealed), ws: null });
+    this.chat.push(idHex, C.b64u(sealed));
     this.emit('chat', { id: idHex, from: this.id, text, mine: true, time: Date.now(), pending: true });
-    this._flushChat();
+    this.chat.flush();
   }
 
   /** Chat still waiting for the server's confirmation. */
-  get pendingChats() { return this._outbox.length; }
-
-  /** The WebSocket when joined and open, else null. */
-  live() {
-    const ws = this._ws;
-    return ws && ws.readyState === WebSocket.OPEN && (this.state === State.CONNECTED || this.state === State.RESTORED) ? ws : null;
-  }
-
-  /** Resolves on the next state or members event, or after ms. */
-  nextEvent(ms) {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        this.removeEventListener('state', done);
-        this.removeEventListener('members', done);
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      this.addEventListener('state', done);
-      this.addEventListener('members', done);
-    });
-  }
-
-  /** After a reconnect, waits (at most REJOIN_MS) for the members online
-   * before the break to be online again: a restarted server owes a message
-   * only to the members it knows. */
-  async _waitRejoined() {
-    while (!this._closed && performance.now() < this._backBy &&
-      this._awaitBack.some((id) => !this.members.get(id)?.online)) {
-      await this.nextEvent(Math.max(10, Math.min(250, this._backBy - performance.now())));
-    }
-  }
-
-  /** Writes the queued chat, in order, on the live connection, then asks the
-   * server to confirm it (a turn request: its answer comes after the
-   * messages before it were stored). One runs at a time. */
-  async _flushChat() {
-    if (this._flushing) return;
-    this._flushing = true;
-    try {
-      while (!this._closed) {
-        if (!this._outbox.some((e) => !e.ws || e.ws !== this._ws)) return;
-        if (!this.live()) { await this.nextEvent(1000); continue; }
-        await this._waitRejoined();
-        const ws = this.live();
-        if (!ws) continue;
-        const batch = this._outbox.filter((e) => e.ws !== ws);
-        try {
-          for (const e of batch) {
-            ws.send(JSON.stringify({ t: 'msg', data: e.data }));
-            e.ws = ws;
-          }
-        } catch { // closing: the next connection takes them
-          await this.nextEvent(250);
-          continue;
-        }
-        this._confirmChat(ws, batch);
-      }
-    } finally {
-      this._flushing = false;
-    }
-  }
-
-  async _confirmChat(ws, batch) {
-    for (;;) {
-      let ok;
-      try {
-        ok = await Promise.race([this._requestTURN(), sleep(CONFIRM_MS).then(() => null)]);
-      } catch {
-        ok = false;
-      }
-      if (ok === null && this._ws === ws) continue; // no answer (a dropped request?): ask again
-      if (!ok) return; // the connection ended first: _flushChat writes them again on the next one
-      for (const e of batch) {
-        const i = this._outbox.indexOf(e);
-        if (i < 0 || e.ws !== ws) continue;
-        this._outbox.splice(i, 1);
-        this.emit('chatsent', { id: e.id });
-      }
-      return;
-    }
-  }
+  get pendingChats() { return this.chat.pending; }
 }
 
 export function defaultWSURL() {

@@ -43,13 +43,7 @@ export class Receiver {
     }
   }
 
-  // ---- the relay as a source ----------------------------------------------
-
-  /** A manifest from the relay. */
-  async relayManifest(from, file, chunks, sealed) {
-    const man = await this.d.keys.openManifest({ sender: from, file, chunks }, sealed);
-    await this._startRecv(man, from, Path.RELAY, null);
-  }
+  // ---- receptions ----------------------------------------------------------
 
   /** Prepares the reception of a file announced by from, through the relay
    * (peer null) or a peer-to-peer session. A file already being received
@@ -148,6 +142,14 @@ export class Receiver {
       return opening;
     }
     return null;
+  }
+
+  // ---- the relay as a source ----------------------------------------------
+
+  /** A manifest from the relay. */
+  async relayManifest(from, file, chunks, sealed) {
+    const man = await this.d.keys.openManifest({ sender: from, file, chunks }, sealed);
+    await this._startRecv(man, from, Path.RELAY, null);
   }
 
   /** Parses a relay chunk frame as it arrives and starts opening it (the

@@ -3,13 +3,14 @@
 // is removed from the address bar at once.
 import * as C from './crypto.js';
 import { Room } from './room.js';
+import { ConnState, Path, Transport } from './protocol.js';
 import { qrSVG, roomFromScan, startScanner, cameraError } from './qr.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 // ?transport=auto|p2p|turn|relay: auto (default) tries a direct data channel,
 // then one relayed by TURN, then the server's relay; the others force one path.
-const transport = params.get('transport') || 'auto';
+const transport = params.get('transport') || Transport.AUTO;
 
 let room = null;
 const transferViews = new Map(); // file id -> {li, …}
@@ -260,9 +261,9 @@ function onState(e) {
   }[state] || state;
   setStatus(state, text);
   // The composer stays usable while reconnecting: messages wait and go out once the connection is back.
-  const live = state === 'connected' || state === 'restored';
+  const live = state === ConnState.CONNECTED || state === ConnState.RESTORED;
   $('composer').classList.toggle('offline', !live);
-  $('chat-input').placeholder = state === 'reconnecting' ? 'Message (sent when the connection is back)' : 'Message';
+  $('chat-input').placeholder = state === ConnState.RECONNECTING ? 'Message (sent when the connection is back)' : 'Message';
   // Transfers say whether they wait for the server; who is online is unknown meanwhile.
   for (const v of transferViews.values()) renderTransfer(v.t, true);
   if (room) renderMembers();
@@ -272,7 +273,7 @@ function renderMembers() {
   const list = $('member-list');
   const items = [el('li', { class: 'member me', dataset: { member: room.id, online: 'true' } }, avatar(room.id), el('span', { class: 'name', text: 'You' }), el('span', { class: 'dot online', title: 'online' }))];
   // While the connection is down nobody's presence is known: shown offline.
-  const live = room.state === 'connected' || room.state === 'restored';
+  const live = room.state === ConnState.CONNECTED || room.state === ConnState.RESTORED;
   const on = (m) => live && m.online;
   const others = [...room.members.values()].sort((a, b) => (on(b) - on(a)) || a.id.localeCompare(b.id));
   for (const m of others) {
@@ -343,7 +344,7 @@ function statusText(t) {
   const pct = `${Math.floor(t.fraction * 100)}%`;
   const speed = t.speed > 0 && t.size >= 1e6 ? ` · ${formatBytes(Math.round(t.speed))}/s` : '';
   if (t.note && ['sending', 'delivering'].includes(t.state)) return `${pct} · ${t.note}`;
-  if (room?.state === 'reconnecting' && t.path === 'relay' && ['sending', 'delivering', 'receiving'].includes(t.state)) {
+  if (room?.state === ConnState.RECONNECTING && t.path === Path.RELAY && ['sending', 'delivering', 'receiving'].includes(t.state)) {
     return `${pct} · waiting for the connection to the server`;
   }
   switch (t.state) {

@@ -16,9 +16,7 @@
 // that member.
 import * as C from './crypto.js';
 import * as P from './protocol.js';
-
-export const MODE_DIRECT = 'direct'; // host + server-reflexive candidates (the TURN server as STUN)
-export const MODE_TURN = 'turn';     // relay candidates only, through the room's TURN server
+import { Mode, Path, Signal, Transport } from './protocol.js';
 
 const DC_LABEL = 'cloakroom';
 const DC_ID = 0; // the negotiated channel's SCTP stream id (the Go client's dcID)
@@ -33,16 +31,6 @@ export const STALL_MS = 30000;
  * quiet this long (a killed process sends no close; ICE would take ~30 s). */
 export const QUIET_MS = 5000;
 const ICE_REFRESH_BEFORE_S = 30 * 60;
-
-/** Which rungs a transport tries (as Go's ladder()). */
-export function ladder(transport) {
-  switch (transport) {
-    case 'p2p': return [MODE_DIRECT];
-    case 'turn': return [MODE_TURN];
-    case 'auto': return [MODE_DIRECT, MODE_TURN];
-  }
-  return [];
-}
 
 /** STUN URLs from the TURN servers' UDP URLs (a TURN server answers STUN binding requests). */
 export function stunURLs(ice) {
@@ -75,7 +63,7 @@ export class Peer {
     this.session = session;
     this.offerer = offerer;
     this.mode = mode;
-    this.path = mode === MODE_TURN ? 'TURN' : 'direct'; // until the selected pair is known
+    this.path = P.modePath(mode); // until the selected pair is known
     this.relayProtocol = '';
     this.err = null;
     this.handler = null;       // after confirmation: every message (Uint8Array)
@@ -193,8 +181,8 @@ export class Peer {
     if (!this.err) this._ready();
   }
 
-  /** Reads the path from the selected candidate pair: 'TURN' when either
-   * end is a relay candidate, else 'direct'. */
+  /** Reads the path from the selected candidate pair: Path.TURN when either
+   * end is a relay candidate, else Path.DIRECT. */
   async _readPath() {
     try {
       const stats = await this.pc.getStats();
@@ -207,7 +195,7 @@ export class Peer {
       const remote = stats.get(pair.remoteCandidateId);
       if (!local || !remote) return;
       const relayed = local.candidateType === 'relay' || remote.candidateType === 'relay';
-      this.path = relayed ? 'TURN' : 'direct';
+      this.path = relayed ? Path.TURN : Path.DIRECT;
       this.relayProtocol = local.candidateType === 'relay' ? (local.relayProtocol || '') : '';
     } catch { /* keep the mode's name */ }
   }
@@ -227,7 +215,7 @@ export class Peer {
   }
 
   _sendCandidate(init) {
-    this.p2p.sendSignal(this.member, { kind: 'candidate', session: this.session, candidate: init }).catch((e) => this.fail(e));
+    this.p2p.sendSignal(this.member, { kind: Signal.CANDIDATE, session: this.session, candidate: init }).catch((e) => this.fail(e));
   }
 
   /** Signals our description, then the candidates gathered while it was
@@ -349,14 +337,14 @@ export class Peer {
   bye() {
     if (!this._byeSent) {
       this._byeSent = true;
-      this.p2p.sendSignal(this.member, { kind: 'bye', session: this.session }).catch(() => {});
+      this.p2p.sendSignal(this.member, { kind: Signal.BYE, session: this.session }).catch(() => {});
     }
     this.close();
   }
 }
 
 /** The peer-to-peer side of a Room. room provides: id, keys, ident,
- * members (Map id -> {pub}), transport, ice, iceExpires, _send(obj),
+ * members (Map id -> {pub}), transport, ice, iceExpires, send(obj),
  * freshICE(), and onOffer(peer) for answering sessions. */
 export class P2P {
   constructor(room) {
@@ -388,7 +376,7 @@ export class P2P {
       const pair = await this.pairFor(member);
       const sealed = await pair.sealSignal(C.utf8(JSON.stringify(body)));
       if (sealed.length > P.MAX_SIGNAL_BYTES) throw new Error(`signal of ${sealed.length} bytes over the limit`);
-      this.room._send({ t: 'signal', to: member, data: C.b64u(sealed) });
+      this.room.send({ t: 'signal', to: member, data: C.b64u(sealed) });
     });
     this._txQ.set(member, run.catch(() => {}));
     return run;
@@ -423,22 +411,22 @@ export class P2P {
     const p = this.peers.get(b.session);
     if (p && p.member !== from) return; // another member's session
     switch (b.kind) {
-      case 'offer':
+      case Signal.OFFER:
         if (!p) await this._answer(from, b);
         return;
-      case 'answer':
+      case Signal.ANSWER:
         if (p && p.offerer && typeof b.sdp === 'string') await p.setRemote({ type: 'answer', sdp: b.sdp });
         return;
-      case 'candidate':
+      case Signal.CANDIDATE:
         if (p) p.addCandidate(b.candidate);
         return;
-      case 'decline':
+      case Signal.DECLINE:
         if (p) p.fail(new Error(`${short(from)} declined a peer-to-peer connection: ${String(b.reason || '').slice(0, 200)}`));
         return;
-      case 'bye':
+      case Signal.BYE:
         if (p) p.close();
         return;
-      case 'have': // a receiver's chunks held, for a relay send (docs/PROTOCOL.md "Resume")
+      case Signal.HAVE: // a receiver's chunks held, for a relay send (docs/PROTOCOL.md "Resume")
         this.room.onHave?.(from, b);
         return;
       // Other kinds (a newer client's) are ignored.
@@ -450,7 +438,7 @@ export class P2P {
   async config(mode) {
     await this.room.freshICE?.();
     const ice = this.room.ice || [];
-    if (mode === MODE_TURN) {
+    if (mode === Mode.TURN) {
       if (!ice.length) throw new Error('the server offers no TURN relay');
       return {
         iceServers: ice.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })),
@@ -468,7 +456,7 @@ export class P2P {
     try {
       const sd = await p.pc.createOffer();
       await p.pc.setLocalDescription(sd);
-      await p.sendDescription({ kind: 'offer', session: p.session, mode, sdp: sd.sdp });
+      await p.sendDescription({ kind: Signal.OFFER, session: p.session, mode, sdp: sd.sdp });
     } catch (e) {
       p.fail(new Error(`offer to ${short(member)}: ${e.message}`));
     }
@@ -477,10 +465,10 @@ export class P2P {
 
   /** Accepts an offer (unless this page is forced onto the relay). */
   async _answer(from, b) {
-    const decline = (reason) => this.sendSignal(from, { kind: 'decline', session: b.session, reason }).catch(() => {});
-    if (this.room.transport === 'relay') return decline('receiver uses transport relay');
+    const decline = (reason) => this.sendSignal(from, { kind: Signal.DECLINE, session: b.session, reason }).catch(() => {});
+    if (this.room.transport === Transport.RELAY) return decline('receiver uses transport relay');
     if (typeof b.sdp !== 'string') return;
-    const mode = b.mode === MODE_TURN ? MODE_TURN : MODE_DIRECT;
+    const mode = b.mode === Mode.TURN ? Mode.TURN : Mode.DIRECT;
     let p;
     try {
       p = new Peer(this, from, b.session, false, mode, await this.config(mode));
@@ -494,7 +482,7 @@ export class P2P {
     try {
       const sd = await p.pc.createAnswer();
       await p.pc.setLocalDescription(sd);
-      await p.sendDescription({ kind: 'answer', session: b.session, sdp: sd.sdp });
+      await p.sendDescription({ kind: Signal.ANSWER, session: b.session, sdp: sd.sdp });
     } catch (e) {
       p.fail(new Error(`answer to ${short(from)}: ${e.message}`));
     }

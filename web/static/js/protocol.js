@@ -1,5 +1,7 @@
-// Wire protocol version 2 (docs/PROTOCOL.md, internal/protocol): limits and
-// the binary chunk frames. Control messages are plain JSON objects.
+// Wire protocol version 2 (docs/PROTOCOL.md, internal/protocol): limits, the
+// binary chunk frames, the data-channel messages, and the transport
+// vocabulary (transports, modes, paths, connection states, signal kinds).
+// Control messages are plain JSON objects.
 
 export const PROTOCOL_VERSION = 2;
 export const CHUNK_SIZE = 64512;
@@ -149,3 +151,66 @@ export function parseDC(b) {
   }
   throw new FrameError(`data-channel message kind 0x${kind.toString(16)}`);
 }
+
+// ---- transport vocabulary (internal/protocol/transport.go, signal.go) -----
+// The same strings as the Go client's: they travel on the wire (a signal's
+// kind and an offer's mode) or are shown to users (paths, states).
+
+/** The path a user asks for (`?transport=`): the fallback ladder, or one forced rung. */
+export const Transport = Object.freeze({
+  AUTO: 'auto',   // direct, then TURN, then the relay, per recipient
+  P2P: 'p2p',     // direct data channel only
+  TURN: 'turn',   // data channel relayed by TURN only
+  RELAY: 'relay', // the server's store-and-forward relay only
+});
+
+/** Every transport, in the order users see them. */
+export const TRANSPORTS = Object.freeze([Transport.AUTO, Transport.P2P, Transport.TURN, Transport.RELAY]);
+
+/** A rung of a peer-to-peer session: which ICE candidates it uses. An offer
+ * names its mode, and the answerer uses the same. */
+export const Mode = Object.freeze({
+  DIRECT: 'direct', // host and server-reflexive candidates (the TURN server as STUN)
+  TURN: 'turn',     // relay candidates only, through the room's TURN server
+});
+
+/** The path a transfer took to one recipient, as shown to users. */
+export const Path = Object.freeze({
+  DIRECT: 'direct',
+  TURN: 'TURN', // relayed by TURN, on the far side (its protocol not known here)
+  TURN_UDP: 'TURN-UDP',
+  TURN_TCP: 'TURN-TCP',
+  TURN_TLS: 'TURN-TLS',
+  RELAY: 'relay',
+});
+
+/** A client's connection to the server, as shown to users. */
+export const ConnState = Object.freeze({
+  CONNECTED: 'connected',       // joined
+  RECONNECTING: 'reconnecting', // the connection dropped; trying again with backoff
+  RESTORED: 'restored',         // joined again after a drop (or a server restart)
+});
+
+/** What an end-to-end signal carries. A client ignores kinds it does not know. */
+export const Signal = Object.freeze({
+  OFFER: 'offer',         // SDP offer of a new session, with its mode
+  ANSWER: 'answer',       // SDP answer
+  CANDIDATE: 'candidate', // one trickled ICE candidate
+  DECLINE: 'decline',     // the answerer will not connect (reason)
+  BYE: 'bye',             // the session is over
+  HAVE: 'have',           // receiver -> sender: chunks held (resume)
+});
+
+/** The peer-to-peer rungs a transport tries, best first, before (for auto)
+ * the relay (as Go's Transport.Ladder). The relay transport has none. */
+export function ladder(transport) {
+  switch (transport) {
+    case Transport.P2P: return [Mode.DIRECT];
+    case Transport.TURN: return [Mode.TURN];
+    case Transport.RELAY: return [];
+  }
+  return [Mode.DIRECT, Mode.TURN];
+}
+
+/** The path a session in mode takes until the selected candidate pair says more. */
+export const modePath = (mode) => (mode === Mode.TURN ? Path.TURN : Path.DIRECT);

@@ -1,0 +1,77 @@
+// The plaintexts sealed in envelopes: file manifests (JSON in Go's field
+// order, validated as internal/crypto does) and padded chat messages.
+import { fromUTF8, unb64u, utf8, validUUID } from './bytes.js';
+
+export const MAX_CHUNK_SIZE = 64512; // protocol.ChunkSize
+
+const MANIFEST_FIELDS = ['file', 'name', 'type', 'size', 'chunkSize', 'chunks', 'sha256', 'key'];
+
+/** The manifest plaintext: JSON with "kind":"file" then the fields in Go's order. */
+export function manifestPlaintext(m) {
+  const o = { kind: 'file' };
+  for (const k of MANIFEST_FIELDS) o[k] = m[k] ?? (k === 'type' ? '' : m[k]);
+  return utf8(JSON.stringify(o));
+}
+
+export function parseManifest(pt) {
+  let raw;
+  try { raw = JSON.parse(fromUTF8(pt)); } catch (e) { throw new Error('open manifest: manifest is not a JSON object'); }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error('open manifest: manifest is not a JSON object');
+  const has = (k) => Object.prototype.hasOwnProperty.call(raw, k);
+  const m = {};
+  for (const k of ['kind', ...MANIFEST_FIELDS]) {
+    if (!has(k)) {
+      if (k === 'type') { m.type = ''; continue; }
+      throw new Error(`open manifest: manifest has no "${k}"`);
+    }
+    const v = raw[k];
+    if (v === null) throw new Error(`open manifest: manifest "${k}" is null`);
+    const numeric = k === 'size' || k === 'chunkSize' || k === 'chunks';
+    if (numeric ? !Number.isSafeInteger(v) : typeof v !== 'string') throw new Error(`open manifest: manifest "${k}" has the wrong type`);
+    m[k] = v;
+  }
+  if (m.kind !== 'file') throw new Error('open manifest: envelope kind is not "file"');
+  if (m.chunks < 0 || m.chunks > 0xffffffff) throw new Error('open manifest: chunk count out of range');
+  delete m.kind;
+  return m;
+}
+
+/** Number of chunks of a file (at least 1); 0 for invalid input. */
+export function chunkCount(size, chunkSize) {
+  if (!Number.isSafeInteger(size) || !Number.isSafeInteger(chunkSize) || size < 0 || chunkSize < 1) return 0;
+  const n = size === 0 ? 1 : Math.floor((size - 1) / chunkSize) + 1;
+  return n > 0xffffffff ? 0 : n;
+}
+
+/** Returns an error string, or '' when the manifest's fields are valid. */
+export function validateManifest(m) {
+  if (!m || typeof m !== 'object') return 'no manifest';
+  if (!validUUID(m.file)) return 'file id is not a lower-case UUID';
+  if (!Number.isSafeInteger(m.size) || m.size < 0) return `bad size ${m.size}`;
+  if (!Number.isSafeInteger(m.chunkSize) || m.chunkSize < 1 || m.chunkSize > MAX_CHUNK_SIZE) return `chunk size ${m.chunkSize} not in 1..${MAX_CHUNK_SIZE}`;
+  if (!Number.isSafeInteger(m.chunks) || m.chunks === 0 || m.chunks !== chunkCount(m.size, m.chunkSize)) return `${m.chunks} chunks do not fit size ${m.size} with chunk size ${m.chunkSize}`;
+  if (typeof m.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(m.sha256)) return 'sha256 is not 64 lower-case hex characters';
+  let key = null;
+  try { key = unb64u(m.key); } catch { /* below */ }
+  if (!key || key.length !== 32) return 'key is not 32 bytes of base64url';
+  if (m.type !== undefined && typeof m.type !== 'string') return 'type is not a string';
+  const n = m.name;
+  if (typeof n !== 'string' || n === '') return 'empty file name';
+  if (utf8(n).length > 255) return 'file name over 255 bytes';
+  if (n === '.' || n === '..') return 'file name is . or ..';
+  if (/[/\\\0]/.test(n)) return "file name contains '/', '\\' or NUL";
+  return '';
+}
+
+// ---- chat -----------------------------------------------------------------
+
+export const CHAT_PAD_TO = 256;
+export const MAX_CHAT_BYTES = 16 << 10;
+
+/** The chat plaintext: {"kind":"chat","text":…,"pad":"   "} padded with
+ * spaces to a multiple of 256 bytes (the pad field is always present). */
+export function chatPlaintext(text) {
+  const base = utf8(JSON.stringify({ kind: 'chat', text })).length + utf8(',"pad":""').length;
+  const pad = ' '.repeat((CHAT_PAD_TO - (base % CHAT_PAD_TO)) % CHAT_PAD_TO);
+  return utf8(JSON.stringify({ kind: 'chat', text, pad }));
+}

@@ -1,0 +1,29 @@
+// A file moving in or out, as the page shows it, and the file names it may
+// carry.
+import * as C from './crypto.js';
+import { Path } from './protocol.js';
+
+/** A file moving in or out. UI code reads its fields. */
+export class Transfer {
+  constructor(init) {
+    Object.assign(this, {
+      id: '', name: '', type: '', size: 0, direction: 'recv', peer: '', path: Path.RELAY,
+      state: 'preparing', bytes: 0, started: performance.now(), finished: 0, error: '',
+      sha256: '', file: null, recipients: new Map(), storage: '',
+    }, init);
+  }
+  /** Bytes per second since the start (or over the whole transfer once finished). */
+  get speed() {
+    const t = ((this.finished || performance.now()) - this.started) / 1000;
+    return t > 0 ? this.bytes / t : 0;
+  }
+  get fraction() { return this.size > 0 ? Math.min(1, this.bytes / this.size) : (this.state === 'done' ? 1 : 0); }
+}
+
+/** Makes a file name safe to show and store: no separators or control characters. */
+export function safeName(name) {
+  let n = String(name || '').replace(/[/\\\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '_');
+  n = n.replace(/^\.+/, '');
+  while (C.utf8(n).length > 255) n = n.slice(0, -1);
+  return n || 'unnamed';
+}

@@ -51,8 +51,8 @@ type Config struct {
 	JoinBurst       int
 	MsgRate         float64 // control messages other than ack, default 200 (burst 2000)
 	MsgBurst        int
-	UploadRate      int64 // relay chunk bytes; default: no limit (burst 4 MiB)
-	UploadBurst     int64
+	UploadRate      int64 // relay chunk bytes; default: no limit
+	UploadBurst     int64 // default: an eighth of UploadRate, at least 4 MiB
 
 	// Timing of the WebSocket and of the HTTP server (Run). Zero fields get
 	// defaults.
@@ -179,6 +179,18 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Defaults returns the configuration New uses for a zero Config, for
+// front ends (the serve flags) that show and start from these values.
+func Defaults() Config {
+	var c Config
+	_ = c.fill() // a zero Config is valid
+	return c
+}
+
+// Validate checks c as New does, without building anything, so a caller
+// can refuse a bad configuration before it opens listeners.
+func (c Config) Validate() error { return c.fill() }
+
 func (c *Config) fill() error {
 	if c.Now == nil {
 		c.Now = time.Now
@@ -215,10 +227,10 @@ func (c *Config) fill() error {
 	c.JoinBurst = or(c.JoinBurst, defaultJoinBurst)
 	c.MsgRate = or(c.MsgRate, defaultMsgRate)
 	c.MsgBurst = or(c.MsgBurst, defaultMsgBurst)
+	c.UploadBurst = max(or(c.UploadBurst, max(defaultUploadBurst, c.UploadRate/8)), protocol.MaxFrameBytes)
 	if c.UploadRate == 0 {
 		c.UploadRate = -1
 	}
-	c.UploadBurst = max(or(c.UploadBurst, defaultUploadBurst), protocol.MaxFrameBytes)
 	c.JoinTimeout = or(c.JoinTimeout, defaultJoinTimeout)
 	c.HandshakeTimeout = or(c.HandshakeTimeout, defaultHandshake)
 	c.PingInterval = or(c.PingInterval, protocol.PingInterval)

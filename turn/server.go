@@ -134,6 +134,11 @@ func newServer(cfg Config, onEvent func(string)) (*Server, error) {
 	return s, nil
 }
 
+// Validate checks cfg as New does (IPv4 PublicIP, Secret, TLS, port range,
+// caps) without opening anything, so a caller can refuse a bad
+// configuration before it opens other listeners.
+func (cfg Config) Validate() error { return cfg.fill() }
+
 // fill checks cfg and fills in the defaults.
 func (cfg *Config) fill() error {
 	switch {

@@ -328,17 +328,23 @@ func RunFanout(ctx context.Context, cfg Config) error {
 	benchCloseAll(clients)
 	wg.Wait()
 	got := rec.sorted()
-	want := sent.Load() * int64(f.Members-1)
 	if len(got) == 0 {
 		return errors.New("bench: no message delivered")
 	}
-	fmt.Fprintf(stdout, "measured %s: %d messages sent, %d of %d deliveries received\n",
-		f.Duration, sent.Load(), len(got), want)
-	fmt.Fprintf(stdout, "forwarding latency (send -> receipt by each other member): p50 %s, p90 %s, p99 %s, max %s\n",
-		pct(got, 50), pct(got, 90), pct(got, 99), got[len(got)-1])
-	fmt.Fprintf(stdout, "CPU: server %.0f%% of one core, clients (this process) %.0f%%; server RSS %.1f MiB\n",
-		100*float64(cpu1-cpu0)/float64(t1.Sub(t0)), 100*float64(self1-self0)/float64(t1.Sub(t0)), mib(procStatus(pid, "VmRSS")))
+	span := t1.Sub(t0)
+	printFanout(stdout, f, sent.Load(), got, float64(cpu1-cpu0)/float64(span), float64(self1-self0)/float64(span), procStatus(pid, "VmRSS"))
 	return nil
+}
+
+// printFanout writes the fan-out figures: deliveries, latency percentiles
+// and CPU (shares of one core) of the server and of the clients.
+func printFanout(out io.Writer, f Config, sent int64, got []time.Duration, serverCPU, selfCPU float64, rss int64) {
+	fmt.Fprintf(out, "measured %s: %d messages sent, %d of %d deliveries received\n",
+		f.Duration, sent, len(got), sent*int64(f.Members-1))
+	fmt.Fprintf(out, "forwarding latency (send -> receipt by each other member): p50 %s, p90 %s, p99 %s, max %s\n",
+		pct(got, 50), pct(got, 90), pct(got, 99), got[len(got)-1])
+	fmt.Fprintf(out, "CPU: server %.0f%% of one core, clients (this process) %.0f%%; server RSS %.1f MiB\n",
+		100*serverCPU, 100*selfCPU, mib(rss))
 }
 
 func pct(sorted []time.Duration, p int) time.Duration {

@@ -142,24 +142,31 @@ func timeForwarder(ctx context.Context, src string) (time.Duration, error) {
 	start := time.Now()
 	errc := make(chan error, 1)
 	go func() { errc <- drain(receiver, st.Size()) }()
-	buf := make([]byte, protocol.ChunkSize)
-	for {
-		n, err := f.Read(buf)
-		if n > 0 {
-			if werr := sender.WriteMessage(websocket.BinaryMessage, buf[:n]); werr != nil {
-				return 0, fmt.Errorf("bench: forwarder write: %w", werr)
-			}
-		}
-		if err == io.EOF {
-			break
-		} else if err != nil {
-			return 0, fmt.Errorf("bench: %w", err)
-		}
+	if err := sendMessages(sender, f); err != nil {
+		return 0, err
 	}
 	if err := <-errc; err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// sendMessages writes r to c in chunk-sized binary messages.
+func sendMessages(c *websocket.Conn, r io.Reader) error {
+	buf := make([]byte, protocol.ChunkSize)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if werr := c.WriteMessage(websocket.BinaryMessage, buf[:n]); werr != nil {
+				return fmt.Errorf("bench: forwarder write: %w", werr)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
 }
 
 // forward pairs a sender and a receiver and copies messages from the

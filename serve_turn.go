@@ -31,9 +31,9 @@ type turnBinding struct {
 func noTURNStats() (turn.Stats, bool) { return turn.Stats{}, false }
 
 func addTURNFlags(fs *flag.FlagSet, cfg *serveConfig) {
-	fs.IntVar(&cfg.TurnPort, "turn-port", 3478, "embedded TURN server port, UDP and TCP (0: no TURN server)")
+	fs.IntVar(&cfg.TurnPort, "turn-port", turn.DefaultPort, "embedded TURN server port, UDP and TCP (0: no TURN server)")
 	fs.IPVar(&cfg.PublicIP, "public-ip", nil, "IPv4 address announced for TURN relays (default: the --addr host, else detected)")
-	fs.IntVar(&cfg.TurnTLSPort, "turn-tls-port", 5349, "TURN over TLS port when TLS is on (443 for networks that pass only TLS; 0: off)")
+	fs.IntVar(&cfg.TurnTLSPort, "turn-tls-port", turn.DefaultTLSPort, "TURN over TLS port when TLS is on (443 for networks that pass only TLS; 0: off)")
 	fs.StringVar(&cfg.TurnSecret, "turn-secret", "", "TURN REST shared secret, coturn static-auth-secret compatible (default: random at start)")
 	fs.StringSliceVar(&cfg.TurnExternal, "turn-external", nil, "external TURN server URL(s) given to clients instead of the embedded server (e.g. turn:turn.example.com:3478?transport=udp); needs --turn-secret")
 	fs.DurationVar(&cfg.TurnTTL, "turn-credential-ttl", 6*time.Hour, "lifetime of the TURN credentials given to members (a relayed transfer cannot outlive them)")

@@ -19,7 +19,9 @@ import (
 
 // Defaults.
 const (
-	DefaultAddr         = "127.0.0.1:3478"
+	DefaultPort         = 3478             // TURN over UDP and TCP (RFC 8656)
+	DefaultTLSPort      = 5349             // TURN over TLS (RFC 8656)
+	DefaultAddr         = "127.0.0.1:3478" // DefaultPort on loopback
 	DefaultRealm        = "cloakroom"
 	DefaultRelayPortMin = 49152 // IANA dynamic range, coturn's default
 	DefaultRelayPortMax = 65535

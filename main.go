@@ -23,7 +23,7 @@ commands:
   send    send files to the members of a room
   recv    receive files from a room
   chat    chat in a room: stdin lines out, room messages in
-  bench   measure throughput (bench relay)
+  bench   measure throughput and capacity (bench relay|p2p|turn|idle|fanout)
 
 Run "cloakroom COMMAND --help" for the flags of a command.
 `

@@ -87,11 +87,21 @@ func (b byteSize) Set(s string) error {
 	return nil
 }
 
+// String writes whole binary units exactly (64MiB, 1GiB), else rounded.
 func (b byteSize) String() string {
 	if b.n == nil || *b.n == 0 {
 		return "0"
 	}
-	return strings.ReplaceAll(humanize.IBytes(uint64(*b.n)), " ", "")
+	n := *b.n
+	for _, u := range []struct {
+		size int64
+		name string
+	}{{1 << 60, "EiB"}, {1 << 50, "PiB"}, {1 << 40, "TiB"}, {1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if n%u.size == 0 {
+			return fmt.Sprintf("%d%s", n/u.size, u.name)
+		}
+	}
+	return strings.ReplaceAll(humanize.IBytes(uint64(n)), " ", "")
 }
 
 func (b byteSize) Type() string { return "size" }

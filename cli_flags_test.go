@@ -25,6 +25,11 @@ func TestCLIByteSizeFlag(t *testing.T) {
 	if err := parseFlags(fs, []string{"--max", "64MiB", "--rate", "0"}); err != nil || n != 64<<20 || rate != 0 {
 		t.Fatalf("parse: %v, max %d, rate %d", err, n, rate)
 	}
+	for v, want := range map[int64]string{1 << 30: "1GiB", 1536: "1.5KiB", 1000: "1000B", 0: "0"} {
+		if got := (byteSize{n: &v}).String(); got != want {
+			t.Errorf("byteSize(%d) = %q, want %q", v, got, want)
+		}
+	}
 	for _, bad := range []string{"lots", "-1MiB", "0", "64 parsecs", "99999999EiB"} {
 		fs := newFlags("t", &bytes.Buffer{})
 		fs.Var(newPositiveSize(&n, 1), "max", "")

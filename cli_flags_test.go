@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -93,5 +95,10 @@ func TestServeValidatesBeforeListening(t *testing.T) {
 		if stdout.Len() > 0 {
 			t.Errorf("serve %v printed %q: it started something", tc.args, stdout.String())
 		}
+	}
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	err = cmdServe(context.Background(), []string{"--addr", addr, "--tls-cert", missing, "--tls-key", missing}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "TLS certificate") {
+		t.Errorf("serve with a missing certificate file: %v, want the certificate error (not a listen error)", err)
 	}
 }

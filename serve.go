@@ -152,14 +152,19 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		return err
 	}
 	log, _ := newLogger(cfg.LogLevel, stderr) // checked by validate
+	cert, err := loadTLSFiles(cfg)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("serve: listen on %s: %w", cfg.Addr, err)
 	}
 	defer ln.Close()
-	cert, err := loadTLS(cfg, ln.Addr())
-	if err != nil {
-		return err
+	if cert == nil {
+		if cert, err = autoTLS(cfg, ln.Addr()); err != nil {
+			return err
+		}
 	}
 	tb, err := startTURN(cfg, cert, log, stdout)
 	if err != nil {
@@ -227,27 +232,34 @@ func checkTLSFlags(cfg serveConfig) error {
 	return nil
 }
 
-// loadTLS returns the certificate to serve (nil: plain HTTP).
-func loadTLS(cfg serveConfig, addr net.Addr) (*tls.Certificate, error) {
-	switch {
-	case cfg.TLSCert != "":
-		c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("serve: TLS certificate: %w", err)
-		}
-		return &c, nil
-	case cfg.TLS == "auto":
-		host, _, _ := net.SplitHostPort(addr.String())
-		if h, _, err := net.SplitHostPort(cfg.Addr); err == nil && net.ParseIP(h) == nil && h != "" {
-			host = h // a host name: the certificate names it
-		}
-		c, _, err := autoCert(cfg.TLSDir, namesFor(host), time.Now())
-		if err != nil {
-			return nil, fmt.Errorf("serve: %w", err)
-		}
-		return &c, nil
+// loadTLSFiles loads --tls-cert/--tls-key (nil: none given); serve calls it
+// before it listens, so a bad file leaves no port bound.
+func loadTLSFiles(cfg serveConfig) (*tls.Certificate, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
 	}
-	return nil, nil
+	c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("serve: TLS certificate: %w", err)
+	}
+	return &c, nil
+}
+
+// autoTLS makes (or reuses) the --tls auto certificate for the address
+// the server listens on (nil: --tls is not auto).
+func autoTLS(cfg serveConfig, addr net.Addr) (*tls.Certificate, error) {
+	if cfg.TLS != "auto" {
+		return nil, nil
+	}
+	host, _, _ := net.SplitHostPort(addr.String())
+	if h, _, err := net.SplitHostPort(cfg.Addr); err == nil && net.ParseIP(h) == nil && h != "" {
+		host = h // a host name: the certificate names it
+	}
+	c, _, err := autoCert(cfg.TLSDir, namesFor(host), time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	return &c, nil
 }
 
 // announce prints where the server is, and for --tls auto the

@@ -182,10 +182,10 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: the helpers stop even when Run fails
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	startHelpers(cctx, &wg, srv, mln, tb, log, stdout)
 	var tlsCfg *tls.Config
 	if cert != nil {

@@ -7,6 +7,7 @@
 package bench
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -161,20 +162,27 @@ func startProfile(path string) (func(), error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-// startSignaling runs the real signaling server (with its relay) on
-// 127.0.0.1 until the returned stop is called.
+// startSignaling runs the real signaling server (with its relay, its
+// HTTP timeouts and its sweeps: Server.Run) on 127.0.0.1 until the
+// returned stop is called.
 func startSignaling(cfg signaling.Config) (string, func(), error) {
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	srv, err := signaling.New(cfg)
 	if err != nil {
 		return "", nil, fmt.Errorf("bench: %w", err)
 	}
-	url, stop, err := serveHandler(srv.Handler())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		_ = srv.Close()
-		return "", nil, err
+		return "", nil, fmt.Errorf("bench: listen: %w", err)
 	}
-	return url, func() { _ = srv.Close(); stop() }, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Run(ctx, ln, nil)
+	}()
+	return "http://" + ln.Addr().String(), func() { cancel(); <-done }, nil
 }
 
 // serveHandler serves h on 127.0.0.1 until the returned stop is called.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"sort"
@@ -24,7 +23,7 @@ import (
 // clientFlags are accepted by every client subcommand.
 type clientFlags struct {
 	server     string
-	transport  string
+	transport  protocol.Transport
 	logLevel   string
 	iceTimeout time.Duration
 }
@@ -32,7 +31,7 @@ type clientFlags struct {
 func (cf *clientFlags) register(fs *flag.FlagSet, withTransport bool) {
 	fs.StringVar(&cf.server, "server", os.Getenv("CLOAKROOM_SERVER"), "server URL for mini codes (default $CLOAKROOM_SERVER)")
 	if withTransport {
-		fs.StringVar(&cf.transport, "transport", "auto", "path for files: auto (best that connects), p2p (direct only), turn (through the TURN relay) or relay (through the server)")
+		fs.Var(newTransportFlag(&cf.transport, protocol.TransportAuto), "transport", "path for files: auto (best that connects), p2p (direct only), turn (through the TURN relay) or relay (through the server)")
 		// Hidden: tests shorten the wait before a failed direct attempt
 		// falls back to TURN (the client's default is 10 s).
 		fs.DurationVar(&cf.iceTimeout, "ice-timeout", 0, "bound on each peer-to-peer connection attempt (0: the client's default)")
@@ -46,7 +45,7 @@ func (cf *clientFlags) dial(ctx context.Context, invite string, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
-	opts.Server, opts.Transport, opts.Logger = cf.server, protocol.Transport(cf.transport), log
+	opts.Server, opts.Transport, opts.Logger = cf.server, cf.transport, log
 	if cf.iceTimeout < 0 {
 		return nil, usagef("--ice-timeout %s: want a positive duration", cf.iceTimeout)
 	}
@@ -316,5 +315,3 @@ func short(id string) string {
 	}
 	return id
 }
-
-var _ = slog.LevelInfo

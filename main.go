@@ -23,7 +23,7 @@ commands:
   send    send files to the members of a room
   recv    receive files from a room
   chat    chat in a room: stdin lines out, room messages in
-  bench   measure throughput (bench relay)
+  bench   measure throughput and capacity (bench relay|p2p|turn|idle|fanout)
 
 Run "cloakroom COMMAND --help" for the flags of a command.
 `
@@ -51,13 +51,6 @@ func exitCode(err error) int {
 	return 1
 }
 
-// usageError marks bad command-line use (exit code 2).
-type usageError struct{ error }
-
-func (u usageError) Unwrap() error { return u.error }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
-
 // run dispatches to a subcommand; it is main without os.Exit, for tests.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := "serve"
@@ -83,22 +76,4 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fmt.Fprint(stderr, usage)
 	return usagef("unknown command %q", cmd)
-}
-
-// newFlags makes a flag set that reports errors instead of exiting.
-func newFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.SortFlags = false
-	return fs
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
-	}
-	return nil
 }

@@ -8,7 +8,7 @@ import (
 	"runtime/metrics"
 	"time"
 
-	"cloakroom/internal/store"
+	"cloakroom/signaling"
 )
 
 // Memory governor. The relay's bytes are most of a busy server's heap and
@@ -32,21 +32,21 @@ func memoryLimit(relayMax, relayBytes, live int64) int64 {
 
 // governMemory adjusts the soft memory limit every second until ctx ends,
 // unless GOMEMLIMIT is set.
-func governMemory(ctx context.Context, relayMax int64, st *store.Store, log *slog.Logger) {
+func governMemory(ctx context.Context, srv *signaling.Server, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	t := time.NewTicker(governEvery)
 	defer t.Stop()
-	prev := int64(-1)
+	prev, relayMax := int64(-1), srv.Config().Relay.MaxBytes
 	for {
 		metrics.Read(sample)
 		live := int64(0)
 		if sample[0].Value.Kind() == metrics.KindUint64 {
 			live = int64(sample[0].Value.Uint64())
 		}
-		limit := memoryLimit(relayMax, st.Stats().Bytes, live)
+		limit := memoryLimit(relayMax, srv.Stats().Relay.Bytes, live)
 		if limit != prev {
 			debug.SetMemoryLimit(limit)
 			prev = limit

@@ -16,17 +16,14 @@ import (
 	"strings"
 	"time"
 
-	"cloakroom/internal/store"
 	"cloakroom/signaling"
 	"cloakroom/turn"
 )
 
 // metricsSource is what /metrics reads at each scrape.
 type metricsSource struct {
-	sig      *signaling.Server
-	store    *store.Store
-	relayMax int64
-	turn     func() (turn.Stats, bool) // false: no embedded TURN server
+	sig  *signaling.Server
+	turn func() (turn.Stats, bool) // false: no embedded TURN server
 }
 
 // metric is one sample line (with its family's HELP and TYPE when first).
@@ -37,7 +34,8 @@ type metric struct {
 }
 
 func (m metricsSource) samples() []metric {
-	sig, st := m.sig.Stats(), m.store.Stats()
+	sig := m.sig.Stats()
+	st := sig.Relay
 	g := func(name, help string, v float64) metric {
 		return metric{name: name, help: help, typ: "gauge", value: v}
 	}
@@ -55,7 +53,7 @@ func (m metricsSource) samples() []metric {
 		g("cloakroom_relay_bytes", "Bytes held by the relay store.", float64(st.Bytes)),
 		g("cloakroom_relay_items", "Items held by the relay store.", float64(st.Items)),
 		g("cloakroom_relay_rooms", "Rooms with items in the relay store.", float64(st.Rooms)),
-		g("cloakroom_relay_max_bytes", "The relay store's byte cap (--relay-max-bytes).", float64(m.relayMax)),
+		g("cloakroom_relay_max_bytes", "The relay store's byte cap (--relay-max-bytes).", float64(m.sig.Config().Relay.MaxBytes)),
 	}
 	names := make([]string, 0, len(sig.Limited))
 	for k := range sig.Limited {

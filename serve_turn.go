@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	flag "github.com/spf13/pflag"
 
 	"cloakroom/internal/auth"
 	"cloakroom/internal/protocol"
@@ -27,41 +30,82 @@ type turnBinding struct {
 
 func noTURNStats() (turn.Stats, bool) { return turn.Stats{}, false }
 
-// startTURN starts the embedded TURN server, or points members at
-// --turn-external servers, or neither (--turn-port 0).
-func startTURN(cfg serveConfig, cert *tls.Certificate, log *slog.Logger, stdout io.Writer) (turnBinding, error) {
-	none := turnBinding{stats: noTURNStats, close: func() {}}
-	if len(cfg.TurnExternal) > 0 {
-		return externalTURN(cfg, stdout)
+func addTURNFlags(fs *flag.FlagSet, cfg *serveConfig) {
+	fs.IntVar(&cfg.TurnPort, "turn-port", turn.DefaultPort, "embedded TURN server port, UDP and TCP (0: no TURN server)")
+	fs.IPVar(&cfg.PublicIP, "public-ip", nil, "IPv4 address announced for TURN relays (default: the --addr host, else detected)")
+	fs.IntVar(&cfg.TurnTLSPort, "turn-tls-port", turn.DefaultTLSPort, "TURN over TLS port when TLS is on (443 for networks that pass only TLS; 0: off)")
+	fs.StringVar(&cfg.TurnSecret, "turn-secret", "", "TURN REST shared secret, coturn static-auth-secret compatible (default: random at start)")
+	fs.StringSliceVar(&cfg.TurnExternal, "turn-external", nil, "external TURN server URL(s) given to clients instead of the embedded server (e.g. turn:turn.example.com:3478?transport=udp); needs --turn-secret")
+	fs.DurationVar(&cfg.TurnTTL, "turn-credential-ttl", 6*time.Hour, "lifetime of the TURN credentials given to members (a relayed transfer cannot outlive them)")
+	fs.BoolVar(&cfg.TurnPrivate, "turn-allow-private", false, "let TURN relay to private (RFC 1918) addresses: needed when members are on one LAN behind the server")
+	fs.BoolVar(&cfg.TurnLoopback, "turn-allow-loopback", false, "let TURN relay to loopback addresses (tests; implied when the relay address itself is loopback)")
+}
+
+// checkTURNFlags checks the TURN flags without starting anything: the
+// external servers' flags, or the embedded server's configuration by
+// package turn's own rules (turn.Config.Validate).
+func checkTURNFlags(cfg serveConfig) error {
+	switch {
+	case len(cfg.TurnExternal) > 0:
+		return checkExternalTURN(cfg)
+	case cfg.TurnPort == 0:
+		return nil
 	}
-	if cfg.TurnPort == 0 {
-		fmt.Fprintln(stdout, "cloakroom: TURN server off (--turn-port 0): members behind strict NATs fall back to the relay")
-		return none, nil
+	tcfg, err := turnConfig(cfg, []byte("checked"), nil)
+	if err != nil {
+		return err
 	}
+	if err := tcfg.Validate(); err != nil {
+		if errors.Is(err, turn.ErrPublicIP) {
+			return usagef("serve: --public-ip %s: %w", cfg.PublicIP, err)
+		}
+		return usagef("serve: TURN: %w", err)
+	}
+	return nil
+}
+
+// turnConfig is the embedded TURN server's configuration (cert: TURN over
+// TLS with the HTTPS certificate, when --turn-tls-port is on).
+func turnConfig(cfg serveConfig, secret []byte, cert *tls.Certificate) (turn.Config, error) {
 	host, _, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
-		return none, usagef("serve: --addr %q: %v", cfg.Addr, err)
+		return turn.Config{}, usagef("serve: --addr %q: %v", cfg.Addr, err)
 	}
-	secret, err := turnSecret(cfg.TurnSecret)
-	if err != nil {
-		return none, err
-	}
-	var public net.IP
-	if cfg.PublicIP != "" {
-		if public = net.ParseIP(cfg.PublicIP); public == nil || public.To4() == nil {
-			return none, usagef("serve: --public-ip %q: want an IPv4 address", cfg.PublicIP)
-		}
-	}
+	public := cfg.PublicIP
 	loopback := cfg.TurnLoopback || (public == nil && isLoopback(host)) || (public != nil && public.IsLoopback())
 	tcfg := turn.Config{
 		Addr: net.JoinHostPort(host, strconv.Itoa(cfg.TurnPort)), PublicIP: public, Secret: secret,
-		AllowPrivate: cfg.TurnPrivate, AllowLoopback: loopback, Logger: log,
+		AllowPrivate: cfg.TurnPrivate, AllowLoopback: loopback,
 	}
 	if cert != nil && cfg.TurnTLSPort != 0 {
 		// The HTTPS certificate; no ALPN: TURN clients offer their own.
 		tcfg.TLSAddr = net.JoinHostPort(host, strconv.Itoa(cfg.TurnTLSPort))
 		tcfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 	}
+	return tcfg, nil
+}
+
+// startTURN starts the embedded TURN server, or points members at
+// --turn-external servers, or neither (--turn-port 0). The flags were
+// checked by checkTURNFlags.
+func startTURN(cfg serveConfig, cert *tls.Certificate, log *slog.Logger, stdout io.Writer) (turnBinding, error) {
+	none := turnBinding{stats: noTURNStats, close: func() {}}
+	if len(cfg.TurnExternal) > 0 {
+		return externalTURN(cfg, stdout), nil
+	}
+	if cfg.TurnPort == 0 {
+		fmt.Fprintln(stdout, "cloakroom: TURN server off (--turn-port 0): members behind strict NATs fall back to the relay")
+		return none, nil
+	}
+	secret, err := turnSecret(cfg.TurnSecret)
+	if err != nil {
+		return none, err
+	}
+	tcfg, err := turnConfig(cfg, secret, cert)
+	if err != nil {
+		return none, err
+	}
+	tcfg.Logger = log
 	ts, err := turn.New(tcfg)
 	if err != nil {
 		return none, fmt.Errorf("serve: TURN server: %w", err)
@@ -78,22 +122,27 @@ func startTURN(cfg serveConfig, cert *tls.Certificate, log *slog.Logger, stdout 
 	}, nil
 }
 
-// externalTURN hands members credentials for --turn-external servers,
-// minted from --turn-secret with the TURN REST scheme (coturn's
-// static-auth-secret): the embedded server does not start.
-func externalTURN(cfg serveConfig, stdout io.Writer) (turnBinding, error) {
-	none := turnBinding{stats: noTURNStats, close: func() {}}
+// checkExternalTURN checks the --turn-external flags.
+func checkExternalTURN(cfg serveConfig) error {
 	if cfg.TurnSecret == "" {
-		return none, usagef("serve: --turn-external needs --turn-secret (the external server's static-auth-secret)")
+		return usagef("serve: --turn-external needs --turn-secret (the external server's static-auth-secret)")
 	}
 	if len(cfg.TurnExternal) > protocol.MaxICEURLs {
-		return none, usagef("serve: at most %d --turn-external URLs", protocol.MaxICEURLs)
+		return usagef("serve: at most %d --turn-external URLs", protocol.MaxICEURLs)
 	}
 	for _, u := range cfg.TurnExternal {
 		if err := checkTURNURL(u); err != nil {
-			return none, usagef("serve: --turn-external %q: %v", u, err)
+			return usagef("serve: --turn-external %q: %v", u, err)
 		}
 	}
+	return nil
+}
+
+// externalTURN hands members credentials for --turn-external servers,
+// minted from --turn-secret with the TURN REST scheme (coturn's
+// static-auth-secret): the embedded server does not start. The flags were
+// checked by checkExternalTURN.
+func externalTURN(cfg serveConfig, stdout io.Writer) turnBinding {
 	urls, secret := cfg.TurnExternal, []byte(cfg.TurnSecret)
 	fmt.Fprintf(stdout, "cloakroom: external TURN server %s (embedded TURN server off)\n", strings.Join(urls, " "))
 	return turnBinding{
@@ -104,7 +153,7 @@ func externalTURN(cfg serveConfig, stdout io.Writer) (turnBinding, error) {
 		},
 		stats: noTURNStats,
 		close: func() {},
-	}, nil
+	}
 }
 
 // checkTURNURL accepts turn: and turns: URIs (RFC 7065) with a host.

@@ -66,9 +66,10 @@ type serverOpts struct {
 	OnFrame      func(binary bool, data []byte)
 }
 
-// testServer is a running server: real store, real signaling, real HTTP.
+// testServer is a running server: real signaling (with its own relay
+// store), real HTTP.
 type testServer struct {
-	Store *store.Store
+	Store relayView
 	Srv   *signaling.Server
 	HTTP  *httptest.Server
 	URL   string // http://127.0.0.1:PORT
@@ -81,28 +82,27 @@ func newServer(t *testing.T, o serverOpts) *testServer {
 	if o.Clock != nil {
 		now = o.Clock.Now
 	}
-	var srv *signaling.Server
-	st, err := store.New(store.Config{
-		MaxBytes: o.MaxBytes, MaxRoomBytes: o.MaxRoomBytes, TTL: o.RelayTTL, Now: now,
-		OnEvict: func(it store.Item, members []string) { srv.OnEvict(it, members) },
-	})
-	if err != nil {
-		t.Fatalf("store.New: %v", err)
-	}
-	srv, err = signaling.New(signaling.Config{
-		Store: st, RelayTTL: o.RelayTTL, Now: now, OnFrame: o.OnFrame,
+	srv, err := signaling.New(signaling.Config{
+		Relay: store.Config{MaxBytes: o.MaxBytes, MaxRoomBytes: o.MaxRoomBytes, TTL: o.RelayTTL},
+		Now:   now, OnFrame: o.OnFrame,
 	})
 	if err != nil {
 		t.Fatalf("signaling.New: %v", err)
 	}
 	hs := httptest.NewServer(srv.Handler())
 	// Cleanups run last-in first-out: clients (registered later) close
-	// first, then the server, the listener and the store.
-	t.Cleanup(st.Close)
+	// first, then the server (and its store), then the listener.
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() { _ = srv.Close() })
-	return &testServer{Store: st, Srv: srv, HTTP: hs, URL: hs.URL}
+	return &testServer{Store: relayView{srv}, Srv: srv, HTTP: hs, URL: hs.URL}
 }
+
+// relayView reads the server's relay store through signaling's API.
+type relayView struct{ srv *signaling.Server }
+
+func (v relayView) Stats() store.Stats { return v.srv.Stats().Relay }
+
+func (v relayView) Owed(room, member string) (int, int64) { return v.srv.RelayOwed(room, member) }
 
 // newSecret makes a fresh room secret.
 func newSecret(t *testing.T) crypto.Secret {

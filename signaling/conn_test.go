@@ -252,7 +252,7 @@ func TestSweepDropsEmptyRooms(t *testing.T) {
 	if st := e.srv.Stats(); st.Rooms != 1 || st.Members != 1 {
 		t.Fatalf("before TTL: %+v", st)
 	}
-	e.clock.Advance(e.srv.cfg.RelayTTL + time.Second)
+	e.clock.Advance(e.srv.cfg.Relay.TTL + time.Second)
 	e.srv.Sweep()
 	if st := e.srv.Stats(); st.Rooms != 0 || st.Members != 0 {
 		t.Fatalf("after TTL: %+v", st)
@@ -265,14 +265,11 @@ func TestRunCleanupStops(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); e.srv.RunCleanup(ctx, time.Millisecond) }()
+	go func() { defer close(done); e.srv.runCleanup(ctx, time.Millisecond) }()
 	cancel()
 	<-done
 	done = make(chan struct{})
-	go func() { defer close(done); e.srv.RunCleanup(context.Background(), time.Hour) }()
+	go func() { defer close(done); e.srv.runCleanup(context.Background(), time.Hour) }()
 	_ = e.srv.Close()
 	<-done
-
-	var nilServer *Server // main wires OnEvict before the server exists
-	nilServer.OnEvict(store.Item{Kind: store.KindChunk}, []string{"x"})
 }

@@ -66,11 +66,11 @@ func (s *Server) undeliverableLocked(r *room, f *fileState, member, why string) 
 		File: f.id, Member: member, Error: why})
 }
 
-// OnEvict is the store's Config.OnEvict: chunk it was evicted for space while
-// every member in members was offline, so those members will not get the
-// whole file. Safe for concurrent use, and on a nil Server.
-func (s *Server) OnEvict(it store.Item, members []string) {
-	if s == nil || it.Kind != store.KindChunk {
+// onEvict is the relay store's Config.OnEvict: chunk it was evicted for
+// space while every member in members was offline, so those members will not
+// get the whole file. Safe for concurrent use.
+func (s *Server) onEvict(it store.Item, members []string) {
+	if it.Kind != store.KindChunk {
 		return
 	}
 	s.mu.Lock()
@@ -132,7 +132,7 @@ func (s *Server) chunksAcked(c *conn, acks []chunkAck) {
 // recipients still waiting are reported undeliverable).
 func (s *Server) sweepFilesLocked(r *room, now time.Time) {
 	for id, f := range r.files {
-		idle := now.Sub(f.touched) > s.cfg.RelayTTL
+		idle := now.Sub(f.touched) > s.cfg.Relay.TTL
 		if idle {
 			for _, m := range f.order {
 				s.undeliverableLocked(r, f, m, "relay TTL expired before the member got the file")

@@ -57,20 +57,15 @@ type envOpt func(*Config, *store.Config)
 func newEnv(t *testing.T, opts ...envOpt) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, clock: &fakeClock{t: time.Unix(1_700_000_000, 0)}, gone: make(chan struct{}, 1024)}
-	var srv *Server
-	scfg := store.Config{Now: e.clock.Now, OnEvict: func(it store.Item, m []string) { srv.OnEvict(it, m) }}
 	cfg := Config{Now: e.clock.Now, Logger: testLogger()}
 	for _, o := range opts {
-		o(&cfg, &scfg)
+		o(&cfg, &cfg.Relay)
 	}
-	st, err := store.New(scfg)
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Store = st
-	if srv, err = New(cfg); err != nil {
-		t.Fatal(err)
-	}
+	st := srv.store
 	srv.onDisconnected(func() {
 		select {
 		case e.gone <- struct{}{}:
@@ -81,7 +76,6 @@ func newEnv(t *testing.T, opts ...envOpt) *testEnv {
 	t.Cleanup(func() {
 		_ = srv.Close()
 		e.ts.Close()
-		st.Close()
 	})
 	return e
 }

@@ -123,7 +123,7 @@ func (s *Server) welcome(r *room, self *member) *protocol.Message {
 		}
 	}
 	slices.SortFunc(others, func(a, b protocol.MemberInfo) int { return strings.Compare(a.Member, b.Member) })
-	ttl := int((s.cfg.RelayTTL + time.Second - 1) / time.Second)
+	ttl := int((s.cfg.Relay.TTL + time.Second - 1) / time.Second)
 	w := &protocol.Message{Type: protocol.TypeWelcome, V: protocol.Version, Member: self.id, Members: others, TTL: ttl}
 	w.ICE, w.Expires = s.ice(self.id)
 	return w

@@ -15,26 +15,26 @@ import (
 )
 
 func TestNewConfig(t *testing.T) {
-	if _, err := New(Config{}); !errors.Is(err, ErrConfig) {
-		t.Fatalf("New without store: %v, want ErrConfig", err)
-	}
-	st, _ := store.New(store.Config{})
-	defer st.Close()
 	for _, cfg := range []Config{
-		{Store: st, MaxMembers: -1},
-		{Store: st, RelayTTL: -time.Second},
-		{Store: st, MaxMembers: protocol.MaxMembers + 1},
+		{MaxMembers: -1},
+		{Relay: store.Config{TTL: -time.Second}},
+		{Relay: store.Config{MaxBytes: -1}},
+		{Relay: store.Config{OnEvict: func(store.Item, []string) {}}},
+		{MaxMembers: protocol.MaxMembers + 1},
 	} {
 		if _, err := New(cfg); !errors.Is(err, ErrConfig) {
 			t.Errorf("New(%+v): %v, want ErrConfig", cfg, err)
 		}
 	}
-	s, err := New(Config{Store: st})
+	s, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.cfg.MaxMembers != defaultMaxMembers || s.cfg.SendQueue != defaultSendQueue || s.cfg.DeliveryWindow != defaultWindow {
 		t.Fatalf("defaults not filled: %+v", s.cfg)
+	}
+	if r := s.Config().Relay; r.MaxBytes != store.DefaultMaxBytes || r.MaxRoomBytes != store.DefaultRoomCap(store.DefaultMaxBytes) || r.TTL != store.DefaultTTL {
+		t.Fatalf("relay defaults not filled: %+v", r)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -292,7 +292,7 @@ func TestRecipientDropsMidTransfer(t *testing.T) {
 		t.Fatalf("store %+v, want the manifest and 6 chunks owed to c", st)
 	}
 
-	e.clock.Advance(e.srv.cfg.RelayTTL + time.Minute)
+	e.clock.Advance(e.srv.cfg.Relay.TTL + time.Minute)
 	e.srv.Sweep()
 	e.storeEmpty()
 	a.expectPresence(protocol.EventLeave, c.id.member)

@@ -12,14 +12,15 @@ import (
 	"time"
 )
 
-// shutdownWait bounds how long Run waits for HTTP requests in progress.
-const shutdownWait = 4 * time.Second
+const (
+	shutdownWait = 4 * time.Second // how long Run waits for HTTP requests in progress
+	sweepEvery   = 5 * time.Second // how often Run sweeps (Sweep)
+)
 
-// HTTPServer returns an http.Server for Handler with the configured
+// httpServer returns an http.Server for Handler with the configured
 // timeouts (ReadHeaderTimeout, IdleTimeout, MaxHeaderBytes) and the
 // connection tracking behind Stats.HTTPConns and the header_timeout count.
-// Run uses it; tests and embedders may serve it themselves.
-func (s *Server) HTTPServer() *http.Server {
+func (s *Server) httpServer() *http.Server {
 	return &http.Server{
 		Handler:           http.HandlerFunc(s.serveTracked),
 		ConnContext:       s.http.connContext,
@@ -35,7 +36,7 @@ func (s *Server) HTTPServer() *http.Server {
 // fails, sweeping expired state every 5 s; then it closes every WebSocket
 // and shuts the HTTP server down.
 func (s *Server) Run(ctx context.Context, ln net.Listener, tlsConfig *tls.Config) error {
-	hs := s.HTTPServer()
+	hs := s.httpServer()
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
@@ -45,7 +46,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		s.RunCleanup(cctx, 5*time.Second)
+		s.runCleanup(cctx, sweepEvery)
 	}()
 	defer wg.Wait()
 	errc := make(chan error, 1)

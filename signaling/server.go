@@ -25,16 +25,19 @@ import (
 	"cloakroom/internal/store"
 )
 
-// Config sets up a Server. Zero fields get defaults; Store is required.
+// Config sets up a Server. Zero fields get defaults.
 type Config struct {
-	Store          *store.Store  // required: the relay store
+	// Relay sets the relay store the server builds and owns: its caps and
+	// TTL (zero fields get the store's defaults, see store.Config.Fill).
+	// The TTL also bounds how long an offline member is remembered. Now
+	// defaults to Config.Now; OnEvict must be nil (the server sets it).
+	Relay          store.Config
 	Static         http.Handler  // optional: serves the web client at "/"
 	Logger         *slog.Logger  // optional (default: discard)
 	AllowedOrigins []string      // extra Origin values allowed besides the request's own host
 	MaxRooms       int           // default 10000
 	MaxMembers     int           // per room, default 100
 	MaxConns       int           // WebSocket connections at once, default 10000
-	RelayTTL       time.Duration // forget members offline longer than this; default 10 min
 	PutTimeout     time.Duration // how long an upload waits for relay space; default 30 s
 	SendQueue      int           // control messages queued per connection; default 256
 	DeliveryWindow int64         // relay bytes in flight (unacked) per connection; default 4 MiB
@@ -48,8 +51,8 @@ type Config struct {
 	JoinBurst       int
 	MsgRate         float64 // control messages other than ack, default 200 (burst 2000)
 	MsgBurst        int
-	UploadRate      int64 // relay chunk bytes; default: no limit (burst 4 MiB)
-	UploadBurst     int64
+	UploadRate      int64 // relay chunk bytes; default: no limit
+	UploadBurst     int64 // default: an eighth of UploadRate, at least 4 MiB
 
 	// Timing of the WebSocket and of the HTTP server (Run). Zero fields get
 	// defaults.
@@ -76,7 +79,6 @@ const (
 	defaultMaxRooms   = 10000
 	defaultMaxMembers = 100
 	defaultMaxConns   = 10000
-	defaultRelayTTL   = 10 * time.Minute
 	defaultPutTimeout = 30 * time.Second
 	defaultSendQueue  = 256
 	defaultWindow     = 4 << 20
@@ -104,10 +106,11 @@ const (
 // Stats counts what the server holds.
 type Stats struct {
 	Rooms, Members, Online, Conns int
-	CutOff                        int64 // connections cut off because their send queue was full
-	ConnsTotal                    int64 // WebSocket connections accepted since start
-	HTTPConns                     int   // HTTP connections open on Run's server (not yet WebSockets)
-	Addrs                         int   // client addresses tracked for per-address limits
+	CutOff                        int64       // connections cut off because their send queue was full
+	ConnsTotal                    int64       // WebSocket connections accepted since start
+	HTTPConns                     int         // HTTP connections open on Run's server (not yet WebSockets)
+	Addrs                         int         // client addresses tracked for per-address limits
+	Relay                         store.Stats // what the relay store holds
 	// Limited counts refusals (and upload throttling) per limit, by
 	// Limit.String(); every limit is present.
 	Limited map[string]int64
@@ -149,13 +152,19 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:         cfg,
 		log:         cfg.Logger,
-		store:       cfg.Store,
 		now:         cfg.Now,
 		done:        make(chan struct{}),
 		joinTimeout: cfg.JoinTimeout,
 		rooms:       make(map[string]*room),
 		conns:       make(map[*conn]struct{}),
 	}
+	relay := cfg.Relay
+	relay.OnEvict = s.onEvict
+	st, err := store.New(relay)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	s.store = st
 	s.addrs = newAddrTable(&s.cfg)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
@@ -170,13 +179,34 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Defaults returns the configuration New uses for a zero Config, for
+// front ends (the serve flags) that show and start from these values.
+func Defaults() Config {
+	var c Config
+	_ = c.fill() // a zero Config is valid
+	return c
+}
+
+// Validate checks c as New does, without building anything, so a caller
+// can refuse a bad configuration before it opens listeners.
+func (c Config) Validate() error { return c.fill() }
+
 func (c *Config) fill() error {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Relay.Now == nil {
+		c.Relay.Now = c.Now
+	}
+	if err := c.Relay.Fill(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	switch {
-	case c.Store == nil:
-		return fmt.Errorf("%w: Store is required", ErrConfig)
+	case c.Relay.OnEvict != nil:
+		return fmt.Errorf("%w: Relay.OnEvict is the server's own", ErrConfig)
 	case c.MaxRooms < 0, c.MaxMembers < 0, c.MaxConns < 0, c.SendQueue < 0:
 		return fmt.Errorf("%w: negative limit", ErrConfig)
-	case c.RelayTTL < 0, c.PutTimeout < 0, c.DeliveryWindow < 0, c.UploadBurst < 0,
+	case c.PutTimeout < 0, c.DeliveryWindow < 0, c.UploadBurst < 0,
 		c.JoinTimeout < 0, c.HandshakeTimeout < 0, c.PingInterval < 0, c.PongWait < 0,
 		c.ReadHeaderTimeout < 0, c.IdleTimeout < 0, c.MaxHeaderBytes < 0, c.JoinBurst < 0, c.MsgBurst < 0:
 		return fmt.Errorf("%w: negative duration, size or burst", ErrConfig)
@@ -189,7 +219,6 @@ func (c *Config) fill() error {
 	c.MaxRooms = or(c.MaxRooms, defaultMaxRooms)
 	c.MaxMembers = or(c.MaxMembers, defaultMaxMembers)
 	c.MaxConns = or(c.MaxConns, defaultMaxConns)
-	c.RelayTTL = or(c.RelayTTL, defaultRelayTTL)
 	c.PutTimeout = or(c.PutTimeout, defaultPutTimeout)
 	c.SendQueue = or(c.SendQueue, defaultSendQueue)
 	c.DeliveryWindow = or(c.DeliveryWindow, defaultWindow)
@@ -198,10 +227,10 @@ func (c *Config) fill() error {
 	c.JoinBurst = or(c.JoinBurst, defaultJoinBurst)
 	c.MsgRate = or(c.MsgRate, defaultMsgRate)
 	c.MsgBurst = or(c.MsgBurst, defaultMsgBurst)
+	c.UploadBurst = max(or(c.UploadBurst, max(defaultUploadBurst, c.UploadRate/8)), protocol.MaxFrameBytes)
 	if c.UploadRate == 0 {
 		c.UploadRate = -1
 	}
-	c.UploadBurst = max(or(c.UploadBurst, defaultUploadBurst), protocol.MaxFrameBytes)
 	c.JoinTimeout = or(c.JoinTimeout, defaultJoinTimeout)
 	c.HandshakeTimeout = or(c.HandshakeTimeout, defaultHandshake)
 	c.PingInterval = or(c.PingInterval, protocol.PingInterval)
@@ -211,9 +240,6 @@ func (c *Config) fill() error {
 	c.MaxHeaderBytes = or(c.MaxHeaderBytes, defaultMaxHeaderBytes)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 	return nil
 }
@@ -252,8 +278,9 @@ func (s *Server) routes() http.Handler {
 	})
 }
 
-// Close sends error{going_away} and a 1001 close to every client and waits
-// for the connection goroutines to end. It is idempotent.
+// Close sends error{going_away} and a 1001 close to every client, waits
+// for the connection goroutines to end and closes the relay store. It is
+// idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	var conns []*conn
@@ -269,36 +296,50 @@ func (s *Server) Close() error {
 		c.shutdown(goingAway())
 	}
 	s.wg.Wait()
+	s.store.Close()
 	return nil
 }
 
-// RunCleanup calls Sweep every interval until ctx is done or the server is
+// runCleanup sweeps every interval until ctx is done or the server is
 // closed.
-func (s *Server) RunCleanup(ctx context.Context, every time.Duration) {
-	if every <= 0 {
-		every = time.Minute
-	}
+func (s *Server) runCleanup(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.done:
-			return
-		case <-t.C:
-			s.Sweep()
-			s.addrs.sweep(time.Now())
-		}
+	for s.tick(ctx, t.C) {
+		s.Sweep()
+		s.addrs.sweep(time.Now())
 	}
+}
+
+// tick waits for the next tick: false once ctx is done or the server closed.
+func (s *Server) tick(ctx context.Context, c <-chan time.Time) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.done:
+		return false
+	case <-c:
+		return true
+	}
+}
+
+// Config returns the server's configuration with every default filled in
+// (Relay.MaxBytes is the relay's effective cap).
+func (s *Server) Config() Config { return s.cfg }
+
+// RelayOwed returns how many relay items and bytes of room are still owed
+// to member.
+func (s *Server) RelayOwed(room, member string) (items int, bytes int64) {
+	return s.store.Owed(room, member)
 }
 
 // Stats returns current counts.
 func (s *Server) Stats() Stats {
+	relay := s.store.Stats()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Stats{Rooms: len(s.rooms), Conns: len(s.conns), CutOff: s.cutOff.Load(), ConnsTotal: s.accepted.Load(),
-		HTTPConns: s.http.open(), Addrs: s.addrs.size(), Limited: s.limited.snapshot()}
+		HTTPConns: s.http.open(), Addrs: s.addrs.size(), Limited: s.limited.snapshot(), Relay: relay}
 	for _, r := range s.rooms {
 		st.Members += len(r.members)
 		for _, m := range r.members {

@@ -1,9 +1,10 @@
 package signaling
 
-// Sweep expires relay items, forgets members offline longer than RelayTTL
+// Sweep expires relay items, forgets members offline longer than the relay TTL
 // (the others see them leave; senders of files they had not finished get
 // undeliverable), drops finished or idle file states, and deletes rooms with
-// no members and no items.
+// no members and no items. Run sweeps every 5 s; an embedder that serves
+// Handler() without Run (or drives Config.Now itself) calls Sweep.
 func (s *Server) Sweep() {
 	s.store.Expire()
 	now := s.now()
@@ -11,7 +12,7 @@ func (s *Server) Sweep() {
 	defer s.mu.Unlock()
 	for id, r := range s.rooms {
 		for _, m := range r.members {
-			if m.conn == nil && now.Sub(m.offlineSince) > s.cfg.RelayTTL {
+			if m.conn == nil && now.Sub(m.offlineSince) > s.cfg.Relay.TTL {
 				s.forgetLocked(r, m, "the member was offline longer than the relay TTL")
 			}
 		}

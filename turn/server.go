@@ -19,7 +19,9 @@ import (
 
 // Defaults.
 const (
-	DefaultAddr         = "127.0.0.1:3478"
+	DefaultPort         = 3478             // TURN over UDP and TCP (RFC 8656)
+	DefaultTLSPort      = 5349             // TURN over TLS (RFC 8656)
+	DefaultAddr         = "127.0.0.1:3478" // DefaultPort on loopback
 	DefaultRealm        = "cloakroom"
 	DefaultRelayPortMin = 49152 // IANA dynamic range, coturn's default
 	DefaultRelayPortMax = 65535
@@ -153,6 +155,11 @@ func newServer(cfg Config, onEvent func(string)) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Validate checks cfg as New does (IPv4 PublicIP, Secret, TLS, port range,
+// caps) without opening anything, so a caller can refuse a bad
+// configuration before it opens other listeners.
+func (cfg Config) Validate() error { return cfg.fill() }
 
 // fill checks cfg and fills in the defaults.
 func (cfg *Config) fill() error {

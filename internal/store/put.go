@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -89,48 +90,52 @@ func (s *Store) evictLocked(target string, size int64) ([]eviction, bool) {
 		return nil, false
 	}
 	tr := s.rooms[target]
-	var needRoom int64
+	needRoom := size - s.maxRoom
 	if tr != nil {
-		needRoom = tr.bytes + size - s.maxRoom
-	} else {
-		needRoom = size - s.maxRoom
+		needRoom += tr.bytes
 	}
 	needAll := s.bytes + size - s.maxBytes
-
-	type cand struct {
-		r *room
-		e *entry
+	chosen, ok := chooseEvictions(s.evictableChunksLocked(tr, needAll > 0), tr, needAll, needRoom)
+	if !ok {
+		return nil, false
 	}
-	var cands []cand
+	return s.removeEvictedLocked(chosen, tr), true
+}
+
+// evictCand is a chunk that may be evicted, with its room.
+type evictCand struct {
+	r *room
+	e *entry
+}
+
+// evictableChunksLocked lists the evictable chunks of room tr, or of every
+// room when all is set, oldest first.
+func (s *Store) evictableChunksLocked(tr *room, all bool) []evictCand {
+	var cands []evictCand
 	scan := func(r *room) {
 		if r == nil || r.offline == 0 {
 			return
 		}
 		for _, e := range r.items {
 			if e.it.Size() > 0 && s.evictableLocked(r, e) {
-				cands = append(cands, cand{r, e})
+				cands = append(cands, evictCand{r, e})
 			}
 		}
 	}
-	if needAll > 0 {
+	if all {
 		for _, r := range s.rooms {
 			scan(r)
 		}
 	} else {
 		scan(tr)
 	}
-	if len(cands) == 0 {
-		return nil, false
-	}
-	slices.SortFunc(cands, func(a, b cand) int {
-		switch {
-		case a.e.it.ID < b.e.it.ID:
-			return -1
-		case a.e.it.ID > b.e.it.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(cands, func(a, b evictCand) int { return cmp.Compare(a.e.it.ID, b.e.it.ID) })
+	return cands
+}
+
+// chooseEvictions picks candidates, oldest first, until needAll bytes are
+// freed overall and needRoom in room tr; false if they cannot be.
+func chooseEvictions(cands []evictCand, tr *room, needAll, needRoom int64) ([]evictCand, bool) {
 	chosen := cands[:0]
 	for _, c := range cands {
 		if needAll <= 0 && needRoom <= 0 {
@@ -147,10 +152,12 @@ func (s *Store) evictLocked(target string, size int64) ([]eviction, bool) {
 			needRoom -= sz
 		}
 	}
-	if needAll > 0 || needRoom > 0 {
-		return nil, false
-	}
+	return chosen, needAll <= 0 && needRoom <= 0
+}
 
+// removeEvictedLocked deletes the chosen chunks (and rooms other than tr
+// left empty) and returns what OnEvict is to report.
+func (s *Store) removeEvictedLocked(chosen []evictCand, tr *room) []eviction {
 	out := make([]eviction, 0, len(chosen))
 	touched := make(map[*room]struct{}, 1)
 	for _, c := range chosen {
@@ -168,5 +175,5 @@ func (s *Store) evictLocked(target string, size int64) ([]eviction, bool) {
 	}
 	// space beyond what this Put needs may have been freed.
 	s.wakeLocked()
-	return out, true
+	return out
 }

@@ -45,16 +45,54 @@ const (
 	KindChunk    Kind = 2 // a sealed file chunk
 )
 
-// Config sets the store's limits. Zero fields get defaults.
+// Config sets the store's limits. Zero fields get defaults (Fill).
 type Config struct {
-	MaxBytes     int64         // global cap on stored bytes; default 256 MiB
-	MaxRoomBytes int64         // per-room cap; default MaxBytes/2
-	TTL          time.Duration // how long an item lives unacknowledged; default 10 min
+	MaxBytes     int64         // global cap on stored bytes; default DefaultMaxBytes
+	MaxRoomBytes int64         // per-room cap; default DefaultRoomCap(MaxBytes), never over MaxBytes
+	TTL          time.Duration // how long an item lives unacknowledged; default DefaultTTL
 	Now          func() time.Time
 	// OnEvict, if set, is called (without the store's lock held) for every
 	// chunk evicted for space before its TTL, with the offline members that
 	// were still owed it.
 	OnEvict func(it Item, members []string)
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultMaxBytes = 256 << 20
+	DefaultTTL      = 10 * time.Minute
+)
+
+// DefaultRoomCap is the per-room cap for a global cap of total: half of it,
+// so that one room cannot take the whole relay.
+func DefaultRoomCap(total int64) int64 { return max(total/2, 1) }
+
+// Fill validates c and fills its zero fields with the defaults; New does
+// it, and callers that need the effective values (a server reporting its
+// cap) may do it first.
+func (c *Config) Fill() error {
+	switch {
+	case c.MaxBytes < 0:
+		return fmt.Errorf("store: negative MaxBytes %d", c.MaxBytes)
+	case c.MaxRoomBytes < 0:
+		return fmt.Errorf("store: negative MaxRoomBytes %d", c.MaxRoomBytes)
+	case c.TTL < 0:
+		return fmt.Errorf("store: negative TTL %v", c.TTL)
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxRoomBytes == 0 {
+		c.MaxRoomBytes = DefaultRoomCap(c.MaxBytes)
+	}
+	c.MaxRoomBytes = min(c.MaxRoomBytes, c.MaxBytes)
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
 }
 
 // Item is one stored element. The store treats Data as opaque sealed bytes.
@@ -102,34 +140,10 @@ type Store struct {
 	waitHook func()
 }
 
-// Defaults for zero Config fields.
-const (
-	defaultMaxBytes = 256 << 20
-	defaultTTL      = 10 * time.Minute
-)
-
 // New validates cfg, fills defaults and returns an empty store.
 func New(cfg Config) (*Store, error) {
-	switch {
-	case cfg.MaxBytes < 0:
-		return nil, fmt.Errorf("store: negative MaxBytes %d", cfg.MaxBytes)
-	case cfg.MaxRoomBytes < 0:
-		return nil, fmt.Errorf("store: negative MaxRoomBytes %d", cfg.MaxRoomBytes)
-	case cfg.TTL < 0:
-		return nil, fmt.Errorf("store: negative TTL %v", cfg.TTL)
-	}
-	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = defaultMaxBytes
-	}
-	if cfg.MaxRoomBytes == 0 {
-		cfg.MaxRoomBytes = max(cfg.MaxBytes/2, 1)
-	}
-	cfg.MaxRoomBytes = min(cfg.MaxRoomBytes, cfg.MaxBytes)
-	if cfg.TTL == 0 {
-		cfg.TTL = defaultTTL
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if err := cfg.Fill(); err != nil {
+		return nil, err
 	}
 	return &Store{
 		maxBytes: cfg.MaxBytes,

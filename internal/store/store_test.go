@@ -191,6 +191,10 @@ func TestNew(t *testing.T) {
 				t.Fatalf("got max %d room %d ttl %v, want %d %d %v", s.maxBytes, s.maxRoom, s.ttl, tt.wantMax, tt.wantRoom, tt.wantTTL)
 			}
 			wantStats(t, s.Stats(), Stats{})
+			c := tt.cfg // Fill reports the values New uses
+			if err := c.Fill(); err != nil || c.MaxBytes != tt.wantMax || c.MaxRoomBytes != tt.wantRoom || c.TTL != tt.wantTTL {
+				t.Fatalf("Fill: %v, %+v", err, c)
+			}
 		})
 	}
 }

@@ -1,13 +1,10 @@
-package main
+package bench
 
 import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -15,35 +12,34 @@ import (
 	"cloakroom/client"
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
-	"cloakroom/internal/store"
 	"cloakroom/signaling"
 	"cloakroom/turn"
 )
 
-// benchP2P measures a file sent peer to peer (direct, or relayed by the
-// embedded TURN server) beside raw pion data-channel throughput over the
-// same path in the same run.
-func benchP2P(ctx context.Context, size int64, mode, dir string, stdout io.Writer) error {
-	if dir == "" {
-		d, err := os.MkdirTemp("", "cloakroom-bench-")
-		if err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	}
-	src := filepath.Join(dir, "bench-source.bin")
-	if err := writeRandomFile(src, size); err != nil {
+// RunP2P measures a file sent over a direct data channel beside raw pion
+// data-channel throughput over the same path in the same run.
+func RunP2P(ctx context.Context, cfg Config) error { return runPeer(ctx, cfg, "p2p") }
+
+// RunTURN is RunP2P relayed by an embedded TURN server on both sides.
+func RunTURN(ctx context.Context, cfg Config) error { return runPeer(ctx, cfg, "turn") }
+
+func runPeer(ctx context.Context, cfg Config, mode string) error {
+	if err := cfg.fill(); err != nil {
 		return err
 	}
-	defer os.Remove(src)
+	run, err := newFileRun(cfg)
+	if err != nil {
+		return err
+	}
+	defer run.close()
 	ts, err := turn.New(turn.Config{Addr: "127.0.0.1:0", Secret: []byte("bench-secret"), AllowLoopback: true})
 	if err != nil {
 		return fmt.Errorf("bench: TURN: %w", err)
 	}
 	defer ts.Close()
-	fmt.Fprintf(stdout, "bench %s: %d MiB file, sender and receiver in one process on 127.0.0.1\n", mode, size>>20)
-	ours, path, err := timeP2P(ctx, ts, src, mode, filepath.Join(dir, "received"))
+	size, out := cfg.Size, cfg.Out
+	fmt.Fprintf(out, "bench %s: %d MiB file, sender and receiver in one process on 127.0.0.1\n", mode, size>>20)
+	ours, path, err := timeP2P(ctx, ts, run.src, mode, run.received())
 	if err != nil {
 		return err
 	}
@@ -52,30 +48,19 @@ func benchP2P(ctx context.Context, size int64, mode, dir string, stdout io.Write
 		return err
 	}
 	r1, r2 := rate(size, ours), rate(size, raw)
-	fmt.Fprintf(stdout, "%-34s %8.1f MB/s  (%s, path %s)\n", "cloakroom (seal+hash+disk)", r1, ours.Round(time.Millisecond), path)
-	fmt.Fprintf(stdout, "%-34s %8.1f MB/s  (%s)\n", "baseline: raw pion data channel", r2, raw.Round(time.Millisecond))
-	fmt.Fprintf(stdout, "ratio cloakroom / raw pion: %.2f\n", r1/r2)
+	fmt.Fprintf(out, "%-34s %8.1f MB/s  (%s, path %s)\n", "cloakroom (seal+hash+disk)", r1, ours.Round(time.Millisecond), path)
+	fmt.Fprintf(out, "%-34s %8.1f MB/s  (%s)\n", "baseline: raw pion data channel", r2, raw.Round(time.Millisecond))
+	fmt.Fprintf(out, "ratio cloakroom / raw pion: %.2f\n", r1/r2)
 	return nil
 }
 
 func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string) (time.Duration, string, error) {
-	var srv *signaling.Server
-	st, err := store.New(store.Config{OnEvict: func(it store.Item, m []string) { srv.OnEvict(it, m) }})
-	if err != nil {
-		return 0, "", fmt.Errorf("bench: %w", err)
-	}
-	defer st.Close()
 	urls := ts.URLs("")
-	srv, err = signaling.New(signaling.Config{Store: st, Logger: slog.New(slog.DiscardHandler),
+	url, stop, err := startSignaling(signaling.Config{
 		ICE: func(member string) ([]protocol.ICEServer, time.Time) {
 			u, p := ts.Credentials(member, time.Hour)
 			return []protocol.ICEServer{{URLs: urls, Username: u, Credential: p}}, time.Now().Add(time.Hour)
 		}})
-	if err != nil {
-		return 0, "", fmt.Errorf("bench: %w", err)
-	}
-	defer srv.Close()
-	url, stop, err := serveHandler(srv.Handler())
 	if err != nil {
 		return 0, "", err
 	}
@@ -120,22 +105,11 @@ func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string) (ti
 // timeRawPion sends size bytes in 63 KiB messages between two pion peers
 // with the client's settings and flow control, without crypto or disk.
 func timeRawPion(ctx context.Context, ts *turn.Server, size int64, mode string) (time.Duration, error) {
-	api := client.NewWebRTCAPI(nil)
-	var cfg webrtc.Configuration
-	if mode == "turn" {
-		u, p := ts.Credentials("raw", time.Hour)
-		cfg.ICEServers = []webrtc.ICEServer{{URLs: ts.URLs(""), Username: u, Credential: p}}
-		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
-	}
-	a, err := api.NewPeerConnection(cfg)
+	a, b, err := rawPeers(ts, mode)
 	if err != nil {
-		return 0, fmt.Errorf("bench: %w", err)
+		return 0, err
 	}
 	defer a.Close()
-	b, err := api.NewPeerConnection(cfg)
-	if err != nil {
-		return 0, fmt.Errorf("bench: %w", err)
-	}
 	defer b.Close()
 	got := make(chan struct{})
 	b.OnDataChannel(func(dc *webrtc.DataChannel) {
@@ -160,6 +134,41 @@ func timeRawPion(ctx context.Context, ts *turn.Server, size int64, mode string) 
 	case <-time.After(20 * time.Second):
 		return 0, fmt.Errorf("bench: raw pion data channel did not open")
 	}
+	start := time.Now()
+	if err := sendRaw(ctx, dc, size); err != nil {
+		return 0, err
+	}
+	select {
+	case <-got:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return time.Since(start), nil
+}
+
+// rawPeers makes two peer connections with the client's settings; for
+// mode "turn" they use only the TURN server's relay candidates.
+func rawPeers(ts *turn.Server, mode string) (a, b *webrtc.PeerConnection, err error) {
+	api := client.NewWebRTCAPI(nil)
+	var cfg webrtc.Configuration
+	if mode == "turn" {
+		u, p := ts.Credentials("raw", time.Hour)
+		cfg.ICEServers = []webrtc.ICEServer{{URLs: ts.URLs(""), Username: u, Credential: p}}
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	if a, err = api.NewPeerConnection(cfg); err != nil {
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	if b, err = api.NewPeerConnection(cfg); err != nil {
+		_ = a.Close()
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	return a, b, nil
+}
+
+// sendRaw sends size bytes of full-size chunk messages on dc, keeping at
+// most 4 MiB buffered like the client does.
+func sendRaw(ctx context.Context, dc *webrtc.DataChannel, size int64) error {
 	low := make(chan struct{}, 1)
 	dc.SetBufferedAmountLowThreshold(1 << 20)
 	dc.OnBufferedAmountLow(func() {
@@ -169,26 +178,20 @@ func timeRawPion(ctx context.Context, ts *turn.Server, size int64, mode string) 
 		}
 	})
 	msg := make([]byte, protocol.ChunkUpHeader+protocol.MaxSealedChunk)
-	rand.Read(msg)
-	start := time.Now()
+	_, _ = rand.Read(msg)
 	for sent := int64(0); sent < size; sent += int64(len(msg)) {
 		for dc.BufferedAmount() > 4<<20 {
 			select {
 			case <-low:
 			case <-ctx.Done():
-				return 0, ctx.Err()
+				return ctx.Err()
 			}
 		}
 		if err := dc.Send(msg); err != nil {
-			return 0, fmt.Errorf("bench: raw send: %w", err)
+			return fmt.Errorf("bench: raw send: %w", err)
 		}
 	}
-	select {
-	case <-got:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	return time.Since(start), nil
+	return nil
 }
 
 // connectPair exchanges complete (non-trickle) descriptions between a and b.

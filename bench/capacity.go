@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -30,15 +30,6 @@ import (
 // memory is its own), the clients in this process speak the wire protocol
 // without crypto (the server never sees any), all on 127.0.0.1.
 
-// capacityFlags are the flags of `bench idle` and `bench fanout`.
-type capacityFlags struct {
-	conns    int           // idle: connections
-	rooms    int           // fanout: rooms
-	members  int           // fanout: members per room (idle: too)
-	msgRate  float64       // fanout: messages per second per member
-	duration time.Duration // fanout: measured time; idle: how long they stay
-}
-
 // serverChild is a `cloakroom serve` child process.
 type serverChild struct {
 	cmd *exec.Cmd
@@ -47,15 +38,11 @@ type serverChild struct {
 
 var childServingRe = regexp.MustCompile(`serving on (http://\S+)`)
 
-// startServerChild starts this binary as `serve` on a free port with the
+// startServerChild starts the serve command line on a free port with the
 // given extra flags and waits until it serves.
-func startServerChild(ctx context.Context, extra ...string) (*serverChild, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--turn-port", "0", "--metrics-addr", "", "--log-level", "warn"}, extra...)
-	cmd := exec.CommandContext(ctx, self, args...)
+func startServerChild(ctx context.Context, serve []string, extra ...string) (*serverChild, error) {
+	args := append([]string{"--addr", "127.0.0.1:0", "--turn-port", "0", "--metrics-addr", "", "--log-level", "warn"}, extra...)
+	cmd := exec.CommandContext(ctx, serve[0], append(serve[1:len(serve):len(serve)], args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -233,20 +220,25 @@ func benchCloseAll(clients []*benchClient) {
 	}
 }
 
-// benchIdle: N idle joined WebSocket connections; the server's RSS.
-func benchIdle(ctx context.Context, f capacityFlags, stdout io.Writer) error {
+// RunIdle: Config.Conns idle joined WebSocket connections; the server's
+// RSS beside its RSS before they joined.
+func RunIdle(ctx context.Context, cfg Config) error {
+	if err := cfg.fill(); err != nil {
+		return err
+	}
+	f, stdout := cfg, cfg.Out
 	limit := raiseFileLimit()
-	srv, err := startServerChild(ctx, "--max-conns", strconv.Itoa(f.conns+100), "--max-conns-per-ip", "-1",
-		"--join-rate", "-1", "--max-rooms", strconv.Itoa(f.conns))
+	srv, err := startServerChild(ctx, cfg.Serve, "--max-conns", strconv.Itoa(f.Conns+100), "--max-conns-per-ip", "-1",
+		"--join-rate", "-1", "--max-rooms", strconv.Itoa(f.Conns))
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
 	pid := srv.cmd.Process.Pid
 	base := procStatus(pid, "VmRSS")
-	fmt.Fprintf(stdout, "bench idle: %d connections (%d per room) to a server child process on 127.0.0.1; open files limit %d\n", f.conns, f.members, limit)
+	fmt.Fprintf(stdout, "bench idle: %d connections (%d per room) to a server child process on 127.0.0.1; open files limit %d\n", f.Conns, f.Members, limit)
 	start := time.Now()
-	clients, err := benchDialAll(ctx, srv.url, f.conns, f.members)
+	clients, err := benchDialAll(ctx, srv.url, f.Conns, f.Members)
 	if err != nil {
 		return err
 	}
@@ -267,7 +259,7 @@ func benchIdle(ctx context.Context, f capacityFlags, stdout io.Writer) error {
 	defer wg.Wait()
 	defer benchCloseAll(clients) // runs before wg.Wait: ends the readers
 	var peak int64
-	for end := time.Now().Add(f.duration); time.Now().Before(end); {
+	for end := time.Now().Add(f.Duration); time.Now().Before(end); {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -277,27 +269,31 @@ func benchIdle(ctx context.Context, f capacityFlags, stdout io.Writer) error {
 	}
 	hwm := procStatus(pid, "VmHWM")
 	fmt.Fprintf(stdout, "joined in %s; server RSS %.1f MiB before, %.1f MiB with %d idle members (peak %.1f MiB): %.1f KiB per connection\n",
-		joined.Round(time.Millisecond), mib(base), mib(peak), f.conns, mib(hwm), float64(peak-base)/1024/float64(f.conns))
+		joined.Round(time.Millisecond), mib(base), mib(peak), f.Conns, mib(hwm), float64(peak-base)/1024/float64(f.Conns))
 	fmt.Fprintf(stdout, "this process (clients): RSS %.1f MiB\n", mib(procStatus(os.Getpid(), "VmRSS")))
 	return nil
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
-// benchFanout: rooms × members clients each sending msgRate messages a
+// RunFanout: Rooms × Members clients each sending MsgRate messages a
 // second to its room; latency from send to each other member's receipt.
-func benchFanout(ctx context.Context, f capacityFlags, stdout io.Writer) error {
+func RunFanout(ctx context.Context, cfg Config) error {
+	if err := cfg.fill(); err != nil {
+		return err
+	}
+	f, stdout := cfg, cfg.Out
 	raiseFileLimit()
-	n := f.rooms * f.members
-	srv, err := startServerChild(ctx, "--max-conns-per-ip", "-1", "--join-rate", "-1", "--msg-rate", "-1")
+	n := f.Rooms * f.Members
+	srv, err := startServerChild(ctx, cfg.Serve, "--max-conns-per-ip", "-1", "--join-rate", "-1", "--msg-rate", "-1")
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
 	pid := srv.cmd.Process.Pid
 	fmt.Fprintf(stdout, "bench fanout: %d rooms × %d members, %g msg/s each (%g deliveries/s), server child process on 127.0.0.1\n",
-		f.rooms, f.members, f.msgRate, float64(n)*f.msgRate*float64(f.members-1))
-	clients, err := benchDialAll(ctx, srv.url, n, f.members)
+		f.Rooms, f.Members, f.MsgRate, float64(n)*f.MsgRate*float64(f.Members-1))
+	clients, err := benchDialAll(ctx, srv.url, n, f.Members)
 	if err != nil {
 		return err
 	}
@@ -312,7 +308,7 @@ func benchFanout(ctx context.Context, f capacityFlags, stdout io.Writer) error {
 	}
 	time.Sleep(time.Second) // presence settles
 	warmup := 2 * time.Second
-	runCtx, cancel := context.WithTimeout(ctx, warmup+f.duration)
+	runCtx, cancel := context.WithTimeout(ctx, warmup+f.Duration)
 	rec.from.Store(time.Now().Add(warmup).UnixNano())
 	var sent atomic.Int64
 	var swg sync.WaitGroup
@@ -320,7 +316,7 @@ func benchFanout(ctx context.Context, f capacityFlags, stdout io.Writer) error {
 		swg.Add(1)
 		go func() {
 			defer swg.Done()
-			c.sendEvery(runCtx, time.Duration(float64(time.Second)/f.msgRate), rec, &sent)
+			c.sendEvery(runCtx, time.Duration(float64(time.Second)/f.MsgRate), rec, &sent)
 		}()
 	}
 	time.Sleep(warmup)
@@ -332,17 +328,23 @@ func benchFanout(ctx context.Context, f capacityFlags, stdout io.Writer) error {
 	benchCloseAll(clients)
 	wg.Wait()
 	got := rec.sorted()
-	want := sent.Load() * int64(f.members-1)
 	if len(got) == 0 {
 		return errors.New("bench: no message delivered")
 	}
-	fmt.Fprintf(stdout, "measured %s: %d messages sent, %d of %d deliveries received\n",
-		f.duration, sent.Load(), len(got), want)
-	fmt.Fprintf(stdout, "forwarding latency (send -> receipt by each other member): p50 %s, p90 %s, p99 %s, max %s\n",
-		pct(got, 50), pct(got, 90), pct(got, 99), got[len(got)-1])
-	fmt.Fprintf(stdout, "CPU: server %.0f%% of one core, clients (this process) %.0f%%; server RSS %.1f MiB\n",
-		100*float64(cpu1-cpu0)/float64(t1.Sub(t0)), 100*float64(self1-self0)/float64(t1.Sub(t0)), mib(procStatus(pid, "VmRSS")))
+	span := t1.Sub(t0)
+	printFanout(stdout, f, sent.Load(), got, float64(cpu1-cpu0)/float64(span), float64(self1-self0)/float64(span), procStatus(pid, "VmRSS"))
 	return nil
+}
+
+// printFanout writes the fan-out figures: deliveries, latency percentiles
+// and CPU (shares of one core) of the server and of the clients.
+func printFanout(out io.Writer, f Config, sent int64, got []time.Duration, serverCPU, selfCPU float64, rss int64) {
+	fmt.Fprintf(out, "measured %s: %d messages sent, %d of %d deliveries received\n",
+		f.Duration, sent, len(got), sent*int64(f.Members-1))
+	fmt.Fprintf(out, "forwarding latency (send -> receipt by each other member): p50 %s, p90 %s, p99 %s, max %s\n",
+		pct(got, 50), pct(got, 90), pct(got, 99), got[len(got)-1])
+	fmt.Fprintf(out, "CPU: server %.0f%% of one core, clients (this process) %.0f%%; server RSS %.1f MiB\n",
+		100*serverCPU, 100*selfCPU, mib(rss))
 }
 
 func pct(sorted []time.Duration, p int) time.Duration {

@@ -1,0 +1,237 @@
+package bench
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/gorilla/websocket"
+
+	"cloakroom/client"
+	"cloakroom/internal/crypto"
+	"cloakroom/internal/protocol"
+	"cloakroom/internal/store"
+	"cloakroom/signaling"
+)
+
+// RunRelay measures a file through the relay (sender -> server ->
+// receiver, with encryption, hashing and writing to disk) beside two
+// baselines from the same run: the same bytes through a bare
+// gorilla/websocket forwarder of the same shape, and AES-GCM seal speed.
+func RunRelay(ctx context.Context, cfg Config) error {
+	if err := cfg.fill(); err != nil {
+		return err
+	}
+	run, err := newFileRun(cfg)
+	if err != nil {
+		return err
+	}
+	defer run.close()
+	size, out := cfg.Size, cfg.Out
+	fmt.Fprintf(out, "bench relay: %s file, relay cap %s, GOMAXPROCS cores shared by sender, server and receiver\n",
+		humanize.IBytes(uint64(size)), humanize.IBytes(uint64(cfg.RelayMax)))
+	relayDur, err := timeRelay(ctx, run.src, cfg.RelayMax, run.received())
+	if err != nil {
+		return err
+	}
+	fwdDur, err := timeForwarder(ctx, run.src)
+	if err != nil {
+		return err
+	}
+	gcm := aesGCMRate(min(size, 256<<20))
+	relayRate, fwdRate := rate(size, relayDur), rate(size, fwdDur)
+	fmt.Fprintf(out, "%-34s %8.1f MB/s  (%s)\n", "relay (seal+hash+disk, 1 receiver)", relayRate, relayDur.Round(time.Millisecond))
+	fmt.Fprintf(out, "%-34s %8.1f MB/s  (%s)\n", "baseline: bare websocket forwarder", fwdRate, fwdDur.Round(time.Millisecond))
+	fmt.Fprintf(out, "%-34s %8.1f MB/s  (one core, %d-byte chunks)\n", "baseline: AES-256-GCM seal", gcm, protocol.ChunkSize)
+	fmt.Fprintf(out, "ratio relay / forwarder: %.2f\n", relayRate/fwdRate)
+	return nil
+}
+
+func timeRelay(ctx context.Context, src string, relayCap int64, outDir string) (time.Duration, error) {
+	url, stop, err := startSignaling(signaling.Config{Relay: store.Config{MaxBytes: relayCap}})
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(outDir)
+	secret, err := crypto.NewSecret()
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	link := secret.Link(url)
+	var mark int64
+	t0 := time.Now()
+	recv, err := client.Dial(ctx, link, client.Options{Dir: outDir, OnProgress: func(p client.Progress) {
+		if os.Getenv("BENCH_TRACE") != "" && p.Bytes >= mark {
+			fmt.Fprintf(os.Stderr, "%4d MiB at %v\n", p.Bytes>>20, time.Since(t0).Round(time.Millisecond))
+			mark += 128 << 20
+		}
+	}})
+	if err != nil {
+		return 0, fmt.Errorf("bench: receiver: %w", err)
+	}
+	defer recv.Close()
+	send, err := client.Dial(ctx, link, client.Options{Transport: protocol.TransportRelay})
+	if err != nil {
+		return 0, fmt.Errorf("bench: sender: %w", err)
+	}
+	defer send.Close()
+	start := time.Now()
+	if _, err := send.SendFile(ctx, src); err != nil {
+		return 0, fmt.Errorf("bench: relay transfer: %w", err)
+	}
+	f, err := recv.NextFile(ctx)
+	if err != nil || f.Err != nil {
+		return 0, fmt.Errorf("bench: receive: %w", errors.Join(err, f.Err))
+	}
+	return time.Since(start), nil
+}
+
+// timeForwarder moves the file's bytes in 64 KiB messages from one
+// WebSocket client through a server to another client, with no crypto.
+func timeForwarder(ctx context.Context, src string) (time.Duration, error) {
+	up := websocket.Upgrader{ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
+	// The sender dials "?send": the two upgrades may finish in either order.
+	senders, receivers := make(chan *websocket.Conn, 1), make(chan *websocket.Conn, 1)
+	url, stop, err := serveHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, err := up.Upgrade(w, r, nil); err == nil && r.URL.RawQuery == "send" {
+			senders <- c
+		} else if err == nil {
+			receivers <- c
+		}
+	}))
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	fctx, cancel := context.WithCancel(ctx)
+	forwarded := make(chan struct{})
+	go func() {
+		defer close(forwarded)
+		forward(fctx, senders, receivers)
+	}()
+	defer func() { cancel(); <-forwarded }() // after the clients below close
+	d := websocket.Dialer{ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
+	wsURL := "ws" + url[len("http"):]
+	sender, _, err := d.DialContext(ctx, wsURL+"?send", nil)
+	if err != nil {
+		return 0, fmt.Errorf("bench: forwarder: %w", err)
+	}
+	defer sender.Close()
+	receiver, _, err := d.DialContext(ctx, wsURL, nil)
+	if err != nil {
+		return 0, fmt.Errorf("bench: forwarder: %w", err)
+	}
+	defer receiver.Close()
+	f, err := os.Open(src)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() { errc <- drain(receiver, st.Size()) }()
+	if err := sendMessages(sender, f); err != nil {
+		return 0, err
+	}
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// sendMessages writes r to c in chunk-sized binary messages.
+func sendMessages(c *websocket.Conn, r io.Reader) error {
+	buf := make([]byte, protocol.ChunkSize)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if werr := c.WriteMessage(websocket.BinaryMessage, buf[:n]); werr != nil {
+				return fmt.Errorf("bench: forwarder write: %w", werr)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+}
+
+// forward pairs a sender and a receiver and copies messages from the
+// first to the second, one reader and one writer, like the relay's shape,
+// until either closes (or ctx ends before they both arrive).
+func forward(ctx context.Context, senders, receivers chan *websocket.Conn) {
+	var a, b *websocket.Conn
+	for a == nil || b == nil {
+		select {
+		case a = <-senders:
+			defer a.Close()
+		case b = <-receivers:
+			defer b.Close()
+		case <-ctx.Done():
+			return
+		}
+	}
+	for {
+		kind, r, err := a.NextReader()
+		if err != nil {
+			return
+		}
+		w, err := b.NextWriter(kind)
+		if err != nil {
+			return
+		}
+		if _, err := io.Copy(w, r); err != nil {
+			return
+		}
+		if err := w.Close(); err != nil {
+			return
+		}
+	}
+}
+
+func drain(c *websocket.Conn, want int64) error {
+	var got int64
+	for got < want {
+		_, r, err := c.NextReader()
+		if err != nil {
+			return fmt.Errorf("bench: forwarder read: %w", err)
+		}
+		n, err := io.Copy(io.Discard, r)
+		if err != nil {
+			return fmt.Errorf("bench: forwarder read: %w", err)
+		}
+		got += n
+	}
+	return nil
+}
+
+// aesGCMRate returns AES-256-GCM seal speed in MB/s on one goroutine.
+func aesGCMRate(total int64) float64 {
+	key := make([]byte, 32)
+	block, _ := aes.NewCipher(key)
+	aead, _ := cipher.NewGCM(block)
+	plain := make([]byte, protocol.ChunkSize)
+	out := make([]byte, 0, len(plain)+16)
+	nonce := make([]byte, 12)
+	start := time.Now()
+	var done int64
+	for done < total {
+		out = aead.Seal(out[:0], nonce, plain, nil)
+		nonce[0]++
+		done += int64(len(plain))
+	}
+	return rate(done, time.Since(start))
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
 
+	"cloakroom/client/transfer"
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
@@ -91,7 +92,7 @@ type Client struct {
 	members   map[string]*Member
 	seen      map[[16]byte]bool // envelope ids already handled
 	sends     map[string]*sendState
-	recvs     map[string]*recvState
+	recv      *transfer.Receiver
 	files     chan File
 	api       *webrtc.API
 	peers     map[string]*peerConn    // by session id
@@ -99,7 +100,6 @@ type Client struct {
 	ice       []protocol.ICEServer    // TURN servers from the welcome
 	iceExp    time.Time
 	iceFresh  chan struct{} // closed when fresh ICE credentials arrive
-	chunks    chan chunkJob // read loop -> disk loop
 	wg        sync.WaitGroup
 	ttl       time.Duration
 	closeErr  error
@@ -131,7 +131,10 @@ func Dial(ctx context.Context, invite string, opts Options) (*Client, error) {
 		return nil, err
 	}
 	c.wg.Add(1)
-	go c.diskLoop()
+	go func() {
+		defer c.wg.Done()
+		c.recv.Run(c.ctx)
+	}()
 	go c.run(conn)
 	return c, nil
 }
@@ -166,14 +169,15 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 		return nil, fmt.Errorf("new identity: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{
+	c := &Client{
 		opts: opts, log: opts.Logger, keys: crypto.DeriveRoom(secret), ident: ident,
 		id: uuid.NewString(), wsURL: wsURL, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		connReady: make(chan struct{}), members: map[string]*Member{}, seen: map[[16]byte]bool{},
-		sends: map[string]*sendState{}, recvs: map[string]*recvState{}, files: make(chan File, 1024),
-		chunks: make(chan chunkJob, 64), api: NewWebRTCAPI(opts.Logger),
+		sends: map[string]*sendState{}, files: make(chan File, 1024), api: NewWebRTCAPI(opts.Logger),
 		peers: map[string]*peerConn{}, pairs: map[string]*crypto.Pair{}, iceFresh: make(chan struct{}),
-	}, nil
+	}
+	c.recv = transfer.NewReceiver(transfer.Config{Dir: opts.Dir, RoomID: c.keys.RoomID, Log: opts.Logger, Host: recvHost{c}})
+	return c, nil
 }
 
 func websocketURL(server string) (string, error) {

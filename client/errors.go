@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"cloakroom/client/transfer"
 	"cloakroom/internal/protocol"
 )
 
@@ -15,7 +16,7 @@ var (
 	ErrProtocol    = errors.New("protocol error")
 	ErrClosed      = errors.New("client closed")
 	ErrNoMembers   = errors.New("no other member online")
-	ErrIntegrity   = errors.New("file failed its integrity check")
+	ErrIntegrity   = transfer.ErrIntegrity
 	ErrFileLost    = errors.New("file not delivered")
 )
 

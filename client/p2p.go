@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"cloakroom/client/transfer"
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
@@ -103,7 +104,7 @@ func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path
 		c.progress(Progress{File: man.File, Name: man.Name, Peer: p.member, Sending: true, Bytes: n, Total: man.Size, Path: path})
 	}
 	var acked int64
-	err = forEachChunk(f, man, ciph, nil, func(i uint32, frame []byte) error {
+	err = transfer.SealChunks(f, f.Name(), man, ciph, nil, func(i uint32, frame []byte) error {
 		for drained := false; !drained; {
 			select {
 			case m := <-events:
@@ -144,34 +145,6 @@ func (c *Client) dcEvent(m *protocol.DCMessage, man *crypto.Manifest, prog func(
 	return acked
 }
 
-// forEachChunk reads, pads and seals every chunk of f into a ChunkUp frame
-// (reusing one buffer) and calls send with it.
-func forEachChunk(f *os.File, man *crypto.Manifest, ciph *crypto.ChunkCipher, skip func(uint32) bool, send func(uint32, []byte) error) error {
-	fid := uuid.MustParse(man.File)
-	plain := make([]byte, man.ChunkSize)
-	frame := make([]byte, 0, protocol.ChunkUpHeader+man.ChunkSize+16)
-	for i := uint32(0); i < man.Chunks; i++ {
-		if skip != nil && skip(i) {
-			continue
-		}
-		off := int64(i) * int64(man.ChunkSize)
-		want := int(min(int64(man.ChunkSize), man.Size-off))
-		n, err := f.ReadAt(plain[:want], off)
-		if n < want {
-			return fmt.Errorf("read %s (did it change while sending?): %w", f.Name(), err)
-		}
-		// Every chunk, the last included, is sealed at full size (zero
-		// padding), so a relay learns the chunk count and not the size.
-		clear(plain[n:])
-		ch := protocol.Chunk{File: fid, Index: i, Count: man.Chunks, Final: i == man.Chunks-1}
-		frame = ciph.Seal(ch.AppendUp(frame[:0]), i, plain)
-		if err := send(i, frame); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // receiveDC handles a message on a confirmed data channel from a sender:
 // a manifest, or a chunk, which goes the same way as relay chunks (opened
 // here, written and hashed by the disk loop).
@@ -182,7 +155,7 @@ func (c *Client) receiveDC(p *peerConn, data []byte) {
 			p.fail(fmt.Errorf("malformed chunk from %s: %w", short8(p.member), err))
 			return
 		}
-		c.queueChunk(&protocol.ChunkDown{Sender: uuid.MustParse(p.member), Chunk: ch}, p)
+		_ = c.recv.Chunk(c.ctx, &protocol.ChunkDown{Sender: uuid.MustParse(p.member), Chunk: ch}, p.source())
 		return
 	}
 	m, err := protocol.ParseDC(data)
@@ -196,17 +169,28 @@ func (c *Client) receiveDC(p *peerConn, data []byte) {
 		p.fail(fmt.Errorf("manifest from %s: %v: %w", short8(p.member), err, ErrIntegrity))
 		return
 	}
-	if err := c.startRecv(man, p.member, p, p.path()); err != nil {
+	if err := c.recv.Start(c.ctx, man, p.member, p.source()); err != nil {
 		_ = p.send(context.Background(), protocol.AppendDC(nil, &protocol.DCMessage{Kind: protocol.DCDone, File: m.File, Failed: true, Reason: err.Error()}))
 	}
 }
 
-// notifySender tells a peer-to-peer sender about a reception's progress
-// or its end.
-func (p *peerConn) notify(m *protocol.DCMessage) {
+// peerSource is a peer session as the ChunkSource of a reception: its
+// path, fixed when the file arrived; its end; and the sender to report to.
+type peerSource struct {
+	p    *peerConn
+	path protocol.Path
+}
+
+func (p *peerConn) source() peerSource { return peerSource{p: p, path: p.path()} }
+
+func (s peerSource) Path() protocol.Path   { return s.path }
+func (s peerSource) Gone() <-chan struct{} { return s.p.failed }
+
+// Report tells a peer-to-peer sender about a reception's progress or its end.
+func (s peerSource) Report(m *protocol.DCMessage) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := p.send(ctx, protocol.AppendDC(nil, m)); err != nil {
-		p.c.log.Debug("could not tell the sender", "err", err)
+	if err := s.p.send(ctx, protocol.AppendDC(nil, m)); err != nil {
+		s.p.c.log.Debug("could not tell the sender", "err", err)
 	}
 }

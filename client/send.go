@@ -2,15 +2,9 @@ package client
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -18,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
+	"cloakroom/client/transfer"
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
@@ -37,19 +32,15 @@ type SendReport struct {
 	Rounds   int
 }
 
-// sendState tracks one outgoing file; the read loop feeds it server events.
+// sendState tracks one round of an outgoing file through the relay; the
+// read loop feeds it server events.
 type sendState struct {
-	file    string
-	chunks  uint32
-	events  chan *protocol.Message
-	mu      sync.Mutex
-	fail    error
-	failed  chan struct{}
-	targets map[string]bool     // the round's recipients (read-only once set)
-	haves   map[string]*haveMap // chunks a recipient said it holds; guarded by mu
-	acked   map[string]uint32   // chunks of this round a recipient acked; guarded by mu
-	away    map[string]bool     // recipients offline or finished; guarded by mu
-	moved   chan struct{}       // a recipient progressed or went away (capacity 1)
+	file   string
+	events chan *protocol.Message
+	sched  *transfer.Schedule
+	mu     sync.Mutex
+	fail   error
+	failed chan struct{}
 }
 
 // sendWindow bounds how far the upload runs ahead of the slowest online
@@ -57,59 +48,11 @@ type sendState struct {
 // file. At 64 MiB/s and more it still keeps the pipe full on loopback.
 const sendWindow = 16 << 20
 
-// note records a server event that moves the upload window.
-func (s *sendState) note(m *protocol.Message) {
-	s.mu.Lock()
-	switch m.Type {
-	case protocol.TypeProgress:
-		s.acked[m.Member] = max(s.acked[m.Member], m.Acked)
-	case protocol.TypeDelivered, protocol.TypeUndeliverable:
-		s.away[m.Member] = true
-	case protocol.TypePresence:
-		s.away[m.Member] = m.Event != protocol.EventOnline
-	}
-	s.mu.Unlock()
-	select {
-	case s.moved <- struct{}{}:
-	default:
-	}
-}
-
-// lagging reports whether the upload, n chunks into this round, is a whole
-// window ahead of some online recipient.
-func (s *sendState) lagging(n uint32, window uint32) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for m := range s.targets {
-		if !s.away[m] && n > s.acked[m]+window {
-			return true
-		}
-	}
-	return false
-}
-
-// allHave reports whether every target said it holds chunk i.
-func (s *sendState) allHave(i uint32) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.haves) < len(s.targets) {
-		return false
-	}
-	for m := range s.targets {
-		h := s.haves[m]
-		if h == nil || !h.has(i) {
-			return false
-		}
-	}
-	return true
-}
-
 func (s *sendState) presence(member, event string) {
-	if s.acked != nil {
-		s.note(&protocol.Message{Type: protocol.TypePresence, Member: member, Event: event})
-	}
+	m := &protocol.Message{Type: protocol.TypePresence, Member: member, Event: event}
+	s.sched.Note(m)
 	select {
-	case s.events <- &protocol.Message{Type: protocol.TypePresence, Member: member, Event: event}:
+	case s.events <- m:
 	default:
 	}
 }
@@ -135,9 +78,7 @@ func (c *Client) routeSend(m *protocol.Message) {
 		s.abort(serverError(m))
 		return
 	}
-	if s.acked != nil {
-		s.note(m)
-	}
+	s.sched.Note(m)
 	select {
 	case s.events <- m:
 	default:
@@ -169,7 +110,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	if err != nil || !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("send %s: not a regular file", path)
 	}
-	man, key, err := c.prepareManifest(f, st)
+	man, key, err := transfer.NewManifest(f, st)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +137,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	// relay takes over, announcing the same content again, and the receiver's
 	// have signal leaves only the chunks it lacks (docs/DECISIONS.md).
 	if back := c.stillOnline(broken); len(back) > 0 && relayErr == nil && ctx.Err() == nil {
-		m2, k2, err := renewManifest(man)
+		m2, k2, err := transfer.Renew(man)
 		if err != nil {
 			return rep, err
 		}
@@ -279,22 +220,10 @@ func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest
 		if len(pending) == 0 {
 			return nil
 		}
-		if man, key, err = renewManifest(man); err != nil {
+		if man, key, err = transfer.Renew(man); err != nil {
 			return err
 		}
 	}
-}
-
-// renewManifest returns man under a new file id and key: the same content,
-// announced again.
-func renewManifest(man *crypto.Manifest) (*crypto.Manifest, []byte, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, nil, fmt.Errorf("send: file key: %w", err)
-	}
-	m := *man
-	m.File, m.Key = uuid.NewString(), protocol.EncodeB64(key)
-	return &m, key, nil
 }
 
 // stillOnline returns the members of ids online now.
@@ -325,14 +254,8 @@ func (c *Client) awaitReturn(ctx context.Context, members []string, rep *SendRep
 // not all hold, and waits for delivery. On error it returns the recipients
 // still owed the file.
 func (c *Client) relayRound(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, rep *SendReport, mu *sync.Mutex) ([]string, error) {
-	s := &sendState{file: man.File, chunks: man.Chunks, events: make(chan *protocol.Message, 4096), failed: make(chan struct{}),
-		haves: map[string]*haveMap{}, acked: map[string]uint32{}, away: map[string]bool{}, moved: make(chan struct{}, 1),
-		targets: map[string]bool{}}
-	// A recipient's have signal may overtake file_ok: accept it from every
-	// member asked, then narrow to those the server accepted.
-	for _, m := range recipients {
-		s.targets[m] = true
-	}
+	s := &sendState{file: man.File, events: make(chan *protocol.Message, 4096), failed: make(chan struct{}),
+		sched: transfer.NewSchedule(man.Chunks, recipients)}
 	c.mu.Lock()
 	c.sends[man.File] = s
 	c.mu.Unlock()
@@ -345,18 +268,7 @@ func (c *Client) relayRound(ctx context.Context, f *os.File, man *crypto.Manifes
 	if err != nil {
 		return recipients, err
 	}
-	targets := map[string]bool{}
-	for _, m := range got {
-		targets[m] = true
-	}
-	s.mu.Lock()
-	s.targets = targets
-	for m := range s.haves {
-		if !targets[m] {
-			delete(s.haves, m)
-		}
-	}
-	s.mu.Unlock()
+	s.sched.Narrow(got)
 	if err := c.uploadChunks(ctx, s, f, man, key, rep, mu); err != nil {
 		return got, err
 	}
@@ -371,10 +283,7 @@ func (c *Client) routeHave(from string, b *protocol.Signal) {
 	if s == nil {
 		return
 	}
-	s.mu.Lock()
-	target := s.targets[from]
-	s.mu.Unlock()
-	if !target {
+	if !s.sched.IsTarget(from) {
 		c.log.Warn("have signal from a member that is not a recipient; ignored", "from", short8(from))
 		return
 	}
@@ -385,42 +294,11 @@ func (c *Client) routeHave(from string, b *protocol.Signal) {
 		}
 		return
 	}
-	h := newHaveMap(s.chunks)
-	for _, r := range b.Have {
-		if r[0] >= r[1] || r[1] > s.chunks {
-			c.log.Warn("malformed have signal; ignored", "from", short8(from))
-			return
-		}
-		for i := r[0]; i < r[1]; i++ {
-			h.set(i)
-		}
+	if err := s.sched.SetHave(from, b.Have); err != nil {
+		c.log.Warn("malformed have signal; ignored", "from", short8(from), "err", err)
+		return
 	}
-	s.mu.Lock()
-	s.haves[from] = h
-	s.mu.Unlock()
 	c.log.Info("recipient holds chunks already", "member", short8(from), "file", b.File, "ranges", len(b.Have))
-}
-
-func (c *Client) prepareManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, nil, fmt.Errorf("send: hash %s: %w", f.Name(), err)
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, nil, fmt.Errorf("send: file key: %w", err)
-	}
-	name := filepath.Base(f.Name())
-	typ := mime.TypeByExtension(filepath.Ext(name))
-	if typ == "" {
-		typ = "application/octet-stream"
-	}
-	man := &crypto.Manifest{
-		File: uuid.NewString(), Name: name, Type: typ, Size: st.Size(), ChunkSize: protocol.ChunkSize,
-		Chunks: crypto.ChunkCount(st.Size(), protocol.ChunkSize), SHA256: hex.EncodeToString(h.Sum(nil)),
-		Key: protocol.EncodeB64(key),
-	}
-	return man, key, nil
 }
 
 // waitForMember returns once at least one other member is online.
@@ -472,10 +350,10 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 	var sent int64
 	var n uint32 // chunks uploaded this round
 	window := uint32(max(sendWindow/man.ChunkSize, 1))
-	return forEachChunk(f, man, ciph, s.allHave, func(i uint32, frame []byte) error {
-		for s.lagging(n, window) {
+	return transfer.SealChunks(f, f.Name(), man, ciph, s.sched.AllHave, func(i uint32, frame []byte) error {
+		for s.sched.Lagging(n, window) {
 			select {
-			case <-s.moved:
+			case <-s.sched.Moved():
 			case <-s.failed:
 				return fmt.Errorf("send: %w", s.fail)
 			case <-ctx.Done():

@@ -33,13 +33,13 @@ type p2pResult struct {
 func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *crypto.Manifest, key []byte, outcome chan<- string) p2pResult {
 	var errs []error
 	for _, mode := range c.opts.Transport.Ladder() {
-		p, err := c.offer(member, mode)
+		p, err := c.peers.offer(member, mode)
 		if err == nil {
 			err = p.waitReady(ctx, c.opts.ICETimeout)
 		}
 		if err != nil {
 			if p != nil { // tell the peer to drop its half of the attempt
-				_ = c.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
+				_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
 			}
 			c.log.Info("peer-to-peer rung failed", "member", short8(member), "mode", mode, "err", err)
 			errs = append(errs, err)
@@ -51,7 +51,7 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 		outcome <- ""
 		path := p.path()
 		err = c.streamFile(ctx, p, path, f, man, key)
-		_ = c.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
+		_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
 		p.close()
 		if err != nil {
 			// The receiver's own verdict (a failed check) is final; a broken
@@ -191,6 +191,6 @@ func (s peerSource) Report(m *protocol.DCMessage) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.p.send(ctx, protocol.AppendDC(nil, m)); err != nil {
-		s.p.c.log.Debug("could not tell the sender", "err", err)
+		s.p.set.log.Debug("could not tell the sender", "err", err)
 	}
 }

@@ -26,7 +26,7 @@ func (c *Client) NextFile(ctx context.Context) (File, error) {
 		return f, nil
 	case <-ctx.Done():
 		return File{}, ctx.Err()
-	case <-c.done:
+	case <-c.room.done:
 		select {
 		case f := <-c.files:
 			return f, nil
@@ -44,12 +44,12 @@ func (c *Client) handleManifest(m *protocol.Message, meta crypto.EnvelopeMeta, s
 	man, err := c.keys.OpenManifest(meta, sealed)
 	if err != nil {
 		c.log.Warn("file manifest failed to open; dropping", "from", m.From, "err", err)
-		return c.ack(m.ID)
+		return c.room.ack(m.ID)
 	}
 	if err := c.recv.Start(c.ctx, man, m.From, relaySource{}); err != nil {
 		c.deliverFile(File{ID: man.File, Name: man.Name, From: m.From, Err: err})
 	}
-	return c.ack(m.ID)
+	return c.room.ack(m.ID)
 }
 
 // handleChunk opens one relay chunk in the read loop and hands it to the
@@ -72,9 +72,11 @@ type recvHost struct{ c *Client }
 func (h recvHost) Progress(p Progress) { h.c.progress(p) }
 func (h recvHost) Deliver(f File)      { h.c.deliverFile(f) }
 func (h recvHost) Ack(items []uint64) error {
-	return h.c.writeJSON(&protocol.Message{Type: protocol.TypeAck, IDs: items})
+	return h.c.room.writeJSON(&protocol.Message{Type: protocol.TypeAck, IDs: items})
 }
-func (h recvHost) TellHave(to string, body *protocol.Signal) error { return h.c.sendSignal(to, body) }
+func (h recvHost) TellHave(to string, body *protocol.Signal) error {
+	return h.c.room.sendSignal(to, body)
+}
 
 func (c *Client) deliverFile(f File) {
 	select {

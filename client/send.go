@@ -124,7 +124,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	var relayTo []string
 	var broken []string // auto: peer-to-peer sessions that broke mid-file
 	if c.opts.Transport == protocol.TransportRelay {
-		relayTo = c.OnlineMembers()
+		relayTo = c.room.OnlineMembers()
 	} else {
 		relayTo = c.sendAllP2P(ctx, f, man, key, rep, &mu, &wg, &broken)
 	}
@@ -162,7 +162,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 // sendAllP2P starts a peer-to-peer send to every online recipient and
 // returns, once each has connected or given up, those that need the relay.
 func (c *Client) sendAllP2P(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, rep *SendReport, mu *sync.Mutex, wg *sync.WaitGroup, broken *[]string) []string {
-	recipients := c.OnlineMembers()
+	recipients := c.room.OnlineMembers()
 	outcome := make(chan string, len(recipients)) // "" connected, else member for the relay
 	for _, r := range recipients {
 		wg.Add(1)
@@ -207,13 +207,13 @@ func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest
 		mu.Lock()
 		rep.Rounds = round
 		mu.Unlock()
-		gen := c.connGeneration()
+		gen := c.room.connGeneration()
 		left, err := c.relayRound(ctx, f, man, key, pending, rep, mu)
 		if err == nil || !errors.Is(err, ErrUnreachable) || ctx.Err() != nil || round == maxRounds {
 			return err
 		}
 		c.log.Info("connection lost mid-send; resuming after reconnect", "name", man.Name, "round", round, "err", err)
-		if err := c.waitNewConn(ctx, gen); err != nil {
+		if err := c.room.waitNewConn(ctx, gen); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
 		pending = c.awaitReturn(ctx, left, rep, mu)
@@ -228,7 +228,7 @@ func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest
 
 // stillOnline returns the members of ids online now.
 func (c *Client) stillOnline(ids []string) []string {
-	away := c.offline(ids)
+	away := c.room.offline(ids)
 	return slices.DeleteFunc(slices.Clone(ids), func(m string) bool { return slices.Contains(away, m) })
 }
 
@@ -236,7 +236,7 @@ func (c *Client) stillOnline(ids []string) []string {
 // to be online again; those not back within OfflineGrace are reported failed.
 func (c *Client) awaitReturn(ctx context.Context, members []string, rep *SendReport, mu *sync.Mutex) []string {
 	deadline := time.Now().Add(c.opts.OfflineGrace)
-	if err := c.poll(ctx, func() bool { return time.Now().After(deadline) || len(c.offline(members)) == 0 }); errors.Is(err, ErrClosed) {
+	if err := c.room.await(ctx, deadline, func() bool { return len(c.room.offline(members)) == 0 }); errors.Is(err, ErrClosed) {
 		return nil
 	}
 	back := c.stillOnline(members)
@@ -303,16 +303,14 @@ func (c *Client) routeHave(from string, b *protocol.Signal) {
 
 // waitForMember returns once at least one other member is online.
 func (c *Client) waitForMember(ctx context.Context) error {
-	for len(c.OnlineMembers()) == 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("send: waiting for another member to join: %w", ErrNoMembers)
-		case <-c.done:
-			return fmt.Errorf("send: %w", ErrClosed)
-		case <-time.After(50 * time.Millisecond):
-		}
+	err := c.room.await(ctx, time.Time{}, func() bool { return len(c.room.OnlineMembers()) > 0 })
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrClosed):
+		return fmt.Errorf("send: %w", ErrClosed)
 	}
-	return nil
+	return fmt.Errorf("send: waiting for another member to join: %w", ErrNoMembers)
 }
 
 func (c *Client) announceFile(ctx context.Context, s *sendState, man *crypto.Manifest, recipients []string) ([]string, error) {
@@ -321,7 +319,7 @@ func (c *Client) announceFile(ctx context.Context, s *sendState, man *crypto.Man
 		return nil, fmt.Errorf("send: seal manifest: %w", err)
 	}
 	msg := &protocol.Message{Type: protocol.TypeFile, File: man.File, Chunks: man.Chunks, Data: protocol.EncodeB64(sealed), Recipients: recipients}
-	if err := c.writeJSON(msg); err != nil {
+	if err := c.room.writeJSON(msg); err != nil {
 		return nil, fmt.Errorf("send: %w", err)
 	}
 	for {
@@ -361,7 +359,7 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 			}
 		}
 		n++
-		if err := c.write(websocket.BinaryMessage, frame); err != nil {
+		if err := c.room.write(websocket.BinaryMessage, frame); err != nil {
 			return fmt.Errorf("send: upload chunk %d: %w", i, err)
 		}
 		select {

@@ -18,6 +18,13 @@ var (
 	ErrNoMembers   = errors.New("no other member online")
 	ErrIntegrity   = transfer.ErrIntegrity
 	ErrFileLost    = errors.New("file not delivered")
+
+	// The peer-to-peer paths.
+	ErrDeclined   = errors.New("peer declined a peer-to-peer connection")
+	ErrNoTURN     = errors.New("the server offers no TURN relay")
+	ErrICE        = errors.New("peer-to-peer connection failed")
+	ErrKeyConfirm = errors.New("key confirmation failed: the data channel is not bound to the member's key")
+	ErrPeerGone   = errors.New("peer connection lost")
 )
 
 // ServerError is an error message from the server.

@@ -73,22 +73,8 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 // channel and waits for the receiver's verdict. The chunks are the very same
 // sealed bytes the relay would carry.
 func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path, f *os.File, man *crypto.Manifest, key []byte) error {
-	events := make(chan *protocol.DCMessage, 64)
 	fid := uuid.MustParse(man.File)
-	p.setHandler(func(data []byte) {
-		m, err := protocol.ParseDC(data)
-		if err != nil || m.File != fid || (m.Kind != protocol.DCProgress && m.Kind != protocol.DCDone) {
-			p.fail(fmt.Errorf("unexpected message from receiver %s: %w", short8(p.member), ErrProtocol))
-			return
-		}
-		select {
-		case events <- m:
-		default: // progress may be dropped; done never is (sent once, last)
-			if m.Kind == protocol.DCDone {
-				go func() { events <- m }()
-			}
-		}
-	})
+	events := listenReceiver(p, fid)
 	sealed, err := c.keys.SealManifest(c.id, man)
 	if err != nil {
 		return fmt.Errorf("seal manifest: %w", err)
@@ -103,12 +89,11 @@ func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path
 	prog := func(n int64) {
 		c.progress(Progress{File: man.File, Name: man.Name, Peer: p.member, Sending: true, Bytes: n, Total: man.Size, Path: path})
 	}
-	var acked int64
 	err = transfer.SealChunks(f, f.Name(), man, ciph, nil, func(i uint32, frame []byte) error {
 		for drained := false; !drained; {
 			select {
-			case m := <-events:
-				acked = c.dcEvent(m, man, prog, acked)
+			case m := <-events.progress:
+				dcProgress(m, man, prog)
 			default:
 				drained = true
 			}
@@ -118,17 +103,49 @@ func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path
 	if err != nil {
 		return err
 	}
+	return awaitVerdict(ctx, p, events, man, prog)
+}
+
+// receiverEvents are a receiver's messages to a sending session: progress
+// (dropped when the sender is behind) and its one verdict on the file.
+type receiverEvents struct {
+	progress chan *protocol.DCMessage
+	verdict  chan *protocol.DCMessage
+}
+
+// listenReceiver installs the handler of a sending session for file fid.
+func listenReceiver(p *peerConn, fid uuid.UUID) receiverEvents {
+	ev := receiverEvents{progress: make(chan *protocol.DCMessage, 64), verdict: make(chan *protocol.DCMessage, 1)}
+	p.setHandler(func(data []byte) {
+		m, err := protocol.ParseDC(data)
+		if err != nil || m.File != fid || (m.Kind != protocol.DCProgress && m.Kind != protocol.DCDone) {
+			p.fail(fmt.Errorf("unexpected message from receiver %s: %w", short8(p.member), ErrProtocol))
+			return
+		}
+		to := ev.progress
+		if m.Kind == protocol.DCDone {
+			to = ev.verdict // the first verdict counts; a repeat is dropped
+		}
+		select {
+		case to <- m:
+		default:
+		}
+	})
+	return ev
+}
+
+// awaitVerdict waits for the receiver's verdict on the whole file.
+func awaitVerdict(ctx context.Context, p *peerConn, ev receiverEvents, man *crypto.Manifest, prog func(int64)) error {
 	for {
 		select {
-		case m := <-events:
-			if m.Kind == protocol.DCDone {
-				if m.Failed {
-					return fmt.Errorf("receiver reports: %s: %w", m.Reason, ErrFileLost)
-				}
-				prog(man.Size)
-				return nil
+		case m := <-ev.progress:
+			dcProgress(m, man, prog)
+		case m := <-ev.verdict:
+			if m.Failed {
+				return fmt.Errorf("receiver reports: %s: %w", m.Reason, ErrFileLost)
 			}
-			acked = c.dcEvent(m, man, prog, acked)
+			prog(man.Size)
+			return nil
 		case <-p.failed:
 			return p.Err()
 		case <-ctx.Done():
@@ -137,12 +154,11 @@ func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path
 	}
 }
 
-func (c *Client) dcEvent(m *protocol.DCMessage, man *crypto.Manifest, prog func(int64), acked int64) int64 {
+// dcProgress reports a receiver's progress message.
+func dcProgress(m *protocol.DCMessage, man *crypto.Manifest, prog func(int64)) {
 	if m.Kind == protocol.DCProgress {
-		acked = min(int64(m.Chunks)*int64(man.ChunkSize), man.Size)
-		prog(acked)
+		prog(min(int64(m.Chunks)*int64(man.ChunkSize), man.Size))
 	}
-	return acked
 }
 
 // receiveDC handles a message on a confirmed data channel from a sender:

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -10,15 +9,6 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"cloakroom/internal/protocol"
-)
-
-// Errors of the peer-to-peer paths.
-var (
-	ErrDeclined   = errors.New("peer declined a peer-to-peer connection")
-	ErrNoTURN     = errors.New("the server offers no TURN relay")
-	ErrICE        = errors.New("peer-to-peer connection failed")
-	ErrKeyConfirm = errors.New("key confirmation failed: the data channel is not bound to the member's key")
-	ErrPeerGone   = errors.New("peer connection lost")
 )
 
 const (

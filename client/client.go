@@ -6,6 +6,14 @@
 // Paths (Options.Transport): a direct WebRTC data channel, one relayed by the
 // room's TURN server, and the server's store-and-forward relay carry the very
 // same sealed chunks; auto tries them in that order per recipient.
+//
+// Inside, a Client ties three parts together: the room session (room: the
+// WebSocket connection and its reconnecting, the verified members, chat,
+// sealed signals), the peer sessions (peers, peerConn: one WebRTC connection
+// per attempt with a member, with key confirmation), and the transfer engine
+// (package client/transfer: manifests, sealing chunks, receiving to disk with
+// resume). The Client drives sends across the paths (send.go, p2p.go,
+// send_relay.go) and routes what the room hears (events.go).
 package client
 
 import (

@@ -31,6 +31,9 @@ type Config struct {
 	RoomID [16]byte // binds chunk ciphers to the room
 	Log    *slog.Logger
 	Host   Host
+	// Sink opens where a file's plaintext goes; nil: a partial file in Dir,
+	// resumed if one for the same content is there.
+	Sink func(man *crypto.Manifest) (ChunkSink, error)
 }
 
 // Receiver receives files. Chunk opens each sealed chunk in its caller's
@@ -48,6 +51,15 @@ type Receiver struct {
 
 // NewReceiver makes a Receiver; its Run loop must be started.
 func NewReceiver(cfg Config) *Receiver {
+	if cfg.Sink == nil {
+		cfg.Sink = func(man *crypto.Manifest) (ChunkSink, error) {
+			s, err := openDiskSink(cfg.Dir, man)
+			if err != nil {
+				return nil, err // not a typed nil
+			}
+			return s, nil
+		}
+	}
 	return &Receiver{cfg: cfg, log: cfg.Log, jobs: make(chan chunkJob, 64), recvs: map[string]*recvState{}}
 }
 
@@ -160,7 +172,7 @@ func (r *Receiver) newRecv(man *crypto.Manifest, from string, old *recvState) (*
 	if err := checkManifestShape(man); err != nil {
 		return nil, err
 	}
-	if rs.sink, err = openDiskSink(r.cfg.Dir, man); err != nil {
+	if rs.sink, err = r.cfg.Sink(man); err != nil {
 		return nil, err
 	}
 	return rs, nil

@@ -127,7 +127,7 @@ func (r *Receiver) begin(rs *recvState) *recvState {
 	if old := rs.adopt; old != nil {
 		rs.adopt = nil
 		if old.sink == nil || old.failed.Load() || old.done {
-			sink, err := openDiskSink(r.cfg.Dir, rs.man)
+			sink, err := r.cfg.Sink(rs.man)
 			if err != nil {
 				r.fail(rs, err)
 				return nil

@@ -64,7 +64,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	}
 	var relayErr error
 	if len(relayTo) > 0 {
-		relayErr = c.sendRelay(ctx, f, man, key, relayTo, rep, &mu)
+		relayErr = c.sendRelay(ctx, f, man, key, relayTo, false, rep, &mu)
 	}
 	wg.Wait()
 	// A data channel that broke mid-file, to a member still online: the
@@ -76,7 +76,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 			return rep, err
 		}
 		c.log.Info("peer-to-peer session broke mid-file; continuing through the relay", "name", man.Name, "members", len(back))
-		relayErr = c.sendRelay(ctx, f, m2, k2, back, rep, &mu)
+		relayErr = c.sendRelay(ctx, f, m2, k2, back, true, rep, &mu)
 	}
 	for _, m := range broken {
 		if !slices.Contains(rep.Delivered, m) && rep.Failed[m] == "" {

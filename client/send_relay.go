@@ -21,6 +21,7 @@ import (
 // read loop feeds it server events.
 type sendState struct {
 	file   string
+	chunks uint32
 	events chan *protocol.Message
 	sched  *transfer.Schedule
 	mu     sync.Mutex
@@ -32,6 +33,10 @@ type sendState struct {
 // recipient: what a server restart loses, and what the relay holds for one
 // file. At 64 MiB/s and more it still keeps the pipe full on loopback.
 const sendWindow = 16 << 20
+
+// haveWait bounds how long a round that continues a file (after a broken
+// session or a lost server) waits for its recipients' have signals.
+const haveWait = 2 * time.Second
 
 func (s *sendState) presence(member, event string) {
 	m := &protocol.Message{Type: protocol.TypePresence, Member: member, Event: event}
@@ -80,14 +85,14 @@ const maxRounds = 100
 // back, and announces the file again as a new round — a fresh file id and
 // key, so no chunk key and nonce are ever used twice — and each recipient's
 // "have" signal lets it skip what every recipient already holds.
-func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, rep *SendReport, mu *sync.Mutex) error {
+func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, resumed bool, rep *SendReport, mu *sync.Mutex) error {
 	pending := recipients
 	for round := 1; ; round++ {
 		mu.Lock()
 		rep.Rounds = round
 		mu.Unlock()
 		gen := c.room.connGeneration()
-		left, err := c.relayRound(ctx, f, man, key, pending, rep, mu)
+		left, err := c.relayRound(ctx, f, man, key, pending, resumed || round > 1, rep, mu)
 		if err == nil || !errors.Is(err, ErrUnreachable) || ctx.Err() != nil || round == maxRounds {
 			return err
 		}
@@ -126,8 +131,8 @@ func (c *Client) awaitReturn(ctx context.Context, members []string, rep *SendRep
 // relayRound announces the file to recipients, uploads the chunks they do
 // not all hold, and waits for delivery. On error it returns the recipients
 // still owed the file.
-func (c *Client) relayRound(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, rep *SendReport, mu *sync.Mutex) ([]string, error) {
-	s := &sendState{file: man.File, events: make(chan *protocol.Message, 4096), failed: make(chan struct{}),
+func (c *Client) relayRound(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, resumed bool, rep *SendReport, mu *sync.Mutex) ([]string, error) {
+	s := &sendState{file: man.File, chunks: man.Chunks, events: make(chan *protocol.Message, 4096), failed: make(chan struct{}),
 		sched: transfer.NewSchedule(man.Chunks, recipients)}
 	c.mu.Lock()
 	c.sends[man.File] = s
@@ -142,6 +147,17 @@ func (c *Client) relayRound(ctx context.Context, f *os.File, man *crypto.Manifes
 		return recipients, err
 	}
 	s.sched.Narrow(got)
+	if resumed {
+		// The recipients likely hold part of the file: give their have
+		// signals a moment, or the first window goes out again.
+		t := time.NewTimer(haveWait)
+		select {
+		case <-s.sched.Heard():
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
 	if err := c.uploadChunks(ctx, s, f, man, key, rep, mu); err != nil {
 		return got, err
 	}
@@ -161,6 +177,7 @@ func (c *Client) routeHave(from string, b *protocol.Signal) {
 		return
 	}
 	if b.Done {
+		_ = s.sched.SetHave(from, [][2]uint32{{0, s.chunks}})
 		select {
 		case s.events <- &protocol.Message{Type: protocol.TypeDelivered, File: b.File, Member: from}:
 		default:

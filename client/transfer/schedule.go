@@ -14,6 +14,7 @@ import (
 type Schedule struct {
 	chunks uint32
 	moved  chan struct{} // a recipient progressed or went away (capacity 1)
+	heard  chan struct{} // closed once every recipient said what it holds
 
 	mu      sync.Mutex
 	targets map[string]bool     // the round's recipients
@@ -26,7 +27,7 @@ type Schedule struct {
 // recipient's have signal may overtake the server's acceptance: it is taken
 // from every member asked, until Narrow.
 func NewSchedule(chunks uint32, recipients []string) *Schedule {
-	s := &Schedule{chunks: chunks, moved: make(chan struct{}, 1), targets: map[string]bool{},
+	s := &Schedule{chunks: chunks, moved: make(chan struct{}, 1), heard: make(chan struct{}), targets: map[string]bool{},
 		haves: map[string]*haveMap{}, acked: map[string]uint32{}, away: map[string]bool{}}
 	for _, m := range recipients {
 		s.targets[m] = true
@@ -48,6 +49,7 @@ func (s *Schedule) Narrow(accepted []string) {
 			delete(s.haves, m)
 		}
 	}
+	s.heardLocked()
 }
 
 // IsTarget reports whether member is a recipient of the round.
@@ -70,9 +72,28 @@ func (s *Schedule) SetHave(member string, ranges [][2]uint32) error {
 	}
 	s.mu.Lock()
 	s.haves[member] = h
+	s.heardLocked()
 	s.mu.Unlock()
 	return nil
 }
+
+// heardLocked closes heard once every recipient sent its have signal.
+func (s *Schedule) heardLocked() {
+	for m := range s.targets {
+		if s.haves[m] == nil {
+			return
+		}
+	}
+	select {
+	case <-s.heard:
+	default:
+		close(s.heard)
+	}
+}
+
+// Heard is closed once every recipient said which chunks it holds (a
+// recipient holding none says nothing: callers wait for it briefly).
+func (s *Schedule) Heard() <-chan struct{} { return s.heard }
 
 // Note records a server event (progress, delivered, undeliverable, presence)
 // that moves the upload window.

@@ -1,23 +1,15 @@
 package client
 
 import (
-	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
 
 // The client is its room session's roomEvents: it routes what the server
-// and members say about files to the sends and the receiver, and signals to
-// the peer sessions.
+// and members say about files to the sends (fileEvent, in send_relay.go)
+// and the receiver (manifest and chunk, in recv.go), and signals to the peer
+// sessions.
 
 var _ roomEvents = (*Client)(nil)
-
-func (c *Client) fileEvent(m *protocol.Message) { c.routeSend(m) }
-
-func (c *Client) manifest(m *protocol.Message, meta crypto.EnvelopeMeta, sealed []byte) error {
-	return c.handleManifest(m, meta, sealed)
-}
-
-func (c *Client) chunk(d *protocol.ChunkDown) error { return c.handleChunk(d) }
 
 func (c *Client) signal(from string, body *protocol.Signal) {
 	if body.Kind == protocol.SignalHave {

@@ -39,8 +39,8 @@ func (c *Client) NextFile(ctx context.Context) (File, error) {
 	}
 }
 
-// handleManifest starts the reception of a file announced through the relay.
-func (c *Client) handleManifest(m *protocol.Message, meta crypto.EnvelopeMeta, sealed []byte) error {
+// manifest starts the reception of a file announced through the relay.
+func (c *Client) manifest(m *protocol.Message, meta crypto.EnvelopeMeta, sealed []byte) error {
 	man, err := c.keys.OpenManifest(meta, sealed)
 	if err != nil {
 		c.log.Warn("file manifest failed to open; dropping", "from", m.From, "err", err)
@@ -52,9 +52,9 @@ func (c *Client) handleManifest(m *protocol.Message, meta crypto.EnvelopeMeta, s
 	return c.room.ack(m.ID)
 }
 
-// handleChunk opens one relay chunk in the read loop and hands it to the
+// chunk opens one relay chunk in the read loop and hands it to the
 // receiver, so reading and decrypting the next chunk overlaps writing this one.
-func (c *Client) handleChunk(d *protocol.ChunkDown) error {
+func (c *Client) chunk(d *protocol.ChunkDown) error {
 	return c.recv.Chunk(c.ctx, d, relaySource{})
 }
 

@@ -52,7 +52,8 @@ type room struct {
 }
 
 // roomEvents is what the room session hands on to the rest of the client.
-// The read loop calls them, so they must not block for long.
+// The read loop calls them, so they must not block for long; chunk blocks
+// while the receiver is behind, which is the relay's back-pressure.
 type roomEvents interface {
 	// fileEvent takes the server's word on a file being sent (accepted,
 	// progress, delivered, undeliverable, or an error naming the file).

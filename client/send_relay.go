@@ -56,8 +56,8 @@ func (s *sendState) abort(err error) {
 	}
 }
 
-// routeSend hands a server event to the send it concerns.
-func (c *Client) routeSend(m *protocol.Message) {
+// fileEvent hands a server event to the send it concerns.
+func (c *Client) fileEvent(m *protocol.Message) {
 	c.mu.Lock()
 	s := c.sends[m.File]
 	c.mu.Unlock()

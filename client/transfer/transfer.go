@@ -1,9 +1,11 @@
-// Package transfer is the file-transfer engine of the Go client: manifests,
-// sealing a file into chunks, and receiving files chunk by chunk with resume.
-// It knows nothing of WebSockets or WebRTC: sealed chunks reach a Receiver
-// from a ChunkSource (the relay, or one peer session) and their verified
-// plaintext goes to a ChunkSink (today a partial file on disk, which
-// survives a restart and is resumed from its chunk bitmap).
+// Package transfer is the file-transfer engine of the Go client: manifests
+// (NewManifest, Renew), sealing a file into chunk frames (SealChunks), the
+// schedule of a relay upload (Schedule: which chunks, how far ahead), and
+// receiving files chunk by chunk with resume (Receiver). It knows nothing of
+// WebSockets or WebRTC: sealed chunks reach a Receiver from a ChunkSource
+// (the relay, or one peer session) and their verified plaintext goes to a
+// ChunkSink (by default a partial file on disk, named by its content, whose
+// chunk bitmap lets a later announcement or a restarted client resume it).
 package transfer
 
 import (

@@ -52,33 +52,32 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 		return nil, err
 	}
 	start := time.Now()
-	rep := &SendReport{File: man.File, Name: man.Name, Size: man.Size, Failed: map[string]string{}, Paths: map[string]protocol.Path{}}
-	var mu sync.Mutex
+	o := &outgoing{f: f, rep: &SendReport{File: man.File, Name: man.Name, Size: man.Size, Failed: map[string]string{}, Paths: map[string]protocol.Path{}}}
 	var wg sync.WaitGroup
 	var relayTo []string
-	var broken []string // auto: peer-to-peer sessions that broke mid-file
 	if c.opts.Transport == protocol.TransportRelay {
 		relayTo = c.room.OnlineMembers()
 	} else {
-		relayTo = c.sendAllP2P(ctx, f, man, key, rep, &mu, &wg, &broken)
+		relayTo = c.sendAllP2P(ctx, o, man, key, &wg)
 	}
 	var relayErr error
 	if len(relayTo) > 0 {
-		relayErr = c.sendRelay(ctx, f, man, key, relayTo, false, rep, &mu)
+		relayErr = c.sendRelay(ctx, o, man, key, relayTo, false)
 	}
 	wg.Wait()
 	// A data channel that broke mid-file, to a member still online: the
 	// relay takes over, announcing the same content again, and the receiver's
 	// have signal leaves only the chunks it lacks (docs/DECISIONS.md).
-	if back := c.stillOnline(broken); len(back) > 0 && relayErr == nil && ctx.Err() == nil {
+	if back := c.stillOnline(o.broken); len(back) > 0 && relayErr == nil && ctx.Err() == nil {
 		m2, k2, err := transfer.Renew(man)
 		if err != nil {
-			return rep, err
+			return o.rep, err
 		}
 		c.log.Info("peer-to-peer session broke mid-file; continuing through the relay", "name", man.Name, "members", len(back))
-		relayErr = c.sendRelay(ctx, f, m2, k2, back, true, rep, &mu)
+		relayErr = c.sendRelay(ctx, o, m2, k2, back, true)
 	}
-	for _, m := range broken {
+	rep := o.rep
+	for _, m := range o.broken {
 		if !slices.Contains(rep.Delivered, m) && rep.Failed[m] == "" {
 			rep.Failed[m] = "the peer-to-peer session broke mid-file and the member went offline"
 		}
@@ -93,27 +92,36 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	return rep, nil
 }
 
+// outgoing is one file being sent: the open file, and the report that the
+// paths to each recipient fill in, from several goroutines.
+type outgoing struct {
+	f      *os.File
+	mu     sync.Mutex
+	rep    *SendReport // guarded by mu while the paths run
+	broken []string    // auto: peer-to-peer sessions that broke mid-file; guarded by mu
+}
+
 // sendAllP2P starts a peer-to-peer send to every online recipient and
 // returns, once each has connected or given up, those that need the relay.
-func (c *Client) sendAllP2P(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, rep *SendReport, mu *sync.Mutex, wg *sync.WaitGroup, broken *[]string) []string {
+func (c *Client) sendAllP2P(ctx context.Context, o *outgoing, man *crypto.Manifest, key []byte, wg *sync.WaitGroup) []string {
 	recipients := c.room.OnlineMembers()
 	outcome := make(chan string, len(recipients)) // "" connected, else member for the relay
 	for _, r := range recipients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := c.sendP2P(ctx, r, f, man, key, outcome)
-			mu.Lock()
-			defer mu.Unlock()
+			res := c.sendP2P(ctx, r, o.f, man, key, outcome)
+			o.mu.Lock()
+			defer o.mu.Unlock()
 			switch {
 			case res.fallback:
 			case res.err != nil && res.midFile && c.opts.Transport == protocol.TransportAuto && ctx.Err() == nil:
-				*broken = append(*broken, r)
+				o.broken = append(o.broken, r)
 			case res.err != nil:
-				rep.Failed[r] = res.err.Error()
+				o.rep.Failed[r] = res.err.Error()
 			default:
-				rep.Delivered = append(rep.Delivered, r)
-				rep.Paths[r] = res.path
+				o.rep.Delivered = append(o.rep.Delivered, r)
+				o.rep.Paths[r] = res.path
 			}
 		}()
 	}

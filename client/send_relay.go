@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -85,14 +84,14 @@ const maxRounds = 100
 // back, and announces the file again as a new round — a fresh file id and
 // key, so no chunk key and nonce are ever used twice — and each recipient's
 // "have" signal lets it skip what every recipient already holds.
-func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, resumed bool, rep *SendReport, mu *sync.Mutex) error {
+func (c *Client) sendRelay(ctx context.Context, o *outgoing, man *crypto.Manifest, key []byte, recipients []string, resumed bool) error {
 	pending := recipients
 	for round := 1; ; round++ {
-		mu.Lock()
-		rep.Rounds = round
-		mu.Unlock()
+		o.mu.Lock()
+		o.rep.Rounds = round
+		o.mu.Unlock()
 		gen := c.room.connGeneration()
-		left, err := c.relayRound(ctx, f, man, key, pending, resumed || round > 1, rep, mu)
+		left, err := c.relayRound(ctx, o, man, key, pending, resumed || round > 1)
 		if err == nil || !errors.Is(err, ErrUnreachable) || ctx.Err() != nil || round == maxRounds {
 			return err
 		}
@@ -100,7 +99,7 @@ func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest
 		if err := c.room.waitNewConn(ctx, gen); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
-		pending = c.awaitReturn(ctx, left, rep, mu)
+		pending = c.awaitReturn(ctx, o, left)
 		if len(pending) == 0 {
 			return nil
 		}
@@ -112,26 +111,26 @@ func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest
 
 // awaitReturn waits, after a reconnect, for the members still owed the file
 // to be online again; those not back within OfflineGrace are reported failed.
-func (c *Client) awaitReturn(ctx context.Context, members []string, rep *SendReport, mu *sync.Mutex) []string {
+func (c *Client) awaitReturn(ctx context.Context, o *outgoing, members []string) []string {
 	deadline := time.Now().Add(c.opts.OfflineGrace)
 	if err := c.room.await(ctx, deadline, func() bool { return len(c.room.offline(members)) == 0 }); errors.Is(err, ErrClosed) {
 		return nil
 	}
 	back := c.stillOnline(members)
-	mu.Lock()
+	o.mu.Lock()
 	for _, m := range members {
 		if !slices.Contains(back, m) {
-			rep.Failed[m] = "did not come back after the connection to the server broke"
+			o.rep.Failed[m] = "did not come back after the connection to the server broke"
 		}
 	}
-	mu.Unlock()
+	o.mu.Unlock()
 	return back
 }
 
 // relayRound announces the file to recipients, uploads the chunks they do
 // not all hold, and waits for delivery. On error it returns the recipients
 // still owed the file.
-func (c *Client) relayRound(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, resumed bool, rep *SendReport, mu *sync.Mutex) ([]string, error) {
+func (c *Client) relayRound(ctx context.Context, o *outgoing, man *crypto.Manifest, key []byte, recipients []string, resumed bool) ([]string, error) {
 	s := &sendState{file: man.File, chunks: man.Chunks, events: make(chan *protocol.Message, 4096), failed: make(chan struct{}),
 		sched: transfer.NewSchedule(man.Chunks, recipients)}
 	c.mu.Lock()
@@ -158,10 +157,10 @@ func (c *Client) relayRound(ctx context.Context, f *os.File, man *crypto.Manifes
 		}
 		t.Stop()
 	}
-	if err := c.uploadChunks(ctx, s, f, man, key, rep, mu); err != nil {
+	if err := c.uploadChunks(ctx, s, o, man, key); err != nil {
 		return got, err
 	}
-	return c.awaitDelivery(ctx, s, man, got, rep, mu)
+	return c.awaitDelivery(ctx, s, o, man, got)
 }
 
 // routeHave takes a recipient's have signal for a file being sent.
@@ -217,7 +216,7 @@ func (c *Client) announceFile(ctx context.Context, s *sendState, man *crypto.Man
 	}
 }
 
-func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man *crypto.Manifest, key []byte, rep *SendReport, mu *sync.Mutex) error {
+func (c *Client) uploadChunks(ctx context.Context, s *sendState, o *outgoing, man *crypto.Manifest, key []byte) error {
 	fid := uuid.MustParse(man.File)
 	ciph, err := crypto.NewChunkCipher(key, c.keys.RoomID, c.id, fid, man.Chunks, man.Size)
 	if err != nil {
@@ -226,7 +225,7 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 	var sent int64
 	var n uint32 // chunks uploaded this round
 	window := uint32(max(sendWindow/man.ChunkSize, 1))
-	return transfer.SealChunks(f, f.Name(), man, ciph, s.sched.AllHave, func(i uint32, frame []byte) error {
+	return transfer.SealChunks(o.f, o.f.Name(), man, ciph, s.sched.AllHave, func(i uint32, frame []byte) error {
 		for s.sched.Lagging(n, window) {
 			select {
 			case <-s.sched.Moved():
@@ -249,9 +248,9 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 		if i == man.Chunks-1 {
 			n = man.Size - int64(i)*int64(man.ChunkSize)
 		}
-		mu.Lock()
-		rep.Uploaded += n
-		mu.Unlock()
+		o.mu.Lock()
+		o.rep.Uploaded += n
+		o.mu.Unlock()
 		sent = max(sent, int64(i)*int64(man.ChunkSize)+n)
 		c.progress(Progress{File: man.File, Name: man.Name, Sending: true, Bytes: sent, Total: man.Size, Path: protocol.PathRelay})
 		return nil
@@ -260,7 +259,7 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man
 
 // awaitDelivery waits for delivered/undeliverable for every recipient. A
 // recipient that goes offline gets OfflineGrace to come back.
-func (c *Client) awaitDelivery(ctx context.Context, s *sendState, man *crypto.Manifest, recipients []string, rep *SendReport, mu *sync.Mutex) ([]string, error) {
+func (c *Client) awaitDelivery(ctx context.Context, s *sendState, o *outgoing, man *crypto.Manifest, recipients []string) ([]string, error) {
 	pending := map[string]bool{}
 	for _, r := range recipients {
 		pending[r] = true
@@ -272,12 +271,12 @@ func (c *Client) awaitDelivery(ctx context.Context, s *sendState, man *crypto.Ma
 	for len(pending) > 0 {
 		select {
 		case m := <-s.events:
-			mu.Lock()
-			c.sendEvent(m, man, pending, offline, rep)
-			mu.Unlock()
+			o.mu.Lock()
+			c.sendEvent(m, man, pending, offline, o.rep)
+			o.mu.Unlock()
 			c.armGrace(grace, offline)
 		case now := <-grace.C:
-			mu.Lock()
+			o.mu.Lock()
 			for r, since := range offline {
 				if now.Sub(since) < c.opts.OfflineGrace {
 					continue
@@ -285,18 +284,18 @@ func (c *Client) awaitDelivery(ctx context.Context, s *sendState, man *crypto.Ma
 				delete(offline, r)
 				if pending[r] {
 					delete(pending, r)
-					rep.Failed[r] = "went offline mid-transfer (the relay keeps its chunks until they expire)"
+					o.rep.Failed[r] = "went offline mid-transfer (the relay keeps its chunks until they expire)"
 				}
 			}
-			mu.Unlock()
+			o.mu.Unlock()
 			c.armGrace(grace, offline)
 		case <-s.failed:
-			mu.Lock()
+			o.mu.Lock()
 			left := make([]string, 0, len(pending))
 			for r := range pending {
 				left = append(left, r)
 			}
-			mu.Unlock()
+			o.mu.Unlock()
 			return left, fmt.Errorf("send: %w", s.fail)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("send: %w", ctx.Err())

@@ -163,7 +163,7 @@ func dcProgress(m *protocol.DCMessage, man *crypto.Manifest, prog func(int64)) {
 
 // receiveDC handles a message on a confirmed data channel from a sender:
 // a manifest, or a chunk, which goes the same way as relay chunks (opened
-// here, written and hashed by the disk loop).
+// here, written and hashed by the Receiver's Run loop).
 func (c *Client) receiveDC(p *peerConn, data []byte) {
 	if k, err := protocol.FrameKind(data); err == nil && k == protocol.FrameChunkUp {
 		ch, err := protocol.ParseChunkUp(data)

@@ -36,9 +36,9 @@ func chatPlaintext(text string) ([]byte, error) {
 // MaxChatBytes bounds one chat message's text.
 const MaxChatBytes = 16 << 10
 
-// SendChat seals text under a fresh message key and hands it to the relay,
+// sendChat seals text under a fresh message key and hands it to the relay,
 // which owes it to every known member, online or not.
-func (c *Client) SendChat(ctx context.Context, text string) error {
+func (r *room) sendChat(ctx context.Context, text string) error {
 	if len(text) > MaxChatBytes {
 		return fmt.Errorf("chat message of %d bytes over the %d-byte limit: %w", len(text), MaxChatBytes, ErrProtocol)
 	}
@@ -46,7 +46,7 @@ func (c *Client) SendChat(ctx context.Context, text string) error {
 	if err != nil {
 		return err
 	}
-	_, sealed, err := c.keys.SealEnvelope(crypto.EnvelopeMeta{Sender: c.id}, body)
+	_, sealed, err := r.keys.SealEnvelope(crypto.EnvelopeMeta{Sender: r.id}, body)
 	if err != nil {
 		return fmt.Errorf("chat: seal: %w", err)
 	}
@@ -55,18 +55,18 @@ func (c *Client) SendChat(ctx context.Context, text string) error {
 	// deduplicate, so it arrives once.
 	msg := &protocol.Message{Type: protocol.TypeMsg, Data: protocol.EncodeB64(sealed)}
 	for {
-		if err := c.waitConnected(ctx); err != nil {
+		if err := r.waitConnected(ctx); err != nil {
 			return fmt.Errorf("chat: %w", err)
 		}
-		if err := c.waitRejoined(ctx); err != nil {
+		if err := r.waitRejoined(ctx); err != nil {
 			return fmt.Errorf("chat: %w", err)
 		}
-		gen := c.connGeneration()
-		err := c.writeJSON(msg)
+		gen := r.connGeneration()
+		err := r.writeJSON(msg)
 		if err == nil || !errors.Is(err, ErrUnreachable) {
 			return err
 		}
-		if err := c.waitNewConn(ctx, gen); err != nil {
+		if err := r.waitNewConn(ctx, gen); err != nil {
 			return fmt.Errorf("chat: %w", err)
 		}
 	}
@@ -74,50 +74,50 @@ func (c *Client) SendChat(ctx context.Context, text string) error {
 
 // handleEnvelope opens a relay envelope (chat or file manifest), handles it
 // once, and acks it.
-func (c *Client) handleEnvelope(m *protocol.Message) error {
+func (r *room) handleEnvelope(m *protocol.Message) error {
 	sealed, err := protocol.DecodeB64(m.Data)
 	if err != nil || m.From == "" || m.ID == 0 {
-		c.log.Warn("dropping malformed envelope from server")
+		r.log.Warn("dropping malformed envelope from server")
 		return nil
 	}
-	if !c.isMember(m.From) {
-		c.log.Warn("envelope from an unknown member; acking and dropping", "from", m.From)
-		return c.ack(m.ID)
+	if !r.isMember(m.From) {
+		r.log.Warn("envelope from an unknown member; acking and dropping", "from", m.From)
+		return r.ack(m.ID)
 	}
 	meta := crypto.EnvelopeMeta{Sender: m.From, File: m.File, Chunks: m.Chunks}
 	if m.File != "" {
-		return c.handleManifest(m, meta, sealed)
+		return r.events.manifest(m, meta, sealed)
 	}
-	id, plain, err := c.keys.OpenEnvelope(meta, sealed)
+	id, plain, err := r.keys.OpenEnvelope(meta, sealed)
 	if err != nil {
-		c.log.Warn("envelope failed to open; dropping", "from", m.From, "err", err)
-		return c.ack(m.ID)
+		r.log.Warn("envelope failed to open; dropping", "from", m.From, "err", err)
+		return r.ack(m.ID)
 	}
-	if c.markSeen(id) {
+	if r.markSeen(id) {
 		var body chatBody
 		if err := json.Unmarshal(plain, &body); err != nil || body.Kind != "chat" {
-			c.log.Warn("envelope with unknown content; dropping", "from", m.From)
-		} else if c.opts.OnChat != nil {
-			c.opts.OnChat(Chat{From: m.From, Text: body.Text, ID: hex.EncodeToString(id[:])})
+			r.log.Warn("envelope with unknown content; dropping", "from", m.From)
+		} else if r.opts.OnChat != nil {
+			r.opts.OnChat(Chat{From: m.From, Text: body.Text, ID: hex.EncodeToString(id[:])})
 		}
 	}
-	return c.ack(m.ID)
+	return r.ack(m.ID)
 }
 
 // markSeen records an envelope id and reports whether it was new.
-func (c *Client) markSeen(id [16]byte) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.seen[id] {
+func (r *room) markSeen(id [16]byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen[id] {
 		return false
 	}
-	c.seen[id] = true
+	r.seen[id] = true
 	return true
 }
 
-func (c *Client) isMember(id string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.members[id]
+func (r *room) isMember(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.members[id]
 	return ok
 }

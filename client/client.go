@@ -6,6 +6,14 @@
 // Paths (Options.Transport): a direct WebRTC data channel, one relayed by the
 // room's TURN server, and the server's store-and-forward relay carry the very
 // same sealed chunks; auto tries them in that order per recipient.
+//
+// Inside, a Client ties three parts together: the room session (room: the
+// WebSocket connection and its reconnecting, the verified members, chat,
+// sealed signals), the peer sessions (peers, peerConn: one WebRTC connection
+// per attempt with a member, with key confirmation), and the transfer engine
+// (package client/transfer: manifests, sealing chunks, receiving to disk with
+// resume). The Client drives sends across the paths (send.go, p2p.go,
+// send_relay.go) and routes what the room hears (events.go).
 package client
 
 import (
@@ -13,15 +21,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
-	"github.com/pion/webrtc/v4"
 
+	"cloakroom/client/transfer"
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
@@ -70,42 +76,24 @@ type Member struct {
 	Online bool
 }
 
-// Client is a member of one room.
+// Client is a member of one room. It ties together the room session (the
+// server connection, members, chat, signals), the peer sessions (one WebRTC
+// connection per attempt with a member), and the transfer engine (package
+// transfer); it drives sends across the paths and hands on what arrives.
 type Client struct {
-	opts   Options
-	log    *slog.Logger
-	keys   *crypto.RoomKeys
-	ident  *crypto.Identity
-	id     string
-	wsURL  string
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the connection loop ends
+	opts  Options
+	log   *slog.Logger
+	room  *room
+	peers *peers
+	recv  *transfer.Receiver
+	keys  *crypto.RoomKeys // the room's, immutable
+	id    string           // this member's, immutable
+	ctx   context.Context  // the room's: ends when the client closes
+	files chan File
+	wg    sync.WaitGroup // the receiver's loop
 
-	mu        sync.Mutex
-	conn      *websocket.Conn // current connection, nil while reconnecting
-	connReady chan struct{}   // closed when conn is (re)established
-	connGen   uint64          // connections made so far; guarded by mu
-	awaitBack []string        // members online when the connection last broke; guarded by mu
-	backBy    time.Time       // until when a chat waits for them; guarded by mu
-	members   map[string]*Member
-	seen      map[[16]byte]bool // envelope ids already handled
-	sends     map[string]*sendState
-	recvs     map[string]*recvState
-	files     chan File
-	api       *webrtc.API
-	peers     map[string]*peerConn    // by session id
-	pairs     map[string]*crypto.Pair // by member id, one per session
-	ice       []protocol.ICEServer    // TURN servers from the welcome
-	iceExp    time.Time
-	iceFresh  chan struct{} // closed when fresh ICE credentials arrive
-	chunks    chan chunkJob // read loop -> disk loop
-	wg        sync.WaitGroup
-	ttl       time.Duration
-	closeErr  error
-
-	writeMu  sync.Mutex // one writer at a time on conn
-	signalMu sync.Mutex // seal+write of signals, so their counters stay in order
+	mu    sync.Mutex
+	sends map[string]*sendState // relay rounds in progress, by file id
 }
 
 // Dial joins the room named by invite (a link, a fragment or a mini code). It
@@ -125,14 +113,17 @@ func Dial(ctx context.Context, invite string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := c.connect(ctx)
+	conn, err := c.room.connect(ctx)
 	if err != nil {
-		c.cancel()
+		c.room.cancel()
 		return nil, err
 	}
 	c.wg.Add(1)
-	go c.diskLoop()
-	go c.run(conn)
+	go func() {
+		defer c.wg.Done()
+		c.recv.Run(c.ctx)
+	}()
+	go c.room.run(conn)
 	return c, nil
 }
 
@@ -141,9 +132,27 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 	if err != nil {
 		return nil, err
 	}
+	opts, err = opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ident, err := crypto.NewIdentity()
+	if err != nil {
+		return nil, fmt.Errorf("new identity: %w", err)
+	}
+	r := newRoom(wsURL, secret, opts, ident)
+	c := &Client{opts: opts, log: opts.Logger, room: r, keys: r.keys, id: r.id, ctx: r.ctx,
+		files: make(chan File, 1024), sends: map[string]*sendState{}}
+	c.peers = newPeers(r, opts, func(p *peerConn) { p.setHandler(func(data []byte) { c.receiveDC(p, data) }) })
+	c.recv = transfer.NewReceiver(transfer.Config{Dir: opts.Dir, RoomID: r.keys.RoomID, Log: opts.Logger, Host: recvHost{c}})
+	r.events = c
+	return c, nil
+}
+
+func (opts Options) withDefaults() (Options, error) {
 	t, err := protocol.ParseTransport(string(opts.Transport))
 	if err != nil {
-		return nil, fmt.Errorf("%v: %w", err, ErrTransport)
+		return opts, fmt.Errorf("%v: %w", err, ErrTransport)
 	}
 	opts.Transport = t
 	if opts.Dir == "" {
@@ -161,19 +170,7 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 	if opts.ICETimeout == 0 {
 		opts.ICETimeout = 10 * time.Second
 	}
-	ident, err := crypto.NewIdentity()
-	if err != nil {
-		return nil, fmt.Errorf("new identity: %w", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{
-		opts: opts, log: opts.Logger, keys: crypto.DeriveRoom(secret), ident: ident,
-		id: uuid.NewString(), wsURL: wsURL, ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		connReady: make(chan struct{}), members: map[string]*Member{}, seen: map[[16]byte]bool{},
-		sends: map[string]*sendState{}, recvs: map[string]*recvState{}, files: make(chan File, 1024),
-		chunks: make(chan chunkJob, 64), api: NewWebRTCAPI(opts.Logger),
-		peers: map[string]*peerConn{}, pairs: map[string]*crypto.Pair{}, iceFresh: make(chan struct{}),
-	}, nil
+	return opts, nil
 }
 
 func websocketURL(server string) (string, error) {
@@ -191,74 +188,34 @@ func websocketURL(server string) (string, error) {
 func (c *Client) ID() string { return c.id }
 
 // Members returns the other members with verified announcements.
-func (c *Client) Members() []Member {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]Member, 0, len(c.members))
-	for _, m := range c.members {
-		out = append(out, *m)
-	}
-	return out
-}
+func (c *Client) Members() []Member { return c.room.Members() }
 
 // OnlineMembers returns the ids of the other members currently online.
-func (c *Client) OnlineMembers() []string {
-	var ids []string
-	for _, m := range c.Members() {
-		if m.Online {
-			ids = append(ids, m.ID)
-		}
-	}
-	return ids
-}
+func (c *Client) OnlineMembers() []string { return c.room.OnlineMembers() }
+
+// SendChat seals text under a fresh message key and hands it to the relay,
+// which owes it to every known member, online or not.
+func (c *Client) SendChat(ctx context.Context, text string) error { return c.room.sendChat(ctx, text) }
+
+// Err returns why the client stopped on its own (a fatal server error), or nil.
+func (c *Client) Err() error { return c.room.Err() }
+
+// Done is closed once the client has stopped.
+func (c *Client) Done() <-chan struct{} { return c.room.done }
 
 // Leave tells the server this member leaves for good, then closes.
 func (c *Client) Leave() error {
-	c.cancel() // no reconnecting when the server closes after the leave
-	_ = c.writeJSON(leaveMsg())
+	c.room.cancel() // no reconnecting when the server closes after the leave
+	_ = c.room.writeJSON(leaveMsg())
 	return c.Close()
 }
 
 // Close disconnects and stops every goroutine of the client.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	peers := make([]*peerConn, 0, len(c.peers))
-	for _, p := range c.peers {
-		peers = append(peers, p)
-	}
-	c.mu.Unlock()
-	// Let senders finish: a sender closes its session once it has our
-	// verdict on its file, so wait (briefly) for that before closing ours.
-	grace, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	for _, p := range peers {
-		if !p.offerer && p.isReady() {
-			select {
-			case <-p.failed:
-			case <-grace.Done():
-			}
-		}
-		p.close()
-	}
-	c.cancel()
-	c.mu.Lock()
-	conn := c.conn
-	c.mu.Unlock()
-	if conn != nil {
-		c.writeMu.Lock()
-		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-		c.writeMu.Unlock()
-		_ = conn.Close()
-	}
-	<-c.done
+	c.peers.closeAll()
+	c.room.close()
 	c.wg.Wait()
 	return nil
 }
-
-// Done is closed once the client has stopped.
-func (c *Client) Done() <-chan struct{} { return c.done }
-
-// http header for the dial: the CLI sends no Origin.
-func dialHeader() http.Header { return http.Header{} }
 
 var _ io.Closer = (*Client)(nil)

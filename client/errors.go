@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"cloakroom/client/transfer"
 	"cloakroom/internal/protocol"
 )
 
@@ -15,8 +16,15 @@ var (
 	ErrProtocol    = errors.New("protocol error")
 	ErrClosed      = errors.New("client closed")
 	ErrNoMembers   = errors.New("no other member online")
-	ErrIntegrity   = errors.New("file failed its integrity check")
+	ErrIntegrity   = transfer.ErrIntegrity
 	ErrFileLost    = errors.New("file not delivered")
+
+	// The peer-to-peer paths.
+	ErrDeclined   = errors.New("peer declined a peer-to-peer connection")
+	ErrNoTURN     = errors.New("the server offers no TURN relay")
+	ErrICE        = errors.New("peer-to-peer connection failed")
+	ErrKeyConfirm = errors.New("key confirmation failed: the data channel is not bound to the member's key")
+	ErrPeerGone   = errors.New("peer connection lost")
 )
 
 // ServerError is an error message from the server.

@@ -6,76 +6,94 @@ import (
 	"cloakroom/internal/protocol"
 )
 
-func (c *Client) welcome(m *protocol.Message) {
-	c.mu.Lock()
-	c.ttl = time.Duration(m.TTL) * time.Second
-	c.ice, c.iceExp = m.ICE, time.Unix(m.Expires, 0)
+func (r *room) welcome(m *protocol.Message) {
+	r.mu.Lock()
+	r.ttl = time.Duration(m.TTL) * time.Second
+	r.ice, r.iceExp = m.ICE, time.Unix(m.Expires, 0)
 	listed := map[string]bool{}
 	for _, mi := range m.Members {
 		listed[mi.Member] = true
-		c.addMemberLocked(mi.Member, mi.Pub, mi.MAC, mi.Online)
+		r.addMemberLocked(mi.Member, mi.Pub, mi.MAC, mi.Online)
 	}
-	for id := range c.members { // members that left while we were away
+	for id := range r.members { // members that left while we were away
 		if !listed[id] {
-			delete(c.members, id)
+			delete(r.members, id)
 		}
 	}
-	c.mu.Unlock()
+	r.changedLocked()
+	r.mu.Unlock()
 }
 
 // addMemberLocked records a member if its announcement verifies under the
 // room's announcement key; the server cannot add members of its own.
-func (c *Client) addMemberLocked(id, pub64, mac64 string, online bool) *Member {
-	if id == c.id {
+func (r *room) addMemberLocked(id, pub64, mac64 string, online bool) *Member {
+	if id == r.id {
 		return nil
 	}
 	pub, err1 := protocol.DecodeB64(pub64)
 	mac, err2 := protocol.DecodeB64(mac64)
-	if err1 != nil || err2 != nil || c.keys.VerifyAnnounce(id, pub, mac) != nil {
-		c.log.Warn("ignoring member with a bad announcement (server misbehaving?)", "member", id)
+	if err1 != nil || err2 != nil || r.keys.VerifyAnnounce(id, pub, mac) != nil {
+		r.log.Warn("ignoring member with a bad announcement (server misbehaving?)", "member", id)
 		return nil
 	}
-	if old, ok := c.members[id]; ok && string(old.Pub) != string(pub) {
-		c.log.Warn("ignoring member whose key changed", "member", id)
+	if old, ok := r.members[id]; ok && string(old.Pub) != string(pub) {
+		r.log.Warn("ignoring member whose key changed", "member", id)
 		return nil
 	}
 	mem := &Member{ID: id, Pub: pub, Online: online}
-	c.members[id] = mem
+	r.members[id] = mem
 	return mem
 }
 
-func (c *Client) presence(m *protocol.Message) {
-	c.mu.Lock()
+func (r *room) presence(m *protocol.Message) {
+	r.mu.Lock()
 	var mem *Member
 	switch m.Event {
 	case protocol.EventJoin:
-		mem = c.addMemberLocked(m.Member, m.Pub, m.MAC, true)
+		mem = r.addMemberLocked(m.Member, m.Pub, m.MAC, true)
 	case protocol.EventOnline, protocol.EventOffline:
-		if mem = c.members[m.Member]; mem != nil {
+		if mem = r.members[m.Member]; mem != nil {
 			mem.Online = m.Event == protocol.EventOnline
 		}
 	case protocol.EventLeave:
-		if mem = c.members[m.Member]; mem != nil {
+		if mem = r.members[m.Member]; mem != nil {
 			mem.Online = false
-			delete(c.members, m.Member)
+			delete(r.members, m.Member)
 		}
 	}
 	var snapshot Member
 	if mem != nil {
 		snapshot = *mem
+		r.changedLocked()
 	}
-	sends := make([]*sendState, 0, len(c.sends))
-	for _, s := range c.sends {
-		sends = append(sends, s)
-	}
-	c.mu.Unlock()
+	r.mu.Unlock()
 	if mem == nil {
 		return
 	}
-	for _, s := range sends {
-		s.presence(m.Member, m.Event)
+	r.events.presence(m.Member, m.Event)
+	if r.opts.OnPresence != nil {
+		r.opts.OnPresence(snapshot, m.Event)
 	}
-	if c.opts.OnPresence != nil {
-		c.opts.OnPresence(snapshot, m.Event)
+}
+
+// Members returns the other members with verified announcements.
+func (r *room) Members() []Member {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Member, 0, len(r.members))
+	for _, m := range r.members {
+		out = append(out, *m)
 	}
+	return out
+}
+
+// OnlineMembers returns the ids of the other members currently online.
+func (r *room) OnlineMembers() []string {
+	var ids []string
+	for _, m := range r.Members() {
+		if m.Online {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"cloakroom/client/transfer"
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
@@ -32,13 +33,13 @@ type p2pResult struct {
 func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *crypto.Manifest, key []byte, outcome chan<- string) p2pResult {
 	var errs []error
 	for _, mode := range c.opts.Transport.Ladder() {
-		p, err := c.offer(member, mode)
+		p, err := c.peers.offer(member, mode)
 		if err == nil {
 			err = p.waitReady(ctx, c.opts.ICETimeout)
 		}
 		if err != nil {
 			if p != nil { // tell the peer to drop its half of the attempt
-				_ = c.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
+				_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
 			}
 			c.log.Info("peer-to-peer rung failed", "member", short8(member), "mode", mode, "err", err)
 			errs = append(errs, err)
@@ -50,7 +51,7 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 		outcome <- ""
 		path := p.path()
 		err = c.streamFile(ctx, p, path, f, man, key)
-		_ = c.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
+		_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
 		p.close()
 		if err != nil {
 			// The receiver's own verdict (a failed check) is final; a broken
@@ -72,22 +73,8 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 // channel and waits for the receiver's verdict. The chunks are the very same
 // sealed bytes the relay would carry.
 func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path, f *os.File, man *crypto.Manifest, key []byte) error {
-	events := make(chan *protocol.DCMessage, 64)
 	fid := uuid.MustParse(man.File)
-	p.setHandler(func(data []byte) {
-		m, err := protocol.ParseDC(data)
-		if err != nil || m.File != fid || (m.Kind != protocol.DCProgress && m.Kind != protocol.DCDone) {
-			p.fail(fmt.Errorf("unexpected message from receiver %s: %w", short8(p.member), ErrProtocol))
-			return
-		}
-		select {
-		case events <- m:
-		default: // progress may be dropped; done never is (sent once, last)
-			if m.Kind == protocol.DCDone {
-				go func() { events <- m }()
-			}
-		}
-	})
+	events := listenReceiver(p, fid)
 	sealed, err := c.keys.SealManifest(c.id, man)
 	if err != nil {
 		return fmt.Errorf("seal manifest: %w", err)
@@ -102,12 +89,11 @@ func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path
 	prog := func(n int64) {
 		c.progress(Progress{File: man.File, Name: man.Name, Peer: p.member, Sending: true, Bytes: n, Total: man.Size, Path: path})
 	}
-	var acked int64
-	err = forEachChunk(f, man, ciph, nil, func(i uint32, frame []byte) error {
+	err = transfer.SealChunks(f, f.Name(), man, ciph, nil, func(i uint32, frame []byte) error {
 		for drained := false; !drained; {
 			select {
-			case m := <-events:
-				acked = c.dcEvent(m, man, prog, acked)
+			case m := <-events.progress:
+				dcProgress(m, man, prog)
 			default:
 				drained = true
 			}
@@ -117,17 +103,49 @@ func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path
 	if err != nil {
 		return err
 	}
+	return awaitVerdict(ctx, p, events, man, prog)
+}
+
+// receiverEvents are a receiver's messages to a sending session: progress
+// (dropped when the sender is behind) and its one verdict on the file.
+type receiverEvents struct {
+	progress chan *protocol.DCMessage
+	verdict  chan *protocol.DCMessage
+}
+
+// listenReceiver installs the handler of a sending session for file fid.
+func listenReceiver(p *peerConn, fid uuid.UUID) receiverEvents {
+	ev := receiverEvents{progress: make(chan *protocol.DCMessage, 64), verdict: make(chan *protocol.DCMessage, 1)}
+	p.setHandler(func(data []byte) {
+		m, err := protocol.ParseDC(data)
+		if err != nil || m.File != fid || (m.Kind != protocol.DCProgress && m.Kind != protocol.DCDone) {
+			p.fail(fmt.Errorf("unexpected message from receiver %s: %w", short8(p.member), ErrProtocol))
+			return
+		}
+		to := ev.progress
+		if m.Kind == protocol.DCDone {
+			to = ev.verdict // the first verdict counts; a repeat is dropped
+		}
+		select {
+		case to <- m:
+		default:
+		}
+	})
+	return ev
+}
+
+// awaitVerdict waits for the receiver's verdict on the whole file.
+func awaitVerdict(ctx context.Context, p *peerConn, ev receiverEvents, man *crypto.Manifest, prog func(int64)) error {
 	for {
 		select {
-		case m := <-events:
-			if m.Kind == protocol.DCDone {
-				if m.Failed {
-					return fmt.Errorf("receiver reports: %s: %w", m.Reason, ErrFileLost)
-				}
-				prog(man.Size)
-				return nil
+		case m := <-ev.progress:
+			dcProgress(m, man, prog)
+		case m := <-ev.verdict:
+			if m.Failed {
+				return fmt.Errorf("receiver reports: %s: %w", m.Reason, ErrFileLost)
 			}
-			acked = c.dcEvent(m, man, prog, acked)
+			prog(man.Size)
+			return nil
 		case <-p.failed:
 			return p.Err()
 		case <-ctx.Done():
@@ -136,45 +154,16 @@ func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path
 	}
 }
 
-func (c *Client) dcEvent(m *protocol.DCMessage, man *crypto.Manifest, prog func(int64), acked int64) int64 {
+// dcProgress reports a receiver's progress message.
+func dcProgress(m *protocol.DCMessage, man *crypto.Manifest, prog func(int64)) {
 	if m.Kind == protocol.DCProgress {
-		acked = min(int64(m.Chunks)*int64(man.ChunkSize), man.Size)
-		prog(acked)
+		prog(min(int64(m.Chunks)*int64(man.ChunkSize), man.Size))
 	}
-	return acked
-}
-
-// forEachChunk reads, pads and seals every chunk of f into a ChunkUp frame
-// (reusing one buffer) and calls send with it.
-func forEachChunk(f *os.File, man *crypto.Manifest, ciph *crypto.ChunkCipher, skip func(uint32) bool, send func(uint32, []byte) error) error {
-	fid := uuid.MustParse(man.File)
-	plain := make([]byte, man.ChunkSize)
-	frame := make([]byte, 0, protocol.ChunkUpHeader+man.ChunkSize+16)
-	for i := uint32(0); i < man.Chunks; i++ {
-		if skip != nil && skip(i) {
-			continue
-		}
-		off := int64(i) * int64(man.ChunkSize)
-		want := int(min(int64(man.ChunkSize), man.Size-off))
-		n, err := f.ReadAt(plain[:want], off)
-		if n < want {
-			return fmt.Errorf("read %s (did it change while sending?): %w", f.Name(), err)
-		}
-		// Every chunk, the last included, is sealed at full size (zero
-		// padding), so a relay learns the chunk count and not the size.
-		clear(plain[n:])
-		ch := protocol.Chunk{File: fid, Index: i, Count: man.Chunks, Final: i == man.Chunks-1}
-		frame = ciph.Seal(ch.AppendUp(frame[:0]), i, plain)
-		if err := send(i, frame); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // receiveDC handles a message on a confirmed data channel from a sender:
 // a manifest, or a chunk, which goes the same way as relay chunks (opened
-// here, written and hashed by the disk loop).
+// here, written and hashed by the Receiver's Run loop).
 func (c *Client) receiveDC(p *peerConn, data []byte) {
 	if k, err := protocol.FrameKind(data); err == nil && k == protocol.FrameChunkUp {
 		ch, err := protocol.ParseChunkUp(data)
@@ -182,7 +171,7 @@ func (c *Client) receiveDC(p *peerConn, data []byte) {
 			p.fail(fmt.Errorf("malformed chunk from %s: %w", short8(p.member), err))
 			return
 		}
-		c.queueChunk(&protocol.ChunkDown{Sender: uuid.MustParse(p.member), Chunk: ch}, p)
+		_ = c.recv.Chunk(c.ctx, &protocol.ChunkDown{Sender: uuid.MustParse(p.member), Chunk: ch}, p.source())
 		return
 	}
 	m, err := protocol.ParseDC(data)
@@ -196,17 +185,28 @@ func (c *Client) receiveDC(p *peerConn, data []byte) {
 		p.fail(fmt.Errorf("manifest from %s: %v: %w", short8(p.member), err, ErrIntegrity))
 		return
 	}
-	if err := c.startRecv(man, p.member, p, p.path()); err != nil {
+	if err := c.recv.Start(c.ctx, man, p.member, p.source()); err != nil {
 		_ = p.send(context.Background(), protocol.AppendDC(nil, &protocol.DCMessage{Kind: protocol.DCDone, File: m.File, Failed: true, Reason: err.Error()}))
 	}
 }
 
-// notifySender tells a peer-to-peer sender about a reception's progress
-// or its end.
-func (p *peerConn) notify(m *protocol.DCMessage) {
+// peerSource is a peer session as the ChunkSource of a reception: its
+// path, fixed when the file arrived; its end; and the sender to report to.
+type peerSource struct {
+	p    *peerConn
+	path protocol.Path
+}
+
+func (p *peerConn) source() peerSource { return peerSource{p: p, path: p.path()} }
+
+func (s peerSource) Path() protocol.Path   { return s.path }
+func (s peerSource) Gone() <-chan struct{} { return s.p.failed }
+
+// Report tells a peer-to-peer sender about a reception's progress or its end.
+func (s peerSource) Report(m *protocol.DCMessage) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := p.send(ctx, protocol.AppendDC(nil, m)); err != nil {
-		p.c.log.Debug("could not tell the sender", "err", err)
+	if err := s.p.send(ctx, protocol.AppendDC(nil, m)); err != nil {
+		s.p.set.log.Debug("could not tell the sender", "err", err)
 	}
 }

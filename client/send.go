@@ -2,22 +2,14 @@ package client
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/gorilla/websocket"
-
+	"cloakroom/client/transfer"
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
@@ -37,123 +29,6 @@ type SendReport struct {
 	Rounds   int
 }
 
-// sendState tracks one outgoing file; the read loop feeds it server events.
-type sendState struct {
-	file    string
-	chunks  uint32
-	events  chan *protocol.Message
-	mu      sync.Mutex
-	fail    error
-	failed  chan struct{}
-	targets map[string]bool     // the round's recipients (read-only once set)
-	haves   map[string]*haveMap // chunks a recipient said it holds; guarded by mu
-	acked   map[string]uint32   // chunks of this round a recipient acked; guarded by mu
-	away    map[string]bool     // recipients offline or finished; guarded by mu
-	moved   chan struct{}       // a recipient progressed or went away (capacity 1)
-}
-
-// sendWindow bounds how far the upload runs ahead of the slowest online
-// recipient: what a server restart loses, and what the relay holds for one
-// file. At 64 MiB/s and more it still keeps the pipe full on loopback.
-const sendWindow = 16 << 20
-
-// note records a server event that moves the upload window.
-func (s *sendState) note(m *protocol.Message) {
-	s.mu.Lock()
-	switch m.Type {
-	case protocol.TypeProgress:
-		s.acked[m.Member] = max(s.acked[m.Member], m.Acked)
-	case protocol.TypeDelivered, protocol.TypeUndeliverable:
-		s.away[m.Member] = true
-	case protocol.TypePresence:
-		s.away[m.Member] = m.Event != protocol.EventOnline
-	}
-	s.mu.Unlock()
-	select {
-	case s.moved <- struct{}{}:
-	default:
-	}
-}
-
-// lagging reports whether the upload, n chunks into this round, is a whole
-// window ahead of some online recipient.
-func (s *sendState) lagging(n uint32, window uint32) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for m := range s.targets {
-		if !s.away[m] && n > s.acked[m]+window {
-			return true
-		}
-	}
-	return false
-}
-
-// allHave reports whether every target said it holds chunk i.
-func (s *sendState) allHave(i uint32) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.haves) < len(s.targets) {
-		return false
-	}
-	for m := range s.targets {
-		h := s.haves[m]
-		if h == nil || !h.has(i) {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *sendState) presence(member, event string) {
-	if s.acked != nil {
-		s.note(&protocol.Message{Type: protocol.TypePresence, Member: member, Event: event})
-	}
-	select {
-	case s.events <- &protocol.Message{Type: protocol.TypePresence, Member: member, Event: event}:
-	default:
-	}
-}
-
-func (s *sendState) abort(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail == nil {
-		s.fail = err
-		close(s.failed)
-	}
-}
-
-// routeSend hands a server event to the send it concerns.
-func (c *Client) routeSend(m *protocol.Message) {
-	c.mu.Lock()
-	s := c.sends[m.File]
-	c.mu.Unlock()
-	if s == nil {
-		return
-	}
-	if m.Type == protocol.TypeError {
-		s.abort(serverError(m))
-		return
-	}
-	if s.acked != nil {
-		s.note(m)
-	}
-	select {
-	case s.events <- m:
-	default:
-		c.log.Warn("send event queue full; dropping progress", "file", m.File)
-	}
-}
-
-// failSends aborts every send in progress (the connection broke).
-func (c *Client) failSends(err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, s := range c.sends {
-		s.abort(err)
-	}
-}
-
 // SendFile sends the file at path to every member online when it starts
 // (waiting for one to be online if none is) and returns once each recipient
 // received it or was reported unreachable. With Transport auto each
@@ -169,7 +44,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	if err != nil || !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("send %s: not a regular file", path)
 	}
-	man, key, err := c.prepareManifest(f, st)
+	man, key, err := transfer.NewManifest(f, st)
 	if err != nil {
 		return nil, err
 	}
@@ -177,33 +52,32 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 		return nil, err
 	}
 	start := time.Now()
-	rep := &SendReport{File: man.File, Name: man.Name, Size: man.Size, Failed: map[string]string{}, Paths: map[string]protocol.Path{}}
-	var mu sync.Mutex
+	o := &outgoing{f: f, rep: &SendReport{File: man.File, Name: man.Name, Size: man.Size, Failed: map[string]string{}, Paths: map[string]protocol.Path{}}}
 	var wg sync.WaitGroup
 	var relayTo []string
-	var broken []string // auto: peer-to-peer sessions that broke mid-file
 	if c.opts.Transport == protocol.TransportRelay {
-		relayTo = c.OnlineMembers()
+		relayTo = c.room.OnlineMembers()
 	} else {
-		relayTo = c.sendAllP2P(ctx, f, man, key, rep, &mu, &wg, &broken)
+		relayTo = c.sendAllP2P(ctx, o, man, key, &wg)
 	}
 	var relayErr error
 	if len(relayTo) > 0 {
-		relayErr = c.sendRelay(ctx, f, man, key, relayTo, rep, &mu)
+		relayErr = c.sendRelay(ctx, o, man, key, relayTo, false)
 	}
 	wg.Wait()
 	// A data channel that broke mid-file, to a member still online: the
 	// relay takes over, announcing the same content again, and the receiver's
 	// have signal leaves only the chunks it lacks (docs/DECISIONS.md).
-	if back := c.stillOnline(broken); len(back) > 0 && relayErr == nil && ctx.Err() == nil {
-		m2, k2, err := renewManifest(man)
+	if back := c.stillOnline(o.broken); len(back) > 0 && relayErr == nil && ctx.Err() == nil {
+		m2, k2, err := transfer.Renew(man)
 		if err != nil {
-			return rep, err
+			return o.rep, err
 		}
 		c.log.Info("peer-to-peer session broke mid-file; continuing through the relay", "name", man.Name, "members", len(back))
-		relayErr = c.sendRelay(ctx, f, m2, k2, back, rep, &mu)
+		relayErr = c.sendRelay(ctx, o, m2, k2, back, true)
 	}
-	for _, m := range broken {
+	rep := o.rep
+	for _, m := range o.broken {
 		if !slices.Contains(rep.Delivered, m) && rep.Failed[m] == "" {
 			rep.Failed[m] = "the peer-to-peer session broke mid-file and the member went offline"
 		}
@@ -218,27 +92,36 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	return rep, nil
 }
 
+// outgoing is one file being sent: the open file, and the report that the
+// paths to each recipient fill in, from several goroutines.
+type outgoing struct {
+	f      *os.File
+	mu     sync.Mutex
+	rep    *SendReport // guarded by mu while the paths run
+	broken []string    // auto: peer-to-peer sessions that broke mid-file; guarded by mu
+}
+
 // sendAllP2P starts a peer-to-peer send to every online recipient and
 // returns, once each has connected or given up, those that need the relay.
-func (c *Client) sendAllP2P(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, rep *SendReport, mu *sync.Mutex, wg *sync.WaitGroup, broken *[]string) []string {
-	recipients := c.OnlineMembers()
+func (c *Client) sendAllP2P(ctx context.Context, o *outgoing, man *crypto.Manifest, key []byte, wg *sync.WaitGroup) []string {
+	recipients := c.room.OnlineMembers()
 	outcome := make(chan string, len(recipients)) // "" connected, else member for the relay
 	for _, r := range recipients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := c.sendP2P(ctx, r, f, man, key, outcome)
-			mu.Lock()
-			defer mu.Unlock()
+			res := c.sendP2P(ctx, r, o.f, man, key, outcome)
+			o.mu.Lock()
+			defer o.mu.Unlock()
 			switch {
 			case res.fallback:
 			case res.err != nil && res.midFile && c.opts.Transport == protocol.TransportAuto && ctx.Err() == nil:
-				*broken = append(*broken, r)
+				o.broken = append(o.broken, r)
 			case res.err != nil:
-				rep.Failed[r] = res.err.Error()
+				o.rep.Failed[r] = res.err.Error()
 			default:
-				rep.Delivered = append(rep.Delivered, r)
-				rep.Paths[r] = res.path
+				o.rep.Delivered = append(o.rep.Delivered, r)
+				o.rep.Paths[r] = res.path
 			}
 		}()
 	}
@@ -251,323 +134,20 @@ func (c *Client) sendAllP2P(ctx context.Context, f *os.File, man *crypto.Manifes
 	return relayTo
 }
 
-// maxRounds bounds how often one send starts over after losing the server.
-const maxRounds = 100
-
-// sendRelay sends the file through the server's relay store to recipients.
-// When the connection to the server breaks (a server restart loses the relay
-// store), it waits for the client to reconnect and for the recipients to come
-// back, and announces the file again as a new round — a fresh file id and
-// key, so no chunk key and nonce are ever used twice — and each recipient's
-// "have" signal lets it skip what every recipient already holds.
-func (c *Client) sendRelay(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, rep *SendReport, mu *sync.Mutex) error {
-	pending := recipients
-	for round := 1; ; round++ {
-		mu.Lock()
-		rep.Rounds = round
-		mu.Unlock()
-		gen := c.connGeneration()
-		left, err := c.relayRound(ctx, f, man, key, pending, rep, mu)
-		if err == nil || !errors.Is(err, ErrUnreachable) || ctx.Err() != nil || round == maxRounds {
-			return err
-		}
-		c.log.Info("connection lost mid-send; resuming after reconnect", "name", man.Name, "round", round, "err", err)
-		if err := c.waitNewConn(ctx, gen); err != nil {
-			return fmt.Errorf("send: %w", err)
-		}
-		pending = c.awaitReturn(ctx, left, rep, mu)
-		if len(pending) == 0 {
-			return nil
-		}
-		if man, key, err = renewManifest(man); err != nil {
-			return err
-		}
-	}
-}
-
-// renewManifest returns man under a new file id and key: the same content,
-// announced again.
-func renewManifest(man *crypto.Manifest) (*crypto.Manifest, []byte, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, nil, fmt.Errorf("send: file key: %w", err)
-	}
-	m := *man
-	m.File, m.Key = uuid.NewString(), protocol.EncodeB64(key)
-	return &m, key, nil
-}
-
 // stillOnline returns the members of ids online now.
 func (c *Client) stillOnline(ids []string) []string {
-	away := c.offline(ids)
+	away := c.room.offline(ids)
 	return slices.DeleteFunc(slices.Clone(ids), func(m string) bool { return slices.Contains(away, m) })
-}
-
-// awaitReturn waits, after a reconnect, for the members still owed the file
-// to be online again; those not back within OfflineGrace are reported failed.
-func (c *Client) awaitReturn(ctx context.Context, members []string, rep *SendReport, mu *sync.Mutex) []string {
-	deadline := time.Now().Add(c.opts.OfflineGrace)
-	if err := c.poll(ctx, func() bool { return time.Now().After(deadline) || len(c.offline(members)) == 0 }); errors.Is(err, ErrClosed) {
-		return nil
-	}
-	back := c.stillOnline(members)
-	mu.Lock()
-	for _, m := range members {
-		if !slices.Contains(back, m) {
-			rep.Failed[m] = "did not come back after the connection to the server broke"
-		}
-	}
-	mu.Unlock()
-	return back
-}
-
-// relayRound announces the file to recipients, uploads the chunks they do
-// not all hold, and waits for delivery. On error it returns the recipients
-// still owed the file.
-func (c *Client) relayRound(ctx context.Context, f *os.File, man *crypto.Manifest, key []byte, recipients []string, rep *SendReport, mu *sync.Mutex) ([]string, error) {
-	s := &sendState{file: man.File, chunks: man.Chunks, events: make(chan *protocol.Message, 4096), failed: make(chan struct{}),
-		haves: map[string]*haveMap{}, acked: map[string]uint32{}, away: map[string]bool{}, moved: make(chan struct{}, 1),
-		targets: map[string]bool{}}
-	// A recipient's have signal may overtake file_ok: accept it from every
-	// member asked, then narrow to those the server accepted.
-	for _, m := range recipients {
-		s.targets[m] = true
-	}
-	c.mu.Lock()
-	c.sends[man.File] = s
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.sends, man.File)
-		c.mu.Unlock()
-	}()
-	got, err := c.announceFile(ctx, s, man, recipients)
-	if err != nil {
-		return recipients, err
-	}
-	targets := map[string]bool{}
-	for _, m := range got {
-		targets[m] = true
-	}
-	s.mu.Lock()
-	s.targets = targets
-	for m := range s.haves {
-		if !targets[m] {
-			delete(s.haves, m)
-		}
-	}
-	s.mu.Unlock()
-	if err := c.uploadChunks(ctx, s, f, man, key, rep, mu); err != nil {
-		return got, err
-	}
-	return c.awaitDelivery(ctx, s, man, got, rep, mu)
-}
-
-// routeHave takes a recipient's have signal for a file being sent.
-func (c *Client) routeHave(from string, b *protocol.Signal) {
-	c.mu.Lock()
-	s := c.sends[b.File]
-	c.mu.Unlock()
-	if s == nil {
-		return
-	}
-	s.mu.Lock()
-	target := s.targets[from]
-	s.mu.Unlock()
-	if !target {
-		c.log.Warn("have signal from a member that is not a recipient; ignored", "from", short8(from))
-		return
-	}
-	if b.Done {
-		select {
-		case s.events <- &protocol.Message{Type: protocol.TypeDelivered, File: b.File, Member: from}:
-		default:
-		}
-		return
-	}
-	h := newHaveMap(s.chunks)
-	for _, r := range b.Have {
-		if r[0] >= r[1] || r[1] > s.chunks {
-			c.log.Warn("malformed have signal; ignored", "from", short8(from))
-			return
-		}
-		for i := r[0]; i < r[1]; i++ {
-			h.set(i)
-		}
-	}
-	s.mu.Lock()
-	s.haves[from] = h
-	s.mu.Unlock()
-	c.log.Info("recipient holds chunks already", "member", short8(from), "file", b.File, "ranges", len(b.Have))
-}
-
-func (c *Client) prepareManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, nil, fmt.Errorf("send: hash %s: %w", f.Name(), err)
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, nil, fmt.Errorf("send: file key: %w", err)
-	}
-	name := filepath.Base(f.Name())
-	typ := mime.TypeByExtension(filepath.Ext(name))
-	if typ == "" {
-		typ = "application/octet-stream"
-	}
-	man := &crypto.Manifest{
-		File: uuid.NewString(), Name: name, Type: typ, Size: st.Size(), ChunkSize: protocol.ChunkSize,
-		Chunks: crypto.ChunkCount(st.Size(), protocol.ChunkSize), SHA256: hex.EncodeToString(h.Sum(nil)),
-		Key: protocol.EncodeB64(key),
-	}
-	return man, key, nil
 }
 
 // waitForMember returns once at least one other member is online.
 func (c *Client) waitForMember(ctx context.Context) error {
-	for len(c.OnlineMembers()) == 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("send: waiting for another member to join: %w", ErrNoMembers)
-		case <-c.done:
-			return fmt.Errorf("send: %w", ErrClosed)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func (c *Client) announceFile(ctx context.Context, s *sendState, man *crypto.Manifest, recipients []string) ([]string, error) {
-	sealed, err := c.keys.SealManifest(c.id, man)
-	if err != nil {
-		return nil, fmt.Errorf("send: seal manifest: %w", err)
-	}
-	msg := &protocol.Message{Type: protocol.TypeFile, File: man.File, Chunks: man.Chunks, Data: protocol.EncodeB64(sealed), Recipients: recipients}
-	if err := c.writeJSON(msg); err != nil {
-		return nil, fmt.Errorf("send: %w", err)
-	}
-	for {
-		select {
-		case m := <-s.events:
-			if m.Type == protocol.TypeFileOK {
-				if len(m.Recipients) == 0 {
-					return nil, fmt.Errorf("send: %w", ErrNoMembers)
-				}
-				return m.Recipients, nil
-			}
-		case <-s.failed:
-			return nil, fmt.Errorf("send: %w", s.fail)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("send: %w", ctx.Err())
-		}
-	}
-}
-
-func (c *Client) uploadChunks(ctx context.Context, s *sendState, f *os.File, man *crypto.Manifest, key []byte, rep *SendReport, mu *sync.Mutex) error {
-	fid := uuid.MustParse(man.File)
-	ciph, err := crypto.NewChunkCipher(key, c.keys.RoomID, c.id, fid, man.Chunks, man.Size)
-	if err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	var sent int64
-	var n uint32 // chunks uploaded this round
-	window := uint32(max(sendWindow/man.ChunkSize, 1))
-	return forEachChunk(f, man, ciph, s.allHave, func(i uint32, frame []byte) error {
-		for s.lagging(n, window) {
-			select {
-			case <-s.moved:
-			case <-s.failed:
-				return fmt.Errorf("send: %w", s.fail)
-			case <-ctx.Done():
-				return fmt.Errorf("send: %w", ctx.Err())
-			}
-		}
-		n++
-		if err := c.write(websocket.BinaryMessage, frame); err != nil {
-			return fmt.Errorf("send: upload chunk %d: %w", i, err)
-		}
-		select {
-		case <-s.failed:
-			return fmt.Errorf("send: %w", s.fail)
-		default:
-		}
-		n := int64(man.ChunkSize)
-		if i == man.Chunks-1 {
-			n = man.Size - int64(i)*int64(man.ChunkSize)
-		}
-		mu.Lock()
-		rep.Uploaded += n
-		mu.Unlock()
-		sent = max(sent, int64(i)*int64(man.ChunkSize)+n)
-		c.progress(Progress{File: man.File, Name: man.Name, Sending: true, Bytes: sent, Total: man.Size, Path: protocol.PathRelay})
+	err := c.room.await(ctx, time.Time{}, func() bool { return len(c.room.OnlineMembers()) > 0 })
+	switch {
+	case err == nil:
 		return nil
-	})
-}
-
-// awaitDelivery waits for delivered/undeliverable for every recipient. A
-// recipient that goes offline gets OfflineGrace to come back.
-func (c *Client) awaitDelivery(ctx context.Context, s *sendState, man *crypto.Manifest, recipients []string, rep *SendReport, mu *sync.Mutex) ([]string, error) {
-	pending := map[string]bool{}
-	for _, r := range recipients {
-		pending[r] = true
+	case errors.Is(err, ErrClosed):
+		return fmt.Errorf("send: %w", ErrClosed)
 	}
-	offline := map[string]time.Time{}
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for len(pending) > 0 {
-		select {
-		case m := <-s.events:
-			mu.Lock()
-			c.sendEvent(m, man, pending, offline, rep)
-			mu.Unlock()
-		case now := <-tick.C:
-			mu.Lock()
-			for r, since := range offline {
-				if pending[r] && now.Sub(since) > c.opts.OfflineGrace {
-					delete(pending, r)
-					rep.Failed[r] = "went offline mid-transfer (the relay keeps its chunks until they expire)"
-				}
-			}
-			mu.Unlock()
-		case <-s.failed:
-			mu.Lock()
-			left := make([]string, 0, len(pending))
-			for r := range pending {
-				left = append(left, r)
-			}
-			mu.Unlock()
-			return left, fmt.Errorf("send: %w", s.fail)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("send: %w", ctx.Err())
-		}
-	}
-	return nil, nil
-}
-
-func (c *Client) sendEvent(m *protocol.Message, man *crypto.Manifest, pending map[string]bool, offline map[string]time.Time, rep *SendReport) {
-	if !pending[m.Member] {
-		return
-	}
-	switch m.Type {
-	case protocol.TypeProgress:
-		c.progress(Progress{File: man.File, Name: man.Name, Peer: m.Member, Sending: true, Bytes: min(int64(m.Acked)*int64(man.ChunkSize), man.Size), Total: man.Size, Path: protocol.PathRelay})
-	case protocol.TypeDelivered:
-		delete(pending, m.Member)
-		rep.Delivered = append(rep.Delivered, m.Member)
-		rep.Paths[m.Member] = protocol.PathRelay
-		c.progress(Progress{File: man.File, Name: man.Name, Peer: m.Member, Sending: true, Bytes: man.Size, Total: man.Size, Path: protocol.PathRelay, Done: true})
-	case protocol.TypeUndeliverable:
-		delete(pending, m.Member)
-		rep.Failed[m.Member] = m.Error
-	case protocol.TypePresence:
-		switch m.Event {
-		case protocol.EventOffline:
-			offline[m.Member] = time.Now()
-		case protocol.EventOnline:
-			delete(offline, m.Member)
-		case protocol.EventLeave:
-			delete(pending, m.Member)
-			rep.Failed[m.Member] = "left the room"
-		}
-	}
+	return fmt.Errorf("send: waiting for another member to join: %w", ErrNoMembers)
 }

@@ -26,27 +26,27 @@ var ErrSignalAuth = errors.New("signal failed authentication (tampered or replay
 
 // pairFor returns the pairwise channel with a verified member, made once per
 // session so signal counters never repeat under one key.
-func (c *Client) pairFor(member string) (*crypto.Pair, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p := c.pairs[member]; p != nil {
+func (r *room) pairFor(member string) (*crypto.Pair, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.pairs[member]; p != nil {
 		return p, nil
 	}
-	m := c.members[member]
+	m := r.members[member]
 	if m == nil {
 		return nil, fmt.Errorf("member %s is not a verified member of the room: %w", short8(member), ErrNoMembers)
 	}
-	p, err := crypto.NewPair(c.keys, c.id, c.ident, member, m.Pub)
+	p, err := crypto.NewPair(r.keys, r.id, r.ident, member, m.Pub)
 	if err != nil {
 		return nil, fmt.Errorf("pairwise key with %s: %w", short8(member), err)
 	}
-	c.pairs[member] = p
+	r.pairs[member] = p
 	return p, nil
 }
 
 // sendSignal seals body for member and hands it to the server to forward.
-func (c *Client) sendSignal(member string, body *protocol.Signal) error {
-	p, err := c.pairFor(member)
+func (r *room) sendSignal(member string, body *protocol.Signal) error {
+	p, err := r.pairFor(member)
 	if err != nil {
 		return err
 	}
@@ -57,8 +57,8 @@ func (c *Client) sendSignal(member string, body *protocol.Signal) error {
 	// Counters must reach the peer in order: seal and write under one lock,
 	// or a concurrent signal could overtake and get this one refused as a
 	// replay.
-	c.signalMu.Lock()
-	defer c.signalMu.Unlock()
+	r.signalMu.Lock()
+	defer r.signalMu.Unlock()
 	sealed, err := p.SealSignal(plain)
 	if err != nil {
 		return fmt.Errorf("signal: seal: %w", err)
@@ -66,39 +66,35 @@ func (c *Client) sendSignal(member string, body *protocol.Signal) error {
 	if len(sealed) > protocol.MaxSignalBytes {
 		return fmt.Errorf("signal of %d bytes over the limit: %w", len(sealed), ErrProtocol)
 	}
-	return c.writeJSON(&protocol.Message{Type: protocol.TypeSignal, To: member, Data: protocol.EncodeB64(sealed)})
+	return r.writeJSON(&protocol.Message{Type: protocol.TypeSignal, To: member, Data: protocol.EncodeB64(sealed)})
 }
 
 // handleSignal opens a signal from a member and routes it to its session.
 // A signal that fails to open is refused, and the session it may belong to
 // is aborted: no connection is made on tampered signalling.
-func (c *Client) handleSignal(m *protocol.Message) {
+func (r *room) handleSignal(m *protocol.Message) {
 	sealed, err := protocol.DecodeB64(m.Data)
 	if err != nil || m.From == "" {
 		return
 	}
-	p, err := c.pairFor(m.From)
+	p, err := r.pairFor(m.From)
 	if err != nil {
-		c.log.Warn("signal from an unverified member refused", "from", m.From)
+		r.log.Warn("signal from an unverified member refused", "from", m.From)
 		return
 	}
 	plain, err := p.OpenSignal(sealed)
 	if err != nil {
 		err = fmt.Errorf("from %s: %v: %w", short8(m.From), err, ErrSignalAuth)
-		c.log.Warn("signal refused", "err", err)
-		c.abortPeer(m.From, err)
+		r.log.Warn("signal refused", "err", err)
+		r.events.tampered(m.From, err)
 		return
 	}
 	body, err := protocol.DecodeSignal(plain)
 	if err != nil {
-		c.log.Warn("malformed signal refused", "from", m.From, "err", err)
+		r.log.Warn("malformed signal refused", "from", m.From, "err", err)
 		return
 	}
-	if body.Kind == protocol.SignalHave {
-		c.routeHave(m.From, body)
-		return
-	}
-	c.routeSignal(m.From, body)
+	r.events.signal(m.From, body)
 }
 
 func short8(id string) string {

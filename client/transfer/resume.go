@@ -1,4 +1,4 @@
-package client
+package transfer
 
 import (
 	"encoding/binary"
@@ -32,7 +32,8 @@ func partPaths(dir string, man *crypto.Manifest) (part, side string) {
 }
 
 // haveMap is the set of chunks written to the partial file, mirrored to the
-// sidecar; only the disk loop touches it after creation.
+// sidecar (in a reception only the Receiver's Run loop touches it after
+// creation; a Schedule's have maps, without sidecar, are under its lock).
 type haveMap struct {
 	bits   []byte
 	side   *os.File

@@ -1,0 +1,44 @@
+package transfer
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/google/uuid"
+
+	"cloakroom/internal/crypto"
+	"cloakroom/internal/protocol"
+)
+
+// SealChunks reads, pads and seals every chunk of the file behind r (name
+// is for errors) into a ChunkUp frame, reusing one buffer, and hands it to
+// send: a peer session's data channel or the relay upload take the very
+// same frames. Chunks skip reports held everywhere are left out.
+func SealChunks(r io.ReaderAt, name string, man *crypto.Manifest, ciph *crypto.ChunkCipher, skip func(uint32) bool, send func(uint32, []byte) error) error {
+	fid := uuid.MustParse(man.File)
+	plain := make([]byte, man.ChunkSize)
+	frame := make([]byte, 0, protocol.ChunkUpHeader+man.ChunkSize+16)
+	for i := uint32(0); i < man.Chunks; i++ {
+		if skip != nil && skip(i) {
+			continue
+		}
+		off := int64(i) * int64(man.ChunkSize)
+		want := int(chunkLen(man, i))
+		n, err := r.ReadAt(plain[:want], off)
+		if n < want {
+			return fmt.Errorf("read %s (did it change while sending?): %w", name, err)
+		}
+		// Every chunk, the last included, is sealed at full size (zero
+		// padding), so a relay learns the chunk count and not the size.
+		clear(plain[n:])
+		ch := protocol.Chunk{File: fid, Index: i, Count: man.Chunks, Final: i == man.Chunks-1}
+		frame = ciph.Seal(ch.AppendUp(frame[:0]), i, plain)
+		if err := send(i, frame); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ChunkLen is the plaintext length of chunk i of man (the last one is short).
+func ChunkLen(man *crypto.Manifest, i uint32) int64 { return chunkLen(man, i) }

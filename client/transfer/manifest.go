@@ -1,0 +1,86 @@
+package transfer
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"mime"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"cloakroom/internal/crypto"
+	"cloakroom/internal/protocol"
+)
+
+// NewManifest hashes f and describes it under a fresh file id and key.
+func NewManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, nil, fmt.Errorf("send: hash %s: %w", f.Name(), err)
+	}
+	key, err := newFileKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	name := filepath.Base(f.Name())
+	typ := mime.TypeByExtension(filepath.Ext(name))
+	if typ == "" {
+		typ = "application/octet-stream"
+	}
+	man := &crypto.Manifest{
+		File: uuid.NewString(), Name: name, Type: typ, Size: st.Size(), ChunkSize: protocol.ChunkSize,
+		Chunks: crypto.ChunkCount(st.Size(), protocol.ChunkSize), SHA256: hex.EncodeToString(h.Sum(nil)),
+		Key: protocol.EncodeB64(key),
+	}
+	return man, key, nil
+}
+
+// Renew returns man under a new file id and key: the same content,
+// announced again (no chunk key and nonce is ever used twice).
+func Renew(man *crypto.Manifest) (*crypto.Manifest, []byte, error) {
+	key, err := newFileKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	m := *man
+	m.File, m.Key = uuid.NewString(), protocol.EncodeB64(key)
+	return &m, key, nil
+}
+
+func newFileKey() ([]byte, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("send: file key: %w", err)
+	}
+	return key, nil
+}
+
+// cipherFor makes the chunk cipher of a received manifest from sender.
+func cipherFor(roomID [16]byte, man *crypto.Manifest, from string) (*crypto.ChunkCipher, error) {
+	key, err := protocol.DecodeB64(man.Key)
+	if err != nil {
+		return nil, fmt.Errorf("manifest key: %w", err)
+	}
+	fid, err := uuid.Parse(man.File)
+	if err != nil {
+		return nil, fmt.Errorf("manifest file id: %w", err)
+	}
+	ciph, err := crypto.NewChunkCipher(key, roomID, from, fid, man.Chunks, man.Size)
+	if err != nil {
+		return nil, fmt.Errorf("chunk cipher: %w", err)
+	}
+	return ciph, nil
+}
+
+// checkManifestShape refuses a manifest whose SHA-256 could not name a file.
+func checkManifestShape(man *crypto.Manifest) error {
+	if len(man.SHA256) != 64 || strings.Trim(man.SHA256, "0123456789abcdef") != "" {
+		return fmt.Errorf("manifest SHA-256 %q: %w", truncateReason(man.SHA256), ErrIntegrity)
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"cloakroom/client/transfer"
 	"cloakroom/internal/crypto"
@@ -73,6 +74,9 @@ func (h recvHost) Progress(p Progress) { h.c.progress(p) }
 func (h recvHost) Deliver(f File)      { h.c.deliverFile(f) }
 func (h recvHost) Ack(items []uint64) error {
 	return h.c.room.writeJSON(&protocol.Message{Type: protocol.TypeAck, IDs: items})
+}
+func (h recvHost) Online(member string) bool {
+	return slices.Contains(h.c.room.OnlineMembers(), member)
 }
 func (h recvHost) TellHave(to string, body *protocol.Signal) error {
 	return h.c.room.sendSignal(to, body)

@@ -23,6 +23,8 @@ type Host interface {
 	Ack(items []uint64) error
 	// TellHave sends a file's sender a sealed have signal.
 	TellHave(to string, body *protocol.Signal) error
+	// Online reports whether member is in the room and connected now.
+	Online(member string) bool
 }
 
 // Config configures a Receiver.
@@ -105,7 +107,12 @@ func (r *Receiver) Start(ctx context.Context, man *crypto.Manifest, from string,
 	var old *recvState
 	if rs == nil {
 		if old = r.sameContentLocked(man); old != nil {
-			old.retired.Store(true)
+			if old.from != from && r.cfg.Host.Online(old.from) {
+				r.mu.Unlock()
+				return fmt.Errorf("%q: the same content is being received from %.8s, who is online: %w", man.Name, old.from, ErrSameContent)
+			}
+			// Run retires old when it hands its sink over (begin), after
+			// the chunks of old already queued: they are written, not lost.
 			delete(r.recvs, old.man.File)
 		}
 	}
@@ -135,7 +142,12 @@ func (r *Receiver) Start(ctx context.Context, man *crypto.Manifest, from string,
 }
 
 // sameContentLocked finds an unfinished reception of the content man
-// announces (a previous round of the same file).
+// announces: a previous round of the same file, which the new announcement
+// adopts (partial file, bitmap). Only its own sender may take a reception
+// over while that sender is online — anyone who saw a manifest could
+// announce the same hash, size and chunk size — so another member's
+// announcement is refused (ErrSameContent); a restarted sender (a new
+// member id) takes over once the old one is offline or gone.
 func (r *Receiver) sameContentLocked(man *crypto.Manifest) *recvState {
 	for _, rs := range r.recvs {
 		if rs.man.SHA256 == man.SHA256 && rs.man.Size == man.Size && rs.man.ChunkSize == man.ChunkSize &&

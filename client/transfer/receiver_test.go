@@ -38,6 +38,14 @@ type fakeHost struct {
 	mu    sync.Mutex
 	acks  []uint64
 	haves []*protocol.Signal
+	// offline lists members the room sees offline; the rest are online.
+	offline map[string]bool
+}
+
+func (h *fakeHost) Online(member string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.offline[member]
 }
 
 func (h *fakeHost) Progress(Progress) {}

@@ -126,6 +126,7 @@ func (r *Receiver) closeAll() {
 func (r *Receiver) begin(rs *recvState) *recvState {
 	if old := rs.adopt; old != nil {
 		rs.adopt = nil
+		old.retired.Store(true)
 		if old.sink == nil || old.failed.Load() || old.done {
 			sink, err := r.cfg.Sink(rs.man)
 			if err != nil {

@@ -18,6 +18,9 @@ import (
 var (
 	ErrIntegrity  = errors.New("file failed its integrity check")
 	ErrSourceGone = errors.New("chunk source gone")
+	// ErrSameContent refuses another member's announcement of content a
+	// reception from an online member is receiving.
+	ErrSameContent = errors.New("same content already being received from another member")
 )
 
 // File is a received file (or a failed reception, with Err set).

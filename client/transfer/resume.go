@@ -125,11 +125,11 @@ func parseHave(data []byte, man *crypto.Manifest) ([]byte, error) {
 func openPartial(dir string, man *crypto.Manifest) (f *os.File, part string, hm *haveMap, err error) {
 	part, sidePath := partPaths(dir, man)
 	hm = newHaveMap(man.Chunks)
-	f, err = os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o600)
+	f, err = openOwn(part)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("partial file: %w", err)
 	}
-	side, err := os.OpenFile(sidePath, os.O_CREATE|os.O_RDWR, 0o600)
+	side, err := openOwn(sidePath)
 	if err != nil {
 		f.Close()
 		return nil, "", nil, fmt.Errorf("chunk bitmap: %w", err)

@@ -7,15 +7,25 @@ import (
 
 func TestSafeName(t *testing.T) {
 	cases := map[string]string{
-		"video.mp4":          "video.mp4",
-		"../../etc/passwd":   "_.._etc_passwd",
-		"a\\b":               "a_b",
-		".bashrc":            "bashrc",
-		"evil\x1b[2Jname":    "evil_[2Jname",
-		"gpj.\u202eexe":      "gpj._exe",
-		"...":                "unnamed",
-		"ok name (1).tar.gz": "ok name (1).tar.gz",
-		"tab\there\nnewline": "tab_here_newline",
+		"video.mp4":                       "video.mp4",
+		"../../etc/passwd":                "_.._etc_passwd",
+		"a\\b":                            "a_b",
+		".bashrc":                         "bashrc",
+		"evil\x1b[2Jname":                 "evil_[2Jname",
+		"gpj.\u202eexe":                   "gpj._exe",
+		"...":                             "unnamed",
+		"ok name (1).tar.gz":              "ok name (1).tar.gz",
+		"tab\there\nnewline":              "tab_here_newline",
+		"C:evil":                          "C_evil",
+		"a:b*c?d\"e<f>g|h":                "a_b_c_d_e_f_g_h",
+		"CON":                             "_CON",
+		"nul.txt":                         "_nul.txt",
+		"Com1.tar.gz":                     "_Com1.tar.gz",
+		"lpt9":                            "_lpt9",
+		"COM10":                           "COM10",
+		"console.log":                     "console.log",
+		"trailing. . ":                    "trailing",
+		strings.Repeat("é", 200) + ".mp4": strings.Repeat("é", 125) + ".mp4",
 	}
 	for in, want := range cases {
 		if got := SafeName(in); got != want {

@@ -384,6 +384,16 @@ func TestCLIChat(t *testing.T) {
 	b.waitLine(t, regexp.MustCompile(`^`+aID+`: hello from a$`), 20*time.Second)
 	fmt.Fprintln(bIn, "hi a, b here")
 	a.waitLine(t, regexp.MustCompile(`^[0-9a-f]{8}: hi a, b here$`), 20*time.Second)
+	// Terminal escapes and bidi controls from another member are not
+	// printed: an OSC 52 clipboard write, a line erase and cursor move, a
+	// right-to-left override, a C1 CSI, bidi isolates.
+	fmt.Fprintln(aIn, "\x1b]52;c;ZXZpbA==\x07clip \x1b[2K\x1b[1Aup \u202egnp.exe \u009b31mred \u2066iso\u2069")
+	b.waitLine(t, regexp.MustCompile(`^`+aID+`: \]52;c;ZXZpbA==clip \[2K\[1Aup gnp\.exe 31mred iso$`), 20*time.Second)
+	for _, l := range b.output() {
+		if strings.ContainsAny(l, "\x1b\x07\u202e\u009b\u2066\u2069") {
+			t.Fatalf("b printed a control character: %q", l)
+		}
+	}
 	aIn.Close()
 	if err := a.wait(t, 10*time.Second); err != nil {
 		t.Fatalf("chat a after EOF: %v", err)

@@ -18,6 +18,7 @@ import (
 	"cloakroom/client"
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
+	"cloakroom/internal/safetext"
 )
 
 // clientFlags are accepted by every client subcommand.
@@ -143,7 +144,7 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				fmt.Fprintf(stderr, "%s: delivered to %s via %s\n", rep.Name, short(m), rep.Paths[m])
 			}
 			for m, why := range rep.Failed {
-				fmt.Fprintf(stderr, "%s: NOT delivered to %s: %s\n", rep.Name, short(m), why)
+				fmt.Fprintf(stderr, "%s: NOT delivered to %s: %s\n", rep.Name, short(m), safetext.Line(why))
 			}
 		}
 		if err != nil {
@@ -189,7 +190,7 @@ func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		bars.finish()
 		if f.Err != nil {
-			fmt.Fprintf(stderr, "cloakroom: %s from %s failed: %v\n", client.SafeName(f.Name), short(f.From), f.Err)
+			fmt.Fprintf(stderr, "cloakroom: %s from %s failed: %s\n", client.SafeName(f.Name), short(f.From), safetext.Line(f.Err.Error()))
 			continue
 		}
 		if f.Resumed > 0 {
@@ -225,7 +226,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	out := &lockedWriter{w: stdout}
 	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{
-		OnChat: func(m client.Chat) { fmt.Fprintf(out, "%s: %s\n", short(m.From), m.Text) },
+		OnChat: func(m client.Chat) { fmt.Fprintf(out, "%s: %s\n", short(m.From), safetext.Line(m.Text)) },
 		OnPresence: func(m client.Member, ev string) {
 			fmt.Fprintf(stderr, "* %s %s\n", short(m.ID), ev)
 		},
@@ -285,7 +286,7 @@ func watchFiles(ctx context.Context, c *client.Client, say func(string)) (stop f
 			}
 			name := client.SafeName(f.Name)
 			if f.Err != nil {
-				say(fmt.Sprintf("* %s sent %s: not received: %v", short(f.From), name, f.Err))
+				say(fmt.Sprintf("* %s sent %s: not received: %s", short(f.From), name, safetext.Line(f.Err.Error())))
 				continue
 			}
 			say(fmt.Sprintf("* %s sent %s (%d bytes), saved as %s", short(f.From), name, f.Size, f.Path))
@@ -309,7 +310,10 @@ func readLines(r io.Reader, out chan<- string) {
 	}
 }
 
+// short is the first 8 characters of a member id, safe to print (ids are
+// checked by the server, but a client does not rely on that).
 func short(id string) string {
+	id = safetext.Line(id)
 	if len(id) > 8 {
 		return id[:8]
 	}

@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"cloakroom/internal/safetext"
+
 	flag "github.com/spf13/pflag"
 )
 
@@ -34,7 +36,7 @@ func main() {
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "cloakroom:", err)
+			fmt.Fprintln(os.Stderr, "cloakroom:", safetext.Line(err.Error())) // errors can quote the server or a member
 		}
 		os.Exit(exitCode(err))
 	}

@@ -25,6 +25,24 @@ type diskSink struct {
 	bytes  int64
 	hash   hash.Hash
 	hashed uint32 // chunks hashed so far, in order
+	// reserved: the file's blocks up to here are allocated. Space is
+	// reserved as chunks arrive, reserveStep ahead, never for the whole
+	// announced size at once: a member cannot fill the disk with manifests.
+	reserved int64
+}
+
+// reserveStep is how far ahead of the chunks written blocks are allocated.
+const reserveStep = 64 << 20
+
+// reserve allocates the file's blocks through end and reserveStep beyond,
+// up to the file's size.
+func (s *diskSink) reserve(end int64) {
+	if end <= s.reserved {
+		return
+	}
+	to := min(s.man.Size, end+reserveStep)
+	preallocate(s.f, s.reserved, to-s.reserved)
+	s.reserved = to
 }
 
 var _ ChunkSink = (*diskSink)(nil)
@@ -38,9 +56,12 @@ func openDiskSink(dir string, man *crypto.Manifest) (*diskSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	preallocate(f, man.Size)
 	s := &diskSink{dir: dir, man: man, f: f, part: part, have: hm, hash: sha256.New()}
 	s.count()
+	if err := checkSpace(dir, man.Size-s.bytes); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%q (%d bytes): %w", SafeName(man.Name), man.Size, err)
+	}
 	return s, nil
 }
 
@@ -65,6 +86,7 @@ func chunkLen(man *crypto.Manifest, i uint32) int64 {
 }
 
 func (s *diskSink) Write(index uint32, plain []byte) error {
+	s.reserve(int64(index)*int64(s.man.ChunkSize) + int64(len(plain)))
 	if _, err := s.f.WriteAt(plain, int64(index)*int64(s.man.ChunkSize)); err != nil {
 		return fmt.Errorf("write %s: %w", s.part, err)
 	}

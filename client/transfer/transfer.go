@@ -21,6 +21,8 @@ var (
 	// ErrSameContent refuses another member's announcement of content a
 	// reception from an online member is receiving.
 	ErrSameContent = errors.New("same content already being received from another member")
+	// ErrNoSpace refuses a file the download directory has no room for.
+	ErrNoSpace = errors.New("not enough free disk space")
 )
 
 // File is a received file (or a failed reception, with Err set).

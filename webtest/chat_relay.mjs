@@ -89,6 +89,15 @@ await main('chat_relay', async () => {
   const imgW = await A.$eval(`#feed li.file[data-file="${id2}"] img.media`, (img) => img.decode().then(() => img.naturalWidth));
   assert(imgW === 480, `image shown inline, naturalWidth ${imgW}`);
 
+  // An HTML page, A -> B: it reaches B as a download, never with its own
+  // type (a blob URL of text/html would run in this page's origin).
+  const html = join(dir, 'page.html');
+  writeFileSync(html, '<script>parent.postMessage("pwned", "*")</script>');
+  await A.setInputFiles('#file-input', html);
+  const idH = await receivedFile(B, 'page.html', sha256File(html));
+  const info = await B.textContent(`#feed li.file[data-file="${idH}"] .file-info`);
+  assert(info.includes('application/octet-stream') && !info.includes('text/html'), `received HTML keeps a safe type: ${info}`);
+
   // A short video, A -> B: plays inline.
   const webm = join(dir, 'clip.webm');
   execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25', '-t', '3', '-c:v', 'libvpx-vp9', '-b:v', '400k', '-deadline', 'realtime', '-y', webm]);

@@ -5,6 +5,7 @@ import * as C from './crypto.js';
 import { Room } from './room.js';
 import { ConnState, Path, Transport } from './protocol.js';
 import { qrSVG, roomFromScan, startScanner, cameraError } from './qr.js';
+import { IMAGE_TYPE, VIDEO_TYPE } from './transfer.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -321,14 +322,12 @@ function chatSent(id) {
 
 // ---- transfers ------------------------------------------------------------
 
-const IMAGE = /^image\/(jpeg|png|gif|webp|avif|bmp)$/;
-const VIDEO = /^video\/(mp4|webm|quicktime|x-matroska|ogg)$/;
 const VIDEO_EXT = /\.(mp4|m4v|webm|mkv|mov|ogv)$/i;
 const IMAGE_EXT = /\.(jpe?g|png|gif|webp|avif)$/i;
 
 function mediaKind(t) {
-  if (IMAGE.test(t.type) || IMAGE_EXT.test(t.name)) return 'image';
-  if (VIDEO.test(t.type) || VIDEO_EXT.test(t.name)) {
+  if (IMAGE_TYPE.test(t.type) || IMAGE_EXT.test(t.name)) return 'image';
+  if (VIDEO_TYPE.test(t.type) || VIDEO_EXT.test(t.name)) {
     const v = document.createElement('video');
     if (!t.type || v.canPlayType(t.type) !== '' || /\.(mp4|m4v|webm|mov)$/i.test(t.name)) return 'video';
   }

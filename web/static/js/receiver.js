@@ -17,7 +17,7 @@
 import * as C from './crypto.js';
 import * as P from './protocol.js';
 import { Path, Signal } from './protocol.js';
-import { Transfer, safeName } from './transfer.js';
+import { Transfer, safeName, safeType } from './transfer.js';
 
 const VANISH_MS = 15000;      // a reception whose peer-to-peer sender vanished waits this long for a new path
 const MAX_HAVE_RANGES = 1000; // ranges in one have signal (a prefix of what is held is still true)
@@ -70,7 +70,7 @@ export class Receiver {
     // restart: a new file id and key): continue the partial file.
     const same = this._sameContent(man);
     if (same && await this._adoptRecv(same, man, from, path, peer)) return;
-    const t = new Transfer({ id: man.file, name: safeName(man.name), type: man.type, size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving', path });
+    const t = new Transfer({ id: man.file, name: safeName(man.name), type: safeType(man.type), size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving', path });
     const r = { man, from, t, path, peer, have: new Uint8Array(man.chunks), disk: new Uint8Array(man.chunks), got: 0, written: 0, resumed: false, sink: null, cipher: null, done: false, failed: false, vanished: false, vanishTimer: 0, vanishMsg: '' };
     this._recvs.set(man.file, r);
     try {
@@ -226,7 +226,7 @@ export class Receiver {
       r.done = true;
       clearTimeout(r.vanishTimer);
       r.t.sha256 = sum;
-      r.t.file = new File([f], safeName(r.man.name), { type: r.man.type || 'application/octet-stream' });
+      r.t.file = new File([f], safeName(r.man.name), { type: safeType(r.man.type) });
       r.t.state = 'done';
       r.t.error = '';
       r.t.finished = performance.now();

@@ -20,6 +20,17 @@ export class Transfer {
   get fraction() { return this.size > 0 ? Math.min(1, this.bytes / this.size) : (this.state === 'done' ? 1 : 0); }
 }
 
+/** Media types a received file may keep: images and videos the page shows
+ *  inline. Anything else — text/html, image/svg+xml, application/pdf… —
+ *  would be rendered with this page's origin when opened from its blob URL,
+ *  so it becomes application/octet-stream (a download). */
+export const IMAGE_TYPE = /^image\/(jpeg|png|gif|webp|avif|bmp)$/;
+export const VIDEO_TYPE = /^video\/(mp4|webm|quicktime|x-matroska|ogg)$/;
+export function safeType(type) {
+  const t = String(type || '').toLowerCase();
+  return IMAGE_TYPE.test(t) || VIDEO_TYPE.test(t) ? t : 'application/octet-stream';
+}
+
 /** Makes a file name safe to show and store: no separators or control characters. */
 export function safeName(name) {
   let n = String(name || '').replace(/[/\\\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '_');

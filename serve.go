@@ -96,6 +96,7 @@ func addLimitFlags(fs *flag.FlagSet, c *signaling.Config) {
 	fs.IntVar(&c.MaxRooms, "max-rooms", d.MaxRooms, "rooms on the server")
 	fs.IntVar(&c.MaxConns, "max-conns", d.MaxConns, "WebSocket connections at once, all clients together")
 	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-ip", d.MaxConnsPerAddr, "WebSocket connections at once from one IPv4 address or IPv6 /64 (-1: no limit)")
+	fs.IntVar(&c.MaxRoomsPerAddr, "max-rooms-per-ip", d.MaxRoomsPerAddr, "rooms made from one address that are still on the server (-1: no limit)")
 	fs.Float64Var(&c.JoinRate, "join-rate", d.JoinRate, "new WebSocket connections per second from one address (-1: no limit)")
 	fs.IntVar(&c.JoinBurst, "join-burst", d.JoinBurst, "burst allowed over --join-rate")
 	fs.Float64Var(&c.MsgRate, "msg-rate", d.MsgRate, "control messages (chat, signals, file offers; not acks) per second from one address; past a 2 s wait they are refused (-1: no limit)")
@@ -134,8 +135,8 @@ func (cfg serveConfig) validate() error {
 // parsed, see byteSize).
 func checkLimitFlags(c signaling.Config) error {
 	switch {
-	case c.MaxRooms <= 0 || c.MaxConns <= 0 || c.MaxConnsPerAddr == 0 || c.JoinRate == 0 || c.MsgRate == 0:
-		return usagef("serve: --max-rooms, --max-conns, --max-conns-per-ip, --join-rate and --msg-rate must not be 0")
+	case c.MaxRooms <= 0 || c.MaxConns <= 0 || c.MaxConnsPerAddr == 0 || c.MaxRoomsPerAddr == 0 || c.JoinRate == 0 || c.MsgRate == 0:
+		return usagef("serve: --max-rooms, --max-conns, --max-conns-per-ip, --max-rooms-per-ip, --join-rate and --msg-rate must not be 0")
 	case c.JoinBurst <= 0 || c.MsgBurst <= 0 || c.MaxHeaderBytes <= 0:
 		return usagef("serve: --join-burst, --msg-burst and --http-max-header-bytes must be positive")
 	}

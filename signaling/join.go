@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -59,7 +60,7 @@ func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReaso
 	if s.closed {
 		return goingAway()
 	}
-	r, refusal := s.roomFor(m.Room, verifier)
+	r, refusal := s.roomFor(m.Room, verifier, c.addr)
 	if refusal != nil {
 		return refusal
 	}
@@ -94,7 +95,7 @@ func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReaso
 
 // roomFor returns the room id, registering it with (the hash of) verifier
 // when it is new or has no known member left; s.mu is held.
-func (s *Server) roomFor(id string, verifier []byte) (*room, *closeReason) {
+func (s *Server) roomFor(id string, verifier []byte, from *addrState) (*room, *closeReason) {
 	r := s.rooms[id]
 	switch {
 	case r == nil:
@@ -102,7 +103,13 @@ func (s *Server) roomFor(id string, verifier []byte) (*room, *closeReason) {
 			s.limited.add(LimitRooms)
 			return nil, refuse(protocol.CodeTooMany, "too many rooms on this server; try again later")
 		}
+		if from != nil && !s.addrs.makeRoom(from) {
+			s.limited.add(LimitRoomsPerAddr)
+			return nil, refuse(protocol.CodeTooMany, fmt.Sprintf(
+				"too many rooms made from your address (at most %d at once); use one of them or try again later", s.cfg.MaxRoomsPerAddr))
+		}
 		r = newRoom(id, auth.HashVerifier(verifier))
+		r.maker = from
 		s.rooms[id] = r
 	case len(r.members) == 0:
 		r.verifier = auth.HashVerifier(verifier)

@@ -31,13 +31,14 @@ const (
 	LimitJoinTimeout                // no join within the join timeout
 	LimitPingTimeout                // nothing (not even a pong) within the ping deadline
 	LimitHeaderTimeout              // HTTP connection closed before a whole request arrived
+	LimitRoomsPerAddr               // rooms made from one address still on the server (too_many)
 	numLimits
 )
 
 var limitNames = [numLimits]string{
 	"conns", "conns_per_addr", "join_rate", "rooms", "members", "msg_rate",
 	"upload_rate", "frame_size", "relay_full", "too_large", "slow_client",
-	"bad_requests", "join_timeout", "ping_timeout", "header_timeout",
+	"bad_requests", "join_timeout", "ping_timeout", "header_timeout", "rooms_per_addr",
 }
 
 func (l Limit) String() string { return limitNames[l] }
@@ -62,6 +63,7 @@ const maxAddrs = 100_000
 // addrState is what the server tracks for one client address.
 type addrState struct {
 	live    int // admitted WebSocket connections
+	rooms   int // rooms made from this address that are still on the server
 	pending int // upgraded or upgrading, admitted or not (bounds refusals too)
 	join    *rate.Limiter
 	msgs    *rate.Limiter
@@ -157,12 +159,30 @@ func (t *addrTable) close(a *addrState, admitted bool) {
 	}
 }
 
-// sweep forgets addresses with nothing open whose buckets are full again.
+// makeRoom counts a room made from a, or reports that a made its share.
+func (t *addrTable) makeRoom(a *addrState) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c := t.cfg.MaxRoomsPerAddr; c > 0 && a.rooms >= c {
+		return false
+	}
+	a.rooms++
+	return true
+}
+
+// roomGone undoes makeRoom when the room is deleted.
+func (t *addrTable) roomGone(a *addrState) {
+	t.mu.Lock()
+	a.rooms--
+	t.mu.Unlock()
+}
+
+// sweep forgets addresses with nothing open, no rooms, and full buckets.
 func (t *addrTable) sweep(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k, a := range t.addrs {
-		if a.pending == 0 && full(a.join, now) && full(a.msgs, now) && full(a.upload, now) {
+		if a.pending == 0 && a.rooms == 0 && full(a.join, now) && full(a.msgs, now) && full(a.upload, now) {
 			delete(t.addrs, k)
 		}
 	}

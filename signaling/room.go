@@ -15,6 +15,7 @@ type room struct {
 	verifier [32]byte
 	members  map[string]*member
 	files    map[string]*fileState
+	maker    *addrState // the address that made the room (its room count)
 }
 
 // member is a known member of a room; conn is nil while it is offline.

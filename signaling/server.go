@@ -47,6 +47,7 @@ type Config struct {
 	// get defaults; a negative rate (or MaxConnsPerAddr) means no limit.
 	// Rates are per second; bursts are bucket sizes.
 	MaxConnsPerAddr int     // WebSocket connections at once, default 100
+	MaxRoomsPerAddr int     // rooms made from the address still on the server, default 50
 	JoinRate        float64 // new WebSocket connections, default 5 (burst 50)
 	JoinBurst       int
 	MsgRate         float64 // control messages other than ack, default 200 (burst 2000)
@@ -84,6 +85,7 @@ const (
 	defaultWindow     = 4 << 20
 
 	defaultMaxConnsPerAddr = 100
+	defaultMaxRoomsPerAddr = 50
 	defaultJoinRate        = 5
 	defaultJoinBurst       = 50
 	defaultMsgRate         = 200
@@ -223,6 +225,7 @@ func (c *Config) fill() error {
 	c.SendQueue = or(c.SendQueue, defaultSendQueue)
 	c.DeliveryWindow = or(c.DeliveryWindow, defaultWindow)
 	c.MaxConnsPerAddr = or(c.MaxConnsPerAddr, defaultMaxConnsPerAddr)
+	c.MaxRoomsPerAddr = or(c.MaxRoomsPerAddr, defaultMaxRoomsPerAddr)
 	c.JoinRate = or(c.JoinRate, defaultJoinRate)
 	c.JoinBurst = or(c.JoinBurst, defaultJoinBurst)
 	c.MsgRate = or(c.MsgRate, defaultMsgRate)

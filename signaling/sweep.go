@@ -19,6 +19,9 @@ func (s *Server) Sweep() {
 		s.sweepFilesLocked(r, now)
 		if len(r.members) == 0 && s.store.RoomStats(id).Items == 0 {
 			delete(s.rooms, id)
+			if r.maker != nil {
+				s.addrs.roomGone(r.maker)
+			}
 		}
 	}
 }

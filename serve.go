@@ -87,6 +87,7 @@ func addRelayFlags(fs *flag.FlagSet, c *signaling.Config) {
 	fs.DurationVar(&c.Relay.TTL, "relay-ttl", d.Relay.TTL, "how long the relay keeps an item nobody acknowledged")
 	fs.Var(newPositiveSize(&c.Relay.MaxBytes, d.Relay.MaxBytes), "relay-max-bytes", "relay store cap in bytes, all rooms together (e.g. 64MiB)")
 	fs.Var(newPositiveSize(&c.Relay.MaxRoomBytes, 0), "relay-room-bytes", "relay store cap per room (default: half of --relay-max-bytes)")
+	fs.Var(newPositiveSize(&c.Relay.MaxOriginBytes, 0), "relay-ip-bytes", "relay bytes the uploads from one IPv4 address or IPv6 /64 may hold, all rooms together (default: a quarter of --relay-max-bytes; behind a reverse proxy set it to --relay-max-bytes)")
 	fs.IntVar(&c.MaxMembers, "max-members", d.MaxMembers, "members per room")
 	fs.StringSliceVar(&c.AllowedOrigins, "allow-origin", nil, "extra allowed Origin for browsers (the server's own host is always allowed)")
 }

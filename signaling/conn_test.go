@@ -139,7 +139,9 @@ func TestLeave(t *testing.T) {
 func TestEvictWhileOffline(t *testing.T) {
 	const size = 5000
 	capacity := int64(4*(size+protocol.ChunkUpHeader) + 200)
-	e := newEnv(t, func(_ *Config, s *store.Config) { s.MaxBytes, s.MaxRoomBytes = capacity, capacity })
+	e := newEnv(t, func(_ *Config, s *store.Config) {
+		s.MaxBytes, s.MaxRoomBytes, s.MaxOriginBytes = capacity, capacity, capacity
+	})
 	_, a, b, c := room3(e)
 	f := newTestFile(8, size)
 	a.announce(f) // owed to b and c

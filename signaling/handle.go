@@ -37,7 +37,7 @@ func (c *conn) handleMsg(m *protocol.Message) {
 	if len(owed) == 0 {
 		return
 	}
-	it := store.Item{Room: c.room.id, Sender: c.mem.id, Kind: store.KindEnvelope, Data: data}
+	it := store.Item{Room: c.room.id, Sender: c.mem.id, Origin: c.origin(), Kind: store.KindEnvelope, Data: data}
 	c.put(it, owed, "")
 }
 
@@ -87,7 +87,7 @@ func (c *conn) handleFile(m *protocol.Message) {
 		// The manifest item carries the chunk count ahead of the envelope,
 		// so delivery needs no file state.
 		data := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(env)), m.Chunks)
-		it := store.Item{Room: c.room.id, Sender: c.mem.id, Kind: store.KindEnvelope, File: f.id, Data: append(data, env...)}
+		it := store.Item{Room: c.room.id, Sender: c.mem.id, Origin: c.origin(), Kind: store.KindEnvelope, File: f.id, Data: append(data, env...)}
 		if !c.put(it, f.order, f.id) {
 			c.s.dropFile(c.room, f)
 			return
@@ -170,7 +170,7 @@ func (c *conn) handleChunk(frame []byte) {
 		}
 		return
 	}
-	it := store.Item{Room: c.room.id, Sender: c.mem.id, Kind: store.KindChunk, File: id, Data: frame}
+	it := store.Item{Room: c.room.id, Sender: c.mem.id, Origin: c.origin(), Kind: store.KindChunk, File: id, Data: frame}
 	c.put(it, owed, id)
 }
 
@@ -235,4 +235,13 @@ func (c *conn) handleSignal(m *protocol.Message) {
 	if !ok {
 		c.sendError(protocol.CodeNoSuchMember, "no such member online in this room", "")
 	}
+}
+
+// origin is the client's address as the relay counts it against the
+// per-address quota ("" for a connection without one, e.g. in tests).
+func (c *conn) origin() string {
+	if c.addr == nil {
+		return ""
+	}
+	return c.addr.key
 }

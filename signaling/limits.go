@@ -62,9 +62,10 @@ const maxAddrs = 100_000
 
 // addrState is what the server tracks for one client address.
 type addrState struct {
-	live    int // admitted WebSocket connections
-	rooms   int // rooms made from this address that are still on the server
-	pending int // upgraded or upgrading, admitted or not (bounds refusals too)
+	key     string // addrKey of the address
+	live    int    // admitted WebSocket connections
+	rooms   int    // rooms made from this address that are still on the server
+	pending int    // upgraded or upgrading, admitted or not (bounds refusals too)
 	join    *rate.Limiter
 	msgs    *rate.Limiter
 	upload  *rate.Limiter
@@ -122,6 +123,7 @@ func (t *addrTable) open(key string) *addrState {
 		}
 		c := t.cfg
 		a = &addrState{
+			key:    key,
 			join:   limiter(c.JoinRate, c.JoinBurst),
 			msgs:   limiter(c.MsgRate, c.MsgBurst),
 			upload: limiter(float64(c.UploadRate), int(c.UploadBurst)),

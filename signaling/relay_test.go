@@ -197,7 +197,7 @@ func TestBackPressure(t *testing.T) {
 	const size = 10000
 	capacity := int64(3*(size+protocol.ChunkUpHeader) + 200) // manifest + 3 chunks
 	e := newEnv(t, func(c *Config, s *store.Config) {
-		s.MaxBytes, s.MaxRoomBytes = capacity, capacity
+		s.MaxBytes, s.MaxRoomBytes, s.MaxOriginBytes = capacity, capacity, capacity // every client is on 127.0.0.1
 		c.PutTimeout = waitLimit
 	})
 	rc := newCreds()
@@ -246,7 +246,7 @@ func TestRelayFull(t *testing.T) {
 	const size = 10000
 	capacity := int64(size + protocol.ChunkUpHeader + 100)
 	e := newEnv(t, func(c *Config, s *store.Config) {
-		s.MaxBytes, s.MaxRoomBytes = capacity, capacity
+		s.MaxBytes, s.MaxRoomBytes, s.MaxOriginBytes = capacity, capacity, capacity // every client is on 127.0.0.1
 		c.PutTimeout = 200 * time.Millisecond
 	})
 	rc := newCreds()

@@ -21,7 +21,7 @@ func (s *Store) put(ctx context.Context, it Item, owed []string) (uint64, error)
 		return 0, nil
 	}
 	size := it.Size()
-	if size > s.maxRoom || size > s.maxBytes {
+	if size > s.maxRoom || size > s.maxBytes || size > s.quota.maxSender || (it.Origin != "" && size > s.quota.maxOrigin) {
 		return 0, fmt.Errorf("store: item of %d bytes for room %q (caps: room %d, total %d): %w",
 			size, it.Room, s.maxRoom, s.maxBytes, ErrTooLarge)
 	}
@@ -36,10 +36,13 @@ func (s *Store) put(ctx context.Context, it Item, owed []string) (uint64, error)
 		if r := s.rooms[it.Room]; r != nil {
 			roomBytes = r.bytes
 		}
-		fits := s.bytes+size <= s.maxBytes && roomBytes+size <= s.maxRoom
+		// Over its own quota an uploader waits for its own items to go
+		// (or evicts its own offline-only chunks): others' do not help.
+		ownQuota := s.quota.fits(&it, size)
+		fits := ownQuota && s.bytes+size <= s.maxBytes && roomBytes+size <= s.maxRoom
 		var evicted []eviction
 		if !fits {
-			evicted, fits = s.evictLocked(it.Room, size)
+			evicted, fits = s.evictLocked(&it, size)
 		}
 		if fits {
 			e := &entry{it: it, owed: members}
@@ -65,8 +68,8 @@ func (s *Store) put(ctx context.Context, it Item, owed []string) (uint64, error)
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return 0, fmt.Errorf("store: no space for %d bytes in room %q: %w (%w)",
-				size, it.Room, ErrFull, ctx.Err())
+			return 0, fmt.Errorf("store: no space for %d bytes in room %q (own quota reached: %t): %w (%w)",
+				size, it.Room, !ownQuota, ErrFull, ctx.Err())
 		}
 	}
 }
@@ -80,26 +83,58 @@ func (s *Store) wakeLocked() {
 	}
 }
 
-// evictLocked tries to make size bytes fit into room target by evicting
-// offline-only chunks, oldest first: from any room while the global cap is
-// short, only from target while just the room cap is short. It evicts
-// nothing unless that makes the item fit, so no data is dropped for a Put
-// that would go on waiting anyway.
-func (s *Store) evictLocked(target string, size int64) ([]eviction, bool) {
+// evictLocked tries to make it (size bytes) fit by evicting offline-only
+// chunks, oldest first: from any room while the global cap or the item's
+// origin quota is short, else only from its room; a chunk is taken only if
+// it frees bytes under a cap still short (global, room, the item's sender
+// or origin quota). It evicts nothing unless that makes the item fit, so no
+// data is dropped for a Put that would go on waiting anyway.
+func (s *Store) evictLocked(it *Item, size int64) ([]eviction, bool) {
 	if s.offline == 0 {
 		return nil, false
 	}
-	tr := s.rooms[target]
-	needRoom := size - s.maxRoom
+	tr := s.rooms[it.Room]
+	n := needs{all: s.bytes + size - s.maxBytes, room: size - s.maxRoom, item: it}
 	if tr != nil {
-		needRoom += tr.bytes
+		n.room += tr.bytes
 	}
-	needAll := s.bytes + size - s.maxBytes
-	chosen, ok := chooseEvictions(s.evictableChunksLocked(tr, needAll > 0), tr, needAll, needRoom)
+	n.sender, n.origin = s.quota.over(it, size)
+	chosen, ok := chooseEvictions(s.evictableChunksLocked(tr, n.all > 0 || n.origin > 0), tr, n)
 	if !ok {
 		return nil, false
 	}
 	return s.removeEvictedLocked(chosen, tr), true
+}
+
+// needs are the bytes a Put must free under each cap it would exceed.
+type needs struct {
+	all, room, sender, origin int64
+	item                      *Item // the item being put: its room, sender, origin
+}
+
+func (n *needs) met() bool { return n.all <= 0 && n.room <= 0 && n.sender <= 0 && n.origin <= 0 }
+
+// take counts candidate c against the needs it helps with, and reports
+// whether it helps with any.
+func (n *needs) take(c evictCand, tr *room) bool {
+	inRoom := c.r == tr
+	sameSender := inRoom && c.e.it.Sender == n.item.Sender
+	sameOrigin := n.item.Origin != "" && c.e.it.Origin == n.item.Origin
+	if n.all <= 0 && !(inRoom && n.room > 0) && !(sameSender && n.sender > 0) && !(sameOrigin && n.origin > 0) {
+		return false
+	}
+	sz := c.e.it.Size()
+	n.all -= sz
+	if inRoom {
+		n.room -= sz
+	}
+	if sameSender {
+		n.sender -= sz
+	}
+	if sameOrigin {
+		n.origin -= sz
+	}
+	return true
 }
 
 // evictCand is a chunk that may be evicted, with its room.
@@ -133,26 +168,20 @@ func (s *Store) evictableChunksLocked(tr *room, all bool) []evictCand {
 	return cands
 }
 
-// chooseEvictions picks candidates, oldest first, until needAll bytes are
-// freed overall and needRoom in room tr; false if they cannot be.
-func chooseEvictions(cands []evictCand, tr *room, needAll, needRoom int64) ([]evictCand, bool) {
+// chooseEvictions picks candidates, oldest first, each one that frees
+// bytes under a cap still short (the global cap, room tr's, the item's
+// sender's or origin's quota), until none is; false if they cannot be.
+func chooseEvictions(cands []evictCand, tr *room, n needs) ([]evictCand, bool) {
 	chosen := cands[:0]
 	for _, c := range cands {
-		if needAll <= 0 && needRoom <= 0 {
+		if n.met() {
 			break
 		}
-		inTarget := c.r == tr
-		if !inTarget && needAll <= 0 {
-			continue // only the room cap is short: other rooms do not help
-		}
-		chosen = append(chosen, c)
-		sz := c.e.it.Size()
-		needAll -= sz
-		if inTarget {
-			needRoom -= sz
+		if n.take(c, tr) {
+			chosen = append(chosen, c)
 		}
 	}
-	return chosen, needAll <= 0 && needRoom <= 0
+	return chosen, n.met()
 }
 
 // removeEvictedLocked deletes the chosen chunks (and rooms other than tr

@@ -96,6 +96,7 @@ func (s *Store) addLocked(r *room, e *entry) uint64 {
 	r.bytes += size
 	s.bytes += size
 	s.items++
+	s.quota.add(&e.it, size)
 	if r.changed != nil {
 		close(r.changed)
 		r.changed = nil
@@ -109,6 +110,7 @@ func (s *Store) forgetLocked(r *room, e *entry) {
 	r.bytes -= size
 	s.bytes -= size
 	s.items--
+	s.quota.add(&e.it, -size)
 	e.it.Data = nil
 }
 

@@ -47,10 +47,17 @@ const (
 
 // Config sets the store's limits. Zero fields get defaults (Fill).
 type Config struct {
-	MaxBytes     int64         // global cap on stored bytes; default DefaultMaxBytes
-	MaxRoomBytes int64         // per-room cap; default DefaultRoomCap(MaxBytes), never over MaxBytes
-	TTL          time.Duration // how long an item lives unacknowledged; default DefaultTTL
-	Now          func() time.Time
+	MaxBytes     int64 // global cap on stored bytes; default DefaultMaxBytes
+	MaxRoomBytes int64 // per-room cap; default DefaultRoomCap(MaxBytes), never over MaxBytes
+	// MaxOriginBytes caps what the uploads of one Item.Origin (a client
+	// address) hold, all rooms together; MaxSenderBytes what one member of
+	// one room holds. Defaults DefaultOriginCap and DefaultSenderCap of
+	// MaxBytes; never over MaxRoomBytes. An outsider can make rooms, so
+	// only these keep one address from taking the store from the others.
+	MaxOriginBytes int64
+	MaxSenderBytes int64
+	TTL            time.Duration // how long an item lives unacknowledged; default DefaultTTL
+	Now            func() time.Time
 	// OnEvict, if set, is called (without the store's lock held) for every
 	// chunk evicted for space before its TTL, with the offline members that
 	// were still owed it.
@@ -67,6 +74,16 @@ const (
 // so that one room cannot take the whole relay.
 func DefaultRoomCap(total int64) int64 { return max(total/2, 1) }
 
+// DefaultOriginCap is the per-address cap for a global cap of total: a
+// quarter, so that one address, however many rooms it makes, leaves three
+// quarters to the others.
+func DefaultOriginCap(total int64) int64 { return max(total/4, 1) }
+
+// DefaultSenderCap is the per-member cap for a global cap of total: an
+// eighth, at least 32 MiB (a relay sender keeps at most 16 MiB ahead of its
+// slowest recipient), never over total.
+func DefaultSenderCap(total int64) int64 { return min(max(total/8, 32<<20), total) }
+
 // Fill validates c and fills its zero fields with the defaults; New does
 // it, and callers that need the effective values (a server reporting its
 // cap) may do it first.
@@ -76,6 +93,8 @@ func (c *Config) Fill() error {
 		return fmt.Errorf("store: negative MaxBytes %d", c.MaxBytes)
 	case c.MaxRoomBytes < 0:
 		return fmt.Errorf("store: negative MaxRoomBytes %d", c.MaxRoomBytes)
+	case c.MaxOriginBytes < 0 || c.MaxSenderBytes < 0:
+		return fmt.Errorf("store: negative MaxOriginBytes %d or MaxSenderBytes %d", c.MaxOriginBytes, c.MaxSenderBytes)
 	case c.TTL < 0:
 		return fmt.Errorf("store: negative TTL %v", c.TTL)
 	}
@@ -86,6 +105,14 @@ func (c *Config) Fill() error {
 		c.MaxRoomBytes = DefaultRoomCap(c.MaxBytes)
 	}
 	c.MaxRoomBytes = min(c.MaxRoomBytes, c.MaxBytes)
+	if c.MaxOriginBytes == 0 {
+		c.MaxOriginBytes = DefaultOriginCap(c.MaxBytes)
+	}
+	if c.MaxSenderBytes == 0 {
+		c.MaxSenderBytes = DefaultSenderCap(c.MaxBytes)
+	}
+	c.MaxOriginBytes = min(c.MaxOriginBytes, c.MaxBytes)
+	c.MaxSenderBytes = min(c.MaxSenderBytes, c.MaxRoomBytes)
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL
 	}
@@ -100,6 +127,7 @@ type Item struct {
 	ID      uint64 // assigned by Put; strictly increasing across the store
 	Room    string
 	Sender  string // member id of the uploader
+	Origin  string // the uploader's address, counted against MaxOriginBytes ("": not counted)
 	Kind    Kind
 	File    string // file id for chunks and file manifests, else ""
 	Data    []byte
@@ -120,6 +148,7 @@ type Stats struct {
 type Store struct {
 	maxBytes int64
 	maxRoom  int64
+	quota    quota // per origin and per sender
 	ttl      time.Duration
 	now      func() time.Time
 	onEvict  func(Item, []string)
@@ -148,6 +177,7 @@ func New(cfg Config) (*Store, error) {
 	return &Store{
 		maxBytes: cfg.MaxBytes,
 		maxRoom:  cfg.MaxRoomBytes,
+		quota:    newQuota(cfg.MaxOriginBytes, cfg.MaxSenderBytes),
 		ttl:      cfg.TTL,
 		now:      cfg.Now,
 		onEvict:  cfg.OnEvict,
@@ -158,8 +188,9 @@ func New(cfg Config) (*Store, error) {
 
 // Put stores it (Room, Sender, Kind, File, Data; ID and Expires are set by
 // the store) owed to the given members, and returns its id. An item owed to
-// nobody is not stored (id 0, nil error). While the global or the room's cap
-// would be exceeded, Put waits for acks or expiry to free space (after
+// nobody is not stored (id 0, nil error). While its origin's or sender's
+// quota would be exceeded, Put waits for that uploader's own items to go;
+// while the global or the room's cap would be exceeded, Put waits for acks or expiry to free space (after
 // evicting offline-only chunks, see package doc); it returns an error wrapping
 // ErrFull if ctx ends first, ErrTooLarge if the item can never fit.
 func (s *Store) Put(ctx context.Context, it Item, owed []string) (uint64, error) {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -89,13 +91,20 @@ func newHarness(t testing.TB, cfg Config) *harness {
 
 func data(n int) []byte { return make([]byte, n) }
 
+// chunk and envelope make items of a sender of their own each: the caps
+// these tests check are the global and room ones (quota_test.go checks the
+// per-sender and per-origin quotas).
 func chunk(room string, n int) Item {
-	return Item{Room: room, Sender: "snd", Kind: KindChunk, File: "f", Data: data(n)}
+	return Item{Room: room, Sender: nextSender(), Kind: KindChunk, File: "f", Data: data(n)}
 }
 
 func envelope(room string, n int) Item {
-	return Item{Room: room, Sender: "snd", Kind: KindEnvelope, Data: data(n)}
+	return Item{Room: room, Sender: nextSender(), Kind: KindEnvelope, Data: data(n)}
 }
+
+var senders atomic.Int64
+
+func nextSender() string { return fmt.Sprintf("snd%d", senders.Add(1)) }
 
 // mustPut stores it and fails the test if Put would have to wait.
 func (h *harness) mustPut(t testing.TB, it Item, owed ...string) uint64 {
@@ -278,7 +287,7 @@ func TestPutAndAck(t *testing.T) {
 				if !errors.Is(err, a.wantErr) || (a.wantErr == nil) != (err == nil) {
 					t.Fatalf("ack %d (%s): err %v, want %v", i, a.member, err, a.wantErr)
 				}
-				if err == nil && (it.ID != id || it.Room != "r" || it.Kind != KindEnvelope || it.Sender != "snd") {
+				if err == nil && (it.ID != id || it.Room != "r" || it.Kind != KindEnvelope || !strings.HasPrefix(it.Sender, "snd")) {
 					t.Fatalf("ack %d returned %+v", i, it)
 				}
 				wantStats(t, h.Stats(), a.want)

@@ -174,7 +174,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	}
 	defer tb.close()
 	sigCfg := cfg.Sig
-	sigCfg.Static, sigCfg.Logger, sigCfg.ICE = web.Handler(), log, tb.ice
+	sigCfg.Static, sigCfg.Logger, sigCfg.ICE, sigCfg.OnForget = web.Handler(), log, tb.ice, tb.revoke
 	srv, err := signaling.New(sigCfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

@@ -23,9 +23,10 @@ import (
 // turnBinding is what serve gets from the TURN side: the ICE servers for a
 // joined member (nil: none), the embedded server's counters, and a close.
 type turnBinding struct {
-	ice   func(member string) ([]protocol.ICEServer, time.Time)
-	stats func() (turn.Stats, bool)
-	close func()
+	ice    func(user string) ([]protocol.ICEServer, time.Time)
+	revoke func(user string) // nil: no TURN
+	stats  func() (turn.Stats, bool)
+	close  func()
 }
 
 func noTURNStats() (turn.Stats, bool) { return turn.Stats{}, false }
@@ -113,12 +114,13 @@ func startTURN(cfg serveConfig, cert *tls.Certificate, log *slog.Logger, stdout 
 	urls := ts.URLs("")
 	fmt.Fprintf(stdout, "cloakroom: TURN server on %s\n", strings.Join(urls, " "))
 	return turnBinding{
-		ice: func(member string) ([]protocol.ICEServer, time.Time) {
-			user, pass := ts.Credentials(member, cfg.TurnTTL)
-			return []protocol.ICEServer{{URLs: urls, Username: user, Credential: pass}}, time.Now().Add(cfg.TurnTTL)
+		ice: func(user string) ([]protocol.ICEServer, time.Time) {
+			name, pass := ts.Credentials(user, cfg.TurnTTL)
+			return []protocol.ICEServer{{URLs: urls, Username: name, Credential: pass}}, time.Now().Add(cfg.TurnTTL)
 		},
-		stats: func() (turn.Stats, bool) { return ts.Stats(), true },
-		close: func() { _ = ts.Close() },
+		revoke: func(user string) { ts.Revoke(user, time.Now().Add(cfg.TurnTTL)) },
+		stats:  func() (turn.Stats, bool) { return ts.Stats(), true },
+		close:  func() { _ = ts.Close() },
 	}, nil
 }
 
@@ -146,13 +148,14 @@ func externalTURN(cfg serveConfig, stdout io.Writer) turnBinding {
 	urls, secret := cfg.TurnExternal, []byte(cfg.TurnSecret)
 	fmt.Fprintf(stdout, "cloakroom: external TURN server %s (embedded TURN server off)\n", strings.Join(urls, " "))
 	return turnBinding{
-		ice: func(member string) ([]protocol.ICEServer, time.Time) {
+		ice: func(user string) ([]protocol.ICEServer, time.Time) {
 			now := time.Now()
-			user, pass := auth.MintTURN(secret, member, cfg.TurnTTL, now)
-			return []protocol.ICEServer{{URLs: urls, Username: user, Credential: pass}}, now.Add(cfg.TurnTTL)
+			name, pass := auth.MintTURN(secret, user, cfg.TurnTTL, now)
+			return []protocol.ICEServer{{URLs: urls, Username: name, Credential: pass}}, now.Add(cfg.TurnTTL)
 		},
-		stats: noTURNStats,
-		close: func() {},
+		revoke: func(string) {}, // an external server cannot be told: its credentials run to their expiry
+		stats:  noTURNStats,
+		close:  func() {},
 	}
 }
 

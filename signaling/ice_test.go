@@ -31,8 +31,8 @@ func TestICEOnlyForMembers(t *testing.T) {
 	ida := newIdent()
 	a.send(joinMsg(rc, ida))
 	w := a.expect(protocol.TypeWelcome)
-	if len(w.ICE) != 1 || w.ICE[0].Username != ida.member || w.Expires != 1_700_000_600 {
-		t.Fatalf("welcome ICE %+v expires %d, want credentials for %s", w.ICE, w.Expires, ida.member)
+	if len(w.ICE) != 1 || w.ICE[0].Username != ida.member+"."+rc.room || w.Expires != 1_700_000_600 {
+		t.Fatalf("welcome ICE %+v expires %d, want credentials for %s in its room", w.ICE, w.Expires, ida.member)
 	}
 	a.send(&protocol.Message{Type: protocol.TypeTURN})
 	r := a.expect(protocol.TypeTURN)
@@ -64,4 +64,27 @@ func TestFileForChosenRecipients(t *testing.T) {
 	a.upload(f, 0, 3)
 	c.recvFile(f, a.id.member)
 	b.quiet(200 * time.Millisecond)
+}
+
+// TestForgetRevokesTURN: a member who leaves is reported (as the TURN user
+// its credentials name) so they can be revoked; the others are not.
+func TestForgetRevokesTURN(t *testing.T) {
+	forgot := make(chan string, 4)
+	e := newEnv(t, func(c *Config, _ *store.Config) { c.OnForget = func(u string) { forgot <- u } })
+	rc := newCreds()
+	a, b := e.join(rc, newIdent()), e.join(rc, newIdent())
+	a.expectPresence(protocol.EventJoin, b.id.member)
+	b.send(&protocol.Message{Type: protocol.TypeLeave})
+	a.expectPresence(protocol.EventLeave, b.id.member)
+	select {
+	case u := <-forgot:
+		if u != b.id.member+"."+rc.room {
+			t.Fatalf("forgot %q, want b in its room", u)
+		}
+	default:
+		t.Fatal("leave did not report the member's TURN user")
+	}
+	if len(forgot) != 0 {
+		t.Fatalf("also forgot %q", <-forgot)
+	}
 }

@@ -102,6 +102,9 @@ func (c *conn) handleLeave() {
 func (s *Server) forgetLocked(r *room, mem *member, why string) {
 	delete(r.members, mem.id)
 	mem.conn = nil
+	if s.cfg.OnForget != nil {
+		s.cfg.OnForget(turnUser(r.id, mem.id))
+	}
 	s.store.DropMember(r.id, mem.id)
 	p := &protocol.Message{Type: protocol.TypePresence, Event: protocol.EventLeave, Member: mem.id}
 	s.broadcastLocked(r, mem, s.encode(p))

@@ -66,10 +66,16 @@ type Config struct {
 	MaxHeaderBytes    int           // HTTP request headers; default 16 KiB
 
 	// ICE, if set, returns the ICE (TURN) servers and credentials for a
-	// joined member and when they expire; they go out in welcome and in
-	// answer to a turn request. Only members who joined with the room's
-	// verifier ever get them.
-	ICE func(member string) ([]protocol.ICEServer, time.Time)
+	// joined member, identified by a TURN user id (member and room), and
+	// when they expire; they go out in welcome and in answer to a turn
+	// request. Only members who joined with the room's verifier ever get
+	// them.
+	ICE func(user string) ([]protocol.ICEServer, time.Time)
+	// OnForget, if set, is called (with the server's lock held: it must
+	// not call back) with the TURN user id of a member forgotten for good —
+	// it left, or stayed offline past the relay TTL — so that its
+	// credentials can be revoked before they expire.
+	OnForget func(user string)
 	// OnFrame, if set, is called with a copy of every frame received from
 	// any client (an audit tap for tests).
 	OnFrame func(binary bool, data []byte)

@@ -29,12 +29,13 @@ type counters struct {
 // relays with 442, and drops Send indications to refused peers. Everything
 // else, and every request it lets through, goes on to pion unchanged.
 type gate struct {
-	realm  string
-	secret []byte
-	now    func() time.Time
-	policy *policy
-	stats  *counters
-	log    *slog.Logger
+	realm   string
+	secret  []byte
+	now     func() time.Time
+	policy  *policy
+	stats   *counters
+	log     *slog.Logger
+	revoked *revocations
 }
 
 // key returns the long-term key of a TURN REST username, or false when the
@@ -63,6 +64,9 @@ func userID(username string) string {
 // it; reply, if not nil, is the answer to send back. m is scratch space
 // reused between calls by one reader.
 func (g *gate) inspect(m *stun.Message, b []byte, from net.Addr) (reply []byte, drop bool) {
+	if g.revoked.dropFrom(from) {
+		return nil, true // an allocation of a member who left: relay nothing more
+	}
 	// ChannelData (first two bits 01): its peer was checked at ChannelBind.
 	if len(b) == 0 || b[0]&0xC0 != 0 || !stun.IsMessage(b) {
 		return nil, false
@@ -88,6 +92,9 @@ func (g *gate) inspect(m *stun.Message, b []byte, from net.Addr) (reply []byte, 
 		return nil, false // pion answers 400
 	}
 	key, ok := g.key(user.String(), realm.String())
+	if ok && g.revoked.isRevoked(userID(user.String())) {
+		ok = false
+	}
 	if !ok || stun.MessageIntegrity(key).Check(m) != nil {
 		g.stats.authRefused.Add(1)
 		g.log.Debug("turn: refused credentials", "client", from, "user", userID(user.String()))

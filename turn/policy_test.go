@@ -141,7 +141,7 @@ func TestPolicyPublicPorts(t *testing.T) {
 func TestGatePortRule(t *testing.T) {
 	now := time.Now()
 	cfg := &Config{RelayPortMin: 50000, RelayPortMax: 50100}
-	g := &gate{realm: "cloakroom", secret: testSecret, now: func() time.Time { return now },
+	g := &gate{realm: "cloakroom", secret: testSecret, now: func() time.Time { return now }, revoked: newRevocations(),
 		policy: newPolicy(cfg, net.ParseIP("203.0.113.7"), nil), stats: &counters{}, log: slog.New(slog.DiscardHandler)}
 	user, pass := auth.MintTURN(testSecret, "alice", time.Hour, now)
 	creds := []stun.Setter{stun.NewUsername(user), stun.NewRealm("cloakroom"), stun.NewNonce("n"),

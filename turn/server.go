@@ -216,7 +216,8 @@ func (s *Server) start(udp *net.UDPConn, listeners []net.Listener) error {
 		s.public = detectPublicIP(s.udpAddr.IP)
 	}
 	pol := newPolicy(cfg, s.public, interfaceAddrs())
-	s.gate = &gate{realm: cfg.Realm, secret: cfg.Secret, now: cfg.Now, policy: pol, stats: &s.stats, log: s.log}
+	s.gate = &gate{realm: cfg.Realm, secret: cfg.Secret, now: cfg.Now, policy: pol, stats: &s.stats, log: s.log,
+		revoked: newRevocations()}
 	s.quota = newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocationsPerAddr, cfg.MaxAllocations)
 	gen := &relayGen{bindIP: relayBindIP(s.public), announce: s.public,
 		min: cfg.RelayPortMin, max: cfg.RelayPortMax, bytes: &s.stats.bytes}
@@ -277,6 +278,7 @@ func (s *Server) quotaHandler(username, _ string, src net.Addr) bool {
 
 func (s *Server) created(src, _ net.Addr, _, username, _ string, relay net.Addr, _ int) {
 	s.quota.created(userID(username), addrKey(src))
+	s.gate.revoked.allocated(src, userID(username))
 	s.live.add()
 	s.log.Debug("turn: allocation", "client", src, "user", userID(username), "relay", relay)
 	if s.onEvent != nil {
@@ -286,6 +288,7 @@ func (s *Server) created(src, _ net.Addr, _, username, _ string, relay net.Addr,
 
 func (s *Server) deleted(src, _ net.Addr, _, username, _ string) {
 	s.quota.deleted(userID(username), addrKey(src))
+	s.gate.revoked.closed(src)
 	s.live.done()
 	s.log.Debug("turn: allocation closed", "client", src, "user", userID(username))
 	if s.onEvent != nil {
@@ -343,6 +346,15 @@ func (s *Server) URLs(host string) []string {
 // Credentials mints TURN REST credentials for user valid for ttl.
 func (s *Server) Credentials(user string, ttl time.Duration) (username, password string) {
 	return auth.MintTURN(s.cfg.Secret, user, ttl, s.cfg.Now())
+}
+
+// Revoke ends user's credentials before their expiry (a member who left
+// its room): its requests get 401 and nothing more is relayed for its
+// allocations, which then expire unrefreshed. until is when its
+// credentials would have expired anyway (the revocation is forgotten then).
+func (s *Server) Revoke(user string, until time.Time) {
+	s.gate.revoked.revoke(user, s.cfg.Now(), until)
+	s.log.Debug("turn: credentials revoked", "user", user)
 }
 
 // Addr returns the UDP listener's address (the TCP listener has the same).

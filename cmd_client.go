@@ -226,7 +226,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	out := &lockedWriter{w: stdout}
 	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{
-		OnChat: func(m client.Chat) { fmt.Fprintf(out, "%s: %s\n", short(m.From), safetext.Line(m.Text)) },
+		OnChat: func(m client.Chat) { printChat(out, stderr, m) },
 		OnPresence: func(m client.Member, ev string) {
 			fmt.Fprintf(stderr, "* %s %s\n", short(m.ID), ev)
 		},
@@ -308,6 +308,19 @@ func readLines(r io.Reader, out chan<- string) {
 	for sc.Scan() {
 		out <- sc.Text()
 	}
+}
+
+// printChat prints a chat line; a gap before it goes to stderr, and a
+// message that arrived after later ones says so (and when it was sent).
+func printChat(out, stderr io.Writer, m client.Chat) {
+	if m.Missing > 0 {
+		fmt.Fprintf(stderr, "* %d message(s) from %s did not arrive\n", m.Missing, short(m.From))
+	}
+	if m.Late {
+		fmt.Fprintf(out, "%s (late, sent %s): %s\n", short(m.From), m.Sent.Format("15:04:05"), safetext.Line(m.Text))
+		return
+	}
+	fmt.Fprintf(out, "%s: %s\n", short(m.From), safetext.Line(m.Text))
 }
 
 // short is the first 8 characters of a member id, safe to print (ids are

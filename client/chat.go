@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
@@ -16,14 +17,15 @@ import (
 type chatBody struct {
 	Kind string `json:"kind"`
 	Text string `json:"text"`
-	Pad  string `json:"pad"` // spaces, always present: the JSON is a multiple of chatPadTo bytes
+	protocol.Stamp
+	Pad string `json:"pad"` // spaces, always present: the JSON is a multiple of chatPadTo bytes
 }
 
 // chatPadTo hides a message's exact length from the relay.
 const chatPadTo = 256
 
-func chatPlaintext(text string) ([]byte, error) {
-	body := chatBody{Kind: "chat", Text: text}
+func chatPlaintext(text string, st protocol.Stamp) ([]byte, error) {
+	body := chatBody{Kind: "chat", Text: text, Stamp: st}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("chat: %w", err)
@@ -42,7 +44,7 @@ func (r *room) sendChat(ctx context.Context, text string) error {
 	if len(text) > MaxChatBytes {
 		return fmt.Errorf("chat message of %d bytes over the %d-byte limit: %w", len(text), MaxChatBytes, ErrProtocol)
 	}
-	body, err := chatPlaintext(text)
+	body, err := chatPlaintext(text, r.nextStamp())
 	if err != nil {
 		return err
 	}
@@ -94,14 +96,39 @@ func (r *room) handleEnvelope(m *protocol.Message) error {
 		return r.ack(m.ID)
 	}
 	if r.markSeen(id) {
-		var body chatBody
-		if err := json.Unmarshal(plain, &body); err != nil || body.Kind != "chat" {
-			r.log.Warn("envelope with unknown content; dropping", "from", m.From)
-		} else if r.opts.OnChat != nil {
-			r.opts.OnChat(Chat{From: m.From, Text: body.Text, ID: hex.EncodeToString(id[:])})
-		}
+		r.chat(m.From, id, plain)
 	}
 	return r.ack(m.ID)
+}
+
+// chat judges an opened chat message by its stamp (docs/SECURITY.md,
+// "Replay and order") and hands it on: a duplicate or a replay is dropped,
+// a gap before it or its lateness is said.
+func (r *room) chat(from string, id [16]byte, plain []byte) {
+	var body chatBody
+	if err := json.Unmarshal(plain, &body); err != nil || body.Kind != "chat" {
+		r.log.Warn("envelope with unknown content; dropping", "from", from)
+		return
+	}
+	if err := body.Stamp.Validate(); err != nil {
+		r.log.Warn("chat message without a valid stamp; dropping", "from", from, "err", err)
+		return
+	}
+	r.mu.Lock()
+	j := r.order.Judge(from, body.Stamp)
+	r.mu.Unlock()
+	switch j.Verdict {
+	case protocol.Duplicate:
+		return
+	case protocol.Replayed:
+		r.log.Warn("chat message sealed before this member joined (a replay by the server?); dropping",
+			"from", from, "sent", time.UnixMilli(body.Time))
+		return
+	}
+	if r.opts.OnChat != nil {
+		r.opts.OnChat(Chat{From: from, Text: body.Text, ID: hex.EncodeToString(id[:]),
+			Sent: time.UnixMilli(body.Time), Late: j.Verdict == protocol.Late, Missing: j.Missing})
+	}
 }
 
 // markSeen records an envelope id and reports whether it was new.

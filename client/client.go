@@ -66,7 +66,14 @@ type Options struct {
 type Chat struct {
 	From string // member id
 	Text string
-	ID   string // envelope id (hex), unique per message
+	ID   string    // envelope id (hex), unique per message
+	Sent time.Time // the sender's clock when it sealed the message
+	// Late: the message comes after later ones of its sender (the server
+	// delivered out of order); it belongs before them.
+	Late bool
+	// Missing messages of this sender were not received just before this
+	// one (dropped, or not yet arrived: a later one may come Late).
+	Missing uint64
 }
 
 // Member is another member of the room, with a verified announcement.

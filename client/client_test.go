@@ -3,6 +3,8 @@ package client
 import (
 	"strings"
 	"testing"
+
+	"cloakroom/internal/protocol"
 )
 
 func TestSafeName(t *testing.T) {
@@ -42,7 +44,7 @@ func TestChatPlaintextPadded(t *testing.T) {
 		texts = append(texts, strings.Repeat("x", n))
 	}
 	for _, text := range texts {
-		b, err := chatPlaintext(text)
+		b, err := chatPlaintext(text, protocol.Stamp{Session: strings.Repeat("ab", 16), Seq: uint64(len(text)), Time: 1_800_000_000_123})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +42,8 @@ type room struct {
 	backBy    time.Time       // until when a chat waits for them
 	members   map[string]*Member
 	seen      map[[16]byte]bool       // envelope ids already handled
+	order     *protocol.Order         // judges stamped messages: order, gaps, replays
+	stamp     protocol.Stamp          // this member's session and the last seq it sealed
 	pairs     map[string]*crypto.Pair // by member id, one per session
 	ice       []protocol.ICEServer    // TURN servers from the welcome
 	iceExp    time.Time
@@ -78,8 +82,25 @@ func newRoom(wsURL string, secret crypto.Secret, opts Options, ident *crypto.Ide
 		opts: opts, log: opts.Logger, keys: crypto.DeriveRoom(secret), ident: ident, id: uuid.NewString(),
 		wsURL: wsURL, ctx: ctx, cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}),
 		members: map[string]*Member{}, seen: map[[16]byte]bool{}, pairs: map[string]*crypto.Pair{},
-		iceFresh: make(chan struct{}),
+		iceFresh: make(chan struct{}), order: protocol.NewOrder(time.Now()),
+		stamp: protocol.Stamp{Session: randomSession()},
 	}
+}
+
+// randomSession is a fresh stamp session id: 16 random bytes, hex.
+func randomSession() string {
+	var b [16]byte
+	crand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// nextStamp stamps the next message this member seals.
+func (r *room) nextStamp() protocol.Stamp {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stamp.Seq++
+	r.stamp.Time = time.Now().UnixMilli()
+	return r.stamp
 }
 
 // changedLocked wakes every waiter on the room's state.

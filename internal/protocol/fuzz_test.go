@@ -14,7 +14,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(j)
 	f.Add([]byte(`{"t":"ack","ids":[1,2]}`))
 	f.Add([]byte(`{"t":"msg","data":"AAAA","file":"` + idA + `","chunks":2}`))
-	f.Add([]byte(`{"t":"welcome","v":2,"member":"` + idA + `","members":[]}`))
+	f.Add([]byte(`{"t":"welcome","v":3,"member":"` + idA + `","members":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Decode(data)
 		if err != nil {

@@ -23,7 +23,7 @@ package protocol
 import "time"
 
 // Version is the protocol version carried in join and welcome.
-const Version = 2
+const Version = 3
 
 // Size limits. Every frame from the network is checked against them before it
 // is parsed.

@@ -302,14 +302,24 @@ function appendItem(li) {
 
 function timeText(t) { return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); }
 
-function addChat({ id, from, text, mine, time, pending }) {
-  const li = el('li', { class: `item chat${mine ? ' mine' : ''}${pending ? ' pending' : ''}`, dataset: { id, from } },
+function addChat({ id, from, text, mine, time, pending, sent, sess, seq, late, missing }) {
+  if (missing > 0) {
+    appendItem(el('li', { class: 'item gap', dataset: { from },
+      text: `${missing === 1 ? 'A message' : `${missing} messages`} from ${memberName(from)} did not arrive` }));
+  }
+  const li = el('li', { class: `item chat${mine ? ' mine' : ''}${pending ? ' pending' : ''}${late ? ' late' : ''}`,
+    dataset: { id, from, sess: sess || '', seq: String(seq || 0) } },
     mine ? null : avatar(from),
     el('div', { class: 'bubble' },
-      el('div', { class: 'meta' }, el('span', { class: 'who', text: memberName(from) }), el('time', { text: timeText(time) }),
-        pending ? el('span', { class: 'sending', text: 'Sending…' }) : null),
+      el('div', { class: 'meta' }, el('span', { class: 'who', text: memberName(from) }), el('time', { text: timeText(sent || time) }),
+        pending ? el('span', { class: 'sending', text: 'Sending…' }) : null,
+        late ? el('span', { class: 'late-note', text: 'arrived late' }) : null),
       el('p', { class: 'text', text })));
-  appendItem(li);
+  // A late message goes before its sender's later ones: the sender's order.
+  const next = late && [...$('feed').querySelectorAll('li.chat')].find((x) =>
+    x.dataset.from === from && x.dataset.sess === sess && Number(x.dataset.seq) > seq);
+  if (next) next.before(li);
+  else appendItem(li);
 }
 
 /** A chat of ours reached the server. */

@@ -3,7 +3,7 @@
 // vocabulary (transports, modes, paths, connection states, signal kinds).
 // Control messages are plain JSON objects.
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 export const CHUNK_SIZE = 64512;
 export const MAX_SEALED_CHUNK = CHUNK_SIZE + 16;
 export const MAX_CHUNKS = 1 << 24;

@@ -23,6 +23,7 @@ import { P2P, ICE_REFRESH_BEFORE_S } from './p2p.js';
 import { Receiver } from './receiver.js';
 import { Sender } from './sender.js';
 import { ChatOutbox } from './chat-outbox.js';
+import { Order, Verdict, validStamp } from './order.js';
 import { ERROR_TEXT, FATAL_CODES, LOST, REFUSED_CODES } from './server-errors.js';
 
 export { Transfer, safeName } from './transfer.js';
@@ -65,6 +66,8 @@ export class Room extends EventTarget {
     this._ws = null;
     this._closed = false;
     this._seen = new Set();      // envelope ids handled (hex)
+    this._order = new Order(Date.now()); // judges stamped chat: order, gaps, replays
+    this._stamp = { sess: C.toHex(crypto.getRandomValues(new Uint8Array(16))), seq: 0 };
     this._inbox = [];
     this._pumping = false;
     this._acks = [];
@@ -450,8 +453,15 @@ export class Room extends EventTarget {
       this._seen.add(idHex);
       let body;
       try { body = JSON.parse(C.fromUTF8(opened.plaintext)); } catch { body = null; }
-      if (body?.kind === 'chat' && typeof body.text === 'string') {
-        this.emit('chat', { id: idHex, from: m.from, text: body.text, mine: false, time: Date.now() });
+      const stamp = body && { sess: body.sess, seq: body.seq, ts: body.ts };
+      if (body?.kind === 'chat' && typeof body.text === 'string' && validStamp(stamp)) {
+        const j = this._order.judge(m.from, stamp);
+        if (j.verdict === Verdict.REPLAYED) {
+          console.warn('cloakroom: a chat message sealed before we joined was dropped (a replay by the server?)');
+        } else if (j.verdict !== Verdict.DUPLICATE) {
+          this.emit('chat', { id: idHex, from: m.from, text: body.text, mine: false, time: Date.now(), sent: stamp.ts,
+            sess: stamp.sess, seq: stamp.seq, late: j.verdict === Verdict.LATE, missing: j.missing || 0 });
+        }
       }
     }
     ack();
@@ -467,7 +477,8 @@ export class Room extends EventTarget {
   async sendChat(text) {
     if (this._closed) throw new Error('not in the room any more');
     if (C.utf8(text).length > C.MAX_CHAT_BYTES) throw new Error(`a message is limited to ${C.MAX_CHAT_BYTES} bytes`);
-    const { id, sealed } = await this.keys.sealEnvelope({ sender: this.id }, C.chatPlaintext(text));
+    const stamp = { sess: this._stamp.sess, seq: ++this._stamp.seq, ts: Date.now() };
+    const { id, sealed } = await this.keys.sealEnvelope({ sender: this.id }, C.chatPlaintext(text, stamp));
     const idHex = C.toHex(id);
     this._seen.add(idHex);
     this.chat.push(idHex, C.b64u(sealed));

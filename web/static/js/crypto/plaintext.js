@@ -68,10 +68,12 @@ export function validateManifest(m) {
 export const CHAT_PAD_TO = 256;
 export const MAX_CHAT_BYTES = 16 << 10;
 
-/** The chat plaintext: {"kind":"chat","text":…,"pad":"   "} padded with
- * spaces to a multiple of 256 bytes (the pad field is always present). */
-export function chatPlaintext(text) {
-  const base = utf8(JSON.stringify({ kind: 'chat', text })).length + utf8(',"pad":""').length;
+/** The chat plaintext: {"kind":"chat","text":…,"sess":…,"seq":…,"ts":…,
+ * "pad":"   "} padded with spaces to a multiple of 256 bytes (the pad field
+ * is always present). stamp is {sess, seq, ts} (order.js). */
+export function chatPlaintext(text, stamp) {
+  const body = { kind: 'chat', text, sess: stamp.sess, seq: stamp.seq, ts: stamp.ts };
+  const base = utf8(JSON.stringify(body)).length + utf8(',"pad":""').length;
   const pad = ' '.repeat((CHAT_PAD_TO - (base % CHAT_PAD_TO)) % CHAT_PAD_TO);
-  return utf8(JSON.stringify({ kind: 'chat', text, pad }));
+  return utf8(JSON.stringify({ ...body, pad }));
 }

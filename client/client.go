@@ -80,7 +80,12 @@ type Chat struct {
 type Member struct {
 	ID     string
 	Pub    []byte
-	Online bool
+	Online bool // the server says it is connected
+	// Verified: since it last came online it answered a fresh challenge
+	// sealed with its key (docs/SECURITY.md, "Replay and order"). A member
+	// the server lists online without being there (a replayed
+	// announcement) never is.
+	Verified bool
 }
 
 // Client is a member of one room. It ties together the room session (the

@@ -1,6 +1,8 @@
 package client
 
 import (
+	crand "crypto/rand"
+	"encoding/hex"
 	"time"
 
 	"cloakroom/internal/protocol"
@@ -11,9 +13,12 @@ func (r *room) welcome(m *protocol.Message) {
 	r.ttl = time.Duration(m.TTL) * time.Second
 	r.ice, r.iceExp = m.ICE, time.Unix(m.Expires, 0)
 	listed := map[string]bool{}
+	var online []string
 	for _, mi := range m.Members {
 		listed[mi.Member] = true
-		r.addMemberLocked(mi.Member, mi.Pub, mi.MAC, mi.Online)
+		if mem := r.addMemberLocked(mi.Member, mi.Pub, mi.MAC, mi.Online); mem != nil && mem.Online {
+			online = append(online, mem.ID)
+		}
 	}
 	for id := range r.members { // members that left while we were away
 		if !listed[id] {
@@ -22,6 +27,9 @@ func (r *room) welcome(m *protocol.Message) {
 	}
 	r.changedLocked()
 	r.mu.Unlock()
+	for _, id := range online {
+		r.challenge(id)
+	}
 }
 
 // addMemberLocked records a member if its announcement verifies under the
@@ -54,6 +62,7 @@ func (r *room) presence(m *protocol.Message) {
 	case protocol.EventOnline, protocol.EventOffline:
 		if mem = r.members[m.Member]; mem != nil {
 			mem.Online = m.Event == protocol.EventOnline
+			mem.Verified = false
 		}
 	case protocol.EventLeave:
 		if mem = r.members[m.Member]; mem != nil {
@@ -73,6 +82,9 @@ func (r *room) presence(m *protocol.Message) {
 	r.events.presence(m.Member, m.Event)
 	if r.opts.OnPresence != nil {
 		r.opts.OnPresence(snapshot, m.Event)
+	}
+	if snapshot.Online {
+		r.challenge(m.Member)
 	}
 }
 
@@ -97,3 +109,56 @@ func (r *room) OnlineMembers() []string {
 	}
 	return ids
 }
+
+// challenge sends member a fresh ping; its pong marks it Verified. The
+// write runs on its own goroutine (the read loop must not block on a
+// write); it ends when the write does, at the latest when the connection
+// closes.
+func (r *room) challenge(member string) {
+	var b [16]byte
+	crand.Read(b[:]) // crypto/rand.Read never fails
+	nonce := hex.EncodeToString(b[:])
+	r.mu.Lock()
+	r.pings[member] = nonce
+	r.mu.Unlock()
+	go func() {
+		if err := r.sendSignal(member, &protocol.Signal{Kind: protocol.SignalPing, Session: nonce}); err != nil {
+			r.log.Debug("presence challenge not sent", "member", member, "err", err)
+		}
+	}()
+}
+
+// presenceSignal handles a ping (answered with a pong) or a pong (which
+// verifies its member if it answers our last ping); false for other kinds.
+func (r *room) presenceSignal(from string, body *protocol.Signal) bool {
+	switch body.Kind {
+	case protocol.SignalPing:
+		go func() {
+			if err := r.sendSignal(from, &protocol.Signal{Kind: protocol.SignalPong, Session: body.Session}); err != nil {
+				r.log.Debug("presence answer not sent", "member", from, "err", err)
+			}
+		}()
+		return true
+	case protocol.SignalPong:
+		r.mu.Lock()
+		mem := r.members[from]
+		ok := mem != nil && mem.Online && r.pings[from] == body.Session
+		var snapshot Member
+		if ok {
+			delete(r.pings, from)
+			mem.Verified = true
+			snapshot = *mem
+			r.changedLocked()
+		}
+		r.mu.Unlock()
+		if ok && r.opts.OnPresence != nil {
+			r.opts.OnPresence(snapshot, EventVerified)
+		}
+		return true
+	}
+	return false
+}
+
+// EventVerified is the OnPresence event of a member that answered the
+// presence challenge.
+const EventVerified = "verified"

@@ -43,6 +43,7 @@ type room struct {
 	members   map[string]*Member
 	seen      map[[16]byte]bool       // envelope ids already handled
 	order     *protocol.Order         // judges stamped messages: order, gaps, replays
+	pings     map[string]string       // member -> nonce of our last presence challenge
 	stamp     protocol.Stamp          // this member's session and the last seq it sealed
 	pairs     map[string]*crypto.Pair // by member id, one per session
 	ice       []protocol.ICEServer    // TURN servers from the welcome
@@ -82,7 +83,7 @@ func newRoom(wsURL string, secret crypto.Secret, opts Options, ident *crypto.Ide
 		opts: opts, log: opts.Logger, keys: crypto.DeriveRoom(secret), ident: ident, id: uuid.NewString(),
 		wsURL: wsURL, ctx: ctx, cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}),
 		members: map[string]*Member{}, seen: map[[16]byte]bool{}, pairs: map[string]*crypto.Pair{},
-		iceFresh: make(chan struct{}), order: protocol.NewOrder(time.Now()),
+		iceFresh: make(chan struct{}), order: protocol.NewOrder(time.Now()), pings: map[string]string{},
 		stamp: protocol.Stamp{Session: randomSession()},
 	}
 }

@@ -94,6 +94,9 @@ func (r *room) handleSignal(m *protocol.Message) {
 		r.log.Warn("malformed signal refused", "from", m.From, "err", err)
 		return
 	}
+	if r.presenceSignal(m.From, body) {
+		return
+	}
 	r.events.signal(m.From, body)
 }
 

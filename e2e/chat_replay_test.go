@@ -27,7 +27,8 @@ func chatPlain(t *testing.T, text, sess string, seq uint64, sent time.Time) []by
 // TestHostileReplayedAndReorderedChat: a server that recorded an earlier
 // session lists that session's member to a later joiner and delivers its
 // chat again, in another order; and it reorders and drops the chat of a
-// member who is really there. The later joiner shows no replayed message,
+// member who is really there. The later joiner never verifies the recorded
+// member's presence (it cannot answer the challenge), shows no replayed message,
 // shows the live member's messages in their sender's order (a held-back one
 // marked late), and shows a dropped message as a gap.
 func TestHostileReplayedAndReorderedChat(t *testing.T) {
@@ -112,6 +113,14 @@ func TestHostileReplayedAndReorderedChat(t *testing.T) {
 	if got, err = bob.chats.wait(ctx, func(cs []client.Chat) bool { return len(cs) > 0 && cs[len(cs)-1].Text == "six" }); err != nil {
 		t.Fatalf("bob's chats %+v: %v", bob.chats.snapshot(), err)
 	}
+	// The recorded member is listed online by the server but never answers
+	// bob's presence challenge; alice does.
+	if _, err := bob.presence.wait(ctx, func([]presenceEvent) bool { return verified(bob, alice.ID()) }); err != nil {
+		t.Fatalf("alice never verified by bob: %v", err)
+	}
+	if verified(bob, ghost) {
+		t.Fatal("bob verified the replayed member")
+	}
 	want := []shown{{alice.ID(), "one", false, 0}, {alice.ID(), "three", false, 1},
 		{alice.ID(), "two", true, 0}, {alice.ID(), "five", false, 1}, {alice.ID(), "six", false, 0}}
 	if len(got) != len(want) {
@@ -122,6 +131,16 @@ func TestHostileReplayedAndReorderedChat(t *testing.T) {
 			t.Errorf("chat %d: from %.8s %q late %v missing %d, want %+v", i, c.From, c.Text, c.Late, c.Missing, want[i])
 		}
 	}
+}
+
+// verified reports whether p has verified member's presence.
+func verified(p *peer, member string) bool {
+	for _, m := range p.Members() {
+		if m.ID == member {
+			return m.Verified
+		}
+	}
+	return false
 }
 
 func mustEncode(t *testing.T, m *protocol.Message) []byte {

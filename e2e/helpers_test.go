@@ -235,6 +235,31 @@ func waitOnline(ctx context.Context, t *testing.T, p *peer, ids ...string) {
 	}
 }
 
+// meshVerified waits until every peer has verified every other one's
+// presence (each answered the others' challenges): no presence signal is
+// in flight after it.
+func meshVerified(ctx context.Context, t *testing.T, peers ...*peer) {
+	t.Helper()
+	for _, p := range peers {
+		for _, q := range peers {
+			if p == q {
+				continue
+			}
+			_, err := p.presence.wait(ctx, func([]presenceEvent) bool {
+				for _, m := range p.Members() {
+					if m.ID == q.ID() {
+						return m.Verified
+					}
+				}
+				return false
+			})
+			if err != nil {
+				t.Fatalf("%s: waiting to verify %s: %v", p.name, q.name, err)
+			}
+		}
+	}
+}
+
 // meshOnline waits until every peer sees every other one online.
 func meshOnline(ctx context.Context, t *testing.T, peers ...*peer) {
 	t.Helper()

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -321,11 +322,12 @@ func TestHostileTamperedSignal(t *testing.T) {
 				ownOffer []byte
 				done     bool
 				tampered = make(chan struct{})
+				armed    atomic.Bool // after the presence challenges: the next signals are the transfer's
 			)
 			defer mitmErrs.check(t)
 			mitm := newWSMITM(t, ts.URL, mitmOpts{
 				UpText: func(b []byte) []byte {
-					if m, ok := decodeSignal(b); ok {
+					if m, ok := decodeSignal(b); ok && armed.Load() {
 						mu.Lock()
 						if ownOffer == nil {
 							ownOffer, _ = protocol.DecodeB64(m.Data)
@@ -336,7 +338,7 @@ func TestHostileTamperedSignal(t *testing.T) {
 				},
 				DownText: func(b []byte) []byte {
 					m, ok := decodeSignal(b)
-					if !ok {
+					if !ok || !armed.Load() {
 						return b
 					}
 					mu.Lock()
@@ -362,7 +364,8 @@ func TestHostileTamperedSignal(t *testing.T) {
 			})
 			sender := dialHostile(ctx, t, secret.Link(mitm.HTTP.URL), "sender", nil)
 			recv := dialHostile(ctx, t, secret.Link(ts.URL), "receiver", nil)
-			meshOnline(ctx, t, sender.peer, recv.peer)
+			meshVerified(ctx, t, sender.peer, recv.peer)
+			armed.Store(true)
 			src := t.TempDir()
 
 			path1, _ := makeFile(t, src, "refused.bin", 3*protocol.ChunkSize+77, "")
@@ -693,6 +696,13 @@ func (s *signalTap) opts() mitmOpts {
 	}
 }
 
+// reset forgets what was recorded so far.
+func (s *signalTap) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = nil
+}
+
 func (s *signalTap) recorded() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -739,7 +749,9 @@ func TestHostileReplayedSignal(t *testing.T) {
 			carolMITM := newWSMITM(t, ts.URL, carolTap.opts())
 			alice := dialHostile(ctx, t, secret.Link(ts.URL), "alice", nil)
 			bob := dialHostile(ctx, t, secret.Link(bobMITM.HTTP.URL), "bob", nil)
-			meshOnline(ctx, t, alice.peer, bob.peer)
+			// The presence challenges first: what is recorded is the transfer.
+			meshVerified(ctx, t, alice.peer, bob.peer)
+			bobTap.reset()
 			src := t.TempDir()
 
 			// A first transfer, recorded.
@@ -755,7 +767,7 @@ func TestHostileReplayedSignal(t *testing.T) {
 			// Carol joins after the recorded session: her counter from alice
 			// is still 0, so only the recipient binding can stop the replay.
 			carol := dialHostile(ctx, t, secret.Link(carolMITM.HTTP.URL), "carol", nil)
-			meshOnline(ctx, t, alice.peer, bob.peer, carol.peer)
+			meshVerified(ctx, t, alice.peer, bob.peer, carol.peer)
 			victim, tap := bob, bobTap
 			if tc.carol {
 				victim, tap = carol, carolTap

@@ -55,7 +55,7 @@ func TestProtocolJSMatchesGo(t *testing.T) {
 			protocol.PathTURNTCP, protocol.PathTURNTLS, protocol.PathRelay),
 		"ConnState": strs(protocol.StateConnected, protocol.StateReconnecting, protocol.StateRestored),
 		"Signal": strs(protocol.SignalOffer, protocol.SignalAnswer, protocol.SignalCandidate,
-			protocol.SignalDecline, protocol.SignalBye, protocol.SignalHave),
+			protocol.SignalDecline, protocol.SignalBye, protocol.SignalHave, protocol.SignalPing, protocol.SignalPong),
 	}
 	for name, want := range sets {
 		m := regexp.MustCompile(`(?s)export const ` + name + ` = Object\.freeze\(\{(.*?)\}\);`).FindStringSubmatch(js)

@@ -17,6 +17,8 @@ const (
 	SignalDecline   SignalKind = "decline"   // the answerer will not connect (Reason)
 	SignalBye       SignalKind = "bye"       // the session is over
 	SignalHave      SignalKind = "have"      // receiver -> sender: chunks held (resume)
+	SignalPing      SignalKind = "ping"      // presence challenge: Session is a fresh nonce
+	SignalPong      SignalKind = "pong"      // the answer to a ping, with its Session
 )
 
 // ICECandidate is a trickled ICE candidate, with the JSON field names of

@@ -209,9 +209,11 @@ export async function run(v) {
 
   // Chat padding: always a multiple of 256 bytes, the text intact.
   for (const text of ['', 'hi', 'x'.repeat(200), 'x'.repeat(225), 'x'.repeat(226), 'x'.repeat(227), 'é☂ "quoted" <tag> & \\ \n', 'y'.repeat(5000)]) {
-    const pt = C.chatPlaintext(text);
+    const stamp = { sess: 'ab'.repeat(16), seq: text.length + 1, ts: 1800000000123 };
+    const pt = C.chatPlaintext(text, stamp);
     const o = JSON.parse(new TextDecoder().decode(pt));
-    ok(`chat padding (${text.length})`, pt.length % 256 === 0 && o.kind === 'chat' && o.text === text && /^ *$/.test(o.pad), `len ${pt.length}`);
+    ok(`chat padding (${text.length})`, pt.length % 256 === 0 && o.kind === 'chat' && o.text === text && /^ *$/.test(o.pad) &&
+      o.sess === stamp.sess && o.seq === stamp.seq && o.ts === stamp.ts, `len ${pt.length}`);
   }
 
   // base64url: round trip and strictness (as Go's RawURLEncoding.Strict()).

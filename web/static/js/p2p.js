@@ -429,6 +429,9 @@ export class P2P {
       case Signal.HAVE: // a receiver's chunks held, for a relay send (docs/PROTOCOL.md "Resume")
         this.room.onHave?.(from, b);
         return;
+      case Signal.PING: // a member's presence challenge: answering proves we hold our key
+        this.sendSignal(from, { kind: Signal.PONG, session: b.session }).catch(() => {});
+        return;
       // Other kinds (a newer client's) are ignored.
     }
   }

@@ -199,6 +199,8 @@ export const Signal = Object.freeze({
   DECLINE: 'decline',     // the answerer will not connect (reason)
   BYE: 'bye',             // the session is over
   HAVE: 'have',           // receiver -> sender: chunks held (resume)
+  PING: 'ping',           // presence challenge: session is a fresh nonce
+  PONG: 'pong',           // the answer to a ping, with its session
 });
 
 /** The peer-to-peer rungs a transport tries, best first, before (for auto)

@@ -275,7 +275,7 @@ function renderMembers() {
   const items = [el('li', { class: 'member me', dataset: { member: room.id, online: 'true' } }, avatar(room.id), el('span', { class: 'name', text: 'You' }), el('span', { class: 'dot online', title: 'online' }))];
   // While the connection is down nobody's presence is known: shown offline.
   const live = room.state === ConnState.CONNECTED || room.state === ConnState.RESTORED;
-  const on = (m) => live && m.online;
+  const on = (m) => live && m.online && m.verified; // verified: answered our sealed challenge
   const others = [...room.members.values()].sort((a, b) => (on(b) - on(a)) || a.id.localeCompare(b.id));
   for (const m of others) {
     items.push(el('li', { class: 'member', dataset: { member: m.id, online: String(on(m)) } },

@@ -432,6 +432,9 @@ export class P2P {
       case Signal.PING: // a member's presence challenge: answering proves we hold our key
         this.sendSignal(from, { kind: Signal.PONG, session: b.session }).catch(() => {});
         return;
+      case Signal.PONG:
+        this.room.onPong?.(from, b.session);
+        return;
       // Other kinds (a newer client's) are ignored.
     }
   }

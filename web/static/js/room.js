@@ -17,7 +17,7 @@
 //   notice    {code, text}            (the server refused something: a limit)
 import * as C from './crypto.js';
 import * as P from './protocol.js';
-import { ConnState, Transport, TRANSPORTS } from './protocol.js';
+import { ConnState, Signal, Transport, TRANSPORTS } from './protocol.js';
 import { openStore } from './store.js';
 import { P2P, ICE_REFRESH_BEFORE_S } from './p2p.js';
 import { Receiver } from './receiver.js';
@@ -55,7 +55,8 @@ export class Room extends EventTarget {
     this.id = C.newUUID();
     this.wsURL = wsURL;
     this.transport = transport;
-    this.members = new Map(); // id -> {id, pub, online}
+    this.members = new Map(); // id -> {id, pub, online, verified}
+    this._pings = new Map();  // id -> nonce of our last presence challenge
     this.state = State.CONNECTING;
     this.error = '';
     this.ttl = 0;
@@ -346,8 +347,28 @@ export class Room extends EventTarget {
     this._pubs.set(id, C.toHex(pub));
     const mem = old ?? { id, pub, online };
     mem.online = online;
+    mem.verified = false;
     this.members.set(id, mem);
+    if (online) this._challenge(id);
     return mem;
+  }
+
+  /** Sends member a fresh sealed ping: it counts as verified (shown online)
+   * once its pong comes back, which a member the server only replays —
+   * without its private key — can never send (docs/SECURITY.md). */
+  _challenge(id) {
+    const nonce = C.toHex(crypto.getRandomValues(new Uint8Array(16)));
+    this._pings.set(id, nonce);
+    this.p2p.sendSignal(id, { kind: Signal.PING, session: nonce }).catch(() => {});
+  }
+
+  /** A pong from a member (p2p.js): verified if it answers our last ping. */
+  onPong(from, session) {
+    const mem = this.members.get(from);
+    if (!mem || !mem.online || this._pings.get(from) !== session) return;
+    this._pings.delete(from);
+    mem.verified = true;
+    this.emit('members');
   }
 
   async _welcome(m) {
@@ -369,7 +390,13 @@ export class Room extends EventTarget {
     const mem = this.members.get(m.member);
     switch (m.event) {
       case 'join': await this._verifiedMember(m.member, m.pub, m.mac, true); break;
-      case 'online': case 'offline': if (mem) mem.online = m.event === 'online'; break;
+      case 'online': case 'offline':
+        if (mem) {
+          mem.online = m.event === 'online';
+          mem.verified = false;
+          if (mem.online) this._challenge(mem.id);
+        }
+        break;
       case 'leave': this.members.delete(m.member); break;
       default: return;
     }

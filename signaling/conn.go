@@ -66,7 +66,7 @@ func newConn(s *Server, ws *websocket.Conn) *conn {
 		closing:  make(chan struct{}),
 		readDone: make(chan struct{}),
 	}
-	c.win.init(s.cfg.DeliveryWindow)
+	c.win.init(s.cfg.DeliveryWindow, s.now)
 	return c
 }
 

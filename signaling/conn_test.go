@@ -275,3 +275,46 @@ func TestRunCleanupStops(t *testing.T) {
 	_ = e.srv.Close()
 	<-done
 }
+
+// TestStalledMemberDoesNotHoldTheRelay: a member that stays online but
+// acks nothing counts as offline for the relay once AckStall passes, so
+// the chunks owed only to it are evicted when an upload needs the space;
+// the sender hears it will not get the file, the member that acks gets
+// everything.
+func TestStalledMemberDoesNotHoldTheRelay(t *testing.T) {
+	const size = 5000
+	capacity := int64(4*(size+protocol.ChunkUpHeader) + 200)
+	e := newEnv(t, func(c *Config, s *store.Config) {
+		s.MaxBytes, s.MaxRoomBytes, s.MaxOriginBytes = capacity, capacity, capacity
+		c.PutTimeout = waitLimit
+	})
+	_, a, b, c := room3(e)
+	f := newTestFile(8, size)
+	a.announce(f) // owed to b and c; c reads but never acks
+	a.upload(f, 0, len(f.chunks))
+	// b takes the first chunks; then the store is full of chunks owed only
+	// to silent c, and a's upload waits.
+	b.ack(b.expectManifest(f, a.id.member).ID)
+	for i := range 4 {
+		b.ack(b.expectChunk(f, i, a.id.member))
+	}
+	b.sync()                         // the server has b's acks: only c is silent
+	e.clock.Advance(2 * time.Minute) // past AckStall (default 1 min)
+	e.srv.Sweep()
+	for i := 4; i < len(f.chunks); i++ {
+		b.ack(b.expectChunk(f, i, a.id.member))
+	}
+	var undeliverable, delivered bool
+	for !undeliverable || !delivered {
+		m := a.next()
+		switch {
+		case m.Type == protocol.TypeUndeliverable && m.Member == c.id.member && !undeliverable:
+			undeliverable = true
+		case m.Type == protocol.TypeDelivered && m.Member == b.id.member:
+			delivered = true
+		case m.Type == protocol.TypeProgress:
+		default:
+			t.Fatalf("a got %+v", m)
+		}
+	}
+}

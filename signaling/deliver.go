@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -19,6 +20,10 @@ type window struct {
 	used    int64
 	flights map[uint64]flight
 	wake    chan struct{} // 1-slot: an ack freed space
+	// progress: when the window last went from empty to busy, or an ack
+	// freed an item (Sweep tells a member that stopped acking from it).
+	progress time.Time
+	now      func() time.Time
 }
 
 // flight is an item delivered on this connection and not yet acked.
@@ -28,8 +33,8 @@ type flight struct {
 	index uint32 // chunk index, when chunk
 }
 
-func (w *window) init(limit int64) {
-	w.limit = limit
+func (w *window) init(limit int64, now func() time.Time) {
+	w.limit, w.now = limit, now
 	w.flights = make(map[uint64]flight)
 	w.wake = make(chan struct{}, 1)
 }
@@ -46,6 +51,9 @@ func (w *window) add(id uint64, f flight) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, dup := w.flights[id]; !dup {
+		if len(w.flights) == 0 {
+			w.progress = w.now()
+		}
 		w.flights[id] = f
 		w.used += f.size
 	}
@@ -59,8 +67,17 @@ func (w *window) release(id uint64) (flight, bool) {
 	if ok {
 		delete(w.flights, id)
 		w.used -= f.size
+		w.progress = w.now()
 	}
 	return f, ok
+}
+
+// stalled reports whether items have been in flight for longer than d
+// without a single ack.
+func (w *window) stalled(now time.Time, d time.Duration) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.flights) > 0 && now.Sub(w.progress) > d
 }
 
 func (w *window) wakeUp() {

@@ -23,6 +23,9 @@ type member struct {
 	id, pub, mac string
 	conn         *conn
 	offlineSince time.Time // valid while conn is nil
+	// stalled: online but acking nothing for AckStall; the relay treats it
+	// as offline (chunks owed only to it may be evicted for space).
+	stalled bool
 }
 
 func newRoom(id string, vh [32]byte) *room {

@@ -39,6 +39,7 @@ type Config struct {
 	MaxMembers     int           // per room, default 100
 	MaxConns       int           // WebSocket connections at once, default 10000
 	PutTimeout     time.Duration // how long an upload waits for relay space; default 30 s
+	AckStall       time.Duration // an online member acking nothing this long counts as offline for the relay; default 60 s
 	SendQueue      int           // control messages queued per connection; default 256
 	DeliveryWindow int64         // relay bytes in flight (unacked) per connection; default 4 MiB
 	Now            func() time.Time
@@ -87,6 +88,7 @@ const (
 	defaultMaxMembers = 100
 	defaultMaxConns   = 10000
 	defaultPutTimeout = 30 * time.Second
+	defaultAckStall   = time.Minute
 	defaultSendQueue  = 256
 	defaultWindow     = 4 << 20
 
@@ -214,7 +216,7 @@ func (c *Config) fill() error {
 		return fmt.Errorf("%w: Relay.OnEvict is the server's own", ErrConfig)
 	case c.MaxRooms < 0, c.MaxMembers < 0, c.MaxConns < 0, c.SendQueue < 0:
 		return fmt.Errorf("%w: negative limit", ErrConfig)
-	case c.PutTimeout < 0, c.DeliveryWindow < 0, c.UploadBurst < 0,
+	case c.PutTimeout < 0, c.AckStall < 0, c.DeliveryWindow < 0, c.UploadBurst < 0,
 		c.JoinTimeout < 0, c.HandshakeTimeout < 0, c.PingInterval < 0, c.PongWait < 0,
 		c.ReadHeaderTimeout < 0, c.IdleTimeout < 0, c.MaxHeaderBytes < 0, c.JoinBurst < 0, c.MsgBurst < 0:
 		return fmt.Errorf("%w: negative duration, size or burst", ErrConfig)
@@ -228,6 +230,7 @@ func (c *Config) fill() error {
 	c.MaxMembers = or(c.MaxMembers, defaultMaxMembers)
 	c.MaxConns = or(c.MaxConns, defaultMaxConns)
 	c.PutTimeout = or(c.PutTimeout, defaultPutTimeout)
+	c.AckStall = or(c.AckStall, defaultAckStall)
 	c.SendQueue = or(c.SendQueue, defaultSendQueue)
 	c.DeliveryWindow = or(c.DeliveryWindow, defaultWindow)
 	c.MaxConnsPerAddr = or(c.MaxConnsPerAddr, defaultMaxConnsPerAddr)

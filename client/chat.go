@@ -101,6 +101,31 @@ func (r *room) handleEnvelope(m *protocol.Message) error {
 	return r.ack(m.ID)
 }
 
+// judge records a stamped message from member and returns its verdict, and
+// false when it is to be dropped (a duplicate, or a replay: said in the log).
+func (r *room) judge(from string, st protocol.Stamp, what string) (protocol.Judgement, bool) {
+	r.mu.Lock()
+	j := r.order.Judge(from, st)
+	r.mu.Unlock()
+	switch j.Verdict {
+	case protocol.Duplicate:
+		return j, false
+	case protocol.Replayed:
+		r.log.Warn(what+" sealed before this member joined (a replay by the server?); dropping",
+			"from", from, "sent", time.UnixMilli(st.Time))
+		return j, false
+	}
+	return j, true
+}
+
+// sealManifest seals man for the room with a fresh stamp of this member.
+func (c *Client) sealManifest(man *crypto.Manifest) ([]byte, error) {
+	st := c.room.nextStamp()
+	m := *man
+	m.Sess, m.Seq, m.TS = st.Session, st.Seq, st.Time
+	return c.keys.SealManifest(c.id, &m)
+}
+
 // chat judges an opened chat message by its stamp (docs/SECURITY.md,
 // "Replay and order") and hands it on: a duplicate or a replay is dropped,
 // a gap before it or its lateness is said.
@@ -114,15 +139,8 @@ func (r *room) chat(from string, id [16]byte, plain []byte) {
 		r.log.Warn("chat message without a valid stamp; dropping", "from", from, "err", err)
 		return
 	}
-	r.mu.Lock()
-	j := r.order.Judge(from, body.Stamp)
-	r.mu.Unlock()
-	switch j.Verdict {
-	case protocol.Duplicate:
-		return
-	case protocol.Replayed:
-		r.log.Warn("chat message sealed before this member joined (a replay by the server?); dropping",
-			"from", from, "sent", time.UnixMilli(body.Time))
+	j, ok := r.judge(from, body.Stamp, "chat message")
+	if !ok {
 		return
 	}
 	if r.opts.OnChat != nil {

@@ -75,7 +75,7 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path, f *os.File, man *crypto.Manifest, key []byte) error {
 	fid := uuid.MustParse(man.File)
 	events := listenReceiver(p, fid)
-	sealed, err := c.keys.SealManifest(c.id, man)
+	sealed, err := c.sealManifest(man)
 	if err != nil {
 		return fmt.Errorf("seal manifest: %w", err)
 	}

@@ -47,6 +47,14 @@ func (c *Client) manifest(m *protocol.Message, meta crypto.EnvelopeMeta, sealed 
 		c.log.Warn("file manifest failed to open; dropping", "from", m.From, "err", err)
 		return c.room.ack(m.ID)
 	}
+	st := protocol.Stamp{Session: man.Sess, Seq: man.Seq, Time: man.TS}
+	if err := st.Validate(); err != nil {
+		c.log.Warn("file manifest without a valid stamp; dropping", "from", m.From, "err", err)
+		return c.room.ack(m.ID)
+	}
+	if _, ok := c.room.judge(m.From, st, "file announcement"); !ok {
+		return c.room.ack(m.ID)
+	}
 	if err := c.recv.Start(c.ctx, man, m.From, relaySource{}); err != nil {
 		c.deliverFile(File{ID: man.File, Name: man.Name, From: m.From, Err: err})
 	}

@@ -191,7 +191,7 @@ func (c *Client) routeHave(from string, b *protocol.Signal) {
 }
 
 func (c *Client) announceFile(ctx context.Context, s *sendState, man *crypto.Manifest, recipients []string) ([]string, error) {
-	sealed, err := c.keys.SealManifest(c.id, man)
+	sealed, err := c.sealManifest(man)
 	if err != nil {
 		return nil, fmt.Errorf("send: seal manifest: %w", err)
 	}

@@ -56,6 +56,16 @@ func TestHostileReplayedAndReorderedChat(t *testing.T) {
 		recorded = append(recorded, sealed)
 	}
 
+	// And a file it announced then: a reception must not start.
+	oldFile := uuid.NewString()
+	oldMan := &crypto.Manifest{File: oldFile, Name: "old.bin", Size: 100, ChunkSize: protocol.ChunkSize, Chunks: 1,
+		SHA256: strings.Repeat("ab", 32), Key: protocol.EncodeB64(make([]byte, 32)),
+		Sess: ghostSess, Seq: 4, TS: time.Now().Add(-time.Hour + 4*time.Second).UnixMilli()}
+	oldManSealed, err := keys.SealManifest(ghost, oldMan)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// The server's edits on the joiner's connection: the ghost is listed
 	// in the welcome (online) and its recorded chat delivered in reverse
 	// order; the live member's five messages are delivered as 1, 3, 2, 5.
@@ -70,7 +80,8 @@ func TestHostileReplayedAndReorderedChat(t *testing.T) {
 			case m.Type == protocol.TypeWelcome:
 				m.Members = append(m.Members, protocol.MemberInfo{Member: ghost, Online: true,
 					Pub: protocol.EncodeB64(ghostKey.Pub), MAC: protocol.EncodeB64(keys.Announce(ghost, ghostKey.Pub))})
-				out := [][]byte{mustEncode(t, m)}
+				out := [][]byte{mustEncode(t, m), mustEncode(t, &protocol.Message{Type: protocol.TypeMsg, ID: replayID,
+					From: ghost, File: oldFile, Chunks: 1, Data: protocol.EncodeB64(oldManSealed)})}
 				for i := len(recorded) - 1; i >= 0; i-- {
 					replayID++
 					out = append(out, mustEncode(t, &protocol.Message{Type: protocol.TypeMsg, ID: replayID,
@@ -125,6 +136,12 @@ func TestHostileReplayedAndReorderedChat(t *testing.T) {
 		{alice.ID(), "two", true, 0}, {alice.ID(), "five", false, 1}, {alice.ID(), "six", false, 0}}
 	if len(got) != len(want) {
 		t.Fatalf("bob shows %d chats, want %d: %+v", len(got), len(want), got)
+	}
+	if ps := bob.progress.snapshot(); len(ps) != 0 {
+		t.Errorf("bob started receiving the replayed file: %+v", ps[0])
+	}
+	if parts := partFiles(t, bob.dir); len(parts) != 0 {
+		t.Errorf("bob holds partial files %q for the replayed file", parts)
 	}
 	for i, c := range got {
 		if (shown{c.From, c.Text, c.Late, c.Missing}) != want[i] {

@@ -163,6 +163,12 @@ type Manifest struct {
 	Chunks    uint32 `json:"chunks"`
 	SHA256    string `json:"sha256"` // hex
 	Key       string `json:"key"`    // base64url of the 32-byte file key
+	// The sender's stamp (protocol.Stamp: session, seq, send time in unix
+	// ms), so a receiver can tell a replayed announcement; optional here,
+	// required by the clients for announcements through the relay.
+	Sess string `json:"sess,omitempty"`
+	Seq  uint64 `json:"seq,omitempty"`
+	TS   int64  `json:"ts,omitempty"`
 }
 
 // SealManifest seals m as an envelope from sender. The plaintext is the JSON

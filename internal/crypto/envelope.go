@@ -185,6 +185,9 @@ func parseManifest(pt []byte) (*Manifest, error) {
 		{"chunks", &m.Chunks, false},
 		{"sha256", &m.SHA256, false},
 		{"key", &m.Key, false},
+		{"sess", &m.Sess, true},
+		{"seq", &m.Seq, true},
+		{"ts", &m.TS, true},
 	}
 	for _, f := range fields {
 		v, ok := raw[f.key]

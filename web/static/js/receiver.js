@@ -18,6 +18,7 @@ import * as C from './crypto.js';
 import * as P from './protocol.js';
 import { Path, Signal } from './protocol.js';
 import { Transfer, safeName, safeType } from './transfer.js';
+import { Verdict, validStamp } from './order.js';
 
 const VANISH_MS = 15000;      // a reception whose peer-to-peer sender vanished waits this long for a new path
 const MAX_HAVE_RANGES = 1000; // ranges in one have signal (a prefix of what is held is still true)
@@ -69,6 +70,13 @@ export class Receiver {
     // The same content announced again (a sender's new round after a server
     // restart: a new file id and key): continue the partial file.
     const same = this._sameContent(man);
+    if (same && same.from !== from && !same.done && this.d.members.get(same.from)?.online) {
+      // Anyone who saw a manifest could announce its content: only its own
+      // sender (or a new one once it is gone) takes a reception over.
+      console.warn('cloakroom: refused another member\'s announcement of content being received');
+      if (peer) peer.notify({ kind: P.DC_DONE, file: C.uuidBytes(man.file), failed: true, reason: 'the same content is being received from another member' });
+      return;
+    }
     if (same && await this._adoptRecv(same, man, from, path, peer)) return;
     const t = new Transfer({ id: man.file, name: safeName(man.name), type: safeType(man.type), size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving', path });
     const r = { man, from, t, path, peer, have: new Uint8Array(man.chunks), disk: new Uint8Array(man.chunks), got: 0, written: 0, resumed: false, sink: null, cipher: null, done: false, failed: false, vanished: false, vanishTimer: 0, vanishMsg: '' };
@@ -149,6 +157,13 @@ export class Receiver {
   /** A manifest from the relay. */
   async relayManifest(from, file, chunks, sealed) {
     const man = await this.d.keys.openManifest({ sender: from, file, chunks }, sealed);
+    // A replayed or repeated announcement is dropped (its chunks are acked
+    // and dropped as those of an unknown file).
+    const stamp = { sess: man.sess, seq: man.seq, ts: man.ts };
+    if (!validStamp(stamp)) { console.warn('cloakroom: a file announcement without a valid stamp was dropped'); return; }
+    const j = this.d.judge(from, stamp);
+    if (j.verdict === Verdict.DUPLICATE) return;
+    if (j.verdict === Verdict.REPLAYED) { console.warn('cloakroom: a file announcement sealed before we joined was dropped (a replay by the server?)'); return; }
     await this._startRecv(man, from, Path.RELAY, null);
   }
 

@@ -152,7 +152,7 @@ export class RelaySend {
   async _renew(man) {
     const key = C.randomBytes(32);
     const m = { ...man, file: C.newUUID(), key: C.b64u(key) };
-    return { man: m, key, sealed: await this.s.keys.sealManifest(this.s.id, m) };
+    return { man: m, key, sealed: await this.s.keys.sealManifest(this.s.id, { ...m, ...this.s.nextStamp() }) };
   }
 
   /** A have signal from a recipient (docs/PROTOCOL.md "Resume"): for a

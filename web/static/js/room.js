@@ -81,6 +81,7 @@ export class Room extends EventTarget {
       emit: (type, detail) => this.emit(type, detail),
       sendSignal: (to, body) => this.p2p.sendSignal(to, body),
       openSink: (man) => this.store.create(man.file, man.size),
+      judge: (from, stamp) => this._order.judge(from, stamp),
       enqueue: (item) => this._enqueue(item),
       ack: (item) => this._ack(item),
     });
@@ -362,6 +363,12 @@ export class Room extends EventTarget {
     this.p2p.sendSignal(id, { kind: Signal.PING, session: nonce }).catch(() => {});
   }
 
+  /** The stamp of the next chat message or file announcement this page
+   * seals: its session, the next seq, the time (order.js). */
+  nextStamp() {
+    return { sess: this._stamp.sess, seq: ++this._stamp.seq, ts: Date.now() };
+  }
+
   /** A pong from a member (p2p.js): verified if it answers our last ping. */
   onPong(from, session) {
     const mem = this.members.get(from);
@@ -504,7 +511,7 @@ export class Room extends EventTarget {
   async sendChat(text) {
     if (this._closed) throw new Error('not in the room any more');
     if (C.utf8(text).length > C.MAX_CHAT_BYTES) throw new Error(`a message is limited to ${C.MAX_CHAT_BYTES} bytes`);
-    const stamp = { sess: this._stamp.sess, seq: ++this._stamp.seq, ts: Date.now() };
+    const stamp = this.nextStamp();
     const { id, sealed } = await this.keys.sealEnvelope({ sender: this.id }, C.chatPlaintext(text, stamp));
     const idHex = C.toHex(id);
     this._seen.add(idHex);

@@ -46,7 +46,7 @@ export class Sender {
       };
       if (!man.chunks || man.chunks > P.MAX_CHUNKS) throw new Error('the file is too large');
       t.chunks = man.chunks;
-      const sealed = await this.s.keys.sealManifest(this.s.id, man);
+      const sealed = await this.s.keys.sealManifest(this.s.id, { ...man, ...this.s.nextStamp() });
       const recipients = await this._waitForMembers(t);
       const job = { t, file, man, key, sealed };
       for (const r of recipients) t.recipients.set(r, { state: 'connecting', path: '', bytes: 0, error: '' });

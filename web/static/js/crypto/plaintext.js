@@ -7,9 +7,13 @@ export const MAX_CHUNK_SIZE = 64512; // protocol.ChunkSize
 const MANIFEST_FIELDS = ['file', 'name', 'type', 'size', 'chunkSize', 'chunks', 'sha256', 'key'];
 
 /** The manifest plaintext: JSON with "kind":"file" then the fields in Go's order. */
+// The sender's stamp (order.js), optional in the format, after the fields.
+const STAMP_FIELDS = ['sess', 'seq', 'ts'];
+
 export function manifestPlaintext(m) {
   const o = { kind: 'file' };
   for (const k of MANIFEST_FIELDS) o[k] = m[k] ?? (k === 'type' ? '' : m[k]);
+  for (const k of STAMP_FIELDS) if (m[k]) o[k] = m[k]; // as Go's omitempty
   return utf8(JSON.stringify(o));
 }
 
@@ -28,6 +32,12 @@ export function parseManifest(pt) {
     if (v === null) throw new Error(`open manifest: manifest "${k}" is null`);
     const numeric = k === 'size' || k === 'chunkSize' || k === 'chunks';
     if (numeric ? !Number.isSafeInteger(v) : typeof v !== 'string') throw new Error(`open manifest: manifest "${k}" has the wrong type`);
+    m[k] = v;
+  }
+  for (const k of STAMP_FIELDS) {
+    if (!has(k)) continue;
+    const v = raw[k];
+    if (k === 'sess' ? typeof v !== 'string' : !Number.isSafeInteger(v)) throw new Error(`open manifest: manifest "${k}" has the wrong type`);
     m[k] = v;
   }
   if (m.kind !== 'file') throw new Error('open manifest: envelope kind is not "file"');

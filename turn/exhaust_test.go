@@ -2,6 +2,7 @@ package turn
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+	pionturn "github.com/pion/turn/v4"
 )
 
 // TestConnectionFloodFromOneAddress: one address opens 1000 TCP connections
@@ -87,4 +89,40 @@ func TestConnectionFloodFromOneAddress(t *testing.T) {
 	time.Sleep(time.Until(memberDialed.Add(preAuth + time.Second)))
 	exchange(t, ra, rb, []byte("after the deadline"))
 	exchange(t, rb, ra, []byte("and back"))
+}
+
+// TestAllocationsPerAddress: one address holding allocations under many
+// user ids (an outsider joining made-up rooms) reaches its share and gets
+// 486; a member on another address still allocates.
+func TestAllocationsPerAddress(t *testing.T) {
+	t.Parallel()
+	const share = 5
+	s, _ := startServer(t, Config{AllowLoopback: true, MaxAllocationsPerAddr: share})
+	for i := range share + 1 {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 4)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		u, p := s.Credentials(fmt.Sprintf("made-up-room-%d", i), time.Hour)
+		cl, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: s.Addr().String(),
+			Username: u, Password: p, Conn: c, LoggerFactory: quietPion})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		relay, err := cl.Allocate()
+		switch {
+		case i < share && err != nil:
+			t.Fatalf("allocation %d from one address: %v", i, err)
+		case i < share:
+			t.Cleanup(func() { _ = relay.Close() })
+		case errorCode(err) != 486:
+			t.Fatalf("allocation %d from one address: %v, want 486", i, err)
+		}
+	}
+	allocate(t, s, "udp", "real-member") // from 127.0.0.1
 }

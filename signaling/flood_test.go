@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,37 +30,59 @@ func (e *testEnv) joinFrom(ip net.IP, rc roomCreds, id ident) *tclient {
 	return c
 }
 
-// TestRelayFloodFromOneAddress: one address makes two rooms, each with an
-// uploader and a member that never acks, and uploads until the relay
-// refuses it. Its uploads stop at its quota (a quarter of the relay); a
-// third room, from another address, moves a file larger than the whole
-// relay through it, and chat, without a single relay_full.
+// TestRelayFloodFromOneAddress: one address makes two rooms, each with four
+// uploaders and a member that never acks, and keeps uploading files (more
+// than the whole default 256 MiB relay, and enough members that the
+// per-member and per-room caps alone would let it fill the relay). Its uploads stop at its quota (a
+// quarter of the relay); meanwhile a third room, from another address,
+// moves a 64 MiB file through the relay, and chat, without a relay_full.
 func TestRelayFloodFromOneAddress(t *testing.T) {
-	const relayCap = 8 << 20
-	e := newEnv(t, func(c *Config, s *store.Config) {
-		s.MaxBytes = relayCap
-		c.PutTimeout = 100 * time.Millisecond
-	})
+	e := newEnv(t, func(c *Config, _ *store.Config) { c.PutTimeout = 200 * time.Millisecond })
 	attacker := net.IPv4(127, 0, 0, 3)
-	for _, n := range []int{80, 8} { // 4.6 MiB, then more once the quota is reached
+	var flooders []*tclient
+	for range 2 {
 		rc := newCreds()
-		up := e.joinFrom(attacker, rc, newIdent())
-		e.joinFrom(attacker, rc, newIdent()) // joined, never reads, never acks
-		up.expect(protocol.TypePresence)
-		f := newTestFile(n, 60000)
-		up.announce(f)
-		up.upload(f, 0, len(f.chunks))
-		up.expectError(protocol.CodeRelayFull)
+		for range 4 {
+			flooders = append(flooders, e.joinFrom(attacker, rc, newIdent()))
+		}
+		e.joinFrom(attacker, rc, newIdent()) // joined, never acks
 	}
-	if st := e.st.Stats(); st.Bytes > relayCap/4 || st.Bytes < relayCap/8 {
-		t.Fatalf("the flooding address holds %d bytes of a %d-byte relay, want about a quarter", st.Bytes, relayCap)
+	// Each flooder writes 40 MiB (320 MiB in all) from its own goroutine,
+	// raw, and stops at the first write error (the test ending).
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for _, up := range flooders {
+		f := newTestFile(700, 60000)
+		up.send(&protocol.Message{Type: protocol.TypeFile, File: f.id, Chunks: uint32(len(f.chunks)), Data: randB64(64)})
+		wg.Go(func() {
+			for i := range f.chunks {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = up.ws.SetWriteDeadline(time.Now().Add(2 * waitLimit))
+				if up.ws.WriteMessage(websocket.BinaryMessage, f.chunks[i].AppendUp(nil)) != nil {
+					return
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	// The flood has taken its share of the relay.
+	deadline := time.Now().Add(waitLimit)
+	for e.st.Stats().Bytes < store.DefaultMaxBytes/4-int64(protocol.MaxFrameBytes) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flood holds only %d bytes", e.st.Stats().Bytes)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	rc := newCreds()
 	a := e.join(rc, newIdent())
 	b := e.join(rc, newIdent())
 	a.expectPresence(protocol.EventJoin, b.id.member)
-	f := newTestFile(200, 60000) // 11.4 MiB through an 8 MiB relay
+	f := newTestFile(1119, 60000) // 64 MiB
 	a.announce(f)
 	done := make(chan struct{})
 	go func() {
@@ -85,5 +108,8 @@ func TestRelayFloodFromOneAddress(t *testing.T) {
 		if m.Type == protocol.TypeError {
 			t.Fatalf("the third room's sender got %+v", m)
 		}
+	}
+	if held := e.st.Stats().Bytes; held > store.DefaultMaxBytes/4+int64(protocol.MaxFrameBytes) {
+		t.Fatalf("the flooding address holds %d bytes of the %d-byte relay, want at most a quarter", held, store.DefaultMaxBytes)
 	}
 }

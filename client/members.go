@@ -1,8 +1,6 @@
 package client
 
 import (
-	crand "crypto/rand"
-	"encoding/hex"
 	"time"
 
 	"cloakroom/internal/protocol"
@@ -115,9 +113,7 @@ func (r *room) OnlineMembers() []string {
 // write); it ends when the write does, at the latest when the connection
 // closes.
 func (r *room) challenge(member string) {
-	var b [16]byte
-	crand.Read(b[:]) // crypto/rand.Read never fails
-	nonce := hex.EncodeToString(b[:])
+	nonce := randomSession() // 16 random bytes, hex, like a stamp session
 	r.mu.Lock()
 	r.pings[member] = nonce
 	r.mu.Unlock()

@@ -1,8 +1,6 @@
 package signaling
 
 import (
-	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,7 +60,7 @@ const maxAddrs = 100_000
 
 // addrState is what the server tracks for one client address.
 type addrState struct {
-	key     string // addrKey of the address
+	key     string // clientaddr.Key of the address
 	live    int    // admitted WebSocket connections
 	rooms   int    // rooms made from this address that are still on the server
 	pending int    // upgraded or upgrading, admitted or not (bounds refusals too)
@@ -82,25 +80,6 @@ type addrTable struct {
 
 func newAddrTable(cfg *Config) *addrTable {
 	return &addrTable{cfg: cfg, addrs: make(map[string]*addrState)}
-}
-
-// addrKey is the unit limits apply to: an IPv4 address, or an IPv6 /64
-// (one host usually holds a whole /64).
-func addrKey(remote string) string {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
-	}
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
 }
 
 func limiter(r float64, burst int) *rate.Limiter {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"cloakroom/internal/clientaddr"
 	"cloakroom/internal/protocol"
 )
 
@@ -31,7 +32,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	addr := s.addrs.open(addrKey(r.RemoteAddr))
+	addr := s.addrs.open(clientaddr.Key(r.RemoteAddr))
 	if addr == nil {
 		// Far over the per-address cap: not worth an upgrade.
 		s.limited.add(LimitConnsPerAddr)

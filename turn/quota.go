@@ -2,9 +2,10 @@ package turn
 
 import (
 	"net"
-	"net/netip"
 	"sync"
 	"time"
+
+	"cloakroom/internal/clientaddr"
 )
 
 // reserveTTL bounds how long a quota reservation waits for its allocation.
@@ -51,28 +52,9 @@ func newQuota(perUser, perAddr, total int) *quota {
 	}
 }
 
-// addrKey is the key a client address is counted under: the IPv4 address,
-// or the /64 of an IPv6 address (one host usually holds a whole /64).
-func addrKey(a net.Addr) string {
-	var ap netip.AddrPort
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		ap = a.AddrPort()
-	case *net.TCPAddr:
-		ap = a.AddrPort()
-	default:
-		var err error
-		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
-			return a.String()
-		}
-	}
-	ip := ap.Addr().Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
-}
+// addrKey is the key a client address is counted under
+// (clientaddr.Key: an IPv4 address or an IPv6 /64), as signaling counts it.
+func addrKey(a net.Addr) string { return clientaddr.Key(a.String()) }
 
 // reserve takes a slot for user at addr, or reports that a cap is reached.
 func (q *quota) reserve(user, addr string, now time.Time) bool {

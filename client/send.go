@@ -44,7 +44,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	if err != nil || !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("send %s: not a regular file", path)
 	}
-	man, key, err := transfer.NewManifest(f, st)
+	man, key, _, err := transfer.NewManifest(f, st)
 	if err != nil {
 		return nil, err
 	}

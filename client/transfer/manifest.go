@@ -1,8 +1,8 @@
 package transfer
 
 import (
+	"bufio"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -17,15 +17,21 @@ import (
 	"cloakroom/internal/protocol"
 )
 
-// NewManifest hashes f and describes it under a fresh file id and key.
-func NewManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, nil, fmt.Errorf("send: hash %s: %w", f.Name(), err)
+// NewManifest hashes f (the whole file and each chunk, in one read) and
+// describes it under a fresh file id and key, committing to every chunk's
+// hash. It returns the chunk hashes (32 bytes per chunk) for the origin's
+// HashList.
+func NewManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, []byte, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, nil, nil, fmt.Errorf("send: %w", err)
+	}
+	sum, chunkHashes, commit, err := HashFile(bufio.NewReaderSize(f, 1<<20), st.Size(), protocol.ChunkSize)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("send: hash %s (did it change?): %w", f.Name(), err)
 	}
 	key, err := newFileKey()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	name := filepath.Base(f.Name())
 	typ := mime.TypeByExtension(filepath.Ext(name))
@@ -34,10 +40,10 @@ func NewManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, error) {
 	}
 	man := &crypto.Manifest{
 		File: uuid.NewString(), Name: name, Type: typ, Size: st.Size(), ChunkSize: protocol.ChunkSize,
-		Chunks: crypto.ChunkCount(st.Size(), protocol.ChunkSize), SHA256: hex.EncodeToString(h.Sum(nil)),
-		Key: protocol.EncodeB64(key),
+		Chunks: crypto.ChunkCount(st.Size(), protocol.ChunkSize), SHA256: hex.EncodeToString(sum[:]),
+		Key: protocol.EncodeB64(key), Hashes: commit,
 	}
-	return man, key, nil
+	return man, key, chunkHashes, nil
 }
 
 // Renew returns man under a new file id and key: the same content,

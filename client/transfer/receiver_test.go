@@ -77,7 +77,7 @@ func sealedFile(t *testing.T, roomID [16]byte, sender string, content []byte) (*
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	man, key, err := NewManifest(f, st)
+	man, key, _, err := NewManifest(f, st)
 	if err != nil {
 		t.Fatal(err)
 	}

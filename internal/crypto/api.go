@@ -169,7 +169,16 @@ type Manifest struct {
 	Sess string `json:"sess,omitempty"`
 	Seq  uint64 `json:"seq,omitempty"`
 	TS   int64  `json:"ts,omitempty"`
+	// Hashes commits to every chunk (protocol v4): base64url SHA-256 of
+	// each hash piece, a piece being the 32-byte SHA-256 digests of
+	// HashesPerPiece consecutive chunks' plaintext (unpadded). Optional
+	// here; the v4 clients require it.
+	Hashes []string `json:"hashes,omitempty"`
 }
+
+// HashesPerPiece is how many chunk hashes make one hash piece (the same
+// number as protocol.HashesPerPiece; crypto imports no other package).
+const HashesPerPiece = 2000
 
 // SealManifest seals m as an envelope from sender. The plaintext is the JSON
 // object of m's fields plus "kind":"file". m must pass the checks of

@@ -188,6 +188,7 @@ func parseManifest(pt []byte) (*Manifest, error) {
 		{"sess", &m.Sess, true},
 		{"seq", &m.Seq, true},
 		{"ts", &m.TS, true},
+		{"hashes", &m.Hashes, true},
 	}
 	for _, f := range fields {
 		v, ok := raw[f.key]
@@ -226,7 +227,27 @@ func validateManifest(m *Manifest) error {
 	case !validFileKey(m.Key):
 		return errors.New("key is not 32 bytes of base64url")
 	}
+	if err := validHashes(m); err != nil {
+		return err
+	}
 	return validName(m.Name)
+}
+
+// validHashes checks the chunk-hash commitment, when there is one: one
+// 32-byte digest per hash piece.
+func validHashes(m *Manifest) error {
+	if m.Hashes == nil {
+		return nil
+	}
+	if want := (uint64(m.Chunks) + HashesPerPiece - 1) / HashesPerPiece; uint64(len(m.Hashes)) != want {
+		return fmt.Errorf("%d piece hashes for %d chunks, want %d", len(m.Hashes), m.Chunks, want)
+	}
+	for _, h := range m.Hashes {
+		if b, err := b64.DecodeString(h); err != nil || len(b) != 32 {
+			return errors.New("a piece hash is not 32 bytes of base64url")
+		}
+	}
+	return nil
 }
 
 func validName(n string) error {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -124,7 +125,7 @@ func TestManifestRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, err := k.OpenManifest(EnvelopeMeta{Sender: memberA, File: m.File, Chunks: m.Chunks}, sealed)
-		if err != nil || *got != m {
+		if err != nil || !reflect.DeepEqual(*got, m) {
 			t.Fatalf("OpenManifest = %+v, %v; want %+v", got, err, m)
 		}
 		// The plaintext carries "kind":"file".

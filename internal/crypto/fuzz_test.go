@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -104,7 +105,7 @@ func FuzzOpenManifest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-seal: %v", err)
 		}
-		if again, err := k.OpenManifest(meta, s2); err != nil || *again != *got {
+		if again, err := k.OpenManifest(meta, s2); err != nil || !reflect.DeepEqual(*again, *got) {
 			t.Fatalf("re-open: %+v, %v", again, err)
 		}
 	})

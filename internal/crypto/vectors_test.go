@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -731,7 +732,7 @@ func checkVectors(t *testing.T, v *vectorFile) {
 			t.Errorf("manifest JSON %s, want %s", pt, ev.PlaintextUTF8)
 		}
 		m, err := k.OpenManifest(EnvelopeMeta{Sender: ev.Sender, File: ev.File, Chunks: ev.Chunks}, mustHex(t, ev.SealedHex))
-		if err != nil || *m != v.Manifest.Manifest {
+		if err != nil || !reflect.DeepEqual(*m, v.Manifest.Manifest) {
 			t.Errorf("OpenManifest = %+v, %v", m, err)
 		}
 		for _, c := range v.Negative.Manifests {

@@ -15,6 +15,12 @@ const (
 	DCManifest = 0xC2 // [kind][file 16][chunks u32][sealed manifest envelope]
 	DCProgress = 0xC3 // [kind][file 16][chunks received u32] receiver -> sender
 	DCDone     = 0xC4 // [kind][file 16][status: 0 ok, 1 failed][reason, UTF-8]
+	// Room library and swarm (protocol v4; swarm.go, docs/PROTOCOL.md).
+	DCHave    = 0xC6 // [kind][file 16][flags u8][n u16][n x (lo u32, hi u32)]
+	DCWant    = 0xC7 // [kind][file 16][any u16][n u16][n x index u32]
+	DCHashReq = 0xC8 // [kind][file 16][piece u32]
+	DCHashes  = 0xC9 // [kind][file 16][piece u32][32-byte hashes]
+	DCCancel  = 0xCA // [kind][file 16]
 )
 
 // DCMaxMessage is the largest data-channel message either side sends or
@@ -30,6 +36,13 @@ type DCMessage struct {
 	Sealed []byte // DCManifest: the sealed manifest envelope
 	Failed bool   // DCDone
 	Reason string // DCDone
+	// Swarm messages (swarm.go).
+	Flags   byte        // DCHave: HaveFull, HaveComplete
+	Ranges  [][2]uint32 // DCHave: [lo, hi) chunk ranges
+	Any     uint16      // DCWant: chunks of the holder's choice
+	Indices []uint32    // DCWant: chunks asked for by index
+	Piece   uint32      // DCHashReq, DCHashes
+	Hashes  []byte      // DCHashes: the piece (aliases the input)
 }
 
 // AppendDC appends the wire form of m to dst.
@@ -53,7 +66,7 @@ func AppendDC(dst []byte, m *DCMessage) []byte {
 		}
 		return append(append(dst, status), m.Reason...)
 	}
-	return dst
+	return appendSwarm(dst, m)
 }
 
 // ParseDC parses a data-channel control message from untrusted bytes. Sealed
@@ -100,5 +113,5 @@ func ParseDC(b []byte) (*DCMessage, error) {
 		m.Reason = string(body[17:])
 		return m, nil
 	}
-	return nil, fmt.Errorf("data-channel message kind %#x: %w", m.Kind, ErrFrame)
+	return parseSwarm(m, body)
 }

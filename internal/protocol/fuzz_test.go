@@ -67,6 +67,11 @@ func FuzzParseDC(f *testing.F) {
 		{Kind: DCManifest, Chunks: 3, Sealed: []byte("sealed")},
 		{Kind: DCProgress, Chunks: 64},
 		{Kind: DCDone, Failed: true, Reason: "bad chunk"},
+		{Kind: DCHave, Flags: HaveFull, Ranges: [][2]uint32{{0, 3}, {5, 9}}},
+		{Kind: DCWant, Any: 64, Indices: []uint32{1, 7}},
+		{Kind: DCHashReq, Piece: 2},
+		{Kind: DCHashes, Piece: 0, Hashes: make([]byte, 64)},
+		{Kind: DCCancel},
 	} {
 		f.Add(AppendDC(nil, m))
 	}
@@ -87,6 +92,8 @@ func FuzzDecodeSignal(f *testing.F) {
 	f.Add([]byte(`{"kind":"candidate","session":"s1","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0}}`))
 	f.Add([]byte(`{"kind":"have","session":"f","file":"f","have":[[0,3],[5,9]]}`))
 	f.Add([]byte(`{"kind":"decline","session":"s1","reason":"no"}`))
+	f.Add([]byte(`{"kind":"lib","session":"f","file":"f","origin":"o","chunks":3,"env":"AAAA","have":[[0,3]],"done":true}`))
+	f.Add([]byte(`{"kind":"hist","session":"h","items":[{"from":"o","env":"AAAA"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := DecodeSignal(data)
 		if err != nil {

@@ -23,7 +23,7 @@ package protocol
 import "time"
 
 // Version is the protocol version carried in join and welcome.
-const Version = 3
+const Version = 4
 
 // Size limits. Every frame from the network is checked against them before it
 // is parsed.
@@ -32,8 +32,10 @@ const (
 	MaxControlBytes = 64 << 10
 	// MaxEnvelopeBytes bounds the sealed payload (before base64) of a msg or file.
 	MaxEnvelopeBytes = 32 << 10
-	// MaxSignalBytes bounds the sealed payload (before base64) of a signal.
-	MaxSignalBytes = 16 << 10
+	// MaxSignalBytes bounds the sealed payload (before base64) of a signal
+	// (44 KiB since version 4: a lib signal carries a whole sealed manifest;
+	// in base64 inside its JSON it still fits MaxControlBytes).
+	MaxSignalBytes = 44 << 10
 	// ChunkSize is the plaintext size of every file chunk but the last. A sealed
 	// chunk (ChunkSize + 16-byte tag) plus the largest frame header fits one
 	// 64 KiB data-channel message.

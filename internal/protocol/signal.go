@@ -19,7 +19,15 @@ const (
 	SignalHave      SignalKind = "have"      // receiver -> sender: chunks held (resume)
 	SignalPing      SignalKind = "ping"      // presence challenge: Session is a fresh nonce
 	SignalPong      SignalKind = "pong"      // the answer to a ping, with its Session
+	SignalLib       SignalKind = "lib"       // v4: a library entry the author holds (Env, Have, Done)
+	SignalHist      SignalKind = "hist"      // v4: recent chat envelopes for a newcomer (Items)
 )
+
+// HistItem is one chat envelope of a hist signal, as its author sealed it.
+type HistItem struct {
+	From string `json:"from"` // the author (member id)
+	Env  string `json:"env"`  // base64url of the sealed envelope
+}
 
 // ICECandidate is a trickled ICE candidate, with the JSON field names of
 // WebRTC's RTCIceCandidateInit (and pion's webrtc.ICECandidateInit).
@@ -47,6 +55,13 @@ type Signal struct {
 	File string      `json:"file,omitempty"`
 	Have [][2]uint32 `json:"have,omitempty"`
 	Done bool        `json:"done,omitempty"`
+	// lib: the entry's origin, chunk count and sealed manifest envelope
+	// (File, Have and Done say what the author holds).
+	Origin string `json:"origin,omitempty"`
+	Chunks uint32 `json:"chunks,omitempty"`
+	Env    string `json:"env,omitempty"`
+	// hist: chat envelopes, oldest first.
+	Items []HistItem `json:"items,omitempty"`
 }
 
 // MaxSignalSession bounds a signal's session id.
@@ -93,10 +108,32 @@ func (s *Signal) Validate() error {
 		if s.File == "" {
 			return fmt.Errorf("%w: have without a file", ErrSignal)
 		}
-		for _, r := range s.Have {
-			if r[0] >= r[1] || r[1] > MaxChunks {
-				return fmt.Errorf("%w: have range [%d,%d)", ErrSignal, r[0], r[1])
+		return validRanges(s.Have)
+	case SignalLib:
+		if s.File == "" || s.Origin == "" || s.Env == "" || s.Chunks == 0 || s.Chunks > MaxChunks {
+			return fmt.Errorf("%w: lib without file, origin, envelope or chunk count", ErrSignal)
+		}
+		return validRanges(s.Have)
+	case SignalHist:
+		if len(s.Items) == 0 || len(s.Items) > HistoryLength {
+			return fmt.Errorf("%w: hist with %d items", ErrSignal, len(s.Items))
+		}
+		for _, it := range s.Items {
+			if it.From == "" || it.Env == "" {
+				return fmt.Errorf("%w: hist item without author or envelope", ErrSignal)
 			}
+		}
+	}
+	return nil
+}
+
+func validRanges(rs [][2]uint32) error {
+	if len(rs) > MaxHaveRanges {
+		return fmt.Errorf("%w: %d have ranges", ErrSignal, len(rs))
+	}
+	for _, r := range rs {
+		if r[0] >= r[1] || r[1] > MaxChunks {
+			return fmt.Errorf("%w: have range [%d,%d)", ErrSignal, r[0], r[1])
 		}
 	}
 	return nil

@@ -3,13 +3,13 @@
 // vocabulary (transports, modes, paths, connection states, signal kinds).
 // Control messages are plain JSON objects.
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 export const CHUNK_SIZE = 64512;
 export const MAX_SEALED_CHUNK = CHUNK_SIZE + 16;
 export const MAX_CHUNKS = 1 << 24;
 export const MAX_FRAME_BYTES = 64 << 10;
 export const MAX_ENVELOPE_BYTES = 32 << 10;
-export const MAX_SIGNAL_BYTES = 16 << 10;
+export const MAX_SIGNAL_BYTES = 44 << 10;
 export const MAX_ACK_IDS = 1024;
 
 export const FRAME_VERSION = 1;
@@ -90,6 +90,20 @@ export const DC_MANIFEST = 0xc2; // [kind][file 16][chunks u32][sealed manifest 
 export const DC_PROGRESS = 0xc3; // [kind][file 16][chunks received u32] receiver -> sender
 export const DC_DONE = 0xc4;     // [kind][file 16][status: 0 ok, 1 failed][reason, UTF-8]
 export const DC_MAX_MESSAGE = 64 << 10;
+// Room library and swarm (protocol v4; docs/PROTOCOL.md "Room library and swarm").
+export const DC_HAVE = 0xc6;     // [kind][file 16][flags u8][n u16][n x (lo u32, hi u32)]
+export const DC_WANT = 0xc7;     // [kind][file 16][any u16][n u16][n x index u32]
+export const DC_HASH_REQ = 0xc8; // [kind][file 16][piece u32]
+export const DC_HASHES = 0xc9;   // [kind][file 16][piece u32][32-byte hashes]
+export const DC_CANCEL = 0xca;   // [kind][file 16]
+export const HAVE_FULL = 1;
+export const HAVE_COMPLETE = 2;
+export const HASHES_PER_PIECE = 2000;
+export const MAX_HAVE_RANGES = 1000;
+export const MAX_WANT_INDICES = 1024;
+export const MAX_OUTSTANDING_WANTS = 256;
+export const HISTORY_LENGTH = 100;
+export const LIBRARY_ANNOUNCE = 50;
 const MAX_REASON = 1024;
 
 /** The wire form of a data-channel control message:
@@ -201,6 +215,8 @@ export const Signal = Object.freeze({
   HAVE: 'have',           // receiver -> sender: chunks held (resume)
   PING: 'ping',           // presence challenge: session is a fresh nonce
   PONG: 'pong',           // the answer to a ping, with its session
+  LIB: 'lib',             // v4: a library entry the author holds (env, have, done)
+  HIST: 'hist',           // v4: recent chat envelopes for a newcomer (items)
 });
 
 /** The peer-to-peer rungs a transport tries, best first, before (for auto)

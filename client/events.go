@@ -12,11 +12,26 @@ import (
 var _ roomEvents = (*Client)(nil)
 
 func (c *Client) signal(from string, body *protocol.Signal) {
-	if body.Kind == protocol.SignalHave {
+	switch body.Kind {
+	case protocol.SignalHave:
 		c.routeHave(from, body)
-		return
+	case protocol.SignalLib:
+		c.onLib(from, body)
+	case protocol.SignalHist:
+		c.room.onHist(body)
+	default:
+		c.peers.routeSignal(from, body)
 	}
-	c.peers.routeSignal(from, body)
+}
+
+// verified: a member answered the presence challenge; it gets the library
+// and the recent chat.
+func (c *Client) verified(member string) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.greet(member)
+	}()
 }
 
 func (c *Client) tampered(from string, err error) { c.peers.abortPeer(from, err) }

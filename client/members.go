@@ -150,6 +150,9 @@ func (r *room) presenceSignal(from string, body *protocol.Signal) bool {
 		if ok && r.opts.OnPresence != nil {
 			r.opts.OnPresence(snapshot, EventVerified)
 		}
+		if ok {
+			r.events.verified(from)
+		}
 		return true
 	}
 	return false

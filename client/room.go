@@ -44,6 +44,7 @@ type room struct {
 	seen      map[[16]byte]bool       // envelope ids already handled
 	order     *protocol.Order         // judges stamped messages: order, gaps, replays
 	pings     map[string]string       // member -> nonce of our last presence challenge
+	history   []protocol.HistItem     // the last chat envelopes seen or sent, oldest first
 	stamp     protocol.Stamp          // this member's session and the last seq it sealed
 	pairs     map[string]*crypto.Pair // by member id, one per session
 	ice       []protocol.ICEServer    // TURN servers from the welcome
@@ -73,6 +74,8 @@ type roomEvents interface {
 	tampered(from string, err error)
 	// presence says a member joined, left, or went on- or offline.
 	presence(member, event string)
+	// verified says a member answered the presence challenge.
+	verified(member string)
 	// connLost says the connection broke (a new one may follow).
 	connLost(err error)
 }

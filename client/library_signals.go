@@ -1,0 +1,157 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"cloakroom/internal/protocol"
+)
+
+// Library signals (docs/PROTOCOL.md "Signals"): a member greets a member
+// whose presence it has just verified with the library entries it holds
+// and the recent chat; a member starting a fetch tells everyone online, so
+// other fetchers of the same file link to it.
+
+// greet sends member the entries this member holds (newest first) and the
+// recent chat. It runs on its own goroutine.
+func (c *Client) greet(member string) {
+	for _, e := range c.lib.newest(protocol.LibraryAnnounce) {
+		if e.nHeldNow() == 0 {
+			continue
+		}
+		if err := c.sendLib(member, e); err != nil {
+			c.log.Debug("library entry not announced", "member", short8(member), "err", err)
+			return
+		}
+	}
+	c.room.sendHistory(member)
+}
+
+// sendLib tells member what this member holds of e.
+func (c *Client) sendLib(member string, e *entry) error {
+	s := &protocol.Signal{Kind: protocol.SignalLib, Session: e.man.File, File: e.man.File, Origin: e.origin,
+		Chunks: e.man.Chunks, Env: protocol.EncodeB64(e.env)}
+	if e.complete() {
+		s.Done = true
+	} else {
+		s.Have = e.ranges()
+	}
+	return c.room.sendSignal(member, s)
+}
+
+// announceFetch tells every verified online member that this member is
+// fetching e (and holds what it holds).
+func (c *Client) announceFetch(e *entry) {
+	for _, m := range c.room.Members() {
+		if m.Online && m.Verified && m.ID != e.origin {
+			go func() {
+				if err := c.sendLib(m.ID, e); err != nil {
+					c.log.Debug("fetch not announced", "member", short8(m.ID), "err", err)
+				}
+			}()
+		}
+	}
+}
+
+// onLib records a library entry a member holds; a fetch of it may link to
+// that member, and (FetchEarlier) a new entry is fetched.
+func (c *Client) onLib(from string, s *protocol.Signal) {
+	env, err := protocol.DecodeB64(s.Env)
+	if err != nil {
+		return
+	}
+	e, _, err := c.addEntry(s.Origin, s.File, s.Chunks, env)
+	if err != nil {
+		c.log.Warn("library entry refused", "from", short8(from), "err", err)
+		return
+	}
+	e.noteHolder(from, s.Done)
+	if f := c.fetchOf(s.File); f != nil {
+		c.maybeLink(f, from)
+		return
+	}
+	if c.opts.FetchEarlier && (s.Done || len(s.Have) > 0 || from == e.origin) {
+		c.startFetch(e, false)
+	}
+}
+
+// maybeLink offers a link to member for fetch f if none exists or is being
+// set up: always to a member holding all of it (or its origin), and to
+// another fetcher only from the smaller member id (the other offers).
+func (c *Client) maybeLink(f *fetch, member string) {
+	if member == c.id || !c.verifiedOnline(member) {
+		return
+	}
+	complete := f.e.holderComplete(member) || member == f.e.origin
+	if !complete && c.id > member {
+		return
+	}
+	c.links.mu.Lock()
+	if c.links.ready[member] != nil || c.links.pending[member] {
+		c.links.mu.Unlock()
+		return
+	}
+	c.links.pending[member] = true
+	c.links.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		err := c.offerLink(c.ctx, member)
+		c.links.mu.Lock()
+		delete(c.links.pending, member)
+		c.links.mu.Unlock()
+		if err != nil {
+			c.log.Info("no link to a holder", "member", short8(member), "err", err)
+		}
+	}()
+}
+
+// offerLink climbs the peer-to-peer ladder to member until a session is
+// ready (it becomes a link by the accept hook).
+func (c *Client) offerLink(ctx context.Context, member string) error {
+	var last error
+	for _, mode := range c.opts.Transport.Ladder() {
+		p, err := c.peers.offer(member, mode)
+		if err == nil {
+			if err = p.waitReady(ctx, c.opts.ICETimeout); err == nil {
+				return nil
+			}
+			_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if last == nil {
+		last = fmt.Errorf("transport %s has no peer-to-peer path: %w", c.opts.Transport, ErrTransport)
+	}
+	return last
+}
+
+func (c *Client) verifiedOnline(member string) bool {
+	return slices.ContainsFunc(c.room.Members(), func(m Member) bool { return m.ID == member && m.Online && m.Verified })
+}
+
+func (e *entry) holderComplete(member string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.holders[member]
+}
+
+func (e *entry) holderIDs() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, 0, len(e.holders))
+	for m := range e.holders {
+		out = append(out, m)
+	}
+	return out
+}
+
+func (e *entry) nHeldNow() uint32 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.nHeld
+}

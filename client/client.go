@@ -119,6 +119,7 @@ type Client struct {
 	mu       sync.Mutex
 	sends    map[string]*sendState // relay rounds in progress, by file id
 	fetching map[string]*fetch     // swarm receptions, by file id
+	libHeard time.Time             // when the last lib signal arrived
 }
 
 // Dial joins the room named by invite (a link, a fragment or a mini code). It

@@ -1,6 +1,8 @@
 package client
 
 import (
+	"slices"
+
 	"cloakroom/internal/protocol"
 )
 
@@ -27,6 +29,11 @@ func (c *Client) signal(from string, body *protocol.Signal) {
 // verified: a member answered the presence challenge; it gets the library
 // and the recent chat.
 func (c *Client) verified(member string) {
+	for _, f := range c.fetches() { // a holder heard of before it was verified
+		if slices.Contains(f.e.holderIDs(), member) {
+			c.maybeLink(f, member)
+		}
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

@@ -183,13 +183,23 @@ func (f *fetch) addSource(p *peerConn) {
 	f.poke()
 }
 
-func (f *fetch) removeSource(p *peerConn) {
+// removeSource forgets link p; next (another link with the same member,
+// or nil) takes its place, and what p still owed is asked again.
+func (f *fetch) removeSource(p, next *peerConn) {
 	f.mu.Lock()
 	if f.links[p.member] == p {
-		delete(f.links, p.member)
-		f.sw.Remove(p.member)
+		if next != nil {
+			f.links[p.member] = next
+			f.sw.Release(p.member) // what it knew of the member still holds
+		} else {
+			delete(f.links, p.member)
+			f.sw.Remove(p.member)
+		}
 	}
 	f.mu.Unlock()
+	if next != nil {
+		go f.c.sendHave(next, f.e, true) // the member must know what we hold to serve "any"
+	}
 	f.poke()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"cloakroom/internal/protocol"
 )
@@ -57,6 +58,9 @@ func (c *Client) announceFetch(e *entry) {
 // onLib records a library entry a member holds; a fetch of it may link to
 // that member, and (FetchEarlier) a new entry is fetched.
 func (c *Client) onLib(from string, s *protocol.Signal) {
+	c.mu.Lock()
+	c.libHeard = time.Now()
+	c.mu.Unlock()
 	env, err := protocol.DecodeB64(s.Env)
 	if err != nil {
 		return
@@ -154,4 +158,57 @@ func (e *entry) nHeldNow() uint32 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.nHeld
+}
+
+// Fetch starts fetching library entry id from the members who hold it;
+// the file arrives through NextFile like any other.
+func (c *Client) Fetch(id string) error {
+	e := c.lib.get(id)
+	if e == nil {
+		return fmt.Errorf("file %s: %w", id, ErrNoHolder)
+	}
+	if e.complete() {
+		return nil // held already: NextFile will not see it again
+	}
+	if c.startFetch(e, false) == nil && !c.recv.Active(id) {
+		return fmt.Errorf("file %s was received (or refused) already in this session: %w", id, ErrProtocol)
+	}
+	return nil
+}
+
+// Settle waits until every member online is verified and no library entry
+// arrived for quiet (new members greet a newcomer with what they hold), or
+// until max has passed.
+func (c *Client) Settle(ctx context.Context, quiet, max time.Duration) {
+	deadline := time.Now().Add(max)
+	_ = c.room.await(ctx, deadline, func() bool {
+		for _, m := range c.room.Members() {
+			if m.Online && !m.Verified {
+				return false
+			}
+		}
+		return true
+	})
+	for {
+		wait := time.Until(c.lastLib().Add(quiet))
+		if left := time.Until(deadline); wait > left {
+			wait = left
+		}
+		if wait <= 0 {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+func (c *Client) lastLib() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.libHeard
 }

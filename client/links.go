@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,40 +18,46 @@ import (
 // confirmed peer session is a link over which both members tell each other
 // what they hold, ask for chunks and serve them, for every file they share.
 
-// links is the set of ready links, one per member (the newest), and the
-// links being set up.
+// links is the set of ready links (a member may have several: each side
+// may have offered one, and an origin offers one per file it sends), and
+// the members a link is being set up with.
 type links struct {
 	mu      sync.Mutex
-	ready   map[string]*peerConn
+	ready   map[string][]*peerConn // oldest first
 	pending map[string]bool
 	servers map[*peerConn]*linkServer
 	// verdicts: the origin's sends waiting for a receiver's progress and
-	// verdict on a file, by session and file id.
+	// verdict on a file, by member and file id (over any link with it).
 	verdicts map[verdictKey]receiverEvents
 }
 
 type verdictKey struct {
-	session string
-	file    [16]byte
+	member string
+	file   [16]byte
 }
 
 func newLinks() *links {
-	return &links{ready: map[string]*peerConn{}, pending: map[string]bool{}, servers: map[*peerConn]*linkServer{},
+	return &links{ready: map[string][]*peerConn{}, pending: map[string]bool{}, servers: map[*peerConn]*linkServer{},
 		verdicts: map[verdictKey]receiverEvents{}}
 }
 
+// get returns the newest link with member, or nil.
 func (ls *links) get(member string) *peerConn {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	return ls.ready[member]
+	if l := ls.ready[member]; len(l) > 0 {
+		return l[len(l)-1]
+	}
+	return nil
 }
 
+// all returns the newest link with each member.
 func (ls *links) all() []*peerConn {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	out := make([]*peerConn, 0, len(ls.ready))
-	for _, p := range ls.ready {
-		out = append(out, p)
+	for _, l := range ls.ready {
+		out = append(out, l[len(l)-1])
 	}
 	return out
 }
@@ -66,7 +73,7 @@ func (c *Client) linkReady(p *peerConn) {
 	}
 	srv := newLinkServer(c, p)
 	c.links.servers[p] = srv
-	c.links.ready[p.member] = p
+	c.links.ready[p.member] = append(c.links.ready[p.member], p)
 	delete(c.links.pending, p.member)
 	c.links.mu.Unlock()
 	go srv.run()
@@ -74,29 +81,38 @@ func (c *Client) linkReady(p *peerConn) {
 		<-p.failed
 		c.linkGone(p)
 	}()
-	for _, e := range c.lib.newest(1 << 30) {
-		if e.origin == p.member {
-			continue // the origin holds it all
-		}
-		if f := c.fetchOf(e.man.File); f != nil || e.nHeldNow() > 0 {
-			c.sendHave(p, e, true)
-		}
-	}
 	for _, f := range c.fetches() {
 		f.addSource(p)
 	}
+	// Off the caller's goroutine (it may be pion's reader): the member
+	// hears what this member holds.
+	go func() {
+		for _, e := range c.lib.newest(1 << 30) {
+			if e.origin == p.member {
+				continue // the origin holds it all
+			}
+			if f := c.fetchOf(e.man.File); f != nil || e.nHeldNow() > 0 {
+				c.sendHave(p, e, true)
+			}
+		}
+	}()
 }
 
-// linkGone forgets a link that ended.
+// linkGone forgets a link that ended; fetches move to another link with
+// the same member, if there is one.
 func (c *Client) linkGone(p *peerConn) {
 	c.links.mu.Lock()
 	delete(c.links.servers, p)
-	if c.links.ready[p.member] == p {
+	l := slices.DeleteFunc(c.links.ready[p.member], func(q *peerConn) bool { return q == p })
+	if len(l) == 0 {
 		delete(c.links.ready, p.member)
+	} else {
+		c.links.ready[p.member] = l
 	}
 	c.links.mu.Unlock()
+	next := c.links.get(p.member)
 	for _, f := range c.fetches() {
-		f.removeSource(p)
+		f.removeSource(p, next)
 	}
 }
 
@@ -123,6 +139,7 @@ func (c *Client) sendDC(p *peerConn, m *protocol.DCMessage) {
 
 // onDC handles every message on a confirmed session (a link).
 func (c *Client) onDC(p *peerConn, data []byte) {
+	c.linkReady(p) // before anything it says is acted on (idempotent)
 	if k, err := protocol.FrameKind(data); err == nil && k == protocol.FrameChunkUp {
 		c.onChunk(p, data)
 		return
@@ -138,7 +155,7 @@ func (c *Client) onDC(p *peerConn, data []byte) {
 		c.onManifest(p, m)
 	case protocol.DCProgress, protocol.DCDone:
 		c.links.mu.Lock()
-		ev, ok := c.links.verdicts[verdictKey{p.session, m.File}]
+		ev, ok := c.links.verdicts[verdictKey{p.member, m.File}]
 		c.links.mu.Unlock()
 		if ok {
 			ev.deliver(m)

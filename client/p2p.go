@@ -116,14 +116,14 @@ func (ev receiverEvents) deliver(m *protocol.DCMessage) {
 func (c *Client) listenReceiver(p *peerConn, fid uuid.UUID) receiverEvents {
 	ev := receiverEvents{progress: make(chan *protocol.DCMessage, 64), verdict: make(chan *protocol.DCMessage, 1)}
 	c.links.mu.Lock()
-	c.links.verdicts[verdictKey{p.session, fid}] = ev
+	c.links.verdicts[verdictKey{p.member, fid}] = ev
 	c.links.mu.Unlock()
 	return ev
 }
 
 func (c *Client) unlistenReceiver(p *peerConn, fid uuid.UUID) {
 	c.links.mu.Lock()
-	delete(c.links.verdicts, verdictKey{p.session, fid})
+	delete(c.links.verdicts, verdictKey{p.member, fid})
 	c.links.mu.Unlock()
 }
 

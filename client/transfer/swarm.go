@@ -133,6 +133,10 @@ func (s *Swarm) Bad(id string) {
 // IsBad reports whether a source was dropped as bad.
 func (s *Swarm) IsBad(id string) bool { return s.sources[id] != nil && s.sources[id].bad }
 
+// Release gives a source's outstanding chunks back (its link ended; it is
+// reached over another one now).
+func (s *Swarm) Release(id string) { s.release(id) }
+
 func (s *Swarm) release(id string) {
 	for i, by := range s.asked {
 		if by == id {

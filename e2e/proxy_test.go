@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -261,10 +262,24 @@ func (m *wsMITM) cut() {
 
 // relayWS copies messages from src to dst until either fails, then closes
 // both (so the other direction ends too). Binary and text messages go
-// through bin and text when set.
+// through bin and text when set. Pings and pongs are passed on as they are
+// (gorilla handles control frames inside ReadMessage, so without these
+// handlers it would answer the server's pings itself and the client would
+// never see one): the client behind the man in the middle keeps its read
+// deadline fresh exactly as it would without it, and the server hears the
+// client's own pongs.
 func relayWS(dst, src *websocket.Conn, bin, text frameTransform) {
 	defer dst.Close()
 	defer src.Close()
+	forward := func(mt int) func(string) error {
+		return func(data string) error {
+			// An error here ends the relay at the next write anyway.
+			_ = dst.WriteControl(mt, []byte(data), time.Now().Add(time.Second))
+			return nil
+		}
+	}
+	src.SetPingHandler(forward(websocket.PingMessage))
+	src.SetPongHandler(forward(websocket.PongMessage))
 	for {
 		mt, data, err := src.ReadMessage()
 		if err != nil {

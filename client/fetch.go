@@ -308,6 +308,10 @@ func (s fetchSource) Path() protocol.Path {
 func (s fetchSource) Gone() <-chan struct{} { return nil }
 
 func (s fetchSource) Report(m *protocol.DCMessage) {
+	if m.Kind == protocol.DCDone {
+		s.f.c.sendToMember(s.f.e.origin, m) // the verdict must get through
+		return
+	}
 	if p := s.f.c.links.get(s.f.e.origin); p != nil {
 		go s.f.c.sendDC(p, m)
 	}

@@ -189,8 +189,13 @@ func (c *Client) Settle(ctx context.Context, quiet, max time.Duration) {
 		}
 		return true
 	})
+	verified := time.Now() // they greet once they have verified us, about now
 	for {
-		wait := time.Until(c.lastLib().Add(quiet))
+		heard := c.lastLib()
+		if heard.Before(verified) {
+			heard = verified
+		}
+		wait := time.Until(heard.Add(quiet))
 		if left := time.Until(deadline); wait > left {
 			wait = left
 		}

@@ -234,3 +234,24 @@ func TestLibraryResendSameContent(t *testing.T) {
 		t.Fatalf("b's library has %d entries, want 2", n)
 	}
 }
+
+// waitHolders waits until p's library lists the file named name as held by
+// exactly holders (the members online who greeted p with it).
+func waitHolders(ctx context.Context, t *testing.T, p *peer, name string, holders ...string) {
+	t.Helper()
+	slices.Sort(holders)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, e := range p.Library() {
+			if e.Name == name && slices.Equal(e.Holders, holders) {
+				return
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("%s: waiting for %s held by %v: library %+v", p.name, name, holders, p.Library())
+		}
+	}
+}

@@ -200,20 +200,8 @@ func (c *Client) onDC(p *peerConn, data []byte) {
 		if srv != nil {
 			srv.want(file, m)
 		}
-	case protocol.DCHashReq:
-		if e := c.lib.get(file); e != nil {
-			if piece, ok := e.hashes.Piece(m.Piece); ok {
-				go c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCHashes, File: m.File, Piece: m.Piece, Hashes: piece})
-			}
-		}
-	case protocol.DCHashes:
-		if e := c.lib.get(file); e != nil {
-			if err := e.hashes.SetPiece(m.Piece, m.Hashes); err != nil {
-				c.log.Warn("a member sent a wrong hash piece; ignoring it", "member", short8(p.member), "err", err)
-			} else if f := c.fetchOf(file); f != nil {
-				f.poke()
-			}
-		}
+	case protocol.DCHashReq, protocol.DCHashes:
+		c.onHashes(p, file, m)
 	case protocol.DCCancel:
 		c.links.mu.Lock()
 		srv := c.links.servers[p]
@@ -271,4 +259,24 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// onHashes answers a hash request with the piece, if known, or takes a
+// piece (checked against the manifest's commitment).
+func (c *Client) onHashes(p *peerConn, file string, m *protocol.DCMessage) {
+	e := c.lib.get(file)
+	if e == nil {
+		return
+	}
+	if m.Kind == protocol.DCHashReq {
+		if piece, ok := e.hashes.Piece(m.Piece); ok {
+			go c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCHashes, File: m.File, Piece: m.Piece, Hashes: piece})
+		}
+		return
+	}
+	if err := e.hashes.SetPiece(m.Piece, m.Hashes); err != nil {
+		c.log.Warn("a member sent a wrong hash piece; ignoring it", "member", short8(p.member), "err", err)
+	} else if f := c.fetchOf(file); f != nil {
+		f.poke()
+	}
 }

@@ -1,7 +1,7 @@
 package client
 
 import (
-	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -117,7 +117,7 @@ func (f *fetch) step(now time.Time) {
 			continue
 		}
 		for _, piece := range missing {
-			key := m + "/" + string(rune(piece))
+			key := fmt.Sprint(m, "/", piece)
 			if !f.askedFor[key] {
 				f.askedFor[key] = true
 				msg := &protocol.DCMessage{Kind: protocol.DCHashReq, File: uuid.MustParse(f.e.man.File), Piece: piece}
@@ -317,4 +317,3 @@ func (s fetchSource) Report(m *protocol.DCMessage) {
 	}
 }
 
-var _ = context.Background

@@ -316,4 +316,3 @@ func (s fetchSource) Report(m *protocol.DCMessage) {
 		go s.f.c.sendDC(p, m)
 	}
 }
-

@@ -53,7 +53,7 @@ const (
 	StallAfter   = 10 * time.Second
 	// AnyStallAfter: an origin that sends nothing for this long while
 	// "any" chunks are outstanding is asked by index instead.
-	AnyStallAfter = 2 * time.Second
+	AnyStallAfter = 5 * time.Second
 )
 
 // NewSwarm schedules a file of chunks chunks of which held already are held.

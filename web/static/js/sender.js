@@ -11,6 +11,7 @@ import { STALL_MS } from './p2p.js';
 import { Transfer, safeName } from './transfer.js';
 import { forEachSealed } from './sealer.js';
 import { RelaySend } from './relay-send.js';
+import { hashFile } from './hashes.js';
 
 const ICE_TIMEOUT_MS = 10000; // each peer-to-peer rung (as the Go client)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -34,15 +35,13 @@ export class Sender {
     t.id = C.newUUID();
     this.s.emit('transfer', { transfer: t });
     try {
-      const hash = new C.Sha256();
-      for (let off = 0; off < file.size; off += 4 << 20) {
-        hash.update(new Uint8Array(await file.slice(off, Math.min(file.size, off + (4 << 20))).arrayBuffer()));
-      }
-      t.sha256 = C.toHex(hash.digest());
+      // One read: the file's SHA-256 and every chunk's (the v4 commitment).
+      const { sha256, chunkHashes, commit } = await hashFile(file, P.CHUNK_SIZE);
+      t.sha256 = sha256;
       const key = C.randomBytes(32);
       const man = {
         file: t.id, name: t.name, type: t.type, size: file.size, chunkSize: P.CHUNK_SIZE,
-        chunks: C.chunkCount(file.size, P.CHUNK_SIZE), sha256: t.sha256, key: C.b64u(key),
+        chunks: C.chunkCount(file.size, P.CHUNK_SIZE), sha256: t.sha256, key: C.b64u(key), hashes: commit,
       };
       if (!man.chunks || man.chunks > P.MAX_CHUNKS) throw new Error('the file is too large');
       t.chunks = man.chunks;

@@ -459,6 +459,8 @@ export class P2P {
   async offer(member, mode) {
     const p = new Peer(this, member, C.newUUID(), true, mode, await this.config(mode));
     this.peers.set(p.session, p);
+    // Whoever offered, a session is a link (swarm.js): what comes on it goes to the room's pump.
+    p.handler = (b) => this.room.receiver?.dcIn(p, b);
     try {
       const sd = await p.pc.createOffer();
       await p.pc.setLocalDescription(sd);

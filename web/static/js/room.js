@@ -22,6 +22,7 @@ import { openStore } from './store.js';
 import { P2P, ICE_REFRESH_BEFORE_S } from './p2p.js';
 import { Receiver } from './receiver.js';
 import { Sender } from './sender.js';
+import { Swarm } from './swarm.js';
 import { ChatOutbox } from './chat-outbox.js';
 import { Order, Verdict, validStamp } from './order.js';
 import { ERROR_TEXT, FATAL_CODES, LOST, REFUSED_CODES } from './server-errors.js';
@@ -85,6 +86,8 @@ export class Room extends EventTarget {
       enqueue: (item) => this._enqueue(item),
       ack: (item) => this._ack(item),
     });
+    this.swarm = new Swarm(this);
+    this.receiver.d.swarm = this.swarm;
     this.sender = new Sender(this);
     this.chat = new ChatOutbox(this);
   }
@@ -247,6 +250,7 @@ export class Room extends EventTarget {
   leave() {
     this._closed = true;
     this.p2p.closeAll();
+    this.swarm.close();
     const ws = this._ws;
     this._setState(State.CLOSED);
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.resolve();

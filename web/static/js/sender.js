@@ -9,7 +9,6 @@ import * as P from './protocol.js';
 import { Path, Transport, ladder } from './protocol.js';
 import { STALL_MS } from './p2p.js';
 import { Transfer, safeName } from './transfer.js';
-import { forEachSealed } from './sealer.js';
 import { RelaySend } from './relay-send.js';
 import { hashFile } from './hashes.js';
 
@@ -46,8 +45,11 @@ export class Sender {
       if (!man.chunks || man.chunks > P.MAX_CHUNKS) throw new Error('the file is too large');
       t.chunks = man.chunks;
       const sealed = await this.s.keys.sealManifest(this.s.id, { ...man, ...this.s.nextStamp() });
-      const recipients = await this._waitForMembers(t);
       const job = { t, file, man, key, sealed };
+      // A library entry at once: members who join later fetch it from here.
+      job.entry = await this.s.swarm.addOrigin(job, chunkHashes);
+      this.s.library?.shared(job.entry);
+      const recipients = await this._waitForMembers(t);
       for (const r of recipients) t.recipients.set(r, { state: 'connecting', path: '', bytes: 0, error: '' });
       t.state = 'sending';
       t.peer = recipients.join(',');
@@ -179,23 +181,17 @@ export class Sender {
     this.lose(t, [member], why);
   }
 
-  /** Streams the file over a confirmed session: the manifest, every chunk
-   * (the same sealed frames as the relay's), then waits for the receiver's
-   * verdict. Stalls (no word from the receiver) fail the session. */
+  /** Offers the file over a confirmed session (protocol v4): the session
+   * becomes a link (swarm.js) that announces the manifest, the hash pieces
+   * and a full have, then serves what the receiver pulls; this waits for
+   * the receiver's verdict. Stalls (no word from the receiver) fail it. */
   async _streamP2P(job, p, rec) {
-    const { t, file, man, key, sealed } = job;
-    const fid = C.uuidBytes(man.file);
+    const { t, man } = job;
     let verdict;
     const done = new Promise((resolve, reject) => { verdict = { resolve, reject }; });
     done.catch(() => {});
     p.ended.then((e) => verdict.reject(e));
-    p.handler = (b) => {
-      let m;
-      try { m = P.parseDC(b); } catch { m = null; }
-      if (!m || (m.kind !== P.DC_PROGRESS && m.kind !== P.DC_DONE) || C.toHex(m.file) !== C.toHex(fid)) {
-        p.fail(new Error('unexpected message from the receiver'));
-        return;
-      }
+    const off = this.s.swarm.onVerdict(man.file, p.member, (m) => {
       if (m.kind === P.DC_PROGRESS) {
         rec.bytes = Math.min(m.chunks * man.chunkSize, man.size);
         this.progress(t);
@@ -206,22 +202,16 @@ export class Sender {
       } else {
         verdict.resolve();
       }
-    };
-    await p.send(P.dcMessage({ kind: P.DC_MANIFEST, file: fid, chunks: man.chunks, sealed }));
-    const cipher = await C.newChunkCipher(key, this.s.keys.roomID, this.s.id, fid, man.chunks, man.size);
-    let failedEarly = null;
-    done.catch((e) => { failedEarly = e; });
-    await forEachSealed(file, man, cipher, async (i, sc) => {
-      if (failedEarly) throw failedEarly;
-      await p.send(P.chunkUpFrame(fid, i, man.chunks, sc));
     });
     const watch = setInterval(() => {
       if (performance.now() - p._activity > STALL_MS) p.fail(new Error(`no word from the receiver for ${STALL_MS / 1000} s`));
     }, 1000);
     try {
+      await this.s.swarm.attach(p, job.entry);
       await done;
     } finally {
       clearInterval(watch);
+      off();
     }
   }
 

@@ -302,24 +302,28 @@ function appendItem(li) {
 
 function timeText(t) { return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); }
 
-function addChat({ id, from, text, mine, time, pending, sent, sess, seq, late, missing }) {
+function addChat({ id, from, text, mine, time, pending, sent, sess, seq, late, missing, history }) {
   if (missing > 0) {
     appendItem(el('li', { class: 'item gap', dataset: { from },
       text: `${missing === 1 ? 'A message' : `${missing} messages`} from ${memberName(from)} did not arrive` }));
   }
-  const li = el('li', { class: `item chat${mine ? ' mine' : ''}${pending ? ' pending' : ''}${late ? ' late' : ''}`,
-    dataset: { id, from, sess: sess || '', seq: String(seq || 0) } },
+  const ts = sent || time;
+  const li = el('li', { class: `item chat${mine ? ' mine' : ''}${pending ? ' pending' : ''}${late ? ' late' : ''}${history ? ' history' : ''}`,
+    dataset: { id, from, sess: sess || '', seq: String(seq || 0), ts: String(ts) } },
     mine ? null : avatar(from),
     el('div', { class: 'bubble' },
       el('div', { class: 'meta' }, el('span', { class: 'who', text: memberName(from) }), el('time', { text: timeText(sent || time) }),
         pending ? el('span', { class: 'sending', text: 'Sending…' }) : null,
-        late ? el('span', { class: 'late-note', text: 'arrived late' }) : null),
+        late ? el('span', { class: 'late-note', text: 'arrived late' }) : null,
+        history ? el('span', { class: 'history-note', text: 'earlier' }) : null),
       el('p', { class: 'text', text })));
   // A late message goes before its sender's later ones: the sender's order.
   const next = late && [...$('feed').querySelectorAll('li.chat')].find((x) =>
     x.dataset.from === from && x.dataset.sess === sess && Number(x.dataset.seq) > seq);
+  // History (sent before we joined) goes in stamp order among what is shown.
+  const after = history && [...$('feed').querySelectorAll('li.item[data-ts]')].find((x) => Number(x.dataset.ts) > ts);
   if (next) next.before(li);
-  else appendItem(li);
+  else if (after) { after.before(li); $('feed-empty').hidden = true; } else appendItem(li);
 }
 
 /** A chat of ours reached the server. */
@@ -375,12 +379,15 @@ function statusText(t) {
   }
 }
 
+const mine = (t) => t.direction === 'send';
+
 function renderTransfer(t, force = false) {
   let v = transferViews.get(t.id);
   if (!v) {
     const mine = t.direction === 'send';
     v = { t, li: null, progress: el('progress', { max: '1', value: '0' }), status: el('p', { class: 'status' }), media: null, shown: false, last: 0 };
-    v.li = el('li', { class: `item file${mine ? ' mine' : ''}`, dataset: { file: t.id, direction: t.direction } },
+    v.helpers = el('p', { class: 'helpers muted small' });
+    v.li = el('li', { class: `item file${mine ? ' mine' : ''}`, dataset: { file: t.id, direction: t.direction, ts: String(Date.now()), origin: t.peer } },
       mine ? null : avatar(t.peer),
       el('div', { class: 'bubble' },
         el('div', { class: 'meta' }, el('span', { class: 'who', text: mine ? 'You' : memberName(t.peer) }), el('time', { text: timeText(Date.now()) })),
@@ -389,7 +396,7 @@ function renderTransfer(t, force = false) {
           el('div', {},
             el('div', { class: 'file-name', text: t.name }),
             el('div', { class: 'file-info muted', text: `${formatBytes(t.size)} · ${t.type || 'file'}` }))),
-        v.progress, v.status));
+        v.progress, v.status, mine ? null : v.helpers));
     transferViews.set(t.id, v);
     appendItem(v.li);
   }
@@ -408,6 +415,12 @@ function renderTransfer(t, force = false) {
   v.progress.value = t.fraction;
   v.progress.hidden = t.state === 'done' || t.state === 'failed';
   v.status.textContent = statusText(t);
+  if (!mine(t)) {
+    // Who shared it, and how many members' copies it came from (the swarm).
+    const n = t.helpers || 0;
+    v.li.dataset.helpers = String(n);
+    v.helpers.textContent = `Shared by ${memberName(t.peer)}${n ? ` · ${n} ${n === 1 ? 'member' : 'members'} helped` : ''}`;
+  }
   v.status.classList.toggle('error', t.state === 'failed');
   if (t.state === 'done') {
     v.li.dataset.sha256 = t.sha256;

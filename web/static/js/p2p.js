@@ -435,6 +435,12 @@ export class P2P {
       case Signal.PONG:
         this.room.onPong?.(from, b.session);
         return;
+      case Signal.LIB: // v4: a library entry the member holds or fetches (library.js)
+        await this.room.onLib?.(from, b);
+        return;
+      case Signal.HIST: // v4: recent chat for us, a newcomer
+        await this.room.onHist?.(from, b);
+        return;
       // Other kinds (a newer client's) are ignored.
     }
   }

@@ -80,6 +80,8 @@ export class Receiver {
     if (same && await this._adoptRecv(same, man, from, path, peer)) return;
     const t = new Transfer({ id: man.file, name: safeName(man.name), type: safeType(man.type), size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving', path });
     const r = { man, from, t, path, peer, have: new Uint8Array(man.chunks), disk: new Uint8Array(man.chunks), got: 0, written: 0, resumed: false, sink: null, cipher: null, done: false, failed: false, vanished: false, vanishTimer: 0, vanishMsg: '' };
+    let ready;
+    r.ready = new Promise((res) => { ready = res; }); // once the sink is open (or the reception failed)
     this._recvs.set(man.file, r);
     try {
       r.cipher = await C.newChunkCipher(C.unb64u(man.key), this.d.keys.roomID, from, C.uuidBytes(man.file), man.chunks, man.size);
@@ -88,6 +90,8 @@ export class Receiver {
     } catch (e) {
       this._failRecv(r, e.message);
       return;
+    } finally {
+      ready();
     }
     this._emit('transfer', { transfer: t });
   }
@@ -144,7 +148,7 @@ export class Receiver {
    * decryption overlaps the handling of the chunks before it. */
   _preopenChunk(d, sender) {
     const r = this._recvs.get(C.uuidString(d.file));
-    if (r && r.cipher && !r.failed && !r.done && !r.have[d.index] && sender === r.from && d.count === r.man.chunks) {
+    if (r && r.sink && !r.failed && !r.done && !r.have[d.index] && sender === r.from && d.count === r.man.chunks) {
       const opening = r.cipher.open(d.index, d.final, d.sealed);
       opening.catch(() => {});
       return opening;
@@ -166,7 +170,8 @@ export class Receiver {
     if (j.verdict === Verdict.REPLAYED) { console.warn('cloakroom: a file announcement sealed before we joined was dropped (a replay by the server?)'); return; }
     await this._startRecv(man, from, Path.RELAY, null);
     const r = this._recvs.get(man.file);
-    if (r && r.cipher && !r.failed && this.d.swarm) this.d.swarm.fetch(r, sealed);
+    await r?.ready;
+    if (r && r.sink && !r.failed && this.d.swarm) this.d.swarm.fetch(r, sealed);
   }
 
   /** Parses a relay chunk frame as it arrives and starts opening it (the
@@ -331,7 +336,8 @@ export class Receiver {
         return;
       }
       const r = this._recvs.get(man.file);
-      if (r && r.cipher && !r.failed) this.d.swarm.fetch(r, m.sealed);
+      await r?.ready;
+      if (r && r.sink && !r.failed) this.d.swarm.fetch(r, m.sealed);
       return;
     }
     const r = this._recvs.get(C.uuidString(e.d.file));
@@ -352,7 +358,8 @@ export class Receiver {
   async libEntry(man, origin, env) {
     if (!this._recvs.has(man.file)) await this._startRecv(man, origin, '', null);
     const r = this._recvs.get(man.file);
-    if (r && r.cipher && !r.failed) this.d.swarm.fetch(r, env);
+    await r?.ready;
+    if (r && r.sink && !r.failed) this.d.swarm.fetch(r, env);
     return r;
   }
 

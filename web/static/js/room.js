@@ -23,6 +23,7 @@ import { P2P, ICE_REFRESH_BEFORE_S } from './p2p.js';
 import { Receiver } from './receiver.js';
 import { Sender } from './sender.js';
 import { Swarm } from './swarm.js';
+import { Library } from './library.js';
 import { ChatOutbox } from './chat-outbox.js';
 import { Order, Verdict, validStamp } from './order.js';
 import { ERROR_TEXT, FATAL_CODES, LOST, REFUSED_CODES } from './server-errors.js';
@@ -88,6 +89,7 @@ export class Room extends EventTarget {
     });
     this.swarm = new Swarm(this);
     this.receiver.d.swarm = this.swarm;
+    this.library = new Library(this);
     this.sender = new Sender(this);
     this.chat = new ChatOutbox(this);
   }
@@ -119,6 +121,11 @@ export class Room extends EventTarget {
 
   /** A have signal from a recipient of a relay send (p2p.js). */
   onHave(from, b) { this.sender.relay.onHave(from, b); }
+
+  /** lib and hist signals (p2p.js), and a fetch starting (swarm.js): library.js. */
+  onLib(from, b) { return this.library.onLib(from, b); }
+  onHist(from, b) { return this.library.onHist(from, b); }
+  onFetching(e) { this.library.fetching(e); }
 
   // ---- connection --------------------------------------------------------
 
@@ -380,6 +387,7 @@ export class Room extends EventTarget {
     this._pings.delete(from);
     mem.verified = true;
     this.emit('members');
+    this.library.greet(from); // our library and recent chat, for a member who may have just joined
   }
 
   async _welcome(m) {
@@ -497,6 +505,7 @@ export class Room extends EventTarget {
         if (j.verdict === Verdict.REPLAYED) {
           console.warn('cloakroom: a chat message sealed before we joined was dropped (a replay by the server?)');
         } else if (j.verdict !== Verdict.DUPLICATE) {
+          this.library.keepChat(m.from, m.data, stamp.ts);
           this.emit('chat', { id: idHex, from: m.from, text: body.text, mine: false, time: Date.now(), sent: stamp.ts,
             sess: stamp.sess, seq: stamp.seq, late: j.verdict === Verdict.LATE, missing: j.missing || 0 });
         }
@@ -520,6 +529,7 @@ export class Room extends EventTarget {
     const idHex = C.toHex(id);
     this._seen.add(idHex);
     this.chat.push(idHex, C.b64u(sealed));
+    this.library.keepChat(this.id, C.b64u(sealed), stamp.ts);
     this.emit('chat', { id: idHex, from: this.id, text, mine: true, time: Date.now(), pending: true });
     this.chat.flush();
   }

@@ -48,7 +48,6 @@ export class Sender {
       const job = { t, file, man, key, sealed };
       // A library entry at once: members who join later fetch it from here.
       job.entry = await this.s.swarm.addOrigin(job, chunkHashes);
-      this.s.library?.shared(job.entry);
       const recipients = await this._waitForMembers(t);
       for (const r of recipients) t.recipients.set(r, { state: 'connecting', path: '', bytes: 0, error: '' });
       t.state = 'sending';
@@ -192,6 +191,7 @@ export class Sender {
     done.catch(() => {});
     p.ended.then((e) => verdict.reject(e));
     const off = this.s.swarm.onVerdict(man.file, p.member, (m) => {
+      p._activity = performance.now(); // the receiver may speak on another link with us
       if (m.kind === P.DC_PROGRESS) {
         rec.bytes = Math.min(m.chunks * man.chunkSize, man.size);
         this.progress(t);

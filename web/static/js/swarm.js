@@ -84,8 +84,11 @@ export class Swarm {
       return padded(await r.sink.read(i * e.chunkSize, Math.min(e.chunkSize, e.size - i * e.chunkSize)), e.chunkSize);
     };
     for (let i = 0; i < e.chunks; i++) if (r.disk[i]) e.held[i] = 1;
+    const o = this._peerState(e, e.origin); // the origin holds every chunk
+    o.complete = true;
+    o.have.fill(1);
     // Ask every linked member for the hash pieces we lack (the origin sends them unasked).
-    for (const m of this._links.keys()) if (m !== e.origin) this._askPieces(e, m);
+    for (const m of this._links.keys()) this._askPieces(e, m);
     this.room.onFetching?.(e);
     this.plan(e);
     return e;
@@ -163,7 +166,7 @@ export class Swarm {
       this.plan(e);
       if (e === announce || !e.read) continue;
       if (e.held.some((x) => x)) peer.notify(this._fullHave(e));
-      if (e.r && !e.r.done && peer.member !== e.origin) this._askPieces(e, peer.member);
+      if (e.r && !e.r.done) this._askPieces(e, peer.member);
     }
   }
 
@@ -286,7 +289,12 @@ export class Swarm {
   _askPieces(e, member) {
     const l = this.link(member);
     if (!l || !e.r || e.hl.complete) return;
-    for (const p of e.hl.missing()) l.notify({ kind: P.DC_HASH_REQ, file: e.fid, piece: p });
+    e.asked ??= new Set();
+    for (const p of e.hl.missing()) {
+      if (e.asked.has(member + '/' + p)) continue; // once per holder (the origin sends them unasked)
+      e.asked.add(member + '/' + p);
+      l.notify({ kind: P.DC_HASH_REQ, file: e.fid, piece: p });
+    }
   }
 
   /** A chunk of e came from member (taken, a duplicate or refused). */
@@ -338,6 +346,9 @@ export class Swarm {
       if (!e.r || e.r.done || e.r.failed) continue;
       for (const [m, ps] of e.peers) {
         if ((ps.out.size || ps.anyOut) && now - ps.last > STALL_MS) {
+          // An `any` the holder could not fill (it believes it sent us
+          // everything): ask it by index from now on.
+          if (ps.anyOut) ps.explicit = true;
           this._dropOutstanding(e, m, ps);
           ps.last = now;
         }
@@ -393,7 +404,7 @@ export class Swarm {
     const n = Math.min(free, only.length - o.ps.anyOut);
     if (n <= 0) return;
     if (o.ps.out.size + o.ps.anyOut === 0) o.ps.last = performance.now();
-    if (e.sequential) {
+    if (e.sequential || o.ps.explicit) {
       const pick = only.slice(0, n);
       for (const i of pick) { e.out.set(i, o.m); o.ps.out.add(i); }
       o.l.notify({ kind: P.DC_WANT, file: e.fid, any: 0, indices: pick });

@@ -164,6 +164,7 @@ func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cf.register(fs, true)
 	dir := fs.StringP("output", "o", ".", "directory to write received files to")
 	count := fs.Int("count", 0, "exit after this many files (0: run until interrupted)")
+	newOnly := fs.Bool("new-only", false, "only files sent from now on, not the earlier files members online still hold")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -174,7 +175,7 @@ func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("recv: output directory %q does not exist", *dir)
 	}
 	bars := newBars(stderr)
-	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{Dir: *dir, OnProgress: bars.update, OnState: stateLine(stderr)})
+	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{Dir: *dir, OnProgress: bars.update, OnState: stateLine(stderr), FetchEarlier: !*newOnly})
 	if err != nil {
 		return fmt.Errorf("recv: %w", err)
 	}
@@ -196,6 +197,7 @@ func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if f.Resumed > 0 {
 			fmt.Fprintf(stderr, "%s: resumed with %d of %d bytes already here\n", client.SafeName(f.Name), f.Resumed, f.Size)
 		}
+		sayHelpers(stderr, f)
 		fmt.Fprintln(stdout, f.Path)
 		n++
 	}

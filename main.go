@@ -25,6 +25,8 @@ commands:
   send    send files to the members of a room
   recv    receive files from a room
   chat    chat in a room: stdin lines out, room messages in
+  ls      list the files shared in a room that a member online holds
+  get     fetch one file of a room's library (by name or id)
   bench   measure throughput and capacity (bench relay|p2p|turn|idle|fanout)
 
 Run "cloakroom COMMAND --help" for the flags of a command.
@@ -50,6 +52,9 @@ func exitCode(err error) int {
 	if errors.As(err, &ue) {
 		return 2
 	}
+	if errors.Is(err, errNothingToGet) {
+		return 3
+	}
 	return 1
 }
 
@@ -70,6 +75,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdRecv(ctx, args, stdout, stderr)
 	case "chat":
 		return cmdChat(ctx, args, stdin, stdout, stderr)
+	case "ls":
+		return cmdLs(ctx, args, stdout, stderr)
+	case "get":
+		return cmdGet(ctx, args, stdout, stderr)
 	case "bench":
 		return cmdBench(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":

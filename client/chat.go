@@ -48,10 +48,12 @@ func (r *room) sendChat(ctx context.Context, text string) error {
 	if err != nil {
 		return err
 	}
-	_, sealed, err := r.keys.SealEnvelope(crypto.EnvelopeMeta{Sender: r.id}, body)
+	id, sealed, err := r.keys.SealEnvelope(crypto.EnvelopeMeta{Sender: r.id}, body)
 	if err != nil {
 		return fmt.Errorf("chat: seal: %w", err)
 	}
+	r.markSeen(id) // a newcomer's history may echo it
+	r.remember(r.id, sealed)
 	// Queued while disconnected, and written again if the connection breaks
 	// under the write: the same sealed envelope, whose id receivers
 	// deduplicate, so it arrives once.
@@ -95,8 +97,8 @@ func (r *room) handleEnvelope(m *protocol.Message) error {
 		r.log.Warn("envelope failed to open; dropping", "from", m.From, "err", err)
 		return r.ack(m.ID)
 	}
-	if r.markSeen(id) {
-		r.chat(m.From, id, plain)
+	if r.markSeen(id) && r.chat(m.From, id, plain) {
+		r.remember(m.From, sealed)
 	}
 	return r.ack(m.ID)
 }
@@ -120,33 +122,41 @@ func (r *room) judge(from string, st protocol.Stamp, what string) (protocol.Judg
 
 // sealManifest seals man for the room with a fresh stamp of this member.
 func (c *Client) sealManifest(man *crypto.Manifest) ([]byte, error) {
+	_, sealed, err := c.sealStamped(man)
+	return sealed, err
+}
+
+// sealStamped seals man with a fresh stamp and returns the stamped copy.
+func (c *Client) sealStamped(man *crypto.Manifest) (*crypto.Manifest, []byte, error) {
 	st := c.room.nextStamp()
 	m := *man
 	m.Sess, m.Seq, m.TS = st.Session, st.Seq, st.Time
-	return c.keys.SealManifest(c.id, &m)
+	sealed, err := c.keys.SealManifest(c.id, &m)
+	return &m, sealed, err
 }
 
 // chat judges an opened chat message by its stamp (docs/SECURITY.md,
 // "Replay and order") and hands it on: a duplicate or a replay is dropped,
 // a gap before it or its lateness is said.
-func (r *room) chat(from string, id [16]byte, plain []byte) {
+func (r *room) chat(from string, id [16]byte, plain []byte) bool {
 	var body chatBody
 	if err := json.Unmarshal(plain, &body); err != nil || body.Kind != "chat" {
 		r.log.Warn("envelope with unknown content; dropping", "from", from)
-		return
+		return false
 	}
 	if err := body.Stamp.Validate(); err != nil {
 		r.log.Warn("chat message without a valid stamp; dropping", "from", from, "err", err)
-		return
+		return false
 	}
 	j, ok := r.judge(from, body.Stamp, "chat message")
 	if !ok {
-		return
+		return false
 	}
 	if r.opts.OnChat != nil {
 		r.opts.OnChat(Chat{From: from, Text: body.Text, ID: hex.EncodeToString(id[:]),
 			Sent: time.UnixMilli(body.Time), Late: j.Verdict == protocol.Late, Missing: j.Missing})
 	}
+	return true
 }
 
 // markSeen records an envelope id and reports whether it was new.

@@ -60,6 +60,13 @@ type Options struct {
 	// OfflineGrace is how long a send waits for a recipient that went offline
 	// mid-transfer before reporting it as not (yet) delivered. Default 20 s.
 	OfflineGrace time.Duration
+	// FetchEarlier fetches every library entry an online member announces
+	// (files shared before this member joined, or while it was away), not
+	// only files sent to it now. Files it holds are served to other members
+	// whatever this says.
+	FetchEarlier bool
+	// Chat history (the last messages online members saw) reaches OnChat
+	// with Chat.History set.
 }
 
 // Chat is one chat message.
@@ -74,6 +81,9 @@ type Chat struct {
 	// Missing messages of this sender were not received just before this
 	// one (dropped, or not yet arrived: a later one may come Late).
 	Missing uint64
+	// History: sent before this member joined (or while it was away),
+	// given by a member who was online; shown in the authors' order.
+	History bool
 }
 
 // Member is another member of the room, with a verified announcement.
@@ -102,10 +112,14 @@ type Client struct {
 	id    string           // this member's, immutable
 	ctx   context.Context  // the room's: ends when the client closes
 	files chan File
-	wg    sync.WaitGroup // the receiver's loop
+	wg    sync.WaitGroup // the receiver's loop, fetches, link offers
+	lib   *library
+	links *links
 
-	mu    sync.Mutex
-	sends map[string]*sendState // relay rounds in progress, by file id
+	mu       sync.Mutex
+	sends    map[string]*sendState // relay rounds in progress, by file id
+	fetching map[string]*fetch     // swarm receptions, by file id
+	libHeard time.Time             // when the last lib signal arrived
 }
 
 // Dial joins the room named by invite (a link, a fragment or a mini code). It
@@ -154,8 +168,9 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 	}
 	r := newRoom(wsURL, secret, opts, ident)
 	c := &Client{opts: opts, log: opts.Logger, room: r, keys: r.keys, id: r.id, ctx: r.ctx,
-		files: make(chan File, 1024), sends: map[string]*sendState{}}
-	c.peers = newPeers(r, opts, func(p *peerConn) { p.setHandler(func(data []byte) { c.receiveDC(p, data) }) })
+		files: make(chan File, 1024), sends: map[string]*sendState{}, fetching: map[string]*fetch{},
+		lib: newLibrary(), links: newLinks()}
+	c.peers = newPeers(r, opts, c.acceptSession)
 	c.recv = transfer.NewReceiver(transfer.Config{Dir: opts.Dir, RoomID: r.keys.RoomID, Log: opts.Logger, Host: recvHost{c}})
 	r.events = c
 	return c, nil
@@ -227,7 +242,23 @@ func (c *Client) Close() error {
 	c.peers.closeAll()
 	c.room.close()
 	c.wg.Wait()
+	for _, e := range c.lib.newest(1 << 30) {
+		e.close()
+	}
 	return nil
+}
+
+// acceptSession makes every peer session, offered or answered, a link once
+// it is confirmed: its messages go to onDC from the first one.
+func (c *Client) acceptSession(p *peerConn) {
+	p.setHandler(func(data []byte) { c.onDC(p, data) })
+	go func() {
+		select {
+		case <-p.ready:
+			c.linkReady(p)
+		case <-p.failed:
+		}
+	}()
 }
 
 var _ io.Closer = (*Client)(nil)

@@ -18,6 +18,8 @@ var (
 	ErrNoMembers   = errors.New("no other member online")
 	ErrIntegrity   = transfer.ErrIntegrity
 	ErrFileLost    = errors.New("file not delivered")
+	// ErrNoHolder: no online member holds the library entry asked for.
+	ErrNoHolder = errors.New("no member online holds that file")
 
 	// The peer-to-peer paths.
 	ErrDeclined   = errors.New("peer declined a peer-to-peer connection")

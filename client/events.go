@@ -1,6 +1,8 @@
 package client
 
 import (
+	"slices"
+
 	"cloakroom/internal/protocol"
 )
 
@@ -12,11 +14,31 @@ import (
 var _ roomEvents = (*Client)(nil)
 
 func (c *Client) signal(from string, body *protocol.Signal) {
-	if body.Kind == protocol.SignalHave {
+	switch body.Kind {
+	case protocol.SignalHave:
 		c.routeHave(from, body)
-		return
+	case protocol.SignalLib:
+		c.onLib(from, body)
+	case protocol.SignalHist:
+		c.room.onHist(body)
+	default:
+		c.peers.routeSignal(from, body)
 	}
-	c.peers.routeSignal(from, body)
+}
+
+// verified: a member answered the presence challenge; it gets the library
+// and the recent chat.
+func (c *Client) verified(member string) {
+	for _, f := range c.fetches() { // a holder heard of before it was verified
+		if slices.Contains(f.e.holderIDs(), member) {
+			c.maybeLink(f, member)
+		}
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.greet(member)
+	}()
 }
 
 func (c *Client) tampered(from string, err error) { c.peers.abortPeer(from, err) }

@@ -6,7 +6,9 @@ import (
 	"cloakroom/internal/protocol"
 )
 
-func (r *room) welcome(m *protocol.Message) {
+// welcome takes the member list of a (re)join; it returns the members it
+// lists online, which the caller challenges once the connection is in place.
+func (r *room) welcome(m *protocol.Message) []string {
 	r.mu.Lock()
 	r.ttl = time.Duration(m.TTL) * time.Second
 	r.ice, r.iceExp = m.ICE, time.Unix(m.Expires, 0)
@@ -25,9 +27,7 @@ func (r *room) welcome(m *protocol.Message) {
 	}
 	r.changedLocked()
 	r.mu.Unlock()
-	for _, id := range online {
-		r.challenge(id)
-	}
+	return online
 }
 
 // addMemberLocked records a member if its announcement verifies under the
@@ -149,6 +149,9 @@ func (r *room) presenceSignal(from string, body *protocol.Signal) bool {
 		r.mu.Unlock()
 		if ok && r.opts.OnPresence != nil {
 			r.opts.OnPresence(snapshot, EventVerified)
+		}
+		if ok {
+			r.events.verified(from)
 		}
 		return true
 	}

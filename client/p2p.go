@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"time"
 
 	"github.com/google/uuid"
 
-	"cloakroom/client/transfer"
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
@@ -30,7 +27,7 @@ type p2pResult struct {
 // soon as it knows: "" once connected, the member's id when the relay store
 // must take over. Recipients are independent: each runs in its own
 // goroutine, so a slow or failing one does not hold up the others.
-func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *crypto.Manifest, key []byte, outcome chan<- string) p2pResult {
+func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome chan<- string) p2pResult {
 	var errs []error
 	for _, mode := range c.opts.Transport.Ladder() {
 		p, err := c.peers.offer(member, mode)
@@ -50,7 +47,7 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 		}
 		outcome <- ""
 		path := p.path()
-		err = c.streamFile(ctx, p, path, f, man, key)
+		err = c.serveFile(ctx, p, path, e)
 		_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
 		p.close()
 		if err != nil {
@@ -69,39 +66,29 @@ func (c *Client) sendP2P(ctx context.Context, member string, f *os.File, man *cr
 	return p2pResult{member: member, err: fmt.Errorf("%s: %w", short8(member), errors.Join(errs...))}
 }
 
-// streamFile sends the manifest and every chunk over a confirmed data
-// channel and waits for the receiver's verdict. The chunks are the very same
-// sealed bytes the relay would carry.
-func (c *Client) streamFile(ctx context.Context, p *peerConn, path protocol.Path, f *os.File, man *crypto.Manifest, key []byte) error {
+// serveFile offers the file on a confirmed link as its origin: the
+// manifest, every hash piece and a complete have; the receiver then pulls
+// the chunks (the link's server answers its wants, choosing for "any" the
+// chunks no one was sent yet) and this waits for its verdict.
+func (c *Client) serveFile(ctx context.Context, p *peerConn, path protocol.Path, e *entry) error {
+	man := e.man
 	fid := uuid.MustParse(man.File)
-	events := listenReceiver(p, fid)
-	sealed, err := c.sealManifest(man)
-	if err != nil {
-		return fmt.Errorf("seal manifest: %w", err)
-	}
-	if err := p.send(ctx, protocol.AppendDC(nil, &protocol.DCMessage{Kind: protocol.DCManifest, File: fid, Chunks: man.Chunks, Sealed: sealed})); err != nil {
+	events := c.listenReceiver(p, fid)
+	defer c.unlistenReceiver(p, fid)
+	if err := p.send(ctx, protocol.AppendDC(nil, &protocol.DCMessage{Kind: protocol.DCManifest, File: fid, Chunks: man.Chunks, Sealed: e.env})); err != nil {
 		return err
 	}
-	ciph, err := crypto.NewChunkCipher(key, c.keys.RoomID, c.id, fid, man.Chunks, man.Size)
-	if err != nil {
+	for piece := range uint32(e.hashes.Pieces()) {
+		h, _ := e.hashes.Piece(piece)
+		if err := p.send(ctx, protocol.AppendDC(nil, &protocol.DCMessage{Kind: protocol.DCHashes, File: fid, Piece: piece, Hashes: h})); err != nil {
+			return err
+		}
+	}
+	if err := p.send(ctx, protocol.AppendDC(nil, &protocol.DCMessage{Kind: protocol.DCHave, File: fid, Flags: protocol.HaveFull | protocol.HaveComplete})); err != nil {
 		return err
 	}
 	prog := func(n int64) {
 		c.progress(Progress{File: man.File, Name: man.Name, Peer: p.member, Sending: true, Bytes: n, Total: man.Size, Path: path})
-	}
-	err = transfer.SealChunks(f, f.Name(), man, ciph, nil, func(i uint32, frame []byte) error {
-		for drained := false; !drained; {
-			select {
-			case m := <-events.progress:
-				dcProgress(m, man, prog)
-			default:
-				drained = true
-			}
-		}
-		return p.send(ctx, frame)
-	})
-	if err != nil {
-		return err
 	}
 	return awaitVerdict(ctx, p, events, man, prog)
 }
@@ -113,25 +100,31 @@ type receiverEvents struct {
 	verdict  chan *protocol.DCMessage
 }
 
-// listenReceiver installs the handler of a sending session for file fid.
-func listenReceiver(p *peerConn, fid uuid.UUID) receiverEvents {
+func (ev receiverEvents) deliver(m *protocol.DCMessage) {
+	to := ev.progress
+	if m.Kind == protocol.DCDone {
+		to = ev.verdict // the first verdict counts; a repeat is dropped
+	}
+	select {
+	case to <- m:
+	default:
+	}
+}
+
+// listenReceiver registers the origin's wait for a receiver's progress and
+// verdict on file fid over session p.
+func (c *Client) listenReceiver(p *peerConn, fid uuid.UUID) receiverEvents {
 	ev := receiverEvents{progress: make(chan *protocol.DCMessage, 64), verdict: make(chan *protocol.DCMessage, 1)}
-	p.setHandler(func(data []byte) {
-		m, err := protocol.ParseDC(data)
-		if err != nil || m.File != fid || (m.Kind != protocol.DCProgress && m.Kind != protocol.DCDone) {
-			p.fail(fmt.Errorf("unexpected message from receiver %s: %w", short8(p.member), ErrProtocol))
-			return
-		}
-		to := ev.progress
-		if m.Kind == protocol.DCDone {
-			to = ev.verdict // the first verdict counts; a repeat is dropped
-		}
-		select {
-		case to <- m:
-		default:
-		}
-	})
+	c.links.mu.Lock()
+	c.links.verdicts[verdictKey{p.member, fid}] = ev
+	c.links.mu.Unlock()
 	return ev
+}
+
+func (c *Client) unlistenReceiver(p *peerConn, fid uuid.UUID) {
+	c.links.mu.Lock()
+	delete(c.links.verdicts, verdictKey{p.member, fid})
+	c.links.mu.Unlock()
 }
 
 // awaitVerdict waits for the receiver's verdict on the whole file.
@@ -158,55 +151,5 @@ func awaitVerdict(ctx context.Context, p *peerConn, ev receiverEvents, man *cryp
 func dcProgress(m *protocol.DCMessage, man *crypto.Manifest, prog func(int64)) {
 	if m.Kind == protocol.DCProgress {
 		prog(min(int64(m.Chunks)*int64(man.ChunkSize), man.Size))
-	}
-}
-
-// receiveDC handles a message on a confirmed data channel from a sender:
-// a manifest, or a chunk, which goes the same way as relay chunks (opened
-// here, written and hashed by the Receiver's Run loop).
-func (c *Client) receiveDC(p *peerConn, data []byte) {
-	if k, err := protocol.FrameKind(data); err == nil && k == protocol.FrameChunkUp {
-		ch, err := protocol.ParseChunkUp(data)
-		if err != nil {
-			p.fail(fmt.Errorf("malformed chunk from %s: %w", short8(p.member), err))
-			return
-		}
-		_ = c.recv.Chunk(c.ctx, &protocol.ChunkDown{Sender: uuid.MustParse(p.member), Chunk: ch}, p.source())
-		return
-	}
-	m, err := protocol.ParseDC(data)
-	if err != nil || m.Kind != protocol.DCManifest {
-		p.fail(fmt.Errorf("unexpected message from %s: %w", short8(p.member), ErrProtocol))
-		return
-	}
-	meta := crypto.EnvelopeMeta{Sender: p.member, File: uuid.UUID(m.File).String(), Chunks: m.Chunks}
-	man, err := c.keys.OpenManifest(meta, m.Sealed)
-	if err != nil {
-		p.fail(fmt.Errorf("manifest from %s: %v: %w", short8(p.member), err, ErrIntegrity))
-		return
-	}
-	if err := c.recv.Start(c.ctx, man, p.member, p.source()); err != nil {
-		_ = p.send(context.Background(), protocol.AppendDC(nil, &protocol.DCMessage{Kind: protocol.DCDone, File: m.File, Failed: true, Reason: err.Error()}))
-	}
-}
-
-// peerSource is a peer session as the ChunkSource of a reception: its
-// path, fixed when the file arrived; its end; and the sender to report to.
-type peerSource struct {
-	p    *peerConn
-	path protocol.Path
-}
-
-func (p *peerConn) source() peerSource { return peerSource{p: p, path: p.path()} }
-
-func (s peerSource) Path() protocol.Path   { return s.path }
-func (s peerSource) Gone() <-chan struct{} { return s.p.failed }
-
-// Report tells a peer-to-peer sender about a reception's progress or its end.
-func (s peerSource) Report(m *protocol.DCMessage) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.p.send(ctx, protocol.AppendDC(nil, m)); err != nil {
-		s.p.set.log.Debug("could not tell the sender", "err", err)
 	}
 }

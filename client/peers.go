@@ -20,7 +20,7 @@ type peers struct {
 	log       *slog.Logger
 	api       *webrtc.API
 	transport protocol.Transport
-	accept    func(*peerConn) // an answering session is set up: install its handler
+	accept    func(*peerConn) // a session is made (offering or answering): install its handler
 
 	mu        sync.Mutex
 	bySession map[string]*peerConn
@@ -123,6 +123,7 @@ func (ps *peers) offer(member string, mode protocol.Mode) (*peerConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	ps.accept(p)
 	sd, err := p.pc.CreateOffer(nil)
 	if err == nil {
 		err = p.pc.SetLocalDescription(sd)

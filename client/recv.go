@@ -55,6 +55,9 @@ func (c *Client) manifest(m *protocol.Message, meta crypto.EnvelopeMeta, sealed 
 	if _, ok := c.room.judge(m.From, st, "file announcement"); !ok {
 		return c.room.ack(m.ID)
 	}
+	if e, _, err := c.addEntry(m.From, man.File, man.Chunks, sealed); err == nil {
+		e.noteHolder(m.From, true)
+	}
 	if err := c.recv.Start(c.ctx, man, m.From, relaySource{}); err != nil {
 		c.deliverFile(File{ID: man.File, Name: man.Name, From: m.From, Err: err})
 	}
@@ -89,8 +92,32 @@ func (h recvHost) Online(member string) bool {
 func (h recvHost) TellHave(to string, body *protocol.Signal) error {
 	return h.c.room.sendSignal(to, body)
 }
+func (h recvHost) Stored(file string, index uint32) {
+	if e := h.c.lib.get(file); e != nil {
+		e.markHeld(index)
+	}
+	if f := h.c.fetchOf(file); f != nil {
+		f.written(index)
+	}
+}
 
+// deliverFile hands a received (or failed) file to NextFile; a received
+// one becomes a held library entry, served from where it was written.
 func (c *Client) deliverFile(f File) {
+	if fe := c.fetchOf(f.ID); fe != nil {
+		f.Helpers, f.Dropped = fe.report()
+		fe.poke()
+	}
+	if e := c.lib.get(f.ID); e != nil && f.Err == nil {
+		e.setCopy(f.Path, true)
+		if len(e.hashes.Missing()) > 0 {
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				c.completeHashes(e)
+			}()
+		}
+	}
 	select {
 	case c.files <- f:
 	default:

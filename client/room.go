@@ -44,6 +44,7 @@ type room struct {
 	seen      map[[16]byte]bool       // envelope ids already handled
 	order     *protocol.Order         // judges stamped messages: order, gaps, replays
 	pings     map[string]string       // member -> nonce of our last presence challenge
+	history   []protocol.HistItem     // the last chat envelopes seen or sent, oldest first
 	stamp     protocol.Stamp          // this member's session and the last seq it sealed
 	pairs     map[string]*crypto.Pair // by member id, one per session
 	ice       []protocol.ICEServer    // TURN servers from the welcome
@@ -73,6 +74,8 @@ type roomEvents interface {
 	tampered(from string, err error)
 	// presence says a member joined, left, or went on- or offline.
 	presence(member, event string)
+	// verified says a member answered the presence challenge.
+	verified(member string)
 	// connLost says the connection broke (a new one may follow).
 	connLost(err error)
 }
@@ -123,7 +126,7 @@ func (r *room) connect(ctx context.Context) (*websocket.Conn, error) {
 	// join blocks on the welcome; a cancelled ctx (or Close) closes the
 	// socket under it.
 	stop := context.AfterFunc(ctx, func() { conn.NetConn().Close() })
-	err = r.join(conn)
+	online, err := r.join(conn)
 	if !stop() {
 		err = errors.Join(ctx.Err(), err)
 	}
@@ -132,18 +135,28 @@ func (r *room) connect(ctx context.Context) (*websocket.Conn, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.ctx.Err() != nil { // closed while joining
+		r.mu.Unlock()
 		conn.Close()
 		return nil, fmt.Errorf("connect: %w", ErrClosed)
 	}
 	r.conn = conn
 	r.connGen++
 	r.changedLocked()
+	r.mu.Unlock()
+	// Challenge the members the welcome lists online only now that the
+	// connection is the room's: a ping sent before would find no
+	// connection to write on and be lost, leaving the member unverified
+	// until the next presence event or reconnect.
+	for _, id := range online {
+		r.challenge(id)
+	}
 	return conn, nil
 }
 
-func (r *room) join(conn *websocket.Conn) error {
+// join sends the join and handles the welcome; it returns the members the
+// welcome lists online, for connect to challenge.
+func (r *room) join(conn *websocket.Conn) ([]string, error) {
 	join := &protocol.Message{
 		Type: protocol.TypeJoin, V: protocol.Version, Room: r.keys.RoomIDString(),
 		Verifier: protocol.EncodeB64(r.keys.Verifier[:]), Member: r.id,
@@ -151,32 +164,31 @@ func (r *room) join(conn *websocket.Conn) error {
 	}
 	b, err := protocol.Encode(join)
 	if err != nil {
-		return fmt.Errorf("join: %w", err)
+		return nil, fmt.Errorf("join: %w", err)
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(protocol.WriteWait))
 	if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
-		return fmt.Errorf("join: send: %v: %w", err, ErrUnreachable)
+		return nil, fmt.Errorf("join: send: %v: %w", err, ErrUnreachable)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(protocol.PongWait))
 	kind, data, err := conn.ReadMessage()
 	if err != nil {
-		return fmt.Errorf("join: no welcome: %v: %w", err, ErrUnreachable)
+		return nil, fmt.Errorf("join: no welcome: %v: %w", err, ErrUnreachable)
 	}
 	if kind != websocket.TextMessage {
-		return fmt.Errorf("join: unexpected binary frame: %w", ErrProtocol)
+		return nil, fmt.Errorf("join: unexpected binary frame: %w", ErrProtocol)
 	}
 	m, err := protocol.Decode(data)
 	if err != nil {
-		return fmt.Errorf("join: %w", err)
+		return nil, fmt.Errorf("join: %w", err)
 	}
 	switch m.Type {
 	case protocol.TypeWelcome:
-		r.welcome(m)
-		return nil
+		return r.welcome(m), nil
 	case protocol.TypeError:
-		return serverError(m)
+		return nil, serverError(m)
 	}
-	return fmt.Errorf("join: unexpected %q: %w", m.Type, ErrProtocol)
+	return nil, fmt.Errorf("join: unexpected %q: %w", m.Type, ErrProtocol)
 }
 
 // run owns the connection: it reads until the connection breaks, then

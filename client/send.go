@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"cloakroom/client/transfer"
-	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
 
@@ -44,9 +43,19 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	if err != nil || !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("send %s: not a regular file", path)
 	}
-	man, key, _, err := transfer.NewManifest(f, st)
+	man, key, chunkHashes, err := transfer.NewManifest(f, st)
 	if err != nil {
 		return nil, err
+	}
+	// Sealed once: the same envelope goes to every recipient and into the
+	// library, from which any holder forwards it as is.
+	stamped, env, err := c.sealStamped(man)
+	if err != nil {
+		return nil, fmt.Errorf("send: seal manifest: %w", err)
+	}
+	e, err := c.addOwn(stamped, env, path, chunkHashes)
+	if err != nil {
+		return nil, fmt.Errorf("send: %w", err)
 	}
 	if err := c.waitForMember(ctx); err != nil {
 		return nil, err
@@ -58,7 +67,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	if c.opts.Transport == protocol.TransportRelay {
 		relayTo = c.room.OnlineMembers()
 	} else {
-		relayTo = c.sendAllP2P(ctx, o, man, key, &wg)
+		relayTo = c.sendAllP2P(ctx, o, e, &wg)
 	}
 	var relayErr error
 	if len(relayTo) > 0 {
@@ -103,14 +112,14 @@ type outgoing struct {
 
 // sendAllP2P starts a peer-to-peer send to every online recipient and
 // returns, once each has connected or given up, those that need the relay.
-func (c *Client) sendAllP2P(ctx context.Context, o *outgoing, man *crypto.Manifest, key []byte, wg *sync.WaitGroup) []string {
+func (c *Client) sendAllP2P(ctx context.Context, o *outgoing, e *entry, wg *sync.WaitGroup) []string {
 	recipients := c.room.OnlineMembers()
 	outcome := make(chan string, len(recipients)) // "" connected, else member for the relay
 	for _, r := range recipients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := c.sendP2P(ctx, r, o.f, man, key, outcome)
+			res := c.sendP2P(ctx, r, e, outcome)
 			o.mu.Lock()
 			defer o.mu.Unlock()
 			switch {

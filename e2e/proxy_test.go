@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -261,10 +263,24 @@ func (m *wsMITM) cut() {
 
 // relayWS copies messages from src to dst until either fails, then closes
 // both (so the other direction ends too). Binary and text messages go
-// through bin and text when set.
+// through bin and text when set. Pings and pongs are passed on as they are
+// (gorilla handles control frames inside ReadMessage, so without these
+// handlers it would answer the server's pings itself and the client would
+// never see one): the client behind the man in the middle keeps its read
+// deadline fresh exactly as it would without it, and the server hears the
+// client's own pongs.
 func relayWS(dst, src *websocket.Conn, bin, text frameTransform) {
 	defer dst.Close()
 	defer src.Close()
+	forward := func(mt int) func(string) error {
+		return func(data string) error {
+			// An error here ends the relay at the next write anyway.
+			_ = dst.WriteControl(mt, []byte(data), time.Now().Add(time.Second))
+			return nil
+		}
+	}
+	src.SetPingHandler(forward(websocket.PingMessage))
+	src.SetPongHandler(forward(websocket.PongMessage))
 	for {
 		mt, data, err := src.ReadMessage()
 		if err != nil {
@@ -285,6 +301,74 @@ func relayWS(dst, src *websocket.Conn, bin, text frameTransform) {
 			if err := dst.WriteMessage(mt, f); err != nil {
 				return
 			}
+		}
+	}
+}
+
+// TestWSMITMPassesPings: the man in the middle is transparent for
+// keep-alives: the server's pings reach the client behind it, and the pongs
+// the server gets are the client's (not answered by the proxy itself).
+func TestWSMITMPassesPings(t *testing.T) {
+	const want = 3
+	pongs := make(chan string, 64)
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetPongHandler(func(data string) error { pongs <- data; return nil })
+		go func() { // the reader runs the pong handler
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+		for i := 0; ; i++ {
+			if c.WriteControl(websocket.PingMessage, fmt.Appendf(nil, "ping-%d", i), time.Now().Add(time.Second)) != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	m := newWSMITM(t, srv.URL, mitmOpts{})
+	cl, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(m.HTTP.URL, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatalf("dial the man in the middle: %v", err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	pings := make(chan string, 64)
+	cl.SetPingHandler(func(data string) error {
+		pings <- data
+		return cl.WriteControl(websocket.PongMessage, []byte("client:"+data), time.Now().Add(time.Second))
+	})
+	go func() {
+		for {
+			if _, _, err := cl.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	timeout := time.After(10 * time.Second)
+	for i := range want {
+		select {
+		case p := <-pings:
+			if p != fmt.Sprintf("ping-%d", i) {
+				t.Fatalf("client got ping %q, want ping-%d", p, i)
+			}
+		case <-timeout:
+			t.Fatalf("client behind the man in the middle got %d pings, want %d", i, want)
+		}
+		select {
+		case p := <-pongs:
+			if p != fmt.Sprintf("client:ping-%d", i) {
+				t.Fatalf("server got pong %q, want the client's client:ping-%d", p, i)
+			}
+		case <-timeout:
+			t.Fatalf("server got %d pongs, want %d", i, want)
 		}
 	}
 }

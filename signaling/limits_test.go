@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,28 +138,68 @@ func TestUploadRateThrottles(t *testing.T) {
 }
 
 // TestPingDeadline: a client that never answers pings is dropped; one that
-// does stays.
+// does stays. What is asserted is causal, not a wall-clock race: the silent
+// client was pinged and is dropped for it (ping_timeout, no sooner than the
+// pong wait after its join was sent); the answering client, which sends no
+// frame of its own after its join, answers pings and outlives the silent one
+// by more than a whole pong wait, so only its pongs can have kept it. The
+// pong wait is 1 s (20 ping intervals): a late pong costs the answering
+// client its connection only if its reader or the server's stalls for that
+// long (300 ms once did, under a loaded -race run of every package).
 func TestPingDeadline(t *testing.T) {
-	const pongWait = 300 * time.Millisecond
-	e := newEnv(t, func(c *Config, _ *store.Config) { c.PingInterval, c.PongWait = 50*time.Millisecond, pongWait })
+	const pingInterval, pongWait = 50 * time.Millisecond, time.Second
+	e := newEnv(t, func(c *Config, _ *store.Config) { c.PingInterval, c.PongWait = pingInterval, pongWait })
 	rc := newCreds()
-	b := e.join(rc, newIdent())
-	mute := e.connect()
-	mute.ws.SetPingHandler(func(string) error { return nil }) // reads, never pongs
+	// Handlers are set before each reader starts (no race with it).
+	var answered, ignored atomic.Int64
+	dialWith := func(ping func(ws *websocket.Conn, data string) error) *tclient {
+		ws, _, err := e.dial(nil)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		ws.SetPingHandler(func(data string) error { return ping(ws, data) })
+		return startClient(t, ws)
+	}
+	b := dialWith(func(ws *websocket.Conn, data string) error { // answers like gorilla's default
+		answered.Add(1)
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(waitLimit))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
+	b.id = newIdent()
+	b.send(joinMsg(rc, b.id))
+	b.expect(protocol.TypeWelcome)
+	mute := dialWith(func(*websocket.Conn, string) error { ignored.Add(1); return nil }) // reads, never pongs
 	mute.id = newIdent()
+	sent := time.Now() // mute's deadline counts from after this; b is silent since before
 	mute.send(joinMsg(rc, mute.id))
 	mute.expect(protocol.TypeWelcome)
-	start := time.Now()
 	b.expectPresence(protocol.EventJoin, mute.id.member)
+	answeredBefore := answered.Load()
 	b.expectPresence(protocol.EventOffline, mute.id.member)
-	t.Logf("silent client dropped %v after its welcome (pong wait %v)", time.Since(start), pongWait)
+	dropped := time.Since(sent)
+	t.Logf("silent client dropped %v after its join was sent (pong wait %v); it ignored %d pings, the other answered %d",
+		dropped, pongWait, ignored.Load(), answered.Load())
+	if dropped < pongWait {
+		t.Errorf("silent client dropped %v after its join, before the pong wait %v", dropped, pongWait)
+	}
 	for f := range mute.in {
 		if f.err != nil {
 			break
 		}
 	}
+	if n := ignored.Load(); n == 0 {
+		t.Errorf("silent client was dropped without being pinged")
+	}
 	if n := e.limited(LimitPingTimeout); n != 1 {
 		t.Fatalf("ping_timeout counted %d, want 1", n)
+	}
+	// b sent nothing but pongs since before sent, so for more than a pong
+	// wait (checked above): its pongs are what kept it.
+	if answered.Load() <= answeredBefore {
+		t.Errorf("answering client answered no ping while the silent one waited to be dropped")
 	}
 	b.sync() // b answered every ping and is still here
 }

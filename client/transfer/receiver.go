@@ -25,6 +25,8 @@ type Host interface {
 	TellHave(to string, body *protocol.Signal) error
 	// Online reports whether member is in the room and connected now.
 	Online(member string) bool
+	// Stored says chunk index of file is written (it may be served now).
+	Stored(file string, index uint32)
 }
 
 // Config configures a Receiver.
@@ -201,6 +203,14 @@ func (r *Receiver) source(rs *recvState) ChunkSource {
 // for peer-to-peer chunks) and queues it for Run; it blocks while Run is
 // behind (back-pressure), until src is gone or ctx ends.
 func (r *Receiver) Chunk(ctx context.Context, d *protocol.ChunkDown, src ChunkSource) error {
+	return r.ChunkChecked(ctx, d, src, nil)
+}
+
+// ChunkChecked is Chunk for a chunk from a holder other than the origin:
+// check (a HashList's Check) must accept its unpadded plaintext, or the
+// chunk is dropped and the error returned (the reception goes on: the
+// caller drops the holder and asks elsewhere).
+func (r *Receiver) ChunkChecked(ctx context.Context, d *protocol.ChunkDown, src ChunkSource, check func(uint32, []byte) error) error {
 	fileID := uuid.UUID(d.File).String()
 	sender := uuid.UUID(d.Sender).String()
 	r.mu.Lock()
@@ -220,6 +230,12 @@ func (r *Receiver) Chunk(ctx context.Context, d *protocol.ChunkDown, src ChunkSo
 			break
 		}
 		*bp = plain
+		if check != nil {
+			if err := checkPlain(rs, d.Index, plain, check); err != nil {
+				plainPool.Put(bp)
+				return err
+			}
+		}
 		job.plain = bp
 	}
 	select {
@@ -230,4 +246,30 @@ func (r *Receiver) Chunk(ctx context.Context, d *protocol.ChunkDown, src ChunkSo
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// checkPlain runs check on chunk index's content (padding dropped; bad
+// padding is refused the same way).
+func checkPlain(rs *recvState, index uint32, plain []byte, check func(uint32, []byte) error) error {
+	want := int(chunkLen(rs.man, index))
+	if len(plain) != rs.man.ChunkSize || !allZero(plain[want:]) {
+		return fmt.Errorf("chunk %d of %q: bad size or padding: %w", index, rs.man.Name, ErrBadChunk)
+	}
+	return check(index, plain[:want])
+}
+
+// Active reports whether file is being received now: started, not yet
+// finished, failed, or handed over to a newer announcement.
+func (r *Receiver) Active(file string) bool {
+	r.mu.Lock()
+	rs := r.recvs[file]
+	r.mu.Unlock()
+	return rs != nil && !rs.doneFlag.Load() && !rs.failed.Load() && !rs.retired.Load()
+}
+
+// Started reports whether a reception of file was ever started.
+func (r *Receiver) Started(file string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.recvs[file] != nil
 }

@@ -42,6 +42,8 @@ type fakeHost struct {
 	offline map[string]bool
 }
 
+func (h *fakeHost) Stored(string, uint32) {}
+
 func (h *fakeHost) Online(member string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -26,6 +26,12 @@ const haveMagic = "CRHAVE1\n"
 const haveHeaderLen = len(haveMagic) + 8 + 4 + 4
 
 // partPaths returns the partial file and its bitmap sidecar for a manifest.
+// PartPath is where a reception of man keeps its partial file in dir.
+func PartPath(dir string, man *crypto.Manifest) string {
+	part, _ := partPaths(dir, man)
+	return part
+}
+
 func partPaths(dir string, man *crypto.Manifest) (part, side string) {
 	base := fmt.Sprintf(".cloakroom-%s-%d", man.SHA256, man.Size)
 	return filepath.Join(dir, base+".part"), filepath.Join(dir, base+".have")

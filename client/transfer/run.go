@@ -86,6 +86,7 @@ func (r *Receiver) store(job chunkJob) *recvState {
 		r.fail(rs, err)
 		return nil
 	}
+	r.cfg.Host.Stored(rs.man.File, job.index)
 	src := r.source(rs)
 	got, bytes := rs.sink.Held()
 	r.cfg.Host.Progress(Progress{File: rs.man.File, Name: rs.man.Name, Peer: rs.from, Bytes: bytes, Total: rs.man.Size, Path: src.Path()})

@@ -38,6 +38,11 @@ type File struct {
 	// Resumed is how many bytes were already held when the reception began
 	// (a partial file from an earlier announcement or an earlier run).
 	Resumed int64
+	// Helpers are the members other than the origin that served chunks of
+	// it (a swarm fetch); Dropped those dropped as sources for serving a
+	// chunk that did not match the origin's hash.
+	Helpers []string
+	Dropped []string
 }
 
 // Progress reports a transfer's advance.

@@ -149,13 +149,15 @@ func (p *Pair) openSignal(sealed []byte) ([]byte, error) {
 	c := binary.BigEndian.Uint64(sealed)
 	st.recvMu.Lock()
 	defer st.recvMu.Unlock()
-	if c <= st.recvMax {
-		return nil, ErrReplay
-	}
+	// Authenticate first: a signal sealed for someone else (or altered) is
+	// ErrOpen whatever its counter; only a genuine one can be a replay.
 	nonce, aad := st.signalNonceAAD(st.peer, st.self, c)
 	pt, err := st.recv.Open(nil, nonce, sealed[signalCtrLen:], aad)
 	if err != nil {
 		return nil, ErrOpen
+	}
+	if c <= st.recvMax {
+		return nil, ErrReplay
 	}
 	st.recvMax = c
 	return pt, nil

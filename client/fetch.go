@@ -1,0 +1,316 @@
+package client
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"cloakroom/client/transfer"
+	"cloakroom/internal/protocol"
+)
+
+// fetch is the swarm reception of one library entry (docs/PROTOCOL.md
+// "Fetcher schedule"): it asks its sources — every link with a member who
+// holds chunks of it, the origin included — for chunks by a
+// transfer.Swarm, announces what it wrote to every link, and drops a
+// source that serves a chunk not matching the origin's hash. Its loop runs
+// until the Receiver has finished (or failed, or handed over) the file.
+type fetch struct {
+	c *Client
+	e *entry
+
+	mu       sync.Mutex
+	sw       *transfer.Swarm
+	links    map[string]*peerConn // sources by member
+	pending  []uint32             // chunks written, not yet announced
+	lastHave time.Time
+	askedFor map[string]bool // hash pieces asked of a member (member+piece)
+	helpers  map[string]bool
+	dropped  []string
+	kick     chan struct{}
+}
+
+func (c *Client) fetchOf(file string) *fetch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fetching[file]
+}
+
+func (c *Client) fetches() []*fetch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*fetch, 0, len(c.fetching))
+	for _, f := range c.fetching {
+		out = append(out, f)
+	}
+	return out
+}
+
+// startFetch starts fetching e unless it is held, being fetched, or was
+// received (or refused) before.
+func (c *Client) startFetch(e *entry, sequential bool) *fetch {
+	if e.complete() || e.origin == c.id {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.fetching[e.man.File]; f != nil || c.recv.Started(e.man.File) {
+		return f
+	}
+	f := &fetch{c: c, e: e, sw: transfer.NewSwarm(e.man.Chunks, e.has, sequential), links: map[string]*peerConn{},
+		askedFor: map[string]bool{}, helpers: map[string]bool{}, kick: make(chan struct{}, 1)}
+	c.fetching[e.man.File] = f
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f.run()
+	}()
+	return f
+}
+
+func (f *fetch) run() {
+	c, e := f.c, f.e
+	defer func() {
+		c.mu.Lock()
+		delete(c.fetching, e.man.File)
+		c.mu.Unlock()
+		f.cancelAll()
+	}()
+	if err := c.recv.Start(c.ctx, e.man, e.origin, f.source()); err != nil {
+		c.deliverFile(File{ID: e.man.File, Name: e.man.Name, From: e.origin, Err: err})
+		return
+	}
+	e.setCopy(transfer.PartPath(c.opts.Dir, e.man), false)
+	c.announceFetch(e)
+	for _, p := range c.links.all() {
+		f.addSource(p)
+	}
+	for _, m := range e.holderIDs() {
+		c.maybeLink(f, m)
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for c.recv.Active(e.man.File) {
+		f.step(time.Now())
+		select {
+		case <-f.kick:
+		case <-tick.C:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+	f.flushHave(true)
+}
+
+// step announces what was written, asks for missing hash pieces, and asks
+// sources for chunks.
+func (f *fetch) step(now time.Time) {
+	f.flushHave(false)
+	missing := f.e.hashes.Missing()
+	f.mu.Lock()
+	var pieceAsks []func()
+	for m, p := range f.links {
+		if m == f.e.origin || f.sw.IsBad(m) {
+			continue
+		}
+		for _, piece := range missing {
+			key := m + "/" + string(rune(piece))
+			if !f.askedFor[key] {
+				f.askedFor[key] = true
+				msg := &protocol.DCMessage{Kind: protocol.DCHashReq, File: uuid.MustParse(f.e.man.File), Piece: piece}
+				pieceAsks = append(pieceAsks, func() { f.c.sendDC(p, msg) })
+			}
+		}
+	}
+	wants := f.sw.Plan(now, len(missing) == 0)
+	sends := make([]func(), 0, len(wants))
+	for _, w := range wants {
+		p := f.links[w.Source]
+		if p == nil {
+			continue
+		}
+		msg := &protocol.DCMessage{Kind: protocol.DCWant, File: uuid.MustParse(f.e.man.File), Any: w.Any, Indices: w.Indices}
+		sends = append(sends, func() { f.c.sendDC(p, msg) })
+	}
+	f.mu.Unlock()
+	for _, s := range append(pieceAsks, sends...) {
+		go s()
+	}
+}
+
+// flushHave tells every link the chunks written since the last have, every
+// 16 chunks or 100 ms (all at once when final).
+func (f *fetch) flushHave(final bool) {
+	f.mu.Lock()
+	if len(f.pending) == 0 || (!final && len(f.pending) < 16 && time.Since(f.lastHave) < 100*time.Millisecond) {
+		f.mu.Unlock()
+		return
+	}
+	b := transfer.NewBits(f.e.man.Chunks)
+	for _, i := range f.pending {
+		b.Set(i)
+	}
+	f.pending, f.lastHave = f.pending[:0], time.Now()
+	f.mu.Unlock()
+	msg := &protocol.DCMessage{Kind: protocol.DCHave, File: uuid.MustParse(f.e.man.File), Ranges: b.Ranges(f.e.man.Chunks, protocol.MaxHaveRanges)}
+	if f.e.complete() {
+		msg.Flags, msg.Ranges = protocol.HaveComplete, nil
+	}
+	for _, p := range f.c.links.all() {
+		if p.member != f.e.origin || final {
+			go f.c.sendDC(p, msg)
+		}
+	}
+}
+
+func (f *fetch) poke() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// addSource makes a link a source (the member may hold nothing yet: its
+// have messages say).
+func (f *fetch) addSource(p *peerConn) {
+	f.mu.Lock()
+	f.links[p.member] = p
+	f.sw.AddSource(p.member, p.member == f.e.origin, time.Now())
+	f.mu.Unlock()
+	f.poke()
+}
+
+// removeSource forgets link p; next (another link with the same member,
+// or nil) takes its place, and what p still owed is asked again.
+func (f *fetch) removeSource(p, next *peerConn) {
+	f.mu.Lock()
+	if f.links[p.member] == p {
+		if next != nil {
+			f.links[p.member] = next
+			f.sw.Release(p.member) // what it knew of the member still holds
+		} else {
+			delete(f.links, p.member)
+			f.sw.Remove(p.member)
+		}
+	}
+	f.mu.Unlock()
+	if next != nil {
+		go f.c.sendHave(next, f.e, true) // the member must know what we hold to serve "any"
+	}
+	f.poke()
+}
+
+func (f *fetch) have(member string, m *protocol.DCMessage) {
+	f.mu.Lock()
+	f.sw.SetHave(member, m.Ranges, m.Flags&protocol.HaveFull != 0, m.Flags&protocol.HaveComplete != 0)
+	f.mu.Unlock()
+	f.poke()
+}
+
+func (f *fetch) arrived(member string, i uint32) {
+	f.mu.Lock()
+	f.sw.Arrived(i, member, time.Now())
+	if member != f.e.origin {
+		f.helpers[member] = true
+	}
+	f.mu.Unlock()
+	f.poke()
+}
+
+// written records a chunk on disk: it may be served and is announced.
+func (f *fetch) written(i uint32) {
+	f.mu.Lock()
+	f.pending = append(f.pending, i)
+	f.mu.Unlock()
+}
+
+func (f *fetch) refused(member string, i uint32) {
+	f.mu.Lock()
+	f.sw.Refused(i, member)
+	f.mu.Unlock()
+	f.poke()
+}
+
+// bad drops a member that served a chunk not matching the origin's hash.
+func (f *fetch) bad(member string, i uint32, err error) {
+	f.mu.Lock()
+	first := !f.sw.IsBad(member)
+	f.sw.Bad(member)
+	p := f.links[member]
+	if first {
+		f.dropped = append(f.dropped, member)
+	}
+	f.mu.Unlock()
+	if first {
+		f.c.log.Warn("a member served a chunk that does not match the origin's hash; dropped as a source",
+			"member", short8(member), "file", f.e.man.File, "chunk", i, "err", err)
+		if p != nil {
+			go f.c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCCancel, File: uuid.MustParse(f.e.man.File)})
+		}
+	}
+	f.poke()
+}
+
+// isDropped reports whether member was dropped as a source.
+func (f *fetch) isDropped(member string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sw.IsBad(member)
+}
+
+// report returns the helpers and the dropped sources, for the File.
+func (f *fetch) report() (helpers, dropped []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for m := range f.helpers {
+		if !slices.Contains(f.dropped, m) {
+			helpers = append(helpers, m)
+		}
+	}
+	slices.Sort(helpers)
+	return helpers, slices.Clone(f.dropped)
+}
+
+// cancelAll tells every source to drop what it still owes (the fetch ended).
+func (f *fetch) cancelAll() {
+	f.mu.Lock()
+	ls := make([]*peerConn, 0, len(f.links))
+	for _, p := range f.links {
+		ls = append(ls, p)
+	}
+	f.mu.Unlock()
+	for _, p := range ls {
+		go f.c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCCancel, File: uuid.MustParse(f.e.man.File)})
+	}
+}
+
+// source is the fetch as the ChunkSource of its reception: its path is the
+// origin link's (or any link's), and reports go to the origin.
+func (f *fetch) source() fetchSource { return fetchSource{f} }
+
+type fetchSource struct{ f *fetch }
+
+func (s fetchSource) Path() protocol.Path {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if p := s.f.links[s.f.e.origin]; p != nil {
+		return p.path()
+	}
+	for _, p := range s.f.links {
+		return p.path()
+	}
+	return protocol.PathDirect
+}
+
+func (s fetchSource) Gone() <-chan struct{} { return nil }
+
+func (s fetchSource) Report(m *protocol.DCMessage) {
+	if p := s.f.c.links.get(s.f.e.origin); p != nil {
+		go s.f.c.sendDC(p, m)
+	}
+}
+
+var _ = context.Background

@@ -22,7 +22,7 @@ const PEER_WINDOW = 32;    // outstanding wants to any other holder (by index)
 const HAVE_BATCH = 16;     // chunks written before a have update goes out…
 const HAVE_DELAY_MS = 100; // …or this long after the first of them
 const STALL_MS = 5000;     // a source that sent nothing of what it owes for this long is asked again
-const SERVE_BATCH = 16;    // chunks read and sealed together while serving
+const SERVE_BATCH = 64;    // chunks read (one slice per run of consecutive chunks) and sealed together while serving
 const short = (id) => String(id).slice(0, 8);
 
 export class Swarm {
@@ -66,7 +66,8 @@ export class Swarm {
     e.complete = true;
     e.t = t;
     e.cipher = await C.newChunkCipher(key, this.room.keys.roomID, this.room.id, e.fid, man.chunks, man.size);
-    e.read = async (i) => padded(new Uint8Array(await file.slice(i * e.chunkSize, Math.min(e.size, (i + 1) * e.chunkSize)).arrayBuffer()), e.chunkSize);
+    e.blob = () => file;
+    e.read = (i) => readChunk(e, i, file);
     return e;
   }
 
@@ -78,8 +79,9 @@ export class Swarm {
     e.r = r;
     e.t = r.t;
     e.cipher = r.cipher;
+    e.blob = () => (r.done ? r.t.file : null);
     e.read = async (i) => {
-      if (r.done && r.t.file) return padded(new Uint8Array(await r.t.file.slice(i * e.chunkSize, Math.min(e.size, (i + 1) * e.chunkSize)).arrayBuffer()), e.chunkSize);
+      if (r.done && r.t.file) return readChunk(e, i, r.t.file);
       if (!r.sink?.read) throw new Error('this storage cannot be read back before the file is complete');
       return padded(await r.sink.read(i * e.chunkSize, Math.min(e.chunkSize, e.size - i * e.chunkSize)), e.chunkSize);
     };
@@ -266,6 +268,7 @@ export class Swarm {
     try {
       while (peer._serveQ?.length && !peer.err) {
         const batch = peer._serveQ.splice(0, SERVE_BATCH);
+        await prefetch(batch);
         const frames = await Promise.all(batch.map(async ({ e, i }) => {
           try {
             return P.chunkUpFrame(e.fid, i, e.chunks, await e.cipher.seal(i, await e.read(i)));
@@ -415,6 +418,30 @@ export class Swarm {
   }
 
   close() { clearInterval(this._stallTimer); clearTimeout(this._haveTimer); }
+}
+
+/** Reads every run of consecutive chunks of a batch (of a whole file) in
+ * one slice, kept in its entry for readChunk. */
+async function prefetch(batch) {
+  for (let k = 0; k < batch.length;) {
+    const { e, i } = batch[k];
+    let n = 1;
+    while (k + n < batch.length && batch[k + n].e === e && batch[k + n].i === i + n) n++;
+    k += n;
+    const blob = e.blob?.();
+    if (!blob || n < 2) continue;
+    const cs = e.chunkSize;
+    try {
+      e.cache = { lo: i, hi: i + n, bytes: new Uint8Array(await blob.slice(i * cs, Math.min(e.size, (i + n) * cs)).arrayBuffer()) };
+    } catch { /* read one by one */ }
+  }
+}
+
+/** Chunk i of e (padded), from the prefetched run or a slice of blob. */
+async function readChunk(e, i, blob) {
+  const cs = e.chunkSize, c = e.cache;
+  if (c && i >= c.lo && i < c.hi) return padded(c.bytes.subarray((i - c.lo) * cs, Math.min(c.bytes.length, (i - c.lo + 1) * cs)), cs);
+  return padded(new Uint8Array(await blob.slice(i * cs, Math.min(e.size, (i + 1) * cs)).arrayBuffer()), cs);
 }
 
 /** plain padded with zeros to size (a chunk is sealed at full size). */

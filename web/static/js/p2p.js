@@ -429,9 +429,11 @@ export class P2P {
       case Signal.HAVE: // a receiver's chunks held, for a relay send (docs/PROTOCOL.md "Resume")
         this.room.onHave?.(from, b);
         return;
-      case Signal.PING: // a member's presence challenge: answering proves we hold our key
-        this.sendSignal(from, { kind: Signal.PONG, session: b.session }).catch(() => {});
+      case Signal.PING: { // a member's presence challenge: answering proves we hold our key
+        const pong = () => this.sendSignal(from, { kind: Signal.PONG, session: b.session }).catch(() => {});
+        if (!this.room.deferPong?.(from, pong)) pong();
         return;
+      }
       case Signal.PONG:
         this.room.onPong?.(from, b.session);
         return;

@@ -35,6 +35,7 @@ export { haveRanges } from './receiver.js';
  * and after it. */
 export const State = Object.freeze({ CONNECTING: 'connecting', ...ConnState, CLOSED: 'closed' });
 
+const PONG_DEFER_MS = 1000; // deferPong
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Room extends EventTarget {
@@ -380,6 +381,26 @@ export class Room extends EventTarget {
     return { sess: this._stamp.sess, seq: ++this._stamp.seq, ts: Date.now() };
   }
 
+  /** A ping from a member we are challenging too, while we have a library
+   * or chat to give: our pong waits (at most PONG_DEFER_MS) until that
+   * member is verified and greeted, so a newcomer that stops listening once
+   * it has verified everyone (the CLI's `get`, `ls`) has our lib and hist
+   * signals first. Returns whether pong was deferred. */
+  deferPong(from, pong) {
+    if (!this._pings.has(from) || (!this.library.chat.length && !this.swarm.entries.size)) return false;
+    this._deferredPongs ??= new Map();
+    this._deferredPongs.get(from)?.();
+    const t = setTimeout(() => this._pongNow(from), PONG_DEFER_MS);
+    this._deferredPongs.set(from, () => { clearTimeout(t); pong(); });
+    return true;
+  }
+
+  _pongNow(member) {
+    const send = this._deferredPongs?.get(member);
+    this._deferredPongs?.delete(member);
+    send?.();
+  }
+
   /** A pong from a member (p2p.js): verified if it answers our last ping. */
   onPong(from, session) {
     const mem = this.members.get(from);
@@ -388,6 +409,7 @@ export class Room extends EventTarget {
     mem.verified = true;
     this.emit('members');
     this.library.greet(from); // our library and recent chat, for a member who may have just joined
+    this._pongNow(from);      // a pong of ours that waited for this
   }
 
   async _welcome(m) {

@@ -5,11 +5,15 @@
 //      CLI against the origin's hashes) and says B helped;
 //   2. page A sends a file to a running `cloakroom recv` and leaves; page C
 //      joins and gets it from the CLI (the page checks every chunk against
-//      the origin's hashes), its card naming A as the one who shared it.
+//      the origin's hashes), its card naming A as the one who shared it;
+//   3. `cloakroom chat` posts lines, page A sees them live; page B joins
+//      later and shows them as history (from the CLI and from A, once each,
+//      in order, with the CLI as their sender).
 // LIB_DEBUG=1 prints page 1B's console and the CLI's debug log.
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { mkdirSync, existsSync } from 'node:fs';
-import { main, buildBinary, launch, tempDir, run, assert } from './lib.mjs';
+import { main, buildBinary, launch, tempDir, run, assert, onCleanup, stopProc } from './lib.mjs';
 import { MIB, T, startServerWithTURN, writeRandomFile, hashFile, createAndJoin, waitOnline, finishedCard, checkReceived, tail } from './p2plib.mjs';
 
 const page = async (ctx) => ctx.pages()[0] ?? await ctx.newPage();
@@ -78,5 +82,33 @@ await main('library_cli', async () => {
     console.log('library_cli: a page fetched a file from the CLI, not its origin:', rc.status);
     recv.proc.kill('SIGTERM');
     await ctxC.close();
+  }
+
+  // 3. Chat history from the CLI (and from a page that saw it) for a newcomer.
+  {
+    const ctxA = await launch({ name: 'A3' });
+    const ctxB = await launch({ name: 'B3' });
+    const A = await page(ctxA), B = await page(ctxB);
+    const link = await createAndJoin(srv.url, '', A, []);
+    const chat = spawn(bin, ['chat', link], { stdio: ['pipe', 'pipe', 'pipe'] });
+    onCleanup(() => stopProc(chat));
+    let said = '';
+    chat.stderr.on('data', (d) => { said += d; });
+    await waitOnline(A, 1);
+    const [cliID] = await memberOf(A);
+    const lines = ['from the CLI one', 'from the CLI two', 'from the CLI three'];
+    for (const l of lines) chat.stdin.write(l + '\n');
+    await A.waitForFunction((n) => document.querySelectorAll('#feed li.chat:not(.mine)').length === n, lines.length, T);
+    await B.goto(srv.url + '/' + link.slice(link.indexOf('#')));
+    await B.waitForSelector('#conn-status[data-state=connected]', T);
+    await B.waitForFunction((n) => document.querySelectorAll('#feed li.chat').length >= n, lines.length, T);
+    await new Promise((r) => setTimeout(r, 1500)); // a second copy (from the other member) would show by now
+    const shown = await B.evaluate(() => [...document.querySelectorAll('#feed li.chat')].map((li) => ({ text: li.querySelector('.text').textContent, from: li.dataset.from })));
+    assert(JSON.stringify(shown.map((x) => x.text)) === JSON.stringify(lines), `B shows ${JSON.stringify(shown)} (chat said: ${said})`);
+    assert(shown.every((x) => x.from === cliID), `senders ${JSON.stringify(shown)}, want the CLI ${cliID}`);
+    for (const c of [ctxA, ctxB]) assert(c.errors.length === 0, 'page errors: ' + c.errors.join('; '));
+    console.log('library_cli: a newcomer page shows the CLI\'s chat as history, once, in order');
+    chat.stdin.end();
+    await stopProc(chat);
   }
 });

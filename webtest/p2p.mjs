@@ -97,7 +97,7 @@ await main('p2p', async () => {
   if (!SKIP_CLI) {
     const recvDir = join(dir, 'cli-recv');
     mkdirSync(recvDir);
-    const recv = run(bin, ['recv', '--transport', 'p2p', '--count', '1', '-o', recvDir, link], { timeoutMs: 120000 });
+    const recv = run(bin, ['recv', '--new-only', '--transport', 'p2p', '--count', '1', '-o', recvDir, link], { timeoutMs: 120000 });
     await Promise.race([waitOnline(A, 2), recv.done.then((r) => { throw new Error(`cloakroom recv exited early (${r.code}): ${tail(r.stderr)}`); })]);
     const f = join(dir, 'to-cli.bin');
     const want = writeRandomFile(f, 24 * MIB + 4321);
@@ -226,7 +226,7 @@ await main('p2p', async () => {
       await waitOnline(P1, 1); // the sender has left: the next "2 online" is the recv CLI
       const recvDir = join(dir, 'cli-recv-turn');
       mkdirSync(recvDir);
-      const recv = run(bin, ['recv', '--transport', 'turn', '--count', '1', '-o', recvDir, roomLink], { timeoutMs: 120000 });
+      const recv = run(bin, ['recv', '--new-only', '--transport', 'turn', '--count', '1', '-o', recvDir, roomLink], { timeoutMs: 120000 });
       await waitOnline(P1, 2);
       const tf = join(dir, 'turn-to-cli.bin');
       const tw = writeRandomFile(tf, 5 * MIB + 2);

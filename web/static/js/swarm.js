@@ -100,6 +100,7 @@ export class Swarm {
   wrote(r, i) {
     const e = this.entries.get(r.man.file);
     if (!e) return;
+    if (!r.sink?.read) return this.plan(e); // a storage that cannot be read back serves once complete
     e.held[i] = 1;
     const q = this._haveQ.get(e.id) || [];
     q.push(i);
@@ -114,7 +115,9 @@ export class Swarm {
     const e = this.entries.get(r.man.file);
     if (!e) return;
     this._flushHaves();
+    if (r.failed) { e.held.fill(0); e.read = null; } // its partial file is gone
     if (r.done) {
+      e.held.fill(1);
       e.complete = true;
       this._broadcast(e, P.HAVE_FULL | P.HAVE_COMPLETE, [[0, e.chunks]]);
     }

@@ -73,7 +73,7 @@ export class Library {
     if (!C.validUUID(b.file) || !C.validUUID(b.origin) || typeof b.env !== 'string' || !Number.isSafeInteger(b.chunks) || b.chunks < 1 || b.chunks > P.MAX_CHUNKS) return;
     const sw = this.room.swarm;
     let e = sw.entries.get(b.file);
-    if (!e) {
+    if (!e || (e.r?.failed && e.r.vanished)) {
       if (b.origin === this.room.id) return; // ours, and forgotten: nothing to fetch
       let env, man;
       try {
@@ -84,11 +84,10 @@ export class Library {
         return;
       }
       if (!Array.isArray(man.hashes)) { console.warn('cloakroom: a library entry without chunk hashes was ignored'); return; }
+      // Fetched over links only: a page forced onto the relay cannot fetch from members.
+      if (!ladder(this.room.transport).length) return;
+      await this.room.receiver.libEntry(man, b.origin, env);
       e = sw.entries.get(b.file);
-      if (!e) {
-        await this.room.receiver.libEntry(man, b.origin, env);
-        e = sw.entries.get(b.file);
-      }
       if (!e) return;
     }
     // The author holds what it says (a hint until its link's have).

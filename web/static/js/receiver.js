@@ -353,10 +353,17 @@ export class Receiver {
     this.d.swarm.delivered(ent, from, e.d.index, ok === true);
   }
 
+  /** A fetch no holder could serve for a while (swarm.js): it fails, and a
+   * later announcement of the file starts it again. */
+  noSource(r) {
+    this._failRecv(r, 'no member who has it could be reached (a file stays available while a member who has it is online)', true);
+  }
+
   /** A file announced by a lib signal (library.js): the origin's manifest,
    * fetched from its holders. Returns the reception. */
   async libEntry(man, origin, env) {
-    if (!this._recvs.has(man.file)) await this._startRecv(man, origin, '', null);
+    const old = this._recvs.get(man.file);
+    if (!old || (old.failed && old.vanished)) await this._startRecv(man, origin, '', null);
     const r = this._recvs.get(man.file);
     await r?.ready;
     if (r && r.sink && !r.failed) this.d.swarm.fetch(r, env);

@@ -81,6 +81,19 @@ refused('short swarm message', [P.DC_CANCEL, 1, 2]);
   const again = [...wants(x).slice(1).flatMap((m) => m.indices)];
   eq('after a bad holder: the origin is asked (any) for what only it has now', wants(o)[0]?.any, 4);
   eq('after a bad holder: nothing more of x than it had', again.length, 0);
+  // Sequential: lowest first, from the other holders and (by index) the origin.
+  const h = sw._newEntry({ ...man, file: '00000000-0000-4000-8000-000000000003' }, 'o', new Uint8Array(1));
+  h.hl.known.fill(1);
+  h.sequential = true;
+  h.r = { have: new Uint8Array(10), done: false, failed: false };
+  const [x2, o2] = [mkPeer('x2'), mkPeer('o2')];
+  h.origin = 'o2';
+  for (const p of [x2, o2]) sw._links.set(p.member, new Set([p]));
+  sw._peerState(h, 'x2').have.fill(1, 4, 10);
+  sw._peerState(h, 'o2').have.fill(1);
+  sw._plan(h);
+  eq('sequential: the holder is asked lowest first', JSON.stringify(wants(x2)[0]?.indices), JSON.stringify([4, 5, 6, 7, 8, 9]));
+  eq('sequential: the origin is asked by index for what only it has', JSON.stringify(wants(o2)[0]?.indices), JSON.stringify([0, 1, 2, 3]));
   sw.close();
 }
 console.log(`js checks: ${fails} failed`);

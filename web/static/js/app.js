@@ -12,6 +12,9 @@ const params = new URLSearchParams(location.search);
 // ?transport=auto|p2p|turn|relay: auto (default) tries a direct data channel,
 // then one relayed by TURN, then the server's relay; the others force one path.
 const transport = params.get('transport') || Transport.AUTO;
+// ?order=sequential: fetch files from the members who hold them lowest chunk
+// first (rarest first otherwise: quicker for everyone in a swarm).
+const sequential = params.get('order') === 'sequential';
 
 let room = null;
 const transferViews = new Map(); // file id -> {li, …}
@@ -158,7 +161,7 @@ async function enter(secret) {
   $('join-button').disabled = true;
   setStatus('connecting', 'Connecting…');
   try {
-    room = await Room.join(secret, { transport });
+    room = await Room.join(secret, { transport, sequential });
   } catch (e) {
     room = null;
     $('create').disabled = false;

@@ -40,11 +40,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Room extends EventTarget {
   /** Joins the room of secret (16 bytes) on this page's server. */
-  static async join(secret, { wsURL, transport = Transport.AUTO } = {}) {
+  static async join(secret, { wsURL, transport = Transport.AUTO, sequential = false } = {}) {
     if (!TRANSPORTS.includes(transport)) throw new Error(`transport ${JSON.stringify(transport)}: want one of ${TRANSPORTS.join(', ')}`);
     const keys = await C.deriveRoom(secret);
     const ident = await C.newIdentity();
     const room = new Room(secret, keys, ident, wsURL ?? defaultWSURL(), transport);
+    room.sequential = sequential; // fetch files lowest chunk first (swarm.js), e.g. to play a video as it comes
     room.store = await openStore();
     await room._connect(true);
     return room;

@@ -79,6 +79,7 @@ export class Swarm {
     e.env ??= env;
     e.r = r;
     e.t = r.t;
+    e.sequential = !!this.room.sequential;
     e.cipher = r.cipher;
     e.blob = () => (r.done ? r.t.file : null);
     e.read = async (i) => {

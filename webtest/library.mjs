@@ -11,7 +11,10 @@
 //   3. a holder that serves corrupt chunks (B's page serves every chunk with
 //      a flipped byte): C drops it as a source, says so, and gets the file
 //      from the origin A, intact.
-// LIB_ONLY=late or LIB_ONLY=corrupt runs one of 2 and 3; LIB_DEBUG=1 prints
+//   4. a swarm: A sends a file to B and C at once; the two fetchers link to
+//      each other and exchange chunks (the origin sends every chunk once
+//      before any twice), so a card says 2 members helped.
+// LIB_ONLY=late, corrupt or swarm runs one of 2, 3 and 4; LIB_DEBUG=1 prints
 // every console message of the pages.
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -63,7 +66,7 @@ await main('library', async () => {
 
   // 2. A late joiner gets a file from a page that is not its origin.
   // 3. A holder serving a corrupt chunk is dropped; the origin serves the rest.
-  for (const corrupt of process.env.LIB_ONLY ? [process.env.LIB_ONLY === 'corrupt'] : [false, true]) {
+  for (const corrupt of process.env.LIB_ONLY ? (process.env.LIB_ONLY === 'swarm' ? [] : [process.env.LIB_ONLY === 'corrupt']) : [false, true]) {
     const tag = corrupt ? 'corrupt' : 'late';
     const ctxA = await launch({ name: `A-${tag}` });
     const ctxB = await launch({ name: `B-${tag}` });
@@ -109,5 +112,29 @@ await main('library', async () => {
     }
     for (const c of [ctxB, ctxC]) assert(c.errors.length === 0, 'page errors: ' + c.errors.join('; '));
     for (const c of [ctxA, ctxB, ctxC]) await c.close().catch(() => {});
+  }
+
+  // 4. Two fetchers of one file serve each other.
+  if (!process.env.LIB_ONLY || process.env.LIB_ONLY === 'swarm') {
+    const ctxs = await Promise.all(['A', 'B', 'C'].map((n) => launch({ name: `${n}-swarm` })));
+    const [A, B, C] = await Promise.all(ctxs.map(page));
+    await createAndJoin(srv.url, '', A, [B, C]);
+    await waitOnline(A, 2);
+    await waitOnline(B, 2);
+    await waitOnline(C, 2);
+    const f = join(dir, 'swarm.bin');
+    const want = writeRandomFile(f, 24 * MIB + 5);
+    await A.setInputFiles('#file-input', f);
+    const helped = [];
+    for (const p of [B, C]) {
+      const rc = await finishedCard(p, 'recv', 'swarm.bin');
+      await checkReceived(p, rc, want);
+      helped.push(await p.evaluate(() => Number(document.querySelector('#feed li.file[data-direction=recv]').dataset.helpers)));
+    }
+    await finishedCard(A, 'send', 'swarm.bin');
+    assert(helped.some((n) => n === 2), `members who helped B and C: ${helped}; want 2 for at least one (the other fetcher too)`);
+    for (const c of ctxs) assert(c.errors.length === 0, 'page errors: ' + c.errors.join('; '));
+    console.log(`library: a swarm of two fetchers: members who helped B, C: ${helped.join(', ')}`);
+    for (const c of ctxs) await c.close();
   }
 });

@@ -166,12 +166,16 @@ await main('p2p', async () => {
     const c1 = await launch({ name: 'L1' });
     const c2 = await launch({ name: 'L2' });
     await simulateNetwork(c2);
+    await recordPeerConnections(c2);
     const P1 = c1.pages()[0] ?? await c1.newPage();
     const P2 = c2.pages()[0] ?? await c2.newPage();
     await createAndJoin(srv.url, '', P1, [P2]);
     await waitOnline(P1, 1);
     for (const [net, want] of [['no-direct', 'TURN'], ['blocked', 'relay']]) {
-      await P2.evaluate((n) => { window.__network = n; }, net);
+      // Links stay up between files (docs/PROTOCOL.md): end P2's, so the
+      // next file climbs the ladder on the new network.
+      await P2.evaluate((n) => { window.__network = n; for (const pc of window.__pcs) pc.close(); }, net);
+      await new Promise((r) => setTimeout(r, 1000));
       const name = `ladder-${net}.bin`;
       const f = join(dir, name);
       const w = writeRandomFile(f, 3 * MIB + 5);

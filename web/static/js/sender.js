@@ -116,11 +116,17 @@ export class Sender {
     const { t } = job;
     const rec = t.recipients.get(member);
     const errs = [];
-    for (const mode of ladder(this.s.transport)) {
-      let p = null;
+    const rungs = ladder(this.s.transport);
+    // A ready link with the member on a rung the transport allows carries the
+    // file (docs/PROTOCOL.md "Links stay up"); else the ladder makes one.
+    const ready = rungs.length ? this.s.swarm.linkFor(member, rungs) : null;
+    for (const mode of ready ? [ready.mode] : rungs) {
+      let p = ready;
       try {
-        p = await this.s.p2p.offer(member, mode);
-        await p.waitReady(ICE_TIMEOUT_MS);
+        if (!p) {
+          p = await this.s.p2p.offer(member, mode);
+          await p.waitReady(ICE_TIMEOUT_MS);
+        }
       } catch (e) {
         p?.bye();
         errs.push(e.message);
@@ -137,11 +143,10 @@ export class Sender {
         await this._streamP2P(job, p, rec);
         rec.state = 'delivered';
         rec.bytes = t.size;
-        p.bye();
-        this.progress(t);
+        this.progress(t); // the link stays up: the next file, or a fetch either way, may use it
         return;
       } catch (e) {
-        p.bye();
+        if (!e.receiver) p.bye(); // a receiver's refusal leaves the link up
         return this._p2pLost(job, member, rec, p, e);
       }
     }

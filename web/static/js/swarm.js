@@ -39,6 +39,12 @@ export class Swarm {
     this._stallTimer = setInterval(() => this._checkStalls(), 1000);
   }
 
+  /** A live link to member in one of modes, if any. */
+  linkFor(member, modes) {
+    for (const p of this._links.get(member) || []) if (!p.err && modes.includes(p.mode)) return p;
+    return null;
+  }
+
   /** A live link to member, if any. */
   link(member) {
     for (const p of this._links.get(member) || []) if (!p.err) return p;

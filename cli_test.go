@@ -160,7 +160,14 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) error {
 	case <-p.done:
 		return p.err
 	case <-time.After(timeout):
-		t.Fatalf("process did not exit within %s", timeout)
+		// A Go process dumps its goroutines on SIGQUIT: the output logged
+		// on failure then shows where it hung.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+		}
+		t.Fatalf("process %v did not exit within %s (goroutines dumped above if it is ours)", p.cmd.Args[:min(2, len(p.cmd.Args))], timeout)
 		return nil
 	}
 }

@@ -318,6 +318,10 @@ func printChat(out, stderr io.Writer, m client.Chat) {
 	if m.Missing > 0 {
 		fmt.Fprintf(stderr, "* %d message(s) from %s did not arrive\n", m.Missing, short(m.From))
 	}
+	if m.History {
+		fmt.Fprintf(out, "%s (earlier, %s): %s\n", short(m.From), m.Sent.Local().Format("15:04"), safetext.Line(m.Text))
+		return
+	}
 	if m.Late {
 		fmt.Fprintf(out, "%s (late, sent %s): %s\n", short(m.From), m.Sent.Format("15:04:05"), safetext.Line(m.Text))
 		return

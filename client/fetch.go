@@ -1,7 +1,7 @@
 package client
 
 import (
-	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -91,6 +91,7 @@ func (f *fetch) run() {
 	for _, m := range e.holderIDs() {
 		c.maybeLink(f, m)
 	}
+	f.awaitLinks(linkWait)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for c.recv.Active(e.man.File) {
@@ -105,6 +106,42 @@ func (f *fetch) run() {
 	f.flushHave(true)
 }
 
+// linkWait bounds how long a fetch waits for links to every holder it
+// knows before it asks for chunks, so the first wants spread over all of
+// them instead of falling on whichever link came up first.
+const linkWait = 5 * time.Second
+
+// awaitLinks waits until every online holder of the entry is a source, at
+// most d (a holder whose link fails is not waited for).
+func (f *fetch) awaitLinks(d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		missing := false
+		for _, m := range f.e.holderIDs() {
+			f.mu.Lock()
+			_, linked := f.links[m]
+			f.mu.Unlock()
+			f.c.links.mu.Lock()
+			pending := f.c.links.pending[m]
+			f.c.links.mu.Unlock()
+			if !linked && pending {
+				missing = true
+			}
+		}
+		if !missing {
+			return
+		}
+		select {
+		case <-f.kick:
+		case <-deadline.C:
+			return
+		case <-f.c.ctx.Done():
+			return
+		}
+	}
+}
+
 // step announces what was written, asks for missing hash pieces, and asks
 // sources for chunks.
 func (f *fetch) step(now time.Time) {
@@ -117,7 +154,7 @@ func (f *fetch) step(now time.Time) {
 			continue
 		}
 		for _, piece := range missing {
-			key := m + "/" + string(rune(piece))
+			key := fmt.Sprint(m, "/", piece)
 			if !f.askedFor[key] {
 				f.askedFor[key] = true
 				msg := &protocol.DCMessage{Kind: protocol.DCHashReq, File: uuid.MustParse(f.e.man.File), Piece: piece}
@@ -308,9 +345,11 @@ func (s fetchSource) Path() protocol.Path {
 func (s fetchSource) Gone() <-chan struct{} { return nil }
 
 func (s fetchSource) Report(m *protocol.DCMessage) {
+	if m.Kind == protocol.DCDone {
+		s.f.c.sendToMember(s.f.e.origin, m) // the verdict must get through
+		return
+	}
 	if p := s.f.c.links.get(s.f.e.origin); p != nil {
 		go s.f.c.sendDC(p, m)
 	}
 }
-
-var _ = context.Background

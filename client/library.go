@@ -244,8 +244,11 @@ func (e *entry) noteHave(member string, m *protocol.DCMessage) {
 }
 
 // pickFor chooses a chunk for member's "any" want: the lowest never sent
-// to anyone, else the lowest it lacks and was not sent; false if none.
-func (e *entry) pickFor(member string) (uint32, bool) {
+// to anyone, else the lowest it lacks that was sent neither to it nor to a
+// member still linked (that member passes it on: the origin uploads each
+// chunk once while its fetchers stay); false if none. linked reports
+// whether a member has a link with this member now.
+func (e *entry) pickFor(member string, linked func(string) bool) (uint32, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	to := e.sentTo[member]
@@ -263,11 +266,21 @@ func (e *entry) pickFor(member string) (uint32, bool) {
 		}
 	}
 	has := e.peerHave[member]
-	for i := range e.man.Chunks {
-		if e.held.Has(i) && !to.Has(i) && (has == nil || !has.Has(i)) {
-			to.Set(i)
-			return i, true
+	var carriers []transfer.Bits // chunks sent to members still linked
+	for m, b := range e.sentTo {
+		if m != member && linked(m) {
+			carriers = append(carriers, b)
 		}
+	}
+	for i := range e.man.Chunks {
+		if !e.held.Has(i) || to.Has(i) || (has != nil && has.Has(i)) {
+			continue
+		}
+		if slices.ContainsFunc(carriers, func(b transfer.Bits) bool { return b.Has(i) }) {
+			continue
+		}
+		to.Set(i)
+		return i, true
 	}
 	return 0, false
 }

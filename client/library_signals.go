@@ -75,7 +75,10 @@ func (c *Client) onLib(from string, s *protocol.Signal) {
 		c.maybeLink(f, from)
 		return
 	}
-	if c.opts.FetchEarlier && (s.Done || len(s.Have) > 0 || from == e.origin) {
+	// An earlier file is fetched once a member holding all of it (or its
+	// origin) says so; a partial holder's lib only lets fetchers link. A
+	// file being sent to this member now arrives from its origin anyway.
+	if c.opts.FetchEarlier && (s.Done || from == e.origin) && len(c.opts.Transport.Ladder()) > 0 {
 		c.startFetch(e, false)
 	}
 }
@@ -170,6 +173,9 @@ func (c *Client) Fetch(id string) error {
 	if e.complete() {
 		return nil // held already: NextFile will not see it again
 	}
+	if len(c.opts.Transport.Ladder()) == 0 {
+		return fmt.Errorf("fetching from members needs a peer-to-peer path, not --transport %s: %w", c.opts.Transport, ErrTransport)
+	}
 	if c.startFetch(e, false) == nil && !c.recv.Active(id) {
 		return fmt.Errorf("file %s was received (or refused) already in this session: %w", id, ErrProtocol)
 	}
@@ -189,8 +195,13 @@ func (c *Client) Settle(ctx context.Context, quiet, max time.Duration) {
 		}
 		return true
 	})
+	verified := time.Now() // they greet once they have verified us, about now
 	for {
-		wait := time.Until(c.lastLib().Add(quiet))
+		heard := c.lastLib()
+		if heard.Before(verified) {
+			heard = verified
+		}
+		wait := time.Until(heard.Add(quiet))
 		if left := time.Until(deadline); wait > left {
 			wait = left
 		}

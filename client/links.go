@@ -51,6 +51,15 @@ func (ls *links) get(member string) *peerConn {
 	return nil
 }
 
+// with returns every link with member, newest first.
+func (ls *links) with(member string) []*peerConn {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	l := slices.Clone(ls.ready[member])
+	slices.Reverse(l)
+	return l
+}
+
 // all returns the newest link with each member.
 func (ls *links) all() []*peerConn {
 	ls.mu.Lock()
@@ -128,6 +137,22 @@ func (c *Client) sendHave(p *peerConn, e *entry, full bool) {
 	c.sendDC(p, m)
 }
 
+// sendToMember sends a control message on the newest link with member
+// that takes it (a link may be closing under the send).
+func (c *Client) sendToMember(member string, m *protocol.DCMessage) {
+	b := protocol.AppendDC(nil, m)
+	for _, p := range c.links.with(member) {
+		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+		err := p.send(ctx, b)
+		cancel()
+		if err == nil {
+			c.log.Debug("link message sent", "member", short8(member), "kind", m.Kind, "session", short8(p.session))
+			return
+		}
+	}
+	c.log.Debug("no link took a message", "member", short8(member))
+}
+
 // sendDC sends a control message on a link, without waiting long.
 func (c *Client) sendDC(p *peerConn, m *protocol.DCMessage) {
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
@@ -157,6 +182,7 @@ func (c *Client) onDC(p *peerConn, data []byte) {
 		c.links.mu.Lock()
 		ev, ok := c.links.verdicts[verdictKey{p.member, m.File}]
 		c.links.mu.Unlock()
+		c.log.Debug("receiver report", "member", short8(p.member), "kind", m.Kind, "waiting", ok)
 		if ok {
 			ev.deliver(m)
 		}
@@ -174,20 +200,8 @@ func (c *Client) onDC(p *peerConn, data []byte) {
 		if srv != nil {
 			srv.want(file, m)
 		}
-	case protocol.DCHashReq:
-		if e := c.lib.get(file); e != nil {
-			if piece, ok := e.hashes.Piece(m.Piece); ok {
-				go c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCHashes, File: m.File, Piece: m.Piece, Hashes: piece})
-			}
-		}
-	case protocol.DCHashes:
-		if e := c.lib.get(file); e != nil {
-			if err := e.hashes.SetPiece(m.Piece, m.Hashes); err != nil {
-				c.log.Warn("a member sent a wrong hash piece; ignoring it", "member", short8(p.member), "err", err)
-			} else if f := c.fetchOf(file); f != nil {
-				f.poke()
-			}
-		}
+	case protocol.DCHashReq, protocol.DCHashes:
+		c.onHashes(p, file, m)
 	case protocol.DCCancel:
 		c.links.mu.Lock()
 		srv := c.links.servers[p]
@@ -245,4 +259,24 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// onHashes answers a hash request with the piece, if known, or takes a
+// piece (checked against the manifest's commitment).
+func (c *Client) onHashes(p *peerConn, file string, m *protocol.DCMessage) {
+	e := c.lib.get(file)
+	if e == nil {
+		return
+	}
+	if m.Kind == protocol.DCHashReq {
+		if piece, ok := e.hashes.Piece(m.Piece); ok {
+			go c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCHashes, File: m.File, Piece: m.Piece, Hashes: piece})
+		}
+		return
+	}
+	if err := e.hashes.SetPiece(m.Piece, m.Hashes); err != nil {
+		c.log.Warn("a member sent a wrong hash piece; ignoring it", "member", short8(p.member), "err", err)
+	} else if f := c.fetchOf(file); f != nil {
+		f.poke()
+	}
 }

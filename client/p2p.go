@@ -30,7 +30,7 @@ type p2pResult struct {
 func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome chan<- string) p2pResult {
 	var errs []error
 	for _, mode := range c.opts.Transport.Ladder() {
-		p, err := c.peers.offer(member, mode)
+		p, err := c.linkFor(member, mode)
 		if err == nil {
 			err = p.waitReady(ctx, c.opts.ICETimeout)
 		}
@@ -47,9 +47,9 @@ func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome c
 		}
 		outcome <- ""
 		path := p.path()
+		// The link stays up after the file: the member may fetch other
+		// files over it, serve them, or get the next one.
 		err = c.serveFile(ctx, p, path, e)
-		_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
-		p.close()
 		if err != nil {
 			// The receiver's own verdict (a failed check) is final; a broken
 			// session is not.
@@ -64,6 +64,17 @@ func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome c
 	}
 	outcome <- ""
 	return p2pResult{member: member, err: fmt.Errorf("%s: %w", short8(member), errors.Join(errs...))}
+}
+
+// linkFor returns a ready link with member on rung mode (the newest), or
+// offers a new session.
+func (c *Client) linkFor(member string, mode protocol.Mode) (*peerConn, error) {
+	for _, p := range c.links.with(member) {
+		if p.mode == mode && p.Err() == nil {
+			return p, nil
+		}
+	}
+	return c.peers.offer(member, mode)
 }
 
 // serveFile offers the file on a confirmed link as its origin: the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"cloakroom/client/transfer"
+	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
 
@@ -43,19 +44,9 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	if err != nil || !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("send %s: not a regular file", path)
 	}
-	man, key, chunkHashes, err := transfer.NewManifest(f, st)
+	man, key, e, err := c.share(f, st, path)
 	if err != nil {
 		return nil, err
-	}
-	// Sealed once: the same envelope goes to every recipient and into the
-	// library, from which any holder forwards it as is.
-	stamped, env, err := c.sealStamped(man)
-	if err != nil {
-		return nil, fmt.Errorf("send: seal manifest: %w", err)
-	}
-	e, err := c.addOwn(stamped, env, path, chunkHashes)
-	if err != nil {
-		return nil, fmt.Errorf("send: %w", err)
 	}
 	if err := c.waitForMember(ctx); err != nil {
 		return nil, err
@@ -159,4 +150,23 @@ func (c *Client) waitForMember(ctx context.Context) error {
 		return fmt.Errorf("send: %w", ErrClosed)
 	}
 	return fmt.Errorf("send: waiting for another member to join: %w", ErrNoMembers)
+}
+
+// share hashes the file, seals its manifest once (the same envelope goes to
+// every recipient and into the library, from which any holder forwards it
+// as is) and adds it to the library as held here.
+func (c *Client) share(f *os.File, st os.FileInfo, path string) (*crypto.Manifest, []byte, *entry, error) {
+	man, key, chunkHashes, err := transfer.NewManifest(f, st)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stamped, env, err := c.sealStamped(man)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("send: seal manifest: %w", err)
+	}
+	e, err := c.addOwn(stamped, env, path, chunkHashes)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("send: %w", err)
+	}
+	return man, key, e, nil
 }

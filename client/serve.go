@@ -125,7 +125,7 @@ func (s *linkServer) serve(ctx context.Context, r serveReq, plain []byte, frame 
 	i := r.index
 	if r.any {
 		var ok bool
-		if i, ok = e.pickFor(s.p.member); !ok {
+		if i, ok = e.pickFor(s.p.member, func(m string) bool { return s.c.links.get(m) != nil }); !ok {
 			return nil
 		}
 	} else if !e.has(i) {

@@ -101,7 +101,11 @@ func TestHostileReplayedAndReorderedChat(t *testing.T) {
 		}
 	}})
 	bob := dialPeer(ctx, t, secret.Link(mitm.HTTP.URL), "bob", nil)
-	meshOnline(ctx, t, alice, bob)
+	// Verified both ways first: alice greets bob with her chat history
+	// (a sealed hist signal the server cannot forge) when she verifies him;
+	// done before she writes, it holds nothing that could make up for what
+	// the server drops below.
+	meshVerified(ctx, t, alice, bob)
 	for _, text := range []string{"one", "two", "three", "four", "five"} {
 		if err := alice.SendChat(ctx, text); err != nil {
 			t.Fatal(err)

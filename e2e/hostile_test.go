@@ -777,6 +777,9 @@ func TestHostileReplayedSignal(t *testing.T) {
 			// is still 0, so only the recipient binding can stop the replay.
 			carol := dialHostile(ctx, t, secret.Link(carolMITM.HTTP.URL), "carol", nil)
 			meshVerified(ctx, t, alice.peer, bob.peer, carol.peer)
+			// Both greet the newcomer with the library entry they hold
+			// (a lib signal each): those are not reactions to the replay.
+			waitHolders(ctx, t, carol.peer, "first.bin", alice.ID(), bob.ID())
 			victim, tap := bob, bobTap
 			if tc.carol {
 				victim, tap = carol, carolTap

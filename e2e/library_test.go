@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"testing"
@@ -130,7 +131,7 @@ func TestLibraryBadHolder(t *testing.T) {
 	bad := dialPeer(ctx, t, link, "bad", libraryPeer(false))
 	good := dialPeer(ctx, t, link, "good", libraryPeer(false))
 	meshVerified(ctx, t, a, bad, good)
-	path, sum := makeFile(t, t.TempDir(), "big.bin", 64<<20+5, "")
+	path, sum := makeFile(t, t.TempDir(), "big.bin", 24<<20+5, "")
 	if _, err := a.SendFile(ctx, path); err != nil {
 		t.Fatal(err)
 	}
@@ -155,9 +156,15 @@ func TestLibraryBadHolder(t *testing.T) {
 	_ = a.Leave()
 	waitGone(ctx, t, good, a.ID())
 
-	// C learns who holds the file, then fetches it from both at once (bad
-	// is asked for some of it: the file is far larger than a window).
-	c := dialPeer(ctx, t, link, "c", libraryPeer(false))
+	// C learns who holds the file, then fetches it from both at once: a
+	// fetch waits (a few seconds at most) for links to every holder it
+	// knows before its first wants, which go to both.
+	c := dialPeer(ctx, t, link, "c", func(o *client.Options) {
+		libraryPeer(false)(o)
+		if os.Getenv("DEBUGLOG") != "" {
+			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	})
 	c.Settle(ctx, 1500*time.Millisecond, 20*time.Second)
 	lib := c.Library()
 	if len(lib) != 1 || len(lib[0].Holders) != 2 {
@@ -232,5 +239,26 @@ func TestLibraryResendSameContent(t *testing.T) {
 	}
 	if n := len(b.Library()); n != 2 {
 		t.Fatalf("b's library has %d entries, want 2", n)
+	}
+}
+
+// waitHolders waits until p's library lists the file named name as held by
+// exactly holders (the members online who greeted p with it).
+func waitHolders(ctx context.Context, t *testing.T, p *peer, name string, holders ...string) {
+	t.Helper()
+	slices.Sort(holders)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, e := range p.Library() {
+			if e.Name == name && slices.Equal(e.Holders, holders) {
+				return
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("%s: waiting for %s held by %v: library %+v", p.name, name, holders, p.Library())
+		}
 	}
 }

@@ -137,3 +137,32 @@ func TestHashListChecks(t *testing.T) {
 		t.Fatalf("after fill: %v %v", err, h.Missing())
 	}
 }
+
+// FuzzHashPiece: a hash piece from a member (untrusted bytes, any index)
+// never panics and is accepted only when it is the committed piece.
+func FuzzHashPiece(f *testing.F) {
+	content := vectorContent(2500 * 10)
+	_, ch, commit, err := HashFile(bytes.NewReader(content), int64(len(content)), 10)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(uint32(0), ch[:32*2000])
+	f.Add(uint32(1), ch[32*2000:])
+	f.Add(uint32(7), []byte("short"))
+	f.Fuzz(func(t *testing.T, p uint32, piece []byte) {
+		h, err := NewHashList(&crypto.Manifest{Chunks: 2500, Hashes: commit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = h.SetPiece(p, piece)
+		genuine := (p == 0 && bytes.Equal(piece, ch[:32*2000])) || (p == 1 && bytes.Equal(piece, ch[32*2000:]))
+		if (err == nil) != genuine {
+			t.Fatalf("SetPiece(%d, %d bytes) = %v, genuine %v", p, len(piece), err, genuine)
+		}
+		if err == nil {
+			if got, ok := h.Piece(p); !ok || !bytes.Equal(got, piece) {
+				t.Fatal("accepted piece not kept")
+			}
+		}
+	})
+}

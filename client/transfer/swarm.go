@@ -39,6 +39,10 @@ type swarmSource struct {
 	anyOut   int  // "any" chunks outstanding
 	bad      bool
 	lastSeen time.Time // last chunk, or when last asked with nothing outstanding
+	// explicit: the origin left "any" unanswered (every chunk it could pick
+	// went to members it expects to pass them on, which this fetcher may
+	// not reach): ask it by index from now on.
+	explicit bool
 }
 
 // Windows of outstanding chunks per source, and the stall after which a
@@ -47,6 +51,9 @@ const (
 	OriginWindow = 64
 	PeerWindow   = 32
 	StallAfter   = 10 * time.Second
+	// AnyStallAfter: an origin that sends nothing for this long while
+	// "any" chunks are outstanding is asked by index instead.
+	AnyStallAfter = 5 * time.Second
 )
 
 // NewSwarm schedules a file of chunks chunks of which held already are held.
@@ -184,7 +191,12 @@ func (s *Swarm) Refused(i uint32, from string) {
 // chunks may be asked of non-origin sources (their hash pieces are known).
 func (s *Swarm) Plan(now time.Time, peersUsable bool) []Want {
 	for id, src := range s.sources {
-		if (src.out > 0 || src.anyOut > 0) && now.Sub(src.lastSeen) > StallAfter {
+		switch {
+		case src.anyOut > 0 && now.Sub(src.lastSeen) > AnyStallAfter:
+			s.release(id)
+			src.explicit = true
+			src.lastSeen = now
+		case (src.out > 0 || src.anyOut > 0) && now.Sub(src.lastSeen) > StallAfter:
 			s.release(id)
 			src.lastSeen = now
 		}
@@ -253,24 +265,28 @@ func (s *Swarm) planOrigin(id string, src *swarmSource, avail []uint8, now time.
 			continue
 		}
 		need++
-		if s.sequential && len(lowest) < room {
+		if (s.sequential || src.explicit) && len(lowest) < room {
 			lowest = append(lowest, i)
 		}
 	}
-	if need == 0 {
+	if need == 0 || (!s.sequential && !src.explicit && need <= src.anyOut) {
 		return nil
 	}
 	if src.out == 0 && src.anyOut == 0 {
 		src.lastSeen = now
 	}
-	if s.sequential {
+	if s.sequential || src.explicit {
 		for _, i := range lowest {
 			s.asked[i] = id
 		}
 		src.out += len(lowest)
 		return &Want{Source: id, Indices: lowest}
 	}
-	n := min(room, need, 65535)
+	// Chunks of its choice already outstanding count against the need.
+	if need <= src.anyOut {
+		return nil
+	}
+	n := min(room, need-src.anyOut, 65535)
 	src.anyOut += n
 	return &Want{Source: id, Any: uint16(n)}
 }

@@ -1,6 +1,10 @@
 // Unit checks of page helpers that need no browser (run by scripts/test):
-// received files keep only image/video types the page shows inline.
+// received files keep only image/video types the page shows inline; swarm
+// messages round-trip; the swarm schedule (super-seeding, rarest first, a
+// bad holder dropped).
 import { safeType, safeName } from '../web/static/js/transfer.js';
+import * as P from '../web/static/js/protocol.js';
+import { Swarm } from '../web/static/js/swarm.js';
 
 let fails = 0;
 const eq = (what, got, want) => { if (got !== want) { fails++; console.log(`FAIL ${what}: ${JSON.stringify(got)}, want ${JSON.stringify(want)}`); } };
@@ -12,5 +16,85 @@ for (const [t, want] of [
 ]) eq(`safeType(${JSON.stringify(t)})`, safeType(t), want);
 eq('safeName traversal', safeName('../../x'), '_.._x');
 eq('safeName bidi', safeName('a\u202egnp.exe'), 'a_gnp.exe');
+// Swarm data-channel messages (protocol v4) round-trip, and malformed ones are refused.
+const file = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
+for (const m of [
+  { kind: P.DC_HAVE, file, flags: P.HAVE_FULL | P.HAVE_COMPLETE, ranges: [[0, 5], [7, 9]] },
+  { kind: P.DC_HAVE, file, flags: 0, ranges: [] },
+  { kind: P.DC_WANT, file, any: 64, indices: [] },
+  { kind: P.DC_WANT, file, any: 0, indices: [3, 1, 4000000] },
+  { kind: P.DC_HASH_REQ, file, piece: 2 },
+  { kind: P.DC_HASHES, file, piece: 1, hashes: new Uint8Array(64).fill(9) },
+  { kind: P.DC_CANCEL, file },
+]) {
+  const back = P.parseDC(P.dcMessage(m));
+  const norm = (x) => JSON.stringify(x, (k, v) => (v instanceof Uint8Array ? [...v] : v));
+  eq(`swarm message 0x${m.kind.toString(16)} round trip`, norm(back), norm(m));
+}
+const refused = (what, b) => { try { P.parseDC(Uint8Array.from(b)); fails++; console.log(`FAIL ${what} accepted`); } catch { /* refused */ } };
+refused('have with unknown flags', [P.DC_HAVE, ...file, 4, 0, 0]);
+refused('have with an empty range', [P.DC_HAVE, ...file, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 3]);
+refused('want over the outstanding limit', [P.DC_WANT, ...file, 1, 1, 0, 0]);
+refused('hashes not a multiple of 32', [P.DC_HASHES, ...file, 0, 0, 0, 0, 1, 2, 3]);
+refused('cancel with a tail', [P.DC_CANCEL, ...file, 0]);
+refused('short swarm message', [P.DC_CANCEL, 1, 2]);
+// The swarm's schedule (swarm.js), without a browser: an origin serving
+// `any` sends every chunk once before any twice (lowest never-sent first,
+// then the lowest the asker lacks and was not sent); a fetcher asks other
+// holders rarest chunk first and the origin only for what no one else has.
+{
+  const sw = new Swarm({ id: 'me', keys: {}, emit() {} });
+  const fid = '00000000-0000-4000-8000-000000000001';
+  const man = { file: fid, name: 'unit.bin', chunks: 10, size: 10 * 4, chunkSize: 4, hashes: ['A'.repeat(43)] };
+  const e = sw._newEntry(man, 'me', new Uint8Array(1));
+  e.held.fill(1);
+  e.read = async () => new Uint8Array(4);
+  e.cipher = { seal: async () => new Uint8Array(16) };
+  const served = (peer) => peer.frames.map((b) => P.parseChunkUp(b).index);
+  const mkPeer = (member) => ({ member, err: null, frames: [], sent: [], send: async function (b) { this.frames.push(b); }, notify(m) { this.sent.push(m); } });
+  const a = mkPeer('a'), b = mkPeer('b');
+  const want = async (peer, n) => { sw._want(peer, e, sw._peerState(e, peer.member), { indices: [], any: n }); await new Promise((r) => setTimeout(r, 10)); };
+  await want(a, 3); await want(b, 4); await want(a, 5);
+  eq('origin any: never-sent first, then what the asker was not sent', JSON.stringify([served(a), served(b)]), JSON.stringify([[0, 1, 2, 7, 8, 9, 3, 4], [3, 4, 5, 6]]));
+  sw._peerState(e, 'b').have.fill(1, 0, 7);
+  await want(b, 5);
+  eq('origin any: skips what the asker holds', JSON.stringify(served(b).slice(4)), JSON.stringify([7, 8, 9]));
+
+  // A fetcher: x holds 0..5, y holds 0..9, the origin everything.
+  const g = sw._newEntry({ ...man, file: '00000000-0000-4000-8000-000000000002' }, 'o', new Uint8Array(1));
+  g.hl.known.fill(1);
+  g.r = { have: new Uint8Array(10), done: false, failed: false };
+  const [x, y, o] = [mkPeer('x'), mkPeer('y'), mkPeer('o')];
+  for (const p of [x, y, o]) sw._links.set(p.member, new Set([p]));
+  sw._peerState(g, 'x').have.fill(1, 0, 6);
+  sw._peerState(g, 'y').have.fill(1);
+  sw._peerState(g, 'o').have.fill(1);
+  sw._plan(g);
+  const wants = (p) => p.sent.filter((m) => m.kind === P.DC_WANT);
+  eq('fetcher: rarest first (y alone has 6..9)', JSON.stringify(wants(y)[0]?.indices.slice(0, 4).sort((p, q) => p - q)), JSON.stringify([6, 7, 8, 9]));
+  eq('fetcher: every chunk asked once', JSON.stringify([...wants(x)[0].indices, ...wants(y)[0].indices].sort((p, q) => p - q)), JSON.stringify([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]));
+  eq('fetcher: nothing asked of the origin that others hold', wants(o).length, 0);
+  // y serves a chunk that does not match: dropped, its chunks asked elsewhere (the origin).
+  sw.badChunk(g, 'y', 7);
+  sw._plan(g);
+  eq('bad holder cancelled', y.sent.some((m) => m.kind === P.DC_CANCEL), true);
+  const again = [...wants(x).slice(1).flatMap((m) => m.indices)];
+  eq('after a bad holder: the origin is asked (any) for what only it has now', wants(o)[0]?.any, 4);
+  eq('after a bad holder: nothing more of x than it had', again.length, 0);
+  // Sequential: lowest first, from the other holders and (by index) the origin.
+  const h = sw._newEntry({ ...man, file: '00000000-0000-4000-8000-000000000003' }, 'o', new Uint8Array(1));
+  h.hl.known.fill(1);
+  h.sequential = true;
+  h.r = { have: new Uint8Array(10), done: false, failed: false };
+  const [x2, o2] = [mkPeer('x2'), mkPeer('o2')];
+  h.origin = 'o2';
+  for (const p of [x2, o2]) sw._links.set(p.member, new Set([p]));
+  sw._peerState(h, 'x2').have.fill(1, 4, 10);
+  sw._peerState(h, 'o2').have.fill(1);
+  sw._plan(h);
+  eq('sequential: the holder is asked lowest first', JSON.stringify(wants(x2)[0]?.indices), JSON.stringify([4, 5, 6, 7, 8, 9]));
+  eq('sequential: the origin is asked by index for what only it has', JSON.stringify(wants(o2)[0]?.indices), JSON.stringify([0, 1, 2, 3]));
+  sw.close();
+}
 console.log(`js checks: ${fails} failed`);
 process.exit(fails ? 1 : 0);

@@ -63,7 +63,7 @@ await main('bench', async () => {
   const recvDir = join(dir, 'cli');
   mkdirSync(recvDir);
   const link = await A.inputValue('#invite-link');
-  const recv = run(bin, ['recv', '--transport', 'p2p', '--count', '1', '-o', recvDir, link], { timeoutMs: 600000 });
+  const recv = run(bin, ['recv', '--new-only', '--transport', 'p2p', '--count', '1', '-o', recvDir, link], { timeoutMs: 600000 });
   await waitOnline(A, 1);
   await A.evaluate(() => { window.__dcStats.length = 0; });
   await A.setInputFiles('#file-input', f);

@@ -129,7 +129,7 @@ await main('chat_relay', async () => {
   // Browser -> Go CLI over the relay.
   const recvDir = join(dir, 'cli-recv');
   mkdirSync(recvDir);
-  const recv = run(bin, ['recv', '--count', '1', '-o', recvDir, link], { timeoutMs: 90000 });
+  const recv = run(bin, ['recv', '--new-only', '--count', '1', '-o', recvDir, link], { timeoutMs: 90000 });
   await Promise.race([waitOnline(A, 2), recv.done.then((r) => { throw new Error(`cloakroom recv exited early (${r.code}): ${r.stderr}`); })]);
   const f5 = join(dir, 'to-cli.bin');
   writeFileSync(f5, randomBytes(2 * MIB + 4321));

@@ -165,7 +165,7 @@ await main('restore', async () => {
     // A Go receiver too: it continues its partial file and answers have.
     const recvDir = join(dir, 'cli-recv');
     mkdirSync(recvDir);
-    const recv = run(bin, ['recv', '--count', '1', '-o', recvDir, link], { timeoutMs: 240000 });
+    const recv = run(bin, ['recv', '--new-only', '--count', '1', '-o', recvDir, link], { timeoutMs: 240000 });
     await Promise.race([waitOnline(Cp, 3), recv.done.then((r) => { throw new Error(`cloakroom recv exited early (${r.code}): ${tail(r.stderr)}`); })]);
     await waitOnline(A, 3);
     await waitOnline(B, 3);

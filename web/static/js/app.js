@@ -12,6 +12,9 @@ const params = new URLSearchParams(location.search);
 // ?transport=auto|p2p|turn|relay: auto (default) tries a direct data channel,
 // then one relayed by TURN, then the server's relay; the others force one path.
 const transport = params.get('transport') || Transport.AUTO;
+// ?order=sequential: fetch files from the members who hold them lowest chunk
+// first (rarest first otherwise: quicker for everyone in a swarm).
+const sequential = params.get('order') === 'sequential';
 
 let room = null;
 const transferViews = new Map(); // file id -> {li, …}
@@ -158,7 +161,7 @@ async function enter(secret) {
   $('join-button').disabled = true;
   setStatus('connecting', 'Connecting…');
   try {
-    room = await Room.join(secret, { transport });
+    room = await Room.join(secret, { transport, sequential });
   } catch (e) {
     room = null;
     $('create').disabled = false;
@@ -302,24 +305,28 @@ function appendItem(li) {
 
 function timeText(t) { return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); }
 
-function addChat({ id, from, text, mine, time, pending, sent, sess, seq, late, missing }) {
+function addChat({ id, from, text, mine, time, pending, sent, sess, seq, late, missing, history }) {
   if (missing > 0) {
     appendItem(el('li', { class: 'item gap', dataset: { from },
       text: `${missing === 1 ? 'A message' : `${missing} messages`} from ${memberName(from)} did not arrive` }));
   }
-  const li = el('li', { class: `item chat${mine ? ' mine' : ''}${pending ? ' pending' : ''}${late ? ' late' : ''}`,
-    dataset: { id, from, sess: sess || '', seq: String(seq || 0) } },
+  const ts = sent || time;
+  const li = el('li', { class: `item chat${mine ? ' mine' : ''}${pending ? ' pending' : ''}${late ? ' late' : ''}${history ? ' history' : ''}`,
+    dataset: { id, from, sess: sess || '', seq: String(seq || 0), ts: String(ts) } },
     mine ? null : avatar(from),
     el('div', { class: 'bubble' },
       el('div', { class: 'meta' }, el('span', { class: 'who', text: memberName(from) }), el('time', { text: timeText(sent || time) }),
         pending ? el('span', { class: 'sending', text: 'Sending…' }) : null,
-        late ? el('span', { class: 'late-note', text: 'arrived late' }) : null),
+        late ? el('span', { class: 'late-note', text: 'arrived late' }) : null,
+        history ? el('span', { class: 'history-note', text: 'earlier' }) : null),
       el('p', { class: 'text', text })));
   // A late message goes before its sender's later ones: the sender's order.
   const next = late && [...$('feed').querySelectorAll('li.chat')].find((x) =>
     x.dataset.from === from && x.dataset.sess === sess && Number(x.dataset.seq) > seq);
+  // History (sent before we joined) goes in stamp order among what is shown.
+  const after = history && [...$('feed').querySelectorAll('li.item[data-ts]')].find((x) => Number(x.dataset.ts) > ts);
   if (next) next.before(li);
-  else appendItem(li);
+  else if (after) { after.before(li); $('feed-empty').hidden = true; } else appendItem(li);
 }
 
 /** A chat of ours reached the server. */
@@ -375,12 +382,15 @@ function statusText(t) {
   }
 }
 
+const mine = (t) => t.direction === 'send';
+
 function renderTransfer(t, force = false) {
   let v = transferViews.get(t.id);
   if (!v) {
     const mine = t.direction === 'send';
     v = { t, li: null, progress: el('progress', { max: '1', value: '0' }), status: el('p', { class: 'status' }), media: null, shown: false, last: 0 };
-    v.li = el('li', { class: `item file${mine ? ' mine' : ''}`, dataset: { file: t.id, direction: t.direction } },
+    v.helpers = el('p', { class: 'helpers muted small' });
+    v.li = el('li', { class: `item file${mine ? ' mine' : ''}`, dataset: { file: t.id, direction: t.direction, ts: String(Date.now()), origin: t.peer } },
       mine ? null : avatar(t.peer),
       el('div', { class: 'bubble' },
         el('div', { class: 'meta' }, el('span', { class: 'who', text: mine ? 'You' : memberName(t.peer) }), el('time', { text: timeText(Date.now()) })),
@@ -389,7 +399,7 @@ function renderTransfer(t, force = false) {
           el('div', {},
             el('div', { class: 'file-name', text: t.name }),
             el('div', { class: 'file-info muted', text: `${formatBytes(t.size)} · ${t.type || 'file'}` }))),
-        v.progress, v.status));
+        v.progress, v.status, mine ? null : v.helpers));
     transferViews.set(t.id, v);
     appendItem(v.li);
   }
@@ -408,6 +418,12 @@ function renderTransfer(t, force = false) {
   v.progress.value = t.fraction;
   v.progress.hidden = t.state === 'done' || t.state === 'failed';
   v.status.textContent = statusText(t);
+  if (!mine(t)) {
+    // Who shared it, and how many members' copies it came from (the swarm).
+    const n = t.helpers || 0;
+    v.li.dataset.helpers = String(n);
+    v.helpers.textContent = `Shared by ${memberName(t.peer)}${n ? ` · ${n} ${n === 1 ? 'member' : 'members'} helped` : ''}`;
+  }
   v.status.classList.toggle('error', t.state === 'failed');
   if (t.state === 'done') {
     v.li.dataset.sha256 = t.sha256;

@@ -4,8 +4,8 @@
 // in order; anything else is read back from the file at the end.
 //
 // Messages in:  {op: 'open', id, name} | {op: 'write', id, pos, data} |
-//               {op: 'finish', id, size} | {op: 'abort', id}
-// Messages out: {op: 'done', id, seq, sha256?} | {op: 'error', id, seq, error}
+//               {op: 'read', id, pos, len} | {op: 'finish', id, size} | {op: 'abort', id}
+// Messages out: {op: 'done', id, seq, sha256?, data?} | {op: 'error', id, seq, error}
 // Every message in carries seq; the worker answers each one, in order.
 import { Sha256, toHex } from './crypto.js';
 
@@ -38,6 +38,18 @@ async function handle(m) {
       }
       if (m.pos === f.hashedTo) { f.hash.update(data); f.hashedTo += data.length; }
       return {};
+    }
+    case 'read': { // a slice of a file still being written (served to other members)
+      const f = files.get(m.id);
+      if (!f) throw new Error('file not open');
+      const buf = new Uint8Array(m.len);
+      let off = 0;
+      while (off < m.len) {
+        const n = f.sync.read(buf.subarray(off), { at: m.pos + off });
+        if (n <= 0) throw new Error('read failed');
+        off += n;
+      }
+      return { data: buf.buffer, transfer: [buf.buffer] };
     }
     case 'finish': {
       const f = files.get(m.id);
@@ -76,8 +88,8 @@ self.onmessage = (ev) => {
   const m = ev.data;
   queue = queue.then(async () => {
     try {
-      const r = await handle(m);
-      self.postMessage({ op: 'done', id: m.id, seq: m.seq, ...r });
+      const { transfer, ...r } = await handle(m);
+      self.postMessage({ op: 'done', id: m.id, seq: m.seq, ...r }, transfer || []);
     } catch (e) {
       self.postMessage({ op: 'error', id: m.id, seq: m.seq, error: String(e?.message || e) });
     }

@@ -429,11 +429,19 @@ export class P2P {
       case Signal.HAVE: // a receiver's chunks held, for a relay send (docs/PROTOCOL.md "Resume")
         this.room.onHave?.(from, b);
         return;
-      case Signal.PING: // a member's presence challenge: answering proves we hold our key
-        this.sendSignal(from, { kind: Signal.PONG, session: b.session }).catch(() => {});
+      case Signal.PING: { // a member's presence challenge: answering proves we hold our key
+        const pong = () => this.sendSignal(from, { kind: Signal.PONG, session: b.session }).catch(() => {});
+        if (!this.room.deferPong?.(from, pong)) pong();
         return;
+      }
       case Signal.PONG:
         this.room.onPong?.(from, b.session);
+        return;
+      case Signal.LIB: // v4: a library entry the member holds or fetches (library.js)
+        await this.room.onLib?.(from, b);
+        return;
+      case Signal.HIST: // v4: recent chat for us, a newcomer
+        await this.room.onHist?.(from, b);
         return;
       // Other kinds (a newer client's) are ignored.
     }
@@ -459,6 +467,8 @@ export class P2P {
   async offer(member, mode) {
     const p = new Peer(this, member, C.newUUID(), true, mode, await this.config(mode));
     this.peers.set(p.session, p);
+    // Whoever offered, a session is a link (swarm.js): what comes on it goes to the room's pump.
+    p.handler = (b) => this.room.receiver?.dcIn(p, b);
     try {
       const sd = await p.pc.createOffer();
       await p.pc.setLocalDescription(sd);

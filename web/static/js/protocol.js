@@ -1,4 +1,4 @@
-// Wire protocol version 2 (docs/PROTOCOL.md, internal/protocol): limits, the
+// Wire protocol version 4 (docs/PROTOCOL.md, internal/protocol): limits, the
 // binary chunk frames, the data-channel messages, and the transport
 // vocabulary (transports, modes, paths, connection states, signal kinds).
 // Control messages are plain JSON objects.
@@ -131,7 +131,93 @@ export function dcMessage(m) {
       return b;
     }
   }
-  throw new FrameError(`data-channel message kind ${m.kind}`);
+  return swarmMessage(m);
+}
+
+/** The swarm messages (as Go's appendSwarm): {kind: DC_HAVE, file, flags,
+ * ranges: [[lo, hi)…]} | {kind: DC_WANT, file, any, indices} |
+ * {kind: DC_HASH_REQ, file, piece} | {kind: DC_HASHES, file, piece, hashes} |
+ * {kind: DC_CANCEL, file}. */
+function swarmMessage(m) {
+  let n;
+  switch (m.kind) {
+    case DC_HAVE: n = 20 + 8 * m.ranges.length; break;
+    case DC_WANT: n = 21 + 4 * m.indices.length; break;
+    case DC_HASH_REQ: n = 21; break;
+    case DC_HASHES: n = 21 + m.hashes.length; break;
+    case DC_CANCEL: n = 17; break;
+    default: throw new FrameError(`data-channel message kind ${m.kind}`);
+  }
+  const b = new Uint8Array(n);
+  const dv = new DataView(b.buffer);
+  b[0] = m.kind; b.set(m.file, 1);
+  switch (m.kind) {
+    case DC_HAVE:
+      b[17] = m.flags; dv.setUint16(18, m.ranges.length);
+      m.ranges.forEach(([lo, hi], i) => { dv.setUint32(20 + 8 * i, lo); dv.setUint32(24 + 8 * i, hi); });
+      break;
+    case DC_WANT:
+      dv.setUint16(17, m.any || 0); dv.setUint16(19, m.indices.length);
+      m.indices.forEach((x, i) => dv.setUint32(21 + 4 * i, x));
+      break;
+    case DC_HASH_REQ: case DC_HASHES:
+      dv.setUint32(17, m.piece);
+      if (m.kind === DC_HASHES) b.set(m.hashes, 21);
+      break;
+  }
+  return b;
+}
+
+/** Parses a swarm message body (after the kind byte), as Go's parseSwarm. */
+function parseSwarm(kind, body) {
+  if (body.length < 16) throw new FrameError(`data-channel message kind 0x${kind.toString(16)} of ${body.length + 1} bytes`);
+  const m = { kind, file: body.slice(0, 16) };
+  const rest = body.subarray(16);
+  const dv = new DataView(rest.buffer, rest.byteOffset, rest.byteLength);
+  switch (kind) {
+    case DC_HAVE: {
+      if (rest.length < 3) throw new FrameError('short have');
+      m.flags = rest[0];
+      const n = dv.getUint16(1);
+      if ((m.flags & ~(HAVE_FULL | HAVE_COMPLETE)) || n > MAX_HAVE_RANGES || rest.length !== 3 + 8 * n) throw new FrameError('malformed have');
+      m.ranges = [];
+      for (let i = 0; i < n; i++) {
+        const lo = dv.getUint32(3 + 8 * i), hi = dv.getUint32(7 + 8 * i);
+        if (lo >= hi || hi > MAX_CHUNKS) throw new FrameError(`have range [${lo},${hi})`);
+        m.ranges.push([lo, hi]);
+      }
+      return m;
+    }
+    case DC_WANT: {
+      if (rest.length < 4) throw new FrameError('short want');
+      m.any = dv.getUint16(0);
+      const n = dv.getUint16(2);
+      if (n > MAX_WANT_INDICES || rest.length !== 4 + 4 * n || m.any > MAX_OUTSTANDING_WANTS) throw new FrameError('malformed want');
+      m.indices = [];
+      for (let i = 0; i < n; i++) {
+        const x = dv.getUint32(4 + 4 * i);
+        if (x >= MAX_CHUNKS) throw new FrameError(`want index ${x}`);
+        m.indices.push(x);
+      }
+      return m;
+    }
+    case DC_HASH_REQ: case DC_HASHES: {
+      if (rest.length < 4) throw new FrameError('short hash message');
+      m.piece = dv.getUint32(0);
+      if (m.piece >= Math.floor(MAX_CHUNKS / HASHES_PER_PIECE) + 1) throw new FrameError(`hash piece ${m.piece}`);
+      const h = rest.subarray(4);
+      if (kind === DC_HASH_REQ && h.length !== 0) throw new FrameError('malformed hash request');
+      if (kind === DC_HASHES) {
+        if (h.length === 0 || h.length % 32 || h.length > 32 * HASHES_PER_PIECE) throw new FrameError(`hash piece of ${h.length} bytes`);
+        m.hashes = h.slice();
+      }
+      return m;
+    }
+    case DC_CANCEL:
+      if (rest.length !== 0) throw new FrameError('malformed cancel');
+      return m;
+  }
+  throw new FrameError(`data-channel message kind 0x${kind.toString(16)}`);
 }
 
 /** Parses a data-channel control message from untrusted bytes (as Go's ParseDC). */
@@ -163,7 +249,7 @@ export function parseDC(b) {
       return { kind, file: body.slice(0, 16), failed: body[16] === 1, reason };
     }
   }
-  throw new FrameError(`data-channel message kind 0x${kind.toString(16)}`);
+  return parseSwarm(kind, body);
 }
 
 // ---- transport vocabulary (internal/protocol/transport.go, signal.go) -----

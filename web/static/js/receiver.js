@@ -80,6 +80,8 @@ export class Receiver {
     if (same && await this._adoptRecv(same, man, from, path, peer)) return;
     const t = new Transfer({ id: man.file, name: safeName(man.name), type: safeType(man.type), size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving', path });
     const r = { man, from, t, path, peer, have: new Uint8Array(man.chunks), disk: new Uint8Array(man.chunks), got: 0, written: 0, resumed: false, sink: null, cipher: null, done: false, failed: false, vanished: false, vanishTimer: 0, vanishMsg: '' };
+    let ready;
+    r.ready = new Promise((res) => { ready = res; }); // once the sink is open (or the reception failed)
     this._recvs.set(man.file, r);
     try {
       r.cipher = await C.newChunkCipher(C.unb64u(man.key), this.d.keys.roomID, from, C.uuidBytes(man.file), man.chunks, man.size);
@@ -88,6 +90,8 @@ export class Receiver {
     } catch (e) {
       this._failRecv(r, e.message);
       return;
+    } finally {
+      ready();
     }
     this._emit('transfer', { transfer: t });
   }
@@ -144,7 +148,7 @@ export class Receiver {
    * decryption overlaps the handling of the chunks before it. */
   _preopenChunk(d, sender) {
     const r = this._recvs.get(C.uuidString(d.file));
-    if (r && r.cipher && !r.failed && !r.done && !r.have[d.index] && sender === r.from && d.count === r.man.chunks) {
+    if (r && r.sink && !r.failed && !r.done && !r.have[d.index] && sender === r.from && d.count === r.man.chunks) {
       const opening = r.cipher.open(d.index, d.final, d.sealed);
       opening.catch(() => {});
       return opening;
@@ -165,6 +169,9 @@ export class Receiver {
     if (j.verdict === Verdict.DUPLICATE) return;
     if (j.verdict === Verdict.REPLAYED) { console.warn('cloakroom: a file announcement sealed before we joined was dropped (a replay by the server?)'); return; }
     await this._startRecv(man, from, Path.RELAY, null);
+    const r = this._recvs.get(man.file);
+    await r?.ready;
+    if (r && r.sink && !r.failed && this.d.swarm) this.d.swarm.fetch(r, sealed);
   }
 
   /** Parses a relay chunk frame as it arrives and starts opening it (the
@@ -189,7 +196,7 @@ export class Receiver {
   /** Verifies and writes one chunk of r (from any path); after() runs once
    * the chunk is handled — written, a duplicate, or refused (the relay acks
    * its item then). */
-  async _takeChunk(r, d, sender, opening, after) {
+  async _takeChunk(r, d, sender, opening, after, check = null) {
     if (!r || r.failed || r.done || !r.sink) return after();
     if (sender !== r.from || d.count !== r.man.chunks) {
       after();
@@ -210,6 +217,10 @@ export class Receiver {
       after();
       return this._failRecv(r, `chunk ${d.index}: ${plain.length} bytes or bad padding`);
     }
+    if (check) { // from a holder other than the origin: its hash first (docs/PROTOCOL.md)
+      const v = await check(d.index, plain.subarray(0, want));
+      if (v !== true || r.failed || r.have[d.index]) { after(); return v === false ? 'bad' : false; }
+    }
     // The write runs while the next chunks are opened; a relay item is
     // acked once its bytes are written (docs/PROTOCOL.md: "verified and written").
     r.have[d.index] = 1;
@@ -217,12 +228,13 @@ export class Receiver {
     const last = r.got === r.man.chunks;
     r.sink.write(d.index * cs, plain.subarray(0, want)).then(() => {
       r.disk[d.index] = 1;
+      this.d.swarm?.wrote(r, d.index);
       after();
       r.written++;
       r.t.bytes += want;
       if (!last) {
         // A peer-to-peer sender hears of progress every 64 chunks (as from Go).
-        if (r.peer && r.written % 64 === 0) r.peer.notify({ kind: P.DC_PROGRESS, file: C.uuidBytes(r.man.file), chunks: r.written });
+        if (r.written % 64 === 0) this._toOrigin(r)?.notify({ kind: P.DC_PROGRESS, file: C.uuidBytes(r.man.file), chunks: r.written });
         this._emit('transfer', { transfer: r.t });
       }
     }, (e) => {
@@ -230,7 +242,11 @@ export class Receiver {
       this._failRecv(r, 'could not write the file: ' + e.message);
     });
     if (last) await this._finishRecv(r);
+    return true;
   }
+
+  /** The link to r's origin, for its progress and verdict (none: no word). */
+  _toOrigin(r) { return this.d.swarm?.link(r.from) ?? r.peer; }
 
   async _finishRecv(r) {
     try {
@@ -245,7 +261,8 @@ export class Receiver {
       r.t.state = 'done';
       r.t.error = '';
       r.t.finished = performance.now();
-      if (r.peer) this._notifyDone(r, r.peer, false, '');
+      if (this._toOrigin(r)) this._notifyDone(r, this._toOrigin(r), false, '');
+      this.d.swarm?.finished(r);
       // A sender that skipped chunks cannot learn delivery from the relay.
       if (r.resumed) this._sendHave(r.from, r.man.file, { done: true });
       this._emit('transfer', { transfer: r.t });
@@ -264,7 +281,8 @@ export class Receiver {
     r.t.error = msg;
     r.t.finished = performance.now();
     r.sink?.abort();
-    if (r.peer && !vanished) this._notifyDone(r, r.peer, true, msg);
+    this.d.swarm?.finished(r);
+    if (this._toOrigin(r) && !vanished) this._notifyDone(r, this._toOrigin(r), true, msg);
     this._emit('transfer', { transfer: r.t });
   }
 
@@ -274,31 +292,35 @@ export class Receiver {
 
   // ---- a peer-to-peer session as a source ----------------------------------
 
-  /** An answering session (p2p.js): its messages come here once both keys
-   * are confirmed. */
+  /** An answering session (p2p.js): once both keys are confirmed it is a
+   * link (swarm.js) — it may carry a file to us, or ask for ours. */
   onOffer(peer) {
-    peer.handler = (b) => this._dcIn(peer, b);
+    peer.handler = (b) => this.dcIn(peer, b);
     peer.onend = (err) => this._peerEnded(peer, err);
+    peer.ready.then(() => this.d.swarm.attach(peer), () => {});
   }
 
-  /** A message from a peer-to-peer sender: a manifest or a chunk frame. Both
-   * go through the pump, in order, like relay frames. */
-  _dcIn(peer, b) {
+  /** A message from a link: a manifest, a chunk frame or a swarm message.
+   * All go through the pump, in order, like relay frames. */
+  dcIn(peer, b) {
     if (b[0] === P.FRAME_VERSION) {
       let d;
       try { d = P.parseChunkUp(b); } catch (e) { return peer.fail(new Error('malformed chunk from the sender: ' + e.message)); }
-      this.d.enqueue({ dc: true, peer, d, opening: this._preopenChunk(d, peer.member) });
-    } else {
-      let m;
-      try { m = P.parseDC(b); } catch { m = null; }
-      if (!m || m.kind !== P.DC_MANIFEST) return peer.fail(new Error('unexpected message from the sender'));
-      this.d.enqueue({ dc: true, peer, manifest: m });
+      const r = this._recvs.get(C.uuidString(d.file));
+      this.d.enqueue({ dc: true, peer, d, opening: r ? this._preopenChunk(d, r.from) : null });
+      return;
     }
+    let m;
+    try { m = P.parseDC(b); } catch { m = null; }
+    if (!m || m.kind === P.DC_CONFIRM) return peer.fail(new Error('unexpected message from ' + peer.member.slice(0, 8)));
+    if (m.kind === P.DC_MANIFEST) this.d.enqueue({ dc: true, peer, manifest: m });
+    else this.d.enqueue({ dc: true, peer, ctl: m });
   }
 
-  /** A message of a session, queued by _dcIn, in order with relay frames. */
+  /** A message of a link, queued by dcIn, in order with relay frames. */
   async peerItem(e) {
     const { peer } = e;
+    if (e.ctl) return this.d.swarm.message(peer, e.ctl);
     if (e.manifest) {
       const m = e.manifest;
       let man;
@@ -311,12 +333,41 @@ export class Receiver {
         await this._startRecv(man, peer.member, peer.path, peer);
       } catch (x) {
         peer.notify({ kind: P.DC_DONE, file: m.file, failed: true, reason: x.message.slice(0, 200) });
+        return;
       }
+      const r = this._recvs.get(man.file);
+      await r?.ready;
+      if (r && r.sink && !r.failed) this.d.swarm.fetch(r, m.sealed);
       return;
     }
     const r = this._recvs.get(C.uuidString(e.d.file));
-    if (r && r.peer !== peer) return; // not (or no longer) this session's file
-    await this._takeChunk(r, e.d, peer.member, e.opening, () => {});
+    const ent = r && this.d.swarm.entries.get(r.man.file);
+    if (!r || !ent) return; // not a file we fetch: unsolicited
+    const from = peer.member;
+    if (ent.peers.get(from)?.bad) return;
+    // From the origin as always; from another holder, checked against the origin's hashes first.
+    const check = from === r.from ? null : (i, plain) => ent.hl.check(i, plain);
+    if (!r.t.path) r.path = r.t.path = peer.path; // a library fetch: the path of its first chunk
+    const ok = await this._takeChunk(r, e.d, r.from, e.opening, () => {}, check);
+    if (ok === 'bad') this.d.swarm.badChunk(ent, from, e.d.index);
+    this.d.swarm.delivered(ent, from, e.d.index, ok === true);
+  }
+
+  /** A fetch no holder could serve for a while (swarm.js): it fails, and a
+   * later announcement of the file starts it again. */
+  noSource(r) {
+    this._failRecv(r, 'no member who has it could be reached (a file stays available while a member who has it is online)', true);
+  }
+
+  /** A file announced by a lib signal (library.js): the origin's manifest,
+   * fetched from its holders. Returns the reception. */
+  async libEntry(man, origin, env) {
+    const old = this._recvs.get(man.file);
+    if (!old || (old.failed && old.vanished)) await this._startRecv(man, origin, '', null);
+    const r = this._recvs.get(man.file);
+    await r?.ready;
+    if (r && r.sink && !r.failed) this.d.swarm.fetch(r, env);
+    return r;
   }
 
   /** A peer-to-peer session ended: a reception it carried that is not

@@ -22,6 +22,8 @@ import { openStore } from './store.js';
 import { P2P, ICE_REFRESH_BEFORE_S } from './p2p.js';
 import { Receiver } from './receiver.js';
 import { Sender } from './sender.js';
+import { Swarm } from './swarm.js';
+import { Library } from './library.js';
 import { ChatOutbox } from './chat-outbox.js';
 import { Order, Verdict, validStamp } from './order.js';
 import { ERROR_TEXT, FATAL_CODES, LOST, REFUSED_CODES } from './server-errors.js';
@@ -33,15 +35,17 @@ export { haveRanges } from './receiver.js';
  * and after it. */
 export const State = Object.freeze({ CONNECTING: 'connecting', ...ConnState, CLOSED: 'closed' });
 
+const PONG_DEFER_MS = 1000; // deferPong
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Room extends EventTarget {
   /** Joins the room of secret (16 bytes) on this page's server. */
-  static async join(secret, { wsURL, transport = Transport.AUTO } = {}) {
+  static async join(secret, { wsURL, transport = Transport.AUTO, sequential = false } = {}) {
     if (!TRANSPORTS.includes(transport)) throw new Error(`transport ${JSON.stringify(transport)}: want one of ${TRANSPORTS.join(', ')}`);
     const keys = await C.deriveRoom(secret);
     const ident = await C.newIdentity();
     const room = new Room(secret, keys, ident, wsURL ?? defaultWSURL(), transport);
+    room.sequential = sequential; // fetch files lowest chunk first (swarm.js), e.g. to play a video as it comes
     room.store = await openStore();
     await room._connect(true);
     return room;
@@ -85,6 +89,9 @@ export class Room extends EventTarget {
       enqueue: (item) => this._enqueue(item),
       ack: (item) => this._ack(item),
     });
+    this.swarm = new Swarm(this);
+    this.receiver.d.swarm = this.swarm;
+    this.library = new Library(this);
     this.sender = new Sender(this);
     this.chat = new ChatOutbox(this);
   }
@@ -116,6 +123,11 @@ export class Room extends EventTarget {
 
   /** A have signal from a recipient of a relay send (p2p.js). */
   onHave(from, b) { this.sender.relay.onHave(from, b); }
+
+  /** lib and hist signals (p2p.js), and a fetch starting (swarm.js): library.js. */
+  onLib(from, b) { return this.library.onLib(from, b); }
+  onHist(from, b) { return this.library.onHist(from, b); }
+  onFetching(e) { this.library.fetching(e); }
 
   // ---- connection --------------------------------------------------------
 
@@ -247,6 +259,7 @@ export class Room extends EventTarget {
   leave() {
     this._closed = true;
     this.p2p.closeAll();
+    this.swarm.close();
     const ws = this._ws;
     this._setState(State.CLOSED);
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.resolve();
@@ -369,6 +382,26 @@ export class Room extends EventTarget {
     return { sess: this._stamp.sess, seq: ++this._stamp.seq, ts: Date.now() };
   }
 
+  /** A ping from a member we are challenging too, while we have a library
+   * or chat to give: our pong waits (at most PONG_DEFER_MS) until that
+   * member is verified and greeted, so a newcomer that stops listening once
+   * it has verified everyone (the CLI's `get`, `ls`) has our lib and hist
+   * signals first. Returns whether pong was deferred. */
+  deferPong(from, pong) {
+    if (!this._pings.has(from) || (!this.library.chat.length && !this.swarm.entries.size)) return false;
+    this._deferredPongs ??= new Map();
+    this._deferredPongs.get(from)?.();
+    const t = setTimeout(() => this._pongNow(from), PONG_DEFER_MS);
+    this._deferredPongs.set(from, () => { clearTimeout(t); pong(); });
+    return true;
+  }
+
+  _pongNow(member) {
+    const send = this._deferredPongs?.get(member);
+    this._deferredPongs?.delete(member);
+    send?.();
+  }
+
   /** A pong from a member (p2p.js): verified if it answers our last ping. */
   onPong(from, session) {
     const mem = this.members.get(from);
@@ -376,6 +409,8 @@ export class Room extends EventTarget {
     this._pings.delete(from);
     mem.verified = true;
     this.emit('members');
+    this.library.greet(from); // our library and recent chat, for a member who may have just joined
+    this._pongNow(from);      // a pong of ours that waited for this
   }
 
   async _welcome(m) {
@@ -493,6 +528,7 @@ export class Room extends EventTarget {
         if (j.verdict === Verdict.REPLAYED) {
           console.warn('cloakroom: a chat message sealed before we joined was dropped (a replay by the server?)');
         } else if (j.verdict !== Verdict.DUPLICATE) {
+          this.library.keepChat(m.from, m.data, stamp.ts);
           this.emit('chat', { id: idHex, from: m.from, text: body.text, mine: false, time: Date.now(), sent: stamp.ts,
             sess: stamp.sess, seq: stamp.seq, late: j.verdict === Verdict.LATE, missing: j.missing || 0 });
         }
@@ -516,6 +552,7 @@ export class Room extends EventTarget {
     const idHex = C.toHex(id);
     this._seen.add(idHex);
     this.chat.push(idHex, C.b64u(sealed));
+    this.library.keepChat(this.id, C.b64u(sealed), stamp.ts);
     this.emit('chat', { id: idHex, from: this.id, text, mine: true, time: Date.now(), pending: true });
     this.chat.flush();
   }

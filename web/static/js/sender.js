@@ -9,8 +9,8 @@ import * as P from './protocol.js';
 import { Path, Transport, ladder } from './protocol.js';
 import { STALL_MS } from './p2p.js';
 import { Transfer, safeName } from './transfer.js';
-import { forEachSealed } from './sealer.js';
 import { RelaySend } from './relay-send.js';
+import { hashFile } from './hashes.js';
 
 const ICE_TIMEOUT_MS = 10000; // each peer-to-peer rung (as the Go client)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -34,21 +34,21 @@ export class Sender {
     t.id = C.newUUID();
     this.s.emit('transfer', { transfer: t });
     try {
-      const hash = new C.Sha256();
-      for (let off = 0; off < file.size; off += 4 << 20) {
-        hash.update(new Uint8Array(await file.slice(off, Math.min(file.size, off + (4 << 20))).arrayBuffer()));
-      }
-      t.sha256 = C.toHex(hash.digest());
+      // One read: the file's SHA-256 and every chunk's (the v4 commitment).
+      const { sha256, chunkHashes, commit } = await hashFile(file, P.CHUNK_SIZE);
+      t.sha256 = sha256;
       const key = C.randomBytes(32);
       const man = {
         file: t.id, name: t.name, type: t.type, size: file.size, chunkSize: P.CHUNK_SIZE,
-        chunks: C.chunkCount(file.size, P.CHUNK_SIZE), sha256: t.sha256, key: C.b64u(key),
+        chunks: C.chunkCount(file.size, P.CHUNK_SIZE), sha256: t.sha256, key: C.b64u(key), hashes: commit,
       };
       if (!man.chunks || man.chunks > P.MAX_CHUNKS) throw new Error('the file is too large');
       t.chunks = man.chunks;
       const sealed = await this.s.keys.sealManifest(this.s.id, { ...man, ...this.s.nextStamp() });
-      const recipients = await this._waitForMembers(t);
       const job = { t, file, man, key, sealed };
+      // A library entry at once: members who join later fetch it from here.
+      job.entry = await this.s.swarm.addOrigin(job, chunkHashes);
+      const recipients = await this._waitForMembers(t);
       for (const r of recipients) t.recipients.set(r, { state: 'connecting', path: '', bytes: 0, error: '' });
       t.state = 'sending';
       t.peer = recipients.join(',');
@@ -116,11 +116,17 @@ export class Sender {
     const { t } = job;
     const rec = t.recipients.get(member);
     const errs = [];
-    for (const mode of ladder(this.s.transport)) {
-      let p = null;
+    const rungs = ladder(this.s.transport);
+    // A ready link with the member on a rung the transport allows carries the
+    // file (docs/PROTOCOL.md "Links stay up"); else the ladder makes one.
+    const ready = rungs.length ? this.s.swarm.linkFor(member, rungs) : null;
+    for (const mode of ready ? [ready.mode] : rungs) {
+      let p = ready;
       try {
-        p = await this.s.p2p.offer(member, mode);
-        await p.waitReady(ICE_TIMEOUT_MS);
+        if (!p) {
+          p = await this.s.p2p.offer(member, mode);
+          await p.waitReady(ICE_TIMEOUT_MS);
+        }
       } catch (e) {
         p?.bye();
         errs.push(e.message);
@@ -137,11 +143,10 @@ export class Sender {
         await this._streamP2P(job, p, rec);
         rec.state = 'delivered';
         rec.bytes = t.size;
-        p.bye();
-        this.progress(t);
+        this.progress(t); // the link stays up: the next file, or a fetch either way, may use it
         return;
       } catch (e) {
-        p.bye();
+        if (!e.receiver) p.bye(); // a receiver's refusal leaves the link up
         return this._p2pLost(job, member, rec, p, e);
       }
     }
@@ -180,23 +185,18 @@ export class Sender {
     this.lose(t, [member], why);
   }
 
-  /** Streams the file over a confirmed session: the manifest, every chunk
-   * (the same sealed frames as the relay's), then waits for the receiver's
-   * verdict. Stalls (no word from the receiver) fail the session. */
+  /** Offers the file over a confirmed session (protocol v4): the session
+   * becomes a link (swarm.js) that announces the manifest, the hash pieces
+   * and a full have, then serves what the receiver pulls; this waits for
+   * the receiver's verdict. Stalls (no word from the receiver) fail it. */
   async _streamP2P(job, p, rec) {
-    const { t, file, man, key, sealed } = job;
-    const fid = C.uuidBytes(man.file);
+    const { t, man } = job;
     let verdict;
     const done = new Promise((resolve, reject) => { verdict = { resolve, reject }; });
     done.catch(() => {});
     p.ended.then((e) => verdict.reject(e));
-    p.handler = (b) => {
-      let m;
-      try { m = P.parseDC(b); } catch { m = null; }
-      if (!m || (m.kind !== P.DC_PROGRESS && m.kind !== P.DC_DONE) || C.toHex(m.file) !== C.toHex(fid)) {
-        p.fail(new Error('unexpected message from the receiver'));
-        return;
-      }
+    const off = this.s.swarm.onVerdict(man.file, p.member, (m) => {
+      p._activity = performance.now(); // the receiver may speak on another link with us
       if (m.kind === P.DC_PROGRESS) {
         rec.bytes = Math.min(m.chunks * man.chunkSize, man.size);
         this.progress(t);
@@ -207,22 +207,16 @@ export class Sender {
       } else {
         verdict.resolve();
       }
-    };
-    await p.send(P.dcMessage({ kind: P.DC_MANIFEST, file: fid, chunks: man.chunks, sealed }));
-    const cipher = await C.newChunkCipher(key, this.s.keys.roomID, this.s.id, fid, man.chunks, man.size);
-    let failedEarly = null;
-    done.catch((e) => { failedEarly = e; });
-    await forEachSealed(file, man, cipher, async (i, sc) => {
-      if (failedEarly) throw failedEarly;
-      await p.send(P.chunkUpFrame(fid, i, man.chunks, sc));
     });
     const watch = setInterval(() => {
       if (performance.now() - p._activity > STALL_MS) p.fail(new Error(`no word from the receiver for ${STALL_MS / 1000} s`));
     }, 1000);
     try {
+      await this.s.swarm.attach(p, job.entry);
       await done;
     } finally {
       clearInterval(watch);
+      off();
     }
   }
 

@@ -91,6 +91,8 @@ class WorkerSink {
     const buf = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data.buffer : data.slice().buffer;
     return this._c.call({ op: 'write', id: this._id, pos: position, data: buf }, [buf]);
   }
+  /** Reads back len bytes at position (written chunks, while the file is open). */
+  async read(position, len) { return new Uint8Array((await this._c.call({ op: 'read', id: this._id, pos: position, len })).data); }
   async finish() { return (await this._c.call({ op: 'finish', id: this._id, size: this._size })).sha256; }
   async file() { return (await this._dir.getFileHandle(this._id)).getFile(); }
   async abort() { try { await this._c.call({ op: 'abort', id: this._id, name: this._id }); } catch { /* gone */ } }
@@ -128,6 +130,7 @@ class WritableSink {
 class MemorySink {
   constructor(size) { this.kind = 'memory'; this._parts = new Map(); this._size = size; this._hash = new RunningHash(); }
   async write(position, data) { const c = data.slice(); this._parts.set(position, c); this._hash.add(position, c); }
+  async read(position, len) { const c = this._parts.get(position); if (!c || c.length < len) throw new Error('not written'); return c.subarray(0, len); }
   async finish() { return this._hash.sum(this._size, () => this.file()); }
   async file() {
     const parts = [...this._parts.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);

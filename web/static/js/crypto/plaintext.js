@@ -14,6 +14,7 @@ export function manifestPlaintext(m) {
   const o = { kind: 'file' };
   for (const k of MANIFEST_FIELDS) o[k] = m[k] ?? (k === 'type' ? '' : m[k]);
   for (const k of STAMP_FIELDS) if (m[k]) o[k] = m[k]; // as Go's omitempty
+  if (m.hashes) o.hashes = m.hashes; // protocol v4: the chunk-hash commitment
   return utf8(JSON.stringify(o));
 }
 
@@ -40,6 +41,10 @@ export function parseManifest(pt) {
     if (k === 'sess' ? typeof v !== 'string' : !Number.isSafeInteger(v)) throw new Error(`open manifest: manifest "${k}" has the wrong type`);
     m[k] = v;
   }
+  if (has('hashes') && raw.hashes !== null) {
+    if (!Array.isArray(raw.hashes) || raw.hashes.some((h) => typeof h !== 'string')) throw new Error('open manifest: manifest "hashes" has the wrong type');
+    m.hashes = raw.hashes;
+  }
   if (m.kind !== 'file') throw new Error('open manifest: envelope kind is not "file"');
   if (m.chunks < 0 || m.chunks > 0xffffffff) throw new Error('open manifest: chunk count out of range');
   delete m.kind;
@@ -64,6 +69,14 @@ export function validateManifest(m) {
   let key = null;
   try { key = unb64u(m.key); } catch { /* below */ }
   if (!key || key.length !== 32) return 'key is not 32 bytes of base64url';
+  if (m.hashes !== undefined) {
+    if (!Array.isArray(m.hashes) || m.hashes.length !== Math.ceil(m.chunks / 2000)) return `${m.hashes?.length} piece hashes for ${m.chunks} chunks`;
+    for (const h of m.hashes) {
+      let b = null;
+      try { b = unb64u(h); } catch { /* below */ }
+      if (!b || b.length !== 32) return 'a piece hash is not 32 bytes of base64url';
+    }
+  }
   if (m.type !== undefined && typeof m.type !== 'string') return 'type is not a string';
   const n = m.name;
   if (typeof n !== 'string' || n === '') return 'empty file name';

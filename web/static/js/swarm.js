@@ -1,0 +1,475 @@
+// The room library and swarm (protocol v4, docs/PROTOCOL.md "Links and
+// data-channel messages"): every file this page shares or receives is an
+// entry it can serve, wholly or partly, to any member it has a link with (a
+// confirmed peer session, whoever offered it); a fetcher pulls chunks from
+// every holder it knows (want), the origin by `any` and the others by index,
+// rarest first, and checks a chunk from anyone but the origin against the
+// origin's hash list before it is written. Nothing is pushed unasked.
+//
+// An entry: {id, fid, origin, chunks, size, chunkSize, env (the origin's
+// sealed manifest), man, hl (HashList), held (chunks on hand), complete,
+// read(i) -> the chunk's plaintext padded to chunkSize, cipher (sealing as
+// the origin did), peers: member -> {have, complete, sent, out, anyOut,
+// bad, last}, out: index -> member (our outstanding wants), r (our reception,
+// when fetching), helpers (members that delivered chunks), t (the transfer)}.
+import * as C from './crypto.js';
+import * as P from './protocol.js';
+import { HashList, pieceCount } from './hashes.js';
+import { haveRanges } from './receiver.js';
+
+const ORIGIN_WINDOW = 64;  // outstanding wants to the origin (by `any`)
+const PEER_WINDOW = 32;    // outstanding wants to any other holder (by index)
+const HAVE_BATCH = 16;     // chunks written before a have update goes out…
+const HAVE_DELAY_MS = 100; // …or this long after the first of them
+const STALL_MS = 5000;     // a source that sent nothing of what it owes for this long is asked again
+const NO_SOURCE_MS = 30000; // a fetch with no reachable holder for this long fails (a later announcement starts it again)
+const SERVE_BATCH = 64;    // chunks read (one slice per run of consecutive chunks) and sealed together while serving
+const short = (id) => String(id).slice(0, 8);
+
+export class Swarm {
+  /** room provides: id, keys, emit(type, detail), p2p (offer). */
+  constructor(room) {
+    this.room = room;
+    this.entries = new Map(); // file id -> entry
+    this._links = new Map();  // member -> Set<Peer> (confirmed sessions)
+    this._verdicts = new Map(); // file + member -> callback(DC message) (the origin's sends)
+    this._haveQ = new Map();  // file id -> [indices] written since the last have update
+    this._haveTimer = 0;
+    this.log = [];            // what went wrong with a source (shown in the console, read by tests)
+    this._stallTimer = setInterval(() => this._checkStalls(), 1000);
+  }
+
+  /** A live link to member in one of modes, if any. */
+  linkFor(member, modes) {
+    for (const p of this._links.get(member) || []) if (!p.err && modes.includes(p.mode)) return p;
+    return null;
+  }
+
+  /** A live link to member, if any. */
+  link(member) {
+    for (const p of this._links.get(member) || []) if (!p.err) return p;
+    return null;
+  }
+
+  // ---- entries ------------------------------------------------------------
+
+  _newEntry(man, origin, env) {
+    const e = {
+      id: man.file, fid: C.uuidBytes(man.file), origin, chunks: man.chunks, size: man.size, chunkSize: man.chunkSize,
+      env, man, hl: new HashList(man), held: new Uint8Array(man.chunks), complete: false, read: null, cipher: null,
+      peers: new Map(), out: new Map(), sentAny: new Uint8Array(man.chunks), anyCursor: 0, r: null, helpers: new Set(), t: null,
+      added: Date.now(),
+    };
+    this.entries.set(man.file, e);
+    return e;
+  }
+
+  /** A file this page shares (the sender's job): it holds every chunk. */
+  async addOrigin(job, chunkHashes) {
+    const { man, key, sealed, file, t } = job;
+    const e = this._newEntry(man, this.room.id, sealed);
+    await e.hl.fill(chunkHashes);
+    e.held.fill(1);
+    e.complete = true;
+    e.t = t;
+    e.cipher = await C.newChunkCipher(key, this.room.keys.roomID, this.room.id, e.fid, man.chunks, man.size);
+    e.blob = () => file;
+    e.read = (i) => readChunk(e, i, file);
+    return e;
+  }
+
+  /** A reception (receiver.js) starts or continues: its entry fetches. */
+  fetch(r, env) {
+    let e = this.entries.get(r.man.file);
+    if (!e) e = this._newEntry(r.man, r.from, env);
+    e.env ??= env;
+    e.r = r;
+    e.t = r.t;
+    e.sequential = !!this.room.sequential;
+    e.cipher = r.cipher;
+    e.blob = () => (r.done ? r.t.file : null);
+    e.read = async (i) => {
+      if (r.done && r.t.file) return readChunk(e, i, r.t.file);
+      if (!r.sink?.read) throw new Error('this storage cannot be read back before the file is complete');
+      return padded(await r.sink.read(i * e.chunkSize, Math.min(e.chunkSize, e.size - i * e.chunkSize)), e.chunkSize);
+    };
+    for (let i = 0; i < e.chunks; i++) if (r.disk[i]) e.held[i] = 1;
+    const o = this._peerState(e, e.origin); // the origin holds every chunk
+    o.complete = true;
+    o.have.fill(1);
+    // Ask every linked member for the hash pieces we lack (the origin sends them unasked).
+    for (const m of this._links.keys()) this._askPieces(e, m);
+    this.room.onFetching?.(e);
+    this.plan(e);
+    return e;
+  }
+
+  /** Our reception wrote chunk i: it can be served, and every link hears of it. */
+  wrote(r, i) {
+    const e = this.entries.get(r.man.file);
+    if (!e) return;
+    if (!r.sink?.read) return this.plan(e); // a storage that cannot be read back serves once complete
+    e.held[i] = 1;
+    const q = this._haveQ.get(e.id) || [];
+    q.push(i);
+    this._haveQ.set(e.id, q);
+    if (q.length >= HAVE_BATCH) this._flushHaves();
+    else if (!this._haveTimer) this._haveTimer = setTimeout(() => this._flushHaves(), HAVE_DELAY_MS);
+    this.plan(e);
+  }
+
+  /** Our reception finished (verified, or failed). */
+  finished(r) {
+    const e = this.entries.get(r.man.file);
+    if (!e) return;
+    this._flushHaves();
+    if (r.failed) { e.held.fill(0); e.read = null; } // its partial file is gone
+    if (r.done) {
+      e.held.fill(1);
+      e.complete = true;
+      this._broadcast(e, P.HAVE_FULL | P.HAVE_COMPLETE, [[0, e.chunks]]);
+    }
+    this._cancelAll(e);
+  }
+
+  _flushHaves() {
+    clearTimeout(this._haveTimer);
+    this._haveTimer = 0;
+    for (const [id, q] of this._haveQ) {
+      const e = this.entries.get(id);
+      if (!e || !q.length) continue;
+      const bits = new Uint8Array(e.chunks);
+      for (const i of q) bits[i] = 1;
+      this._broadcast(e, 0, haveRanges(bits));
+    }
+    this._haveQ.clear();
+  }
+
+  _broadcast(e, flags, ranges) {
+    for (const m of this._links.keys()) this.link(m)?.notify({ kind: P.DC_HAVE, file: e.fid, flags, ranges });
+  }
+
+  /** What this page holds of e, as a full have. */
+  _fullHave(e) {
+    const ranges = e.complete ? [[0, e.chunks]] : haveRanges(e.held);
+    return { kind: P.DC_HAVE, file: e.fid, flags: P.HAVE_FULL | (e.complete ? P.HAVE_COMPLETE : 0), ranges };
+  }
+
+  // ---- links ---------------------------------------------------------------
+
+  /** A confirmed session becomes a link: its messages come here (through
+   * the room's in-order pump), and it hears what we hold. announce (an
+   * entry of ours) first gets its manifest and hash pieces (the origin's
+   * send). */
+  async attach(peer, announce = null) {
+    if (!this._links.has(peer.member)) this._links.set(peer.member, new Set());
+    const set = this._links.get(peer.member);
+    if (!set.has(peer)) {
+      set.add(peer);
+      peer.handler = (b) => this.room.receiver.dcIn(peer, b);
+      peer.ended.then(() => this._linkEnded(peer));
+    }
+    if (announce) {
+      const e = announce;
+      await peer.send(P.dcMessage({ kind: P.DC_MANIFEST, file: e.fid, chunks: e.chunks, sealed: e.env }));
+      for (let p = 0; p < e.hl.pieces; p++) await peer.send(P.dcMessage({ kind: P.DC_HASHES, file: e.fid, piece: p, hashes: e.hl.piece(p) }));
+      await peer.send(P.dcMessage(this._fullHave(e)));
+    }
+    for (const e of this.entries.values()) {
+      this.plan(e);
+      if (e === announce || !e.read) continue;
+      if (e.held.some((x) => x)) peer.notify(this._fullHave(e));
+      if (e.r && !e.r.done) this._askPieces(e, peer.member);
+    }
+  }
+
+  _linkEnded(peer) {
+    const set = this._links.get(peer.member);
+    set?.delete(peer);
+    if (this.link(peer.member)) return;
+    this._links.delete(peer.member);
+    for (const e of this.entries.values()) {
+      const ps = e.peers.get(peer.member);
+      if (!ps) continue;
+      this._dropOutstanding(e, peer.member, ps);
+      this.plan(e);
+    }
+  }
+
+  _peerState(e, member) {
+    let ps = e.peers.get(member);
+    if (!ps) {
+      ps = { have: new Uint8Array(e.chunks), complete: false, sent: new Uint8Array(e.chunks), out: new Set(), anyOut: 0, bad: false, last: performance.now(), queued: 0 };
+      e.peers.set(member, ps);
+    }
+    return ps;
+  }
+
+  /** The origin's send waits for a recipient's progress and verdict. */
+  onVerdict(file, member, fn) {
+    const k = file + '/' + member;
+    this._verdicts.set(k, fn);
+    return () => { if (this._verdicts.get(k) === fn) this._verdicts.delete(k); };
+  }
+
+  /** A control message from a link (in order, from the room's pump). */
+  async message(peer, m) {
+    const id = C.uuidString(m.file);
+    if (m.kind === P.DC_PROGRESS || m.kind === P.DC_DONE) {
+      this._verdicts.get(id + '/' + peer.member)?.(m);
+      return;
+    }
+    const e = this.entries.get(id);
+    if (!e) return; // a file we do not know (yet): its lib signal may follow
+    const ps = this._peerState(e, peer.member);
+    switch (m.kind) {
+      case P.DC_HAVE:
+        if (m.flags & P.HAVE_FULL) ps.have.fill(0);
+        if (m.flags & P.HAVE_COMPLETE) { ps.complete = true; ps.have.fill(1); }
+        for (const [lo, hi] of m.ranges) if (lo < e.chunks) ps.have.fill(1, lo, Math.min(hi, e.chunks));
+        return this.plan(e);
+      case P.DC_WANT: return this._want(peer, e, ps, m);
+      case P.DC_HASH_REQ: {
+        const piece = e.hl.piece(m.piece);
+        if (piece) peer.send(P.dcMessage({ kind: P.DC_HASHES, file: e.fid, piece: m.piece, hashes: piece })).catch(() => {});
+        return;
+      }
+      case P.DC_HASHES:
+        if (!e.hl.known[m.piece] && !(await e.hl.setPiece(m.piece, m.hashes))) this._bad(e, peer.member, `hash piece ${m.piece} does not match the manifest`);
+        return this.plan(e);
+      case P.DC_CANCEL:
+        peer._serveQ = (peer._serveQ || []).filter((x) => x.e !== e);
+        ps.queued = 0;
+        return;
+    }
+  }
+
+  // ---- serving ---------------------------------------------------------------
+
+  /** Queues the chunks a want asks for (those held; at most
+   * MAX_OUTSTANDING_WANTS of one file per link), then serves them in order. */
+  _want(peer, e, ps, m) {
+    if (!e.read) return;
+    const q = peer._serveQ ||= [];
+    const room = () => ps.queued < P.MAX_OUTSTANDING_WANTS;
+    for (const i of m.indices) {
+      if (!room()) break;
+      if (i < e.chunks && e.held[i]) { q.push({ e, i, ps }); ps.queued++; ps.sent[i] = 1; }
+    }
+    for (let n = 0; n < m.any && room(); n++) {
+      const i = this._pickAny(e, ps);
+      if (i < 0) break;
+      q.push({ e, i, ps }); ps.queued++; ps.sent[i] = 1; e.sentAny[i] = 1;
+    }
+    this._serve(peer);
+  }
+
+  /** A chunk of the holder's choice: one never sent to anyone (lowest
+   * first), else the lowest the asker lacks and was not sent. -1 if none. */
+  _pickAny(e, ps) {
+    while (e.anyCursor < e.chunks && e.sentAny[e.anyCursor]) e.anyCursor++;
+    for (let i = e.anyCursor; i < e.chunks; i++) if (e.held[i] && !e.sentAny[i] && !ps.have[i]) return i;
+    for (let i = 0; i < e.chunks; i++) if (e.held[i] && !ps.have[i] && !ps.sent[i]) return i;
+    return -1;
+  }
+
+  async _serve(peer) {
+    if (peer._serving) return;
+    peer._serving = true;
+    try {
+      while (peer._serveQ?.length && !peer.err) {
+        const batch = peer._serveQ.splice(0, SERVE_BATCH);
+        await prefetch(batch);
+        const frames = await Promise.all(batch.map(async ({ e, i }) => {
+          try {
+            return P.chunkUpFrame(e.fid, i, e.chunks, await e.cipher.seal(i, await e.read(i)));
+          } catch (x) {
+            console.warn(`cloakroom: could not serve chunk ${i} of ${e.man.name}:`, x.message);
+            return null;
+          }
+        }));
+        for (let k = 0; k < batch.length; k++) {
+          batch[k].ps.queued = Math.max(0, batch[k].ps.queued - 1);
+          if (frames[k]) await peer.send(frames[k]);
+        }
+      }
+    } catch { /* the link ended: the fetcher asks elsewhere */ } finally {
+      peer._serving = false;
+    }
+  }
+
+  // ---- fetching --------------------------------------------------------------
+
+  _askPieces(e, member) {
+    const l = this.link(member);
+    if (!l || !e.r || e.hl.complete) return;
+    e.asked ??= new Set();
+    for (const p of e.hl.missing()) {
+      if (e.asked.has(member + '/' + p)) continue; // once per holder (the origin sends them unasked)
+      e.asked.add(member + '/' + p);
+      l.notify({ kind: P.DC_HASH_REQ, file: e.fid, piece: p });
+    }
+  }
+
+  /** A chunk of e came from member (taken, a duplicate or refused). */
+  delivered(e, member, i, ok) {
+    const ps = e.peers.get(member);
+    if (ps) {
+      ps.last = performance.now();
+      if (ps.out.delete(i)) { if (e.out.get(i) === member) e.out.delete(i); } else if (member === e.origin && ps.anyOut > 0) ps.anyOut--;
+    }
+    if (ok) {
+      e.helpers.add(member);
+      if (e.t) e.t.helpers = e.helpers.size;
+    }
+    this.plan(e);
+  }
+
+  /** A holder served a chunk that does not match the origin's hash: it is
+   * no source any more. */
+  _bad(e, member, why) {
+    const ps = this._peerState(e, member);
+    if (ps.bad) return;
+    ps.bad = true;
+    const msg = `${e.man.name}: dropped ${short(member)} as a source: ${why}`;
+    this.log.push(msg);
+    console.warn('cloakroom:', msg);
+    this.link(member)?.notify({ kind: P.DC_CANCEL, file: e.fid });
+    this._dropOutstanding(e, member, ps);
+    this.plan(e);
+  }
+
+  badChunk(e, member, i) { this._bad(e, member, `chunk ${i} does not match its hash`); }
+
+  _dropOutstanding(e, member, ps) {
+    for (const i of ps.out) if (e.out.get(i) === member) e.out.delete(i);
+    ps.out.clear();
+    ps.anyOut = 0;
+  }
+
+  _cancelAll(e) {
+    for (const [m, ps] of e.peers) {
+      if (ps.out.size || ps.anyOut) this.link(m)?.notify({ kind: P.DC_CANCEL, file: e.fid });
+      this._dropOutstanding(e, m, ps);
+    }
+  }
+
+  _checkStalls() {
+    const now = performance.now();
+    for (const e of this.entries.values()) {
+      if (!e.r || e.r.done || e.r.failed) continue;
+      // No holder linked (and no relay or session delivering it): give up after a while.
+      const reachable = e.r.peer || e.r.path === P.Path.RELAY || [...e.peers].some(([m, ps]) => !ps.bad && this.link(m));
+      if (reachable) e.lonely = 0;
+      else if (!e.lonely) e.lonely = now;
+      else if (now - e.lonely > NO_SOURCE_MS) {
+        e.lonely = 0;
+        this.room.receiver.noSource(e.r);
+        continue;
+      }
+      for (const [m, ps] of e.peers) {
+        if ((ps.out.size || ps.anyOut) && now - ps.last > STALL_MS) {
+          // An `any` the holder could not fill (it believes it sent us
+          // everything): ask it by index from now on.
+          if (ps.anyOut) ps.explicit = true;
+          this._dropOutstanding(e, m, ps);
+          ps.last = now;
+        }
+      }
+      this.plan(e);
+    }
+  }
+
+  /** Plans the next wants of a fetching entry (soon, once per turn). */
+  plan(e) {
+    if (!e.r || e.r.done || e.r.failed || e._planned) return;
+    e._planned = true;
+    queueMicrotask(() => { e._planned = false; this._plan(e); });
+  }
+
+  _plan(e) {
+    const r = e.r;
+    if (!r || r.done || r.failed) return;
+    const sources = [];
+    for (const [m, ps] of e.peers) {
+      const l = this.link(m);
+      if (l && !ps.bad) sources.push({ m, ps, l });
+    }
+    if (!sources.length) return;
+    const others = sources.filter((s) => s.m !== e.origin && e.hl.complete);
+    const lack = (i) => !r.have[i] && !e.out.has(i);
+    // Explicit wants to the holders other than the origin, rarest chunk first.
+    for (const s of others) {
+      const free = PEER_WINDOW - s.ps.out.size;
+      if (free < Math.min(8, PEER_WINDOW)) continue;
+      const cand = [];
+      for (let i = 0; i < e.chunks; i++) if (lack(i) && s.ps.have[i]) cand.push(i);
+      if (!cand.length) continue;
+      if (!e.sequential) {
+        const rarity = (i) => others.reduce((n, o) => n + o.ps.have[i], 0);
+        const score = new Map(cand.map((i) => [i, rarity(i) + Math.random() * 0.5]));
+        cand.sort((a, b) => score.get(a) - score.get(b));
+      }
+      const pick = cand.slice(0, free);
+      for (const i of pick) { e.out.set(i, s.m); s.ps.out.add(i); }
+      s.ps.last = s.ps.out.size === pick.length ? performance.now() : s.ps.last;
+      s.l.notify({ kind: P.DC_WANT, file: e.fid, any: 0, indices: pick });
+    }
+    // The origin: `any` for the chunks no other source has.
+    const o = sources.find((s) => s.m === e.origin);
+    if (!o) return;
+    const free = ORIGIN_WINDOW - o.ps.out.size - o.ps.anyOut;
+    if (free < 16 && !(free > 0 && o.ps.out.size + o.ps.anyOut === 0)) return;
+    const only = [];
+    for (let i = 0; i < e.chunks && only.length < free + o.ps.anyOut; i++) {
+      if (lack(i) && !others.some((s) => s.ps.have[i])) only.push(i);
+    }
+    const n = Math.min(free, only.length - o.ps.anyOut);
+    if (n <= 0) return;
+    if (o.ps.out.size + o.ps.anyOut === 0) o.ps.last = performance.now();
+    if (e.sequential || o.ps.explicit) {
+      const pick = only.slice(0, n);
+      for (const i of pick) { e.out.set(i, o.m); o.ps.out.add(i); }
+      o.l.notify({ kind: P.DC_WANT, file: e.fid, any: 0, indices: pick });
+    } else {
+      o.ps.anyOut += n;
+      o.l.notify({ kind: P.DC_WANT, file: e.fid, any: n, indices: [] });
+    }
+  }
+
+  close() { clearInterval(this._stallTimer); clearTimeout(this._haveTimer); }
+}
+
+/** Reads every run of consecutive chunks of a batch (of a whole file) in
+ * one slice, kept in its entry for readChunk. */
+async function prefetch(batch) {
+  for (let k = 0; k < batch.length;) {
+    const { e, i } = batch[k];
+    let n = 1;
+    while (k + n < batch.length && batch[k + n].e === e && batch[k + n].i === i + n) n++;
+    k += n;
+    const blob = e.blob?.();
+    if (!blob || n < 2) continue;
+    const cs = e.chunkSize;
+    try {
+      e.cache = { lo: i, hi: i + n, bytes: new Uint8Array(await blob.slice(i * cs, Math.min(e.size, (i + n) * cs)).arrayBuffer()) };
+    } catch { /* read one by one */ }
+  }
+}
+
+/** Chunk i of e (padded), from the prefetched run or a slice of blob. */
+async function readChunk(e, i, blob) {
+  const cs = e.chunkSize, c = e.cache;
+  if (c && i >= c.lo && i < c.hi) return padded(c.bytes.subarray((i - c.lo) * cs, Math.min(c.bytes.length, (i - c.lo + 1) * cs)), cs);
+  return padded(new Uint8Array(await blob.slice(i * cs, Math.min(e.size, (i + 1) * cs)).arrayBuffer()), cs);
+}
+
+/** plain padded with zeros to size (a chunk is sealed at full size). */
+function padded(plain, size) {
+  if (plain.length === size) return plain;
+  const b = new Uint8Array(size);
+  b.set(plain);
+  return b;
+}
+
+export { pieceCount };

@@ -281,3 +281,22 @@ func (p *peerConn) setHandler(h func([]byte)) {
 	p.handler = h
 	p.mu.Unlock()
 }
+
+// drain waits until the data channel has nothing buffered (the peer
+// acknowledged everything sent), the session ends, or ctx ends.
+func (p *peerConn) drain(ctx context.Context) {
+	p.mu.Lock()
+	dc := p.dc
+	p.mu.Unlock()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for dc.BufferedAmount() > 0 {
+		select {
+		case <-t.C:
+		case <-p.failed:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -56,20 +56,35 @@ func (ps *peers) resetAll() {
 	}
 }
 
-// closeAll ends every session. A sender closes its session once it has our
-// verdict on its file, so answering sessions that got as far as confirmed
-// keys are given a moment (3 s in all) to be closed by their sender first.
+// closeAll ends every session. What a ready session still has buffered
+// (a verdict, a last chunk) is given a moment (3 s in all) to be
+// acknowledged by the peer first.
 func (ps *peers) closeAll() {
 	grace, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	for _, p := range ps.all() {
-		if !p.offerer && p.isReady() {
-			select {
-			case <-p.failed:
-			case <-grace.Done():
-			}
+	all := ps.all()
+	for _, p := range all {
+		if p.isReady() {
+			p.drain(grace)
 		}
 		p.close()
+	}
+	// Close the peer connections before returning (fail closes them on a
+	// goroutine of its own): a process that exits next must not leave its
+	// peers to find out by ICE timeouts that it is gone.
+	var wg sync.WaitGroup
+	for _, p := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = p.pc.Close()
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
 	}
 }
 

@@ -39,6 +39,10 @@ type swarmSource struct {
 	anyOut   int  // "any" chunks outstanding
 	bad      bool
 	lastSeen time.Time // last chunk, or when last asked with nothing outstanding
+	// stalled: a member that delivered nothing for StallAfter while asked
+	// (gone without its link ending yet, or too slow): not asked again, and
+	// what it holds counts for nothing, until it sends a chunk or a have.
+	stalled bool
 	// explicit: the origin left "any" unanswered (every chunk it could pick
 	// went to members it expects to pass them on, which this fetcher may
 	// not reach): ask it by index from now on.
@@ -109,6 +113,7 @@ func (s *Swarm) SetHave(id string, ranges [][2]uint32, full, complete bool) {
 	if src == nil || src.origin {
 		return
 	}
+	src.stalled = false // it speaks
 	if full {
 		src.have = NewBits(s.chunks)
 	}
@@ -160,6 +165,7 @@ func (s *Swarm) release(id string) {
 func (s *Swarm) Arrived(i uint32, from string, now time.Time) bool {
 	if src := s.sources[from]; src != nil {
 		src.lastSeen = now
+		src.stalled = false
 		switch {
 		case s.asked[i] == from:
 			delete(s.asked, i)
@@ -199,6 +205,7 @@ func (s *Swarm) Plan(now time.Time, peersUsable bool) []Want {
 		case (src.out > 0 || src.anyOut > 0) && now.Sub(src.lastSeen) > StallAfter:
 			s.release(id)
 			src.lastSeen = now
+			src.stalled = !src.origin
 		}
 	}
 	avail := s.availability()
@@ -230,7 +237,7 @@ func (s *Swarm) Plan(now time.Time, peersUsable bool) []Want {
 			}
 			continue
 		}
-		if !peersUsable || src.out >= PeerWindow/2 {
+		if !peersUsable || src.stalled || src.out >= PeerWindow/2 {
 			continue
 		}
 		if idx := s.pick(src, avail, PeerWindow-src.out); len(idx) > 0 {
@@ -295,7 +302,7 @@ func (s *Swarm) planOrigin(id string, src *swarmSource, avail []uint8, now time.
 func (s *Swarm) availability() []uint8 {
 	avail := make([]uint8, s.chunks)
 	for _, src := range s.sources {
-		if src.bad || src.origin {
+		if src.bad || src.origin || src.stalled {
 			continue
 		}
 		for k, w := range src.have {

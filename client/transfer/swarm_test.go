@@ -79,3 +79,26 @@ func TestSwarmSequential(t *testing.T) {
 		t.Fatal("peers asked before the hash pieces are known")
 	}
 }
+
+// TestSwarmStalledPeer: a peer that delivers nothing for StallAfter (gone
+// without its link ending yet) is not asked again and what it holds no
+// longer keeps the origin from being asked, until it speaks again.
+func TestSwarmStalledPeer(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := NewSwarm(50, nil, false)
+	s.AddSource("origin", true, now)
+	s.AddSource("gone", false, now)
+	s.SetHave("gone", nil, true, true)
+	if w := s.Plan(now, true); len(w) != 1 || w[0].Source != "gone" {
+		t.Fatalf("plan %+v, want only the peer", w)
+	}
+	later := now.Add(StallAfter + time.Second)
+	w := s.Plan(later, true)
+	if len(w) != 1 || w[0].Source != "origin" || w[0].Any != 50 {
+		t.Fatalf("after the peer stalled: %+v, want any 50 of the origin", w)
+	}
+	s.SetHave("gone", [][2]uint32{{0, 50}}, false, false) // it speaks again
+	if w := s.Plan(later, true); len(w) != 1 || w[0].Source != "gone" {
+		t.Fatalf("after the peer spoke: %+v, want it asked again", w)
+	}
+}

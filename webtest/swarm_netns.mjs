@@ -23,9 +23,9 @@
 // is told to treat as a secure origin (WebCrypto, OPFS), as if over TLS.
 import { spawn, execFileSync } from 'node:child_process';
 import { join, basename } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { main, buildBinary, launch, tempDir, run, assert, onCleanup, stopProc, cleanup } from './lib.mjs';
-import { MIB, T, writeRandomFile, hashFile, waitOnline, finishedCard, checkReceived, tail } from './p2plib.mjs';
+import { MIB, T, writeRandomFile, hashFile, waitOnline, finishedCard, checkReceived, tail, recordPeerConnections } from './p2plib.mjs';
 
 const MAX_BYTES = 1.3; // sender tx bytes / file size, 8 receivers
 const MAX_TIME = 1.5;  // wall time 8 receivers / wall time 1 receiver
@@ -115,6 +115,52 @@ async function exited(p, ms, what) {
   const code = await Promise.race([p.done, new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} still running after ${ms} ms: ${tail(p.stderr)}`)), ms); })]);
   clearTimeout(timer);
   return code;
+}
+
+/** CPU accounting for the log: every second, the user+system time of each
+ * process descending from this one (the CLIs, Chromium's processes), kept
+ * after they exit, and the machine's busy time from /proc/stat. */
+function cpuSampler() {
+  const hz = 100; // USER_HZ on Linux
+  const last = new Map(); // pid -> {comm, ticks}
+  const stat = (pid) => {
+    const t = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const r = t.slice(t.lastIndexOf(')') + 2).split(' ');
+    return { comm: t.slice(t.indexOf('(') + 1, t.lastIndexOf(')')), ppid: Number(r[1]), ticks: Number(r[11]) + Number(r[12]) };
+  };
+  const machine = () => {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return { busy: f.reduce((a, b) => a + b, 0) - f[3] - (f[4] || 0), all: f.reduce((a, b) => a + b, 0) };
+  };
+  const sample = () => {
+    const procs = new Map();
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try { procs.set(Number(d), stat(d)); } catch { /* gone */ }
+    }
+    for (const [pid, p] of procs) {
+      let q = p, n = 0;
+      while (q && q.ppid !== process.pid && q.ppid > 1 && n++ < 50) q = procs.get(q.ppid);
+      if (q && q.ppid === process.pid) last.set(pid, p);
+    }
+  };
+  let base = null, m0 = null;
+  const timer = setInterval(sample, 1000);
+  onCleanup(() => clearInterval(timer));
+  return {
+    start() { sample(); base = new Map([...last].map(([pid, p]) => [pid, p.ticks])); m0 = machine(); },
+    stop() {
+      sample();
+      const m1 = machine();
+      const by = {};
+      for (const [pid, p] of last) {
+        const k = /chrom/i.test(p.comm) ? 'chromium' : p.comm;
+        by[k] = (by[k] || 0) + (p.ticks - (base.get(pid) || 0)) / hz;
+      }
+      const cores = (m1.all - m0.all) / hz; // core-seconds of wall time
+      return { by, busy: (m1.busy - m0.busy) / hz, cores };
+    },
+  };
 }
 
 // Namespaces and veths go on SIGINT/SIGTERM too (main's cleanup covers a
@@ -238,6 +284,27 @@ await main('swarm_netns', async () => {
     // Plain HTTP on 10.B.0.1 is no secure context unless Chromium is told so.
     const ctx = await launch({ name: `page${i}`, args: [`--unsafely-treat-insecure-origin-as-secure=${url}`] });
     ctxs.push(ctx);
+    // For the log only: what each of the page's peer connections received, by
+    // remote address (the sender's is its own), sampled every second
+    // (connections to the sender close when it exits).
+    await recordPeerConnections(ctx);
+    await ctx.addInitScript(() => {
+      window.__rx = [];
+      setInterval(async () => {
+        for (const [k, pc] of window.__pcs.entries()) {
+          if (pc.connectionState === 'closed') continue;
+          try {
+            const st = await pc.getStats();
+            for (const t of st.values()) {
+              if (t.type !== 'transport' || !t.selectedCandidatePairId) continue;
+              const pair = st.get(t.selectedCandidatePairId);
+              const remote = pair && st.get(pair.remoteCandidateId);
+              window.__rx[k] = { remote: remote?.address ?? remote?.ip ?? '?', bytes: t.bytesReceived };
+            }
+          } catch { /* closing */ }
+        }
+      }, 1000);
+    });
     const page = ctx.pages()[0] ?? await ctx.newPage();
     await page.goto(url + '/?transport=p2p' + frag);
     await page.waitForSelector('#conn-status[data-state=connected]', T);
@@ -246,6 +313,8 @@ await main('swarm_netns', async () => {
   const rs = await receivers(link, CLI_RECEIVERS);
   for (const p of pages) await waitOnline(p, CLI_RECEIVERS + PAGES - 1);
   for (const p of pages) assert(await p.evaluate(() => window.isSecureContext && !!crypto.subtle), 'a page has no secure context');
+  const cpu = cpuSampler();
+  cpu.start();
   const tx0 = txBytes();
   const t0 = performance.now();
   const snd = startCLI(bin, ns, ['send', '--transport', 'p2p', '--log-level', 'info', link, src]);
@@ -256,6 +325,8 @@ await main('swarm_netns', async () => {
   const [cli, pageAt] = await Promise.all([Promise.all(cliDone), Promise.all(pageDone)]);
   const many = (Math.max(...cli.map((c) => c.at), ...pageAt) - t0) / 1000;
   const sent = txBytes() - tx0;
+  const used = cpu.stop();
+  console.log(`swarm_netns: phase 2 CPU-seconds: ${Object.entries(used.by).filter(([, v]) => v >= 0.05).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}; the machine was busy ${used.busy.toFixed(1)} of ${used.cores.toFixed(1)} core-seconds (load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')})`);
   if (process.env.SWARM_PAGES_LOGS) { // a directory: every CLI's stderr, for a failure's post-mortem
     const { writeFileSync } = await import('node:fs');
     writeFileSync(join(process.env.SWARM_PAGES_LOGS, 'send.log'), snd.stderr);
@@ -264,6 +335,13 @@ await main('swarm_netns', async () => {
   for (const [i, c] of cli.entries()) assert(c.code === 0, `phase 2: ${i ? `recv ${i - 1}` : 'send'} exit ${c.code}: ${tail((i ? rs[i - 1].p : snd).stderr)}`);
   checkCLI('phase 2', rs);
   const paths = checkDirect('phase 2', snd);
+  const fromSender = [];
+  for (const p of pages) {
+    const rx = (await p.evaluate(() => window.__rx)).filter(Boolean);
+    const sum = (f) => rx.filter(f).reduce((n, x) => n + x.bytes, 0) / MIB;
+    fromSender.push(`${sum((x) => x.remote === addr).toFixed(1)} MiB from the sender, ${sum((x) => x.remote !== addr).toFixed(1)} MiB from ${rx.filter((x) => x.remote !== addr).length} others`);
+  }
+  console.log(`swarm_netns: the pages' peer connections received (getStats, sampled each second): ${fromSender.join('; ')}`);
   const helped = [];
   for (const [i, p] of pages.entries()) {
     const card = await finishedCard(p, 'recv', name);

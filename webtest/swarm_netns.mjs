@@ -18,8 +18,14 @@
 // other members helped, the sender delivered only over direct paths.
 //
 // SWARM_PAGES_MIB sets the file size (default 64), SWARM_PAGES_MBIT the
-// uplink. It needs root and `ip netns`, and fails (never skips) without
-// them. The pages are served over plain HTTP on 10.B.0.1, which Chromium
+// uplink (default 20), SWARM_PAGES_N how many of the 8 receivers are pages
+// (default 3; 0 is the all-CLI control), SWARM_PAGES_LOGS a directory for
+// phase 2's CLI logs. It also logs, for diagnosis, what each page received
+// from the sender and from the others (getStats) and phase 2's CPU-seconds
+// (ours per program, and the whole machine's busy time): on a shared 2-core
+// machine three Chromium pages make phase 2 CPU-bound (BENCHMARKS.md,
+// "Swarm: one shaped sender, eight receivers"). It needs root and `ip
+// netns`, and fails (never skips) without them. The pages are served over plain HTTP on 10.B.0.1, which Chromium
 // is told to treat as a secure origin (WebCrypto, OPFS), as if over TLS.
 import { spawn, execFileSync } from 'node:child_process';
 import { join, basename } from 'node:path';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { here, root } from './lib.mjs';
 
-const tests = process.argv.slice(2).length ? process.argv.slice(2) : ['vectors.mjs', 'store.mjs', 'chat_relay.mjs', 'qr.mjs', 'p2p.mjs', 'restore.mjs', 'library.mjs', 'library_cli.mjs', 'tls.mjs', 'limits.mjs'];
+const tests = process.argv.slice(2).length ? process.argv.slice(2) : ['vectors.mjs', 'store.mjs', 'chat_relay.mjs', 'qr.mjs', 'p2p.mjs', 'restore.mjs', 'library.mjs', 'library_cli.mjs', 'tls.mjs', 'limits.mjs', 'swarm_netns.mjs'];
 let bin = process.env.CLOAKROOM_BIN;
 let tmp = null;
 if (!bin) {

@@ -139,7 +139,7 @@ func testChaosServerKill(t *testing.T, transport string) {
 	dirs := []string{t.TempDir(), t.TempDir()}
 	var recvs []*proc
 	for _, d := range dirs {
-		r := start(t, "recv", "--transport", transport, "-o", d, "--count", "1", link)
+		r := start(t, "recv", "--transport", transport, "--log-level", "info", "-o", d, "--count", "1", link)
 		r.waitLine(t, regexp.MustCompile(`in the room`), 20*time.Second)
 		recvs = append(recvs, r)
 	}

@@ -84,6 +84,7 @@ func (f *fetch) run() {
 		return
 	}
 	e.setCopy(transfer.PartPath(c.opts.Dir, e.man), false)
+	c.log.Info("fetching a file from its holders", "file", e.man.File, "origin", short8(e.origin), "holders", len(e.holderIDs()), "links", len(c.links.all()))
 	c.announceFetch(e)
 	for _, p := range c.links.all() {
 		f.addSource(p)
@@ -213,6 +214,7 @@ func (f *fetch) poke() {
 // addSource makes a link a source (the member may hold nothing yet: its
 // have messages say).
 func (f *fetch) addSource(p *peerConn) {
+	f.c.log.Info("fetch source", "file", f.e.man.File, "member", short8(p.member), "origin", p.member == f.e.origin, "session", short8(p.session))
 	f.mu.Lock()
 	f.links[p.member] = p
 	f.sw.AddSource(p.member, p.member == f.e.origin, time.Now())

@@ -43,8 +43,9 @@ export class Pair {
     return concat(u64(c), await gcmSeal(this._send, nonce, plaintext, aad));
   }
 
-  /** Opens a signal from the peer; counters must strictly increase
-   * (ReplayError), tampering gives OpenError. Calls are serialized. */
+  /** Opens a signal from the peer; tampering (or a signal sealed for
+   * another member) gives OpenError, then counters must strictly increase
+   * (ReplayError). Calls are serialized. */
   openSignal(sealed) {
     const run = this._recvQueue.then(() => this._open(sealed));
     this._recvQueue = run.catch(() => {});
@@ -54,9 +55,11 @@ export class Pair {
   async _open(sealed) {
     if (!(sealed instanceof Uint8Array) || sealed.length < 8 + GCM_TAG) throw new OpenError('signal too short');
     const c = new DataView(sealed.buffer, sealed.byteOffset, 8).getBigUint64(0);
-    if (c <= this.recvMax) throw new ReplayError();
+    // Authenticate first (as Go's Pair.OpenSignal): a signal sealed for
+    // someone else, or altered, is an OpenError whatever its counter.
     const { nonce, aad } = this._nonceAAD(this.peer, this.self, c);
     const pt = await gcmOpen(this._recv, nonce, sealed.subarray(8), aad);
+    if (c <= this.recvMax) throw new ReplayError();
     this.recvMax = c;
     return pt;
   }

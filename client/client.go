@@ -65,8 +65,6 @@ type Options struct {
 	// only files sent to it now. Files it holds are served to other members
 	// whatever this says.
 	FetchEarlier bool
-	// Chat history (the last messages online members saw) reaches OnChat
-	// with Chat.History set.
 }
 
 // Chat is one chat message.
@@ -242,7 +240,7 @@ func (c *Client) Close() error {
 	c.peers.closeAll()
 	c.room.close()
 	c.wg.Wait()
-	for _, e := range c.lib.newest(1 << 30) {
+	for _, e := range c.lib.all() {
 		e.close()
 	}
 	return nil

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"cloakroom/client/transfer"
 	"cloakroom/internal/protocol"
 )
@@ -158,7 +156,7 @@ func (f *fetch) step(now time.Time) {
 			key := fmt.Sprint(m, "/", piece)
 			if !f.askedFor[key] {
 				f.askedFor[key] = true
-				msg := &protocol.DCMessage{Kind: protocol.DCHashReq, File: uuid.MustParse(f.e.man.File), Piece: piece}
+				msg := &protocol.DCMessage{Kind: protocol.DCHashReq, File: f.e.fid, Piece: piece}
 				pieceAsks = append(pieceAsks, func() { f.c.sendDC(p, msg) })
 			}
 		}
@@ -170,7 +168,7 @@ func (f *fetch) step(now time.Time) {
 		if p == nil {
 			continue
 		}
-		msg := &protocol.DCMessage{Kind: protocol.DCWant, File: uuid.MustParse(f.e.man.File), Any: w.Any, Indices: w.Indices}
+		msg := &protocol.DCMessage{Kind: protocol.DCWant, File: f.e.fid, Any: w.Any, Indices: w.Indices}
 		sends = append(sends, func() { f.c.sendDC(p, msg) })
 	}
 	f.mu.Unlock()
@@ -193,7 +191,7 @@ func (f *fetch) flushHave(final bool) {
 	}
 	f.pending, f.lastHave = f.pending[:0], time.Now()
 	f.mu.Unlock()
-	msg := &protocol.DCMessage{Kind: protocol.DCHave, File: uuid.MustParse(f.e.man.File), Ranges: b.Ranges(f.e.man.Chunks, protocol.MaxHaveRanges)}
+	msg := &protocol.DCMessage{Kind: protocol.DCHave, File: f.e.fid, Ranges: b.Ranges(f.e.man.Chunks, protocol.MaxHaveRanges)}
 	if f.e.complete() {
 		msg.Flags, msg.Ranges = protocol.HaveComplete, nil
 	}
@@ -287,7 +285,7 @@ func (f *fetch) bad(member string, i uint32, err error) {
 		f.c.log.Warn("a member served a chunk that does not match the origin's hash; dropped as a source",
 			"member", short8(member), "file", f.e.man.File, "chunk", i, "err", err)
 		if p != nil {
-			go f.c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCCancel, File: uuid.MustParse(f.e.man.File)})
+			go f.c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCCancel, File: f.e.fid})
 		}
 	}
 	f.poke()
@@ -322,7 +320,7 @@ func (f *fetch) cancelAll() {
 	}
 	f.mu.Unlock()
 	for _, p := range ls {
-		go f.c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCCancel, File: uuid.MustParse(f.e.man.File)})
+		go f.c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCCancel, File: f.e.fid})
 	}
 }
 

@@ -3,6 +3,7 @@ package client
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -38,7 +39,9 @@ type LibraryEntry struct {
 // and cipher are fixed; the rest is guarded by mu.
 type entry struct {
 	man    *crypto.Manifest
-	env    []byte // the origin's sealed manifest, forwarded as is
+	fid    uuid.UUID // man.File, parsed once
+	oid    uuid.UUID // origin, parsed once (chunks are routed by it)
+	env    []byte    // the origin's sealed manifest, forwarded as is
 	origin string
 	hashes *transfer.HashList
 	cipher *crypto.ChunkCipher // seals chunks exactly as the origin did
@@ -68,6 +71,9 @@ func (l *library) get(file string) *entry {
 	defer l.mu.Unlock()
 	return l.entries[file]
 }
+
+// all returns every entry, newest first.
+func (l *library) all() []*entry { return l.newest(math.MaxInt) }
 
 // newest returns up to n entries, newest first.
 func (l *library) newest(n int) []*entry {
@@ -120,11 +126,16 @@ func (c *Client) newEntry(man *crypto.Manifest, env []byte, origin string) (*ent
 	if err != nil {
 		return nil, fmt.Errorf("manifest key: %w", err)
 	}
-	ciph, err := crypto.NewChunkCipher(key, c.keys.RoomID, origin, uuid.MustParse(man.File), man.Chunks, man.Size)
+	fid, err1 := uuid.Parse(man.File)
+	oid, err2 := uuid.Parse(origin)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("library entry %q from %q: not UUIDs: %w", man.File, origin, ErrProtocol)
+	}
+	ciph, err := crypto.NewChunkCipher(key, c.keys.RoomID, origin, fid, man.Chunks, man.Size)
 	if err != nil {
 		return nil, fmt.Errorf("chunk cipher: %w", err)
 	}
-	return &entry{man: man, env: env, origin: origin, hashes: hashes, cipher: ciph, added: time.Now(),
+	return &entry{man: man, fid: fid, oid: oid, env: env, origin: origin, hashes: hashes, cipher: ciph, added: time.Now(),
 		held: transfer.NewBits(man.Chunks), sent: transfer.NewBits(man.Chunks), holders: map[string]bool{},
 		peerHave: map[string]transfer.Bits{}, sentTo: map[string]transfer.Bits{}}, nil
 }
@@ -301,7 +312,7 @@ func (e *entry) sentChunk(member string, i uint32) {
 func (c *Client) Library() []LibraryEntry {
 	online := c.room.OnlineMembers()
 	var out []LibraryEntry
-	for _, e := range c.lib.newest(1 << 30) {
+	for _, e := range c.lib.all() {
 		e.mu.Lock()
 		le := LibraryEntry{ID: e.man.File, Name: e.man.Name, Size: e.man.Size, Type: e.man.Type, Origin: e.origin,
 			Shared: time.UnixMilli(e.man.TS), Held: e.nHeld == e.man.Chunks, Path: e.path}

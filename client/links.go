@@ -75,11 +75,10 @@ func (ls *links) all() []*peerConn {
 // and the member hears what this member holds; fetches gain a source. The
 // link's server stops when the session ends.
 func (c *Client) linkReady(p *peerConn) {
-	c.links.mu.Lock()
-	if c.links.servers[p] != nil {
-		c.links.mu.Unlock()
-		return
+	if !p.linked.CompareAndSwap(false, true) {
+		return // once per session (onDC calls it for every message)
 	}
+	c.links.mu.Lock()
 	srv := newLinkServer(c, p)
 	c.links.servers[p] = srv
 	c.links.ready[p.member] = append(c.links.ready[p.member], p)
@@ -96,7 +95,7 @@ func (c *Client) linkReady(p *peerConn) {
 	// Off the caller's goroutine (it may be pion's reader): the member
 	// hears what this member holds.
 	go func() {
-		for _, e := range c.lib.newest(1 << 30) {
+		for _, e := range c.lib.all() {
 			if e.origin == p.member {
 				continue // the origin holds it all
 			}
@@ -127,7 +126,7 @@ func (c *Client) linkGone(p *peerConn) {
 
 // sendHave tells a link what this member holds of e.
 func (c *Client) sendHave(p *peerConn, e *entry, full bool) {
-	m := &protocol.DCMessage{Kind: protocol.DCHave, File: uuid.MustParse(e.man.File), Ranges: e.ranges()}
+	m := &protocol.DCMessage{Kind: protocol.DCHave, File: e.fid, Ranges: e.ranges()}
 	if full {
 		m.Flags |= protocol.HaveFull
 	}
@@ -238,7 +237,7 @@ func (c *Client) onChunk(p *peerConn, data []byte) {
 	if f == nil {
 		return // not asked for (any more)
 	}
-	d := &protocol.ChunkDown{Sender: uuid.MustParse(f.e.origin), Chunk: ch}
+	d := &protocol.ChunkDown{Sender: f.e.oid, Chunk: ch}
 	if p.member == f.e.origin {
 		err = c.recv.Chunk(c.ctx, d, f.source())
 	} else {

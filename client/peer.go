@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -39,6 +40,7 @@ type peerConn struct {
 	outbox    []webrtc.ICECandidateInit // our candidates gathered before it
 	handler   func([]byte)              // after confirmation: every data-channel message
 
+	linked   atomic.Bool   // made a link (Client.linkReady), once
 	ready    chan struct{} // closed once confirmed
 	failed   chan struct{} // closed on failure or close
 	err      error

@@ -137,7 +137,7 @@ func (s *linkServer) serve(ctx context.Context, r serveReq, plain []byte, frame 
 	if err != nil {
 		return err
 	}
-	*frame, err = transfer.SealChunk(f, e.man.Name, e.man, e.cipher, i, plain, (*frame)[:0])
+	*frame, err = transfer.SealChunk(f, e.man.Name, e.man, e.fid, e.cipher, i, plain, (*frame)[:0])
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 // send: a peer session's data channel or the relay upload take the very
 // same frames. Chunks skip reports held everywhere are left out.
 func SealChunks(r io.ReaderAt, name string, man *crypto.Manifest, ciph *crypto.ChunkCipher, skip func(uint32) bool, send func(uint32, []byte) error) error {
+	fid := uuid.MustParse(man.File)
 	plain := make([]byte, man.ChunkSize)
 	frame := make([]byte, 0, protocol.ChunkUpHeader+man.ChunkSize+16)
 	for i := uint32(0); i < man.Chunks; i++ {
@@ -22,7 +23,7 @@ func SealChunks(r io.ReaderAt, name string, man *crypto.Manifest, ciph *crypto.C
 			continue
 		}
 		var err error
-		if frame, err = SealChunk(r, name, man, ciph, i, plain, frame[:0]); err != nil {
+		if frame, err = SealChunk(r, name, man, fid, ciph, i, plain, frame[:0]); err != nil {
 			return err
 		}
 		if err := send(i, frame); err != nil {
@@ -32,11 +33,12 @@ func SealChunks(r io.ReaderAt, name string, man *crypto.Manifest, ciph *crypto.C
 	return nil
 }
 
-// SealChunk reads chunk i of the file behind r into plain (ChunkSize
-// bytes), pads it, and appends its sealed ChunkUp frame to frame. Sealing
+// SealChunk reads chunk i of the file behind r (fid is man.File, parsed)
+// into plain (ChunkSize bytes), pads it, and appends its sealed ChunkUp
+// frame to frame. Sealing
 // is deterministic: any holder of the plaintext and the manifest makes the
 // very frame the origin made.
-func SealChunk(r io.ReaderAt, name string, man *crypto.Manifest, ciph *crypto.ChunkCipher, i uint32, plain, frame []byte) ([]byte, error) {
+func SealChunk(r io.ReaderAt, name string, man *crypto.Manifest, fid uuid.UUID, ciph *crypto.ChunkCipher, i uint32, plain, frame []byte) ([]byte, error) {
 	off := int64(i) * int64(man.ChunkSize)
 	want := int(chunkLen(man, i))
 	n, err := r.ReadAt(plain[:want], off)
@@ -46,7 +48,7 @@ func SealChunk(r io.ReaderAt, name string, man *crypto.Manifest, ciph *crypto.Ch
 	// Every chunk, the last included, is sealed at full size (zero
 	// padding), so a relay learns the chunk count and not the size.
 	clear(plain[n:man.ChunkSize])
-	ch := protocol.Chunk{File: uuid.MustParse(man.File), Index: i, Count: man.Chunks, Final: i == man.Chunks-1}
+	ch := protocol.Chunk{File: fid, Index: i, Count: man.Chunks, Final: i == man.Chunks-1}
 	return ciph.Seal(ch.AppendUp(frame), i, plain[:man.ChunkSize]), nil
 }
 

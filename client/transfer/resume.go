@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -81,15 +82,19 @@ func (h *haveMap) flush() error {
 }
 
 // ranges lists the chunks held as [lo, hi) ranges.
-func (h *haveMap) ranges(chunks uint32) [][2]uint32 {
+func (h *haveMap) ranges(chunks uint32) [][2]uint32 { return runs(chunks, h.has, math.MaxInt) }
+
+// runs lists the indices below n for which has is true as [lo, hi)
+// ranges, at most max of them (a prefix of the truth).
+func runs(n uint32, has func(uint32) bool, max int) [][2]uint32 {
 	var out [][2]uint32
-	for i := uint32(0); i < chunks; {
-		if !h.has(i) {
+	for i := uint32(0); i < n && len(out) < max; {
+		if !has(i) {
 			i++
 			continue
 		}
 		j := i
-		for j < chunks && h.has(j) {
+		for j < n && has(j) {
 			j++
 		}
 		out = append(out, [2]uint32{i, j})

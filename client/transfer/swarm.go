@@ -360,19 +360,4 @@ func (b Bits) SetRange(lo, hi uint32) {
 }
 
 // Ranges lists the set bits below n as [lo, hi) ranges, at most max.
-func (b Bits) Ranges(n uint32, max int) [][2]uint32 {
-	var out [][2]uint32
-	for i := uint32(0); i < n && len(out) < max; {
-		if !b.Has(i) {
-			i++
-			continue
-		}
-		j := i
-		for j < n && b.Has(j) {
-			j++
-		}
-		out = append(out, [2]uint32{i, j})
-		i = j
-	}
-	return out
-}
+func (b Bits) Ranges(n uint32, max int) [][2]uint32 { return runs(n, b.Has, max) }

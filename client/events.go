@@ -28,7 +28,7 @@ func (c *Client) signal(from string, body *protocol.Signal) {
 
 // verified: a member answered the presence challenge; it gets the library
 // and the recent chat.
-func (c *Client) verified(member string) {
+func (c *Client) verified(member string, hist []protocol.HistItem) {
 	for _, f := range c.fetches() { // a holder heard of before it was verified
 		if slices.Contains(f.e.holderIDs(), member) {
 			c.maybeLink(f, member)
@@ -37,7 +37,7 @@ func (c *Client) verified(member string) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.greet(member)
+		c.greet(member, hist)
 	}()
 }
 

@@ -28,12 +28,9 @@ func (r *room) remember(from string, sealed []byte) {
 // histBatchBytes keeps a hist signal's JSON well under MaxSignalBytes.
 const histBatchBytes = 32 << 10
 
-// sendHistory gives member the recent chat, oldest first, in signals under
+// sendHistory gives member the chat items, oldest first, in signals under
 // the size limit.
-func (r *room) sendHistory(member string) {
-	r.mu.Lock()
-	items := slices.Clone(r.history)
-	r.mu.Unlock()
+func (r *room) sendHistory(member string, items []protocol.HistItem) {
 	for len(items) > 0 {
 		n, size := 0, 0
 		for n < len(items) && (n == 0 || size+len(items[n].Env)+len(items[n].From)+24 < histBatchBytes) {

@@ -15,8 +15,8 @@ import (
 // other fetchers of the same file link to it.
 
 // greet sends member the entries this member holds (newest first) and the
-// recent chat. It runs on its own goroutine.
-func (c *Client) greet(member string) {
+// recent chat (hist). It runs on its own goroutine.
+func (c *Client) greet(member string, hist []protocol.HistItem) {
 	for _, e := range c.lib.newest(protocol.LibraryAnnounce) {
 		if e.nHeldNow() == 0 {
 			continue
@@ -26,7 +26,7 @@ func (c *Client) greet(member string) {
 			return
 		}
 	}
-	c.room.sendHistory(member)
+	c.room.sendHistory(member, hist)
 }
 
 // sendLib tells member what this member holds of e.

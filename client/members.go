@@ -1,6 +1,7 @@
 package client
 
 import (
+	"slices"
 	"time"
 
 	"cloakroom/internal/protocol"
@@ -140,10 +141,14 @@ func (r *room) presenceSignal(from string, body *protocol.Signal) bool {
 		mem := r.members[from]
 		ok := mem != nil && mem.Online && r.pings[from] == body.Session
 		var snapshot Member
+		var hist []protocol.HistItem
 		if ok {
 			delete(r.pings, from)
 			mem.Verified = true
 			snapshot = *mem
+			// The history it gets is the chat seen up to this moment; what
+			// follows reaches it live.
+			hist = slices.Clone(r.history)
 			r.changedLocked()
 		}
 		r.mu.Unlock()
@@ -151,7 +156,7 @@ func (r *room) presenceSignal(from string, body *protocol.Signal) bool {
 			r.opts.OnPresence(snapshot, EventVerified)
 		}
 		if ok {
-			r.events.verified(from)
+			r.events.verified(from, hist)
 		}
 		return true
 	}

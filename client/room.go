@@ -74,8 +74,9 @@ type roomEvents interface {
 	tampered(from string, err error)
 	// presence says a member joined, left, or went on- or offline.
 	presence(member, event string)
-	// verified says a member answered the presence challenge.
-	verified(member string)
+	// verified says a member answered the presence challenge; hist is the
+	// chat history as it stood then.
+	verified(member string, hist []protocol.HistItem)
 	// connLost says the connection broke (a new one may follow).
 	connLost(err error)
 }

@@ -96,6 +96,15 @@ func startCmd(t *testing.T, cmd *exec.Cmd, stdin bool) (*proc, io.WriteCloser) {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
+		if t.Failed() && cmd.Path == binPath {
+			// A cloakroom still running when its test failed prints
+			// where every goroutine stands (SIGQUIT) before it goes.
+			p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+			}
+		}
 		p.cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {

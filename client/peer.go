@@ -40,11 +40,22 @@ type peerConn struct {
 	outbox    []webrtc.ICECandidateInit // our candidates gathered before it
 	handler   func([]byte)              // after confirmation: every data-channel message
 
-	linked   atomic.Bool   // made a link (Client.linkReady), once
-	ready    chan struct{} // closed once confirmed
-	failed   chan struct{} // closed on failure or close
-	err      error
-	lowWater chan struct{} // a token when the buffered amount drops
+	linked atomic.Bool   // made a link (Client.linkReady), once
+	ready  chan struct{} // closed once confirmed
+	failed chan struct{} // closed on failure or close
+	err    error
+	// lowWater is closed (and replaced, under mu) each time the buffered
+	// amount drops below dcLowWater: every sender waiting for room wakes
+	// (a single token would wake one and leave the others waiting for a
+	// drop that never comes once nothing more is sent).
+	lowWater chan struct{}
+	// sending is held (a token in a channel of one, so waiting for it
+	// can end with a context) by the one goroutine sending a message:
+	// pion's SCTP stream gives a message its sequence number and queues
+	// its fragments in two steps, and two messages written at once on one
+	// stream can be queued out of order, which stalled the association for
+	// good (TestSendManySenders).
+	sending chan struct{}
 }
 
 // newPeer makes a peer connection for one session with member.
@@ -58,7 +69,7 @@ func (ps *peers) newPeer(member, session string, offerer bool, mode protocol.Mod
 		return nil, fmt.Errorf("peer connection: %w", err)
 	}
 	p := &peerConn{set: ps, member: member, session: session, offerer: offerer, mode: mode, pc: pc,
-		ready: make(chan struct{}), failed: make(chan struct{}), lowWater: make(chan struct{}, 1)}
+		ready: make(chan struct{}), failed: make(chan struct{}), lowWater: make(chan struct{}), sending: make(chan struct{}, 1)}
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 		if cand == nil {
 			return
@@ -111,13 +122,7 @@ func (p *peerConn) attach(dc *webrtc.DataChannel) {
 	p.mu.Lock()
 	p.dc = dc
 	p.mu.Unlock()
-	dc.SetBufferedAmountLowThreshold(dcLowWater)
-	dc.OnBufferedAmountLow(func() {
-		select {
-		case p.lowWater <- struct{}{}:
-		default:
-		}
-	})
+	p.watchLow(dc)
 	dc.OnOpen(func() {
 		p.set.log.Debug("peer: data channel open", "member", short8(p.member), "session", short8(p.session))
 		tag, err := p.confirmTag(p.offerer)
@@ -257,24 +262,48 @@ func (p *peerConn) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
+// watchLow wakes the senders waiting for room on dc whenever its buffered
+// amount drops below dcLowWater.
+func (p *peerConn) watchLow(dc *webrtc.DataChannel) {
+	dc.SetBufferedAmountLowThreshold(dcLowWater)
+	dc.OnBufferedAmountLow(func() {
+		p.mu.Lock()
+		close(p.lowWater)
+		p.lowWater = make(chan struct{})
+		p.mu.Unlock()
+	})
+}
+
 // send sends one message, waiting while too much is buffered.
 func (p *peerConn) send(ctx context.Context, b []byte) error {
-	p.mu.Lock()
-	dc := p.dc
-	p.mu.Unlock()
-	for dc.BufferedAmount() > dcHighWater {
+	select {
+	case p.sending <- struct{}{}:
+		defer func() { <-p.sending }()
+	case <-p.failed:
+		return p.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for {
+		// The wake-up channel is taken before the amount is read: a drop
+		// between the two closes it, so no drop is missed.
+		p.mu.Lock()
+		dc, low := p.dc, p.lowWater
+		p.mu.Unlock()
+		if dc.BufferedAmount() <= dcHighWater {
+			if err := dc.Send(b); err != nil {
+				return fmt.Errorf("send to %s: %v: %w", short8(p.member), err, ErrPeerGone)
+			}
+			return nil
+		}
 		select {
-		case <-p.lowWater:
+		case <-low:
 		case <-p.failed:
 			return p.Err()
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	if err := dc.Send(b); err != nil {
-		return fmt.Errorf("send to %s: %v: %w", short8(p.member), err, ErrPeerGone)
-	}
-	return nil
 }
 
 // setHandler installs the transfer handler for confirmed messages.

@@ -29,6 +29,8 @@ type fetch struct {
 	helpers  map[string]bool
 	dropped  []string
 	kick     chan struct{}
+	quit     chan struct{} // closed by stop: the fetch ends, its sources are told
+	stopOnce sync.Once
 }
 
 func (c *Client) fetchOf(file string) *fetch {
@@ -59,7 +61,7 @@ func (c *Client) startFetch(e *entry, sequential bool) *fetch {
 		return f
 	}
 	f := &fetch{c: c, e: e, sw: transfer.NewSwarm(e.man.Chunks, e.has, sequential), links: map[string]*peerConn{},
-		askedFor: map[string]bool{}, helpers: map[string]bool{}, kick: make(chan struct{}, 1)}
+		askedFor: map[string]bool{}, helpers: map[string]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{})}
 	c.fetching[e.man.File] = f
 	c.wg.Add(1)
 	go func() {
@@ -98,12 +100,19 @@ func (f *fetch) run() {
 		select {
 		case <-f.kick:
 		case <-tick.C:
+		case <-f.quit:
+			c.log.Info("fetch cancelled", "file", e.man.File)
+			return
 		case <-c.ctx.Done():
 			return
 		}
 	}
 	f.flushHave(true)
 }
+
+// stop ends the fetch: its loop returns and tells every source to drop
+// what it still owes (cancel); chunks still on their way are ignored.
+func (f *fetch) stop() { f.stopOnce.Do(func() { close(f.quit) }) }
 
 // linkWait bounds how long a fetch waits for links to every holder it
 // knows before it asks for chunks, so the first wants spread over all of
@@ -134,6 +143,8 @@ func (f *fetch) awaitLinks(d time.Duration) {
 		select {
 		case <-f.kick:
 		case <-deadline.C:
+			return
+		case <-f.quit:
 			return
 		case <-f.c.ctx.Done():
 			return

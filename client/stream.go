@@ -158,11 +158,17 @@ func (e *entry) waitHeld(ctx context.Context, i, max uint32) (end int64, path st
 
 // CancelFetch ends this member's fetch of library entry id, if one runs:
 // every source is told to drop what it still owes (a cancel message) and
-// chunks still on their way are ignored. The reception is not resumed in
-// this session.
-func (c *Client) CancelFetch(id string) {
-	if f := c.fetchOf(id); f != nil {
-		f.stop()
+// chunks still on their way are ignored. It returns once the sources were
+// told (or ctx ended). The reception is not resumed in this session.
+func (c *Client) CancelFetch(ctx context.Context, id string) {
+	f := c.fetchOf(id)
+	if f == nil {
+		return
+	}
+	f.stop()
+	select {
+	case <-f.ended:
+	case <-ctx.Done():
 	}
 }
 

@@ -124,12 +124,6 @@ func streamGet(ctx context.Context, c *client.Client, e client.LibraryEntry, std
 		select {
 		case r := <-copied:
 			pr = &r
-			if r.werr != nil {
-				// Nobody reads any more: the sources are told to stop.
-				cctx, ccancel := context.WithTimeout(context.Background(), writerGrace)
-				c.CancelFetch(cctx, e.ID)
-				ccancel()
-			}
 			if r.werr != nil || r.rerr != nil {
 				cancel()
 			}
@@ -142,7 +136,10 @@ func streamGet(ctx context.Context, c *client.Client, e client.LibraryEntry, std
 			done, grace = nil, time.After(writerGrace)
 		case <-grace:
 			if pr == nil {
-				st.Close()
+				cctx, ccancel := context.WithTimeout(context.Background(), writerGrace)
+				c.CancelFetch(cctx, e.ID)
+				ccancel()
+				bars.abandon()
 				return fmt.Errorf("get %s: interrupted; writing to stdout was blocked (the reader stopped reading)", name)
 			}
 			grace = nil
@@ -150,6 +147,11 @@ func streamGet(ctx context.Context, c *client.Client, e client.LibraryEntry, std
 	}
 	st.Close()
 	if pr.werr != nil || pr.rerr != nil || vd.err != nil || vd.f.Err != nil {
+		// Nobody reads any more, or the user interrupted: the sources
+		// are told to stop (nothing to do if the reception ended).
+		cctx, ccancel := context.WithTimeout(context.Background(), writerGrace)
+		c.CancelFetch(cctx, e.ID)
+		ccancel()
 		bars.abandon()
 	} else {
 		bars.finish()

@@ -106,6 +106,12 @@ func cmdGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if toStdout {
 		return streamGet(ctx, c, e, stdout, stderr, bars)
 	}
+	return getToDir(ctx, c, e, stdout, stderr, bars)
+}
+
+// getToDir fetches e (unless held) into the client's directory and prints
+// its path.
+func getToDir(ctx context.Context, c *client.Client, e client.LibraryEntry, stdout, stderr io.Writer, bars *bars) error {
 	if e.Held {
 		fmt.Fprintln(stdout, e.Path)
 		return nil

@@ -88,24 +88,46 @@ func streamGet(ctx context.Context, c *client.Client, e client.LibraryEntry, std
 	// A closed stdout must be a write error (EPIPE) that is reported, not
 	// a SIGPIPE that ends the process without a word.
 	signal.Ignore(syscall.SIGPIPE)
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	if !e.Held {
 		if err := c.Fetch(e.ID); err != nil {
 			return fmt.Errorf("get: %w", err)
 		}
 	}
-	st, err := c.OpenStream(ctx, e.ID)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := c.OpenStream(sctx, e.ID)
 	if err != nil {
 		return fmt.Errorf("get: %w", err)
 	}
 	bars.println(fmt.Sprintf("%s (%s): streaming to stdout, lowest chunk first", name, humanize.IBytes(uint64(e.Size))))
 	began := time.Now()
+	pr, vd := runStream(sctx, cancel, c, e, st, stdout)
+	if pr != nil {
+		st.Close() // the writer is done with it
+	}
+	if pr == nil || pr.werr != nil || pr.rerr != nil || vd.err != nil || vd.f.Err != nil {
+		// Nobody reads any more, the user interrupted, or the reception
+		// failed: the sources are told to stop (if the fetch still runs).
+		cctx, ccancel := context.WithTimeout(context.Background(), writerGrace)
+		c.CancelFetch(cctx, e.ID)
+		ccancel()
+		bars.abandon()
+		return streamError(name, e.Size, pr, vd, ctx.Err() != nil)
+	}
+	bars.finish()
+	if !e.Held {
+		sayHelpers(stderr, vd.f)
+	}
+	fmt.Fprintf(stderr, "%s: %d bytes streamed to stdout in %s, SHA-256 verified\n", name, pr.n, time.Since(began).Round(time.Millisecond))
+	return nil
+}
 
-	// The writer, and the wait for the receiver's verdict: both stop on
-	// ctx (the writer unless a write to stdout blocks), and streamGet waits
-	// for them.
+// runStream runs the writer (st to stdout) and the wait for the receiver's
+// verdict, and returns what both came to. Either failing cancels ctx (by
+// cancel), which stops the other; so does ctx's parent (interrupted). A
+// writer still blocked on stdout writerGrace after that is left behind:
+// pr is nil.
+func runStream(ctx context.Context, cancel func(), c *client.Client, e client.LibraryEntry, st *client.Stream, stdout io.Writer) (pr *pumped, vd *verdict) {
 	copied := make(chan pumped, 1)
 	go func() { copied <- pump(stdout, st) }()
 	verdicts := make(chan verdict, 1)
@@ -114,12 +136,8 @@ func streamGet(ctx context.Context, c *client.Client, e client.LibraryEntry, std
 	} else {
 		go func() { verdicts <- awaitFile(ctx, c, e.ID) }()
 	}
-	var (
-		pr    *pumped
-		vd    *verdict
-		done  = ctx.Done()
-		grace <-chan time.Time
-	)
+	done := ctx.Done()
+	var grace <-chan time.Time
 	for pr == nil || vd == nil {
 		select {
 		case r := <-copied:
@@ -136,43 +154,32 @@ func streamGet(ctx context.Context, c *client.Client, e client.LibraryEntry, std
 			done, grace = nil, time.After(writerGrace)
 		case <-grace:
 			if pr == nil {
-				cctx, ccancel := context.WithTimeout(context.Background(), writerGrace)
-				c.CancelFetch(cctx, e.ID)
-				ccancel()
-				bars.abandon()
-				return fmt.Errorf("get %s: interrupted; writing to stdout was blocked (the reader stopped reading)", name)
+				if vd == nil {
+					<-verdicts // ends with ctx
+				}
+				return nil, &verdict{err: ctx.Err()}
 			}
 			grace = nil
 		}
 	}
-	st.Close()
-	if pr.werr != nil || pr.rerr != nil || vd.err != nil || vd.f.Err != nil {
-		// Nobody reads any more, or the user interrupted: the sources
-		// are told to stop (nothing to do if the reception ended).
-		cctx, ccancel := context.WithTimeout(context.Background(), writerGrace)
-		c.CancelFetch(cctx, e.ID)
-		ccancel()
-		bars.abandon()
-	} else {
-		bars.finish()
-	}
+	return pr, vd
+}
+
+// streamError says why a stream ended short.
+func streamError(name string, size int64, pr *pumped, vd *verdict, interrupted bool) error {
 	switch {
+	case pr == nil:
+		return fmt.Errorf("get %s: interrupted; writing to stdout was blocked (the reader stopped reading)", name)
 	case pr.werr != nil && errors.Is(pr.werr, syscall.EPIPE):
-		return fmt.Errorf("get %s: stdout was closed after %d of %d bytes (the reader went away); fetch cancelled", name, pr.n, e.Size)
+		return fmt.Errorf("get %s: stdout was closed after %d of %d bytes (the reader went away); fetch cancelled", name, pr.n, size)
 	case pr.werr != nil:
-		return fmt.Errorf("get %s: writing to stdout after %d of %d bytes: %w; fetch cancelled", name, pr.n, e.Size, pr.werr)
-	case parent.Err() != nil:
-		return fmt.Errorf("get %s: interrupted after %d of %d bytes written to stdout", name, pr.n, e.Size)
+		return fmt.Errorf("get %s: writing to stdout after %d of %d bytes: %w; fetch cancelled", name, pr.n, size, pr.werr)
+	case interrupted:
+		return fmt.Errorf("get %s: interrupted after %d of %d bytes written to stdout", name, pr.n, size)
 	case vd.f.Err != nil:
 		return fmt.Errorf("get %s: %w (the %d bytes already written to stdout are not to be trusted)", name, vd.f.Err, pr.n)
 	case pr.rerr != nil:
 		return fmt.Errorf("get %s: %w (after %d bytes written to stdout; they are not to be trusted)", name, pr.rerr, pr.n)
-	case vd.err != nil:
-		return fmt.Errorf("get %s: %w", name, vd.err)
 	}
-	if !e.Held {
-		sayHelpers(stderr, vd.f)
-	}
-	fmt.Fprintf(stderr, "%s: %d bytes streamed to stdout in %s, SHA-256 verified\n", name, pr.n, time.Since(began).Round(time.Millisecond))
-	return nil
+	return fmt.Errorf("get %s: %w", name, vd.err)
 }

@@ -165,6 +165,7 @@ func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	dir := fs.StringP("output", "o", ".", "directory to write received files to")
 	count := fs.Int("count", 0, "exit after this many files (0: run until interrupted)")
 	newOnly := fs.Bool("new-only", false, "only files sent from now on, not the earlier files members online still hold")
+	sequential := fs.Bool("sequential", false, "fetch files lowest chunk first, so a partial file in -o DIR (.cloakroom-….part) is playable from its start while the rest arrives")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -175,7 +176,7 @@ func cmdRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("recv: output directory %q does not exist", *dir)
 	}
 	bars := newBars(stderr)
-	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{Dir: *dir, OnProgress: bars.update, OnState: stateLine(stderr), FetchEarlier: !*newOnly})
+	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{Dir: *dir, OnProgress: bars.update, OnState: stateLine(stderr), FetchEarlier: !*newOnly, Sequential: *sequential})
 	if err != nil {
 		return fmt.Errorf("recv: %w", err)
 	}

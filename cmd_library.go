@@ -64,7 +64,7 @@ func cmdGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var cf clientFlags
 	fs := newFlags("get", stderr)
 	cf.register(fs, true)
-	dir := fs.StringP("output", "o", ".", "directory to write the file to")
+	dir := fs.StringP("output", "o", ".", "directory to write the file to, or - to stream it to stdout in order as it arrives (see README: check the exit status)")
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for a member holding the file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -72,21 +72,46 @@ func cmdGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if fs.NArg() != 2 {
 		return usagef("get: want LINK NAME|ID")
 	}
-	if st, err := os.Stat(*dir); err != nil || !st.IsDir() {
+	toStdout := *dir == "-"
+	if toStdout {
+		// The file goes through a partial file in a private directory
+		// (removed at the end, after the client closed: defers run last
+		// first), so memory stays bounded whatever its size.
+		tmp, err := os.MkdirTemp("", "cloakroom-get-")
+		if err != nil {
+			return fmt.Errorf("get: temporary directory for the stream: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		*dir = tmp
+	} else if st, err := os.Stat(*dir); err != nil || !st.IsDir() {
 		return fmt.Errorf("get: output directory %q does not exist", *dir)
 	}
 	want := fs.Arg(1)
 	bars := newBars(stderr)
-	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{Dir: *dir, OnProgress: bars.update, OnState: stateLine(stderr)})
+	c, err := cf.dial(ctx, fs.Arg(0), stderr, client.Options{Dir: *dir, OnProgress: bars.update, OnState: stateLine(stderr), Sequential: toStdout})
 	if err != nil {
 		return fmt.Errorf("get: %w", err)
 	}
 	defer c.Close()
-	c.Settle(ctx, 1500*time.Millisecond, *wait)
+	// A file its sender is sending us now is the one wanted: no need to
+	// wait for the library to settle (a stream starts sooner).
+	c.SettleUntil(ctx, 1500*time.Millisecond, *wait, func() bool {
+		e, err := pickEntry(c.Library(), want)
+		return err == nil && c.Receiving(e.ID)
+	})
 	e, err := pickEntry(c.Library(), want)
 	if err != nil {
 		return err
 	}
+	if toStdout {
+		return streamGet(ctx, c, e, stdout, stderr, bars)
+	}
+	return getToDir(ctx, c, e, stdout, stderr, bars)
+}
+
+// getToDir fetches e (unless held) into the client's directory and prints
+// its path.
+func getToDir(ctx context.Context, c *client.Client, e client.LibraryEntry, stdout, stderr io.Writer, bars *bars) error {
 	if e.Held {
 		fmt.Fprintln(stdout, e.Path)
 		return nil

@@ -95,6 +95,17 @@ func (b *bars) finish() {
 	b.finishLocked()
 }
 
+// abandon ends the current bar, if any, where it stands (a transfer that
+// stopped short), with a newline.
+func (b *bars) abandon() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.bar != nil {
+		fmt.Fprintln(b.w)
+		b.bar, b.desc = nil, ""
+	}
+}
+
 func (b *bars) finishLocked() {
 	if b.bar != nil {
 		_ = b.bar.Finish()

@@ -65,6 +65,13 @@ type Options struct {
 	// only files sent to it now. Files it holds are served to other members
 	// whatever this says.
 	FetchEarlier bool
+	// Sequential fetches files lowest chunk first (docs/PROTOCOL.md
+	// "Fetcher schedule": the origin and other holders are asked by index
+	// for the lowest missing chunks), so the beginning of a partial file is
+	// usable — a player can read it — while the rest arrives. It spreads
+	// chunks among fetchers less well than rarest-first. Files that come
+	// through the relay arrive in the order their sender uploads them.
+	Sequential bool
 }
 
 // Chat is one chat message.

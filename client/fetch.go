@@ -29,6 +29,9 @@ type fetch struct {
 	helpers  map[string]bool
 	dropped  []string
 	kick     chan struct{}
+	quit     chan struct{} // closed by stop: the fetch ends, its sources are told
+	stopOnce sync.Once
+	ended    chan struct{} // closed when the loop returned and its sources were told
 }
 
 func (c *Client) fetchOf(file string) *fetch {
@@ -59,7 +62,7 @@ func (c *Client) startFetch(e *entry, sequential bool) *fetch {
 		return f
 	}
 	f := &fetch{c: c, e: e, sw: transfer.NewSwarm(e.man.Chunks, e.has, sequential), links: map[string]*peerConn{},
-		askedFor: map[string]bool{}, helpers: map[string]bool{}, kick: make(chan struct{}, 1)}
+		askedFor: map[string]bool{}, helpers: map[string]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{}), ended: make(chan struct{})}
 	c.fetching[e.man.File] = f
 	c.wg.Add(1)
 	go func() {
@@ -76,6 +79,7 @@ func (f *fetch) run() {
 		delete(c.fetching, e.man.File)
 		c.mu.Unlock()
 		f.cancelAll()
+		close(f.ended)
 	}()
 	if err := c.recv.Start(c.ctx, e.man, e.origin, f.source()); err != nil {
 		c.deliverFile(File{ID: e.man.File, Name: e.man.Name, From: e.origin, Err: err})
@@ -98,12 +102,19 @@ func (f *fetch) run() {
 		select {
 		case <-f.kick:
 		case <-tick.C:
+		case <-f.quit:
+			c.log.Info("fetch cancelled", "file", e.man.File)
+			return
 		case <-c.ctx.Done():
 			return
 		}
 	}
 	f.flushHave(true)
 }
+
+// stop ends the fetch: its loop returns and tells every source to drop
+// what it still owes (cancel); chunks still on their way are ignored.
+func (f *fetch) stop() { f.stopOnce.Do(func() { close(f.quit) }) }
 
 // linkWait bounds how long a fetch waits for links to every holder it
 // knows before it asks for chunks, so the first wants spread over all of
@@ -134,6 +145,8 @@ func (f *fetch) awaitLinks(d time.Duration) {
 		select {
 		case <-f.kick:
 		case <-deadline.C:
+			return
+		case <-f.quit:
 			return
 		case <-f.c.ctx.Done():
 			return
@@ -311,7 +324,8 @@ func (f *fetch) report() (helpers, dropped []string) {
 	return helpers, slices.Clone(f.dropped)
 }
 
-// cancelAll tells every source to drop what it still owes (the fetch ended).
+// cancelAll tells every source to drop what it still owes (the fetch
+// ended), and returns once the messages are sent (or failed).
 func (f *fetch) cancelAll() {
 	f.mu.Lock()
 	ls := make([]*peerConn, 0, len(f.links))
@@ -319,9 +333,15 @@ func (f *fetch) cancelAll() {
 		ls = append(ls, p)
 	}
 	f.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, p := range ls {
-		go f.c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCCancel, File: f.e.fid})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.c.sendDC(p, &protocol.DCMessage{Kind: protocol.DCCancel, File: f.e.fid})
+		}()
 	}
+	wg.Wait()
 }
 
 // source is the fetch as the ChunkSource of its reception: its path is the

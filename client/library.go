@@ -57,6 +57,10 @@ type entry struct {
 	cursor   uint32                   // no unsent chunk below it
 	peerHave map[string]transfer.Bits // what each linked member said it holds
 	sentTo   map[string]transfer.Bits // chunks sent to each member
+	// wake is closed (and cleared) when a chunk becomes held or the
+	// reception fails: Streams waiting for a chunk make it.
+	wake    chan struct{}
+	failErr error // the reception failed (Streams stop with it)
 }
 
 type library struct {
@@ -176,7 +180,24 @@ func (e *entry) markHeld(i uint32) {
 	if i < e.man.Chunks && !e.held.Has(i) {
 		e.held.Set(i)
 		e.nHeld++
+		e.wakeLocked()
 	}
+}
+
+// wakeLocked wakes the Streams waiting for a chunk of e; e.mu is held.
+func (e *entry) wakeLocked() {
+	if e.wake != nil {
+		close(e.wake)
+		e.wake = nil
+	}
+}
+
+// failed records that the reception of e failed, for its Streams.
+func (e *entry) failed(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.failErr = err
+	e.wakeLocked()
 }
 
 // setCopy says where our copy is; with all set, every chunk is held.
@@ -191,6 +212,8 @@ func (e *entry) setCopy(path string, all bool) {
 	if all {
 		e.held.SetRange(0, e.man.Chunks)
 		e.nHeld = e.man.Chunks
+		e.failErr = nil
+		e.wakeLocked()
 	}
 }
 

@@ -79,7 +79,7 @@ func (c *Client) onLib(from string, s *protocol.Signal) {
 	// origin) says so; a partial holder's lib only lets fetchers link. A
 	// file being sent to this member now arrives from its origin anyway.
 	if c.opts.FetchEarlier && (s.Done || from == e.origin) && len(c.opts.Transport.Ladder()) > 0 {
-		c.startFetch(e, false)
+		c.startFetch(e, c.opts.Sequential)
 	}
 }
 
@@ -176,7 +176,7 @@ func (c *Client) Fetch(id string) error {
 	if len(c.opts.Transport.Ladder()) == 0 {
 		return fmt.Errorf("fetching from members needs a peer-to-peer path, not --transport %s: %w", c.opts.Transport, ErrTransport)
 	}
-	if c.startFetch(e, false) == nil && !c.recv.Active(id) {
+	if c.startFetch(e, c.opts.Sequential) == nil && !c.recv.Active(id) {
 		return fmt.Errorf("file %s was received (or refused) already in this session: %w", id, ErrProtocol)
 	}
 	return nil
@@ -186,6 +186,13 @@ func (c *Client) Fetch(id string) error {
 // arrived for quiet (new members greet a newcomer with what they hold), or
 // until max has passed.
 func (c *Client) Settle(ctx context.Context, quiet, max time.Duration) {
+	c.SettleUntil(ctx, quiet, max, nil)
+}
+
+// SettleUntil is Settle that also ends, once every member online is
+// verified, as soon as enough (if not nil) says so; enough is asked every
+// 100 ms while the library settles.
+func (c *Client) SettleUntil(ctx context.Context, quiet, max time.Duration, enough func() bool) {
 	deadline := time.Now().Add(max)
 	_ = c.room.await(ctx, deadline, func() bool {
 		for _, m := range c.room.Members() {
@@ -205,8 +212,11 @@ func (c *Client) Settle(ctx context.Context, quiet, max time.Duration) {
 		if left := time.Until(deadline); wait > left {
 			wait = left
 		}
-		if wait <= 0 {
+		if wait <= 0 || (enough != nil && enough()) {
 			return
+		}
+		if enough != nil {
+			wait = min(wait, 100*time.Millisecond)
 		}
 		t := time.NewTimer(wait)
 		select {

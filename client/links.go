@@ -222,7 +222,7 @@ func (c *Client) onManifest(p *peerConn, m *protocol.DCMessage) {
 		return
 	}
 	e.noteHolder(p.member, true)
-	c.startFetch(e, false)
+	c.startFetch(e, c.opts.Sequential)
 }
 
 // onChunk hands a chunk to the fetch of its file: from the origin as is,

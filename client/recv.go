@@ -108,7 +108,9 @@ func (c *Client) deliverFile(f File) {
 		f.Helpers, f.Dropped = fe.report()
 		fe.poke()
 	}
-	if e := c.lib.get(f.ID); e != nil && f.Err == nil {
+	if e := c.lib.get(f.ID); e != nil && f.Err != nil {
+		e.failed(f.Err)
+	} else if e != nil {
 		e.setCopy(f.Path, true)
 		if len(e.hashes.Missing()) > 0 {
 			c.wg.Add(1)

@@ -5,6 +5,7 @@
 import { safeType, safeName } from '../web/static/js/transfer.js';
 import * as P from '../web/static/js/protocol.js';
 import { Swarm } from '../web/static/js/swarm.js';
+import { formatDuration } from '../web/static/js/poster.js';
 
 let fails = 0;
 const eq = (what, got, want) => { if (got !== want) { fails++; console.log(`FAIL ${what}: ${JSON.stringify(got)}, want ${JSON.stringify(want)}`); } };
@@ -14,6 +15,10 @@ for (const [t, want] of [
   ['application/pdf', 'application/octet-stream'], ['text/html; charset=utf-8', 'application/octet-stream'],
   ['image/png\n', 'application/octet-stream'], ['', 'application/octet-stream'], [undefined, 'application/octet-stream'],
 ]) eq(`safeType(${JSON.stringify(t)})`, safeType(t), want);
+// Durations as the card (and the CLI's ls) shows them.
+for (const [secs, want] of [[0.4, '0:00'], [0.5, '0:01'], [3.2, '0:03'], [59.6, '1:00'], [61.5, '1:02'], [3599.4, '59:59'], [3600, '1:00:00'], [36061, '10:01:01'], [1e7, '2777:46:40']]) {
+  eq(`formatDuration(${secs})`, formatDuration(secs), want);
+}
 eq('safeName traversal', safeName('../../x'), '_.._x');
 eq('safeName bidi', safeName('a\u202egnp.exe'), 'a_gnp.exe');
 // Swarm data-channel messages (protocol v4) round-trip, and malformed ones are refused.

@@ -91,6 +91,15 @@ async function encode(video) {
   return null;
 }
 
+/** The manifest m, without its poster when the manifest with it would pass
+ * C.MAX_POSTER_MANIFEST (a file with many piece hashes): the sender drops
+ * the poster, keeps the duration, and never fails the send for it. */
+export function fitPoster(m) {
+  if (!m.poster || C.posterFits(m, C.manifestPlaintext(m))) return m;
+  const { poster, ...rest } = m;
+  return rest;
+}
+
 /** A length in seconds as m:ss or h:mm:ss (as the CLI's ls). */
 export function formatDuration(secs) {
   const s = Math.round(secs);

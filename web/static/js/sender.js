@@ -11,7 +11,7 @@ import { STALL_MS } from './p2p.js';
 import { Transfer, safeName } from './transfer.js';
 import { RelaySend } from './relay-send.js';
 import { hashFile } from './hashes.js';
-import { previewOf } from './poster.js';
+import { fitPoster, previewOf } from './poster.js';
 
 const ICE_TIMEOUT_MS = 10000; // each peer-to-peer rung (as the Go client)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -49,12 +49,8 @@ export class Sender {
       if (!man.chunks || man.chunks > P.MAX_CHUNKS) throw new Error('the file is too large');
       t.chunks = man.chunks;
       Object.assign(man, await preview);
-      const stamped = { ...man, ...this.s.nextStamp() };
-      if (man.poster && !C.posterFits(stamped, C.manifestPlaintext(stamped))) {
-        // A file too large for a poster (its piece hashes fill the manifest): the duration only.
-        delete man.poster;
-        delete stamped.poster;
-      }
+      const stamped = fitPoster({ ...man, ...this.s.nextStamp() }); // too many piece hashes: no poster
+      if (!stamped.poster) delete man.poster;
       t.poster = man.poster;
       t.duration = man.duration;
       const sealed = await this.s.keys.sealManifest(this.s.id, stamped);

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -49,12 +50,26 @@ func cmdLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSIZE\tNAME\tSHARED BY\tSHARED AT\tHELD BY")
+	fmt.Fprintln(tw, "ID\tSIZE\tNAME\tSHARED BY\tSHARED AT\tHELD BY\tLENGTH")
 	for _, e := range lib {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d online\n", e.ID[:8], humanize.IBytes(uint64(e.Size)),
-			client.SafeName(e.Name), short(e.Origin), e.Shared.Local().Format("2006-01-02 15:04"), len(e.Holders))
+		length := "" // only media with a duration get the last column
+		if e.Duration > 0 {
+			length = "\t" + formatDuration(e.Duration)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d online%s\n", e.ID[:8], humanize.IBytes(uint64(e.Size)),
+			client.SafeName(e.Name), short(e.Origin), e.Shared.Local().Format("2006-01-02 15:04"), len(e.Holders), length)
 	}
 	return tw.Flush()
+}
+
+// formatDuration is a media length as m:ss or h:mm:ss (rounded to the
+// second, as the page shows it).
+func formatDuration(secs float64) string {
+	s := int64(math.Round(secs))
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
 }
 
 // errNothingToGet: no online member holds what get asked for (exit 3).

@@ -28,6 +28,8 @@ type LibraryEntry struct {
 	Type   string
 	Origin string    // the member who shared it
 	Shared time.Time // the origin's clock when it sealed the manifest
+	// Duration is the media length in seconds the manifest gives (0: none).
+	Duration float64
 	// Holders are the online members known to hold all or part of it.
 	Holders []string
 	// Held: this member holds the whole file (Path says where).
@@ -338,7 +340,7 @@ func (c *Client) Library() []LibraryEntry {
 	for _, e := range c.lib.all() {
 		e.mu.Lock()
 		le := LibraryEntry{ID: e.man.File, Name: e.man.Name, Size: e.man.Size, Type: e.man.Type, Origin: e.origin,
-			Shared: time.UnixMilli(e.man.TS), Held: e.nHeld == e.man.Chunks, Path: e.path}
+			Shared: time.UnixMilli(e.man.TS), Duration: e.man.Duration, Held: e.nHeld == e.man.Chunks, Path: e.path}
 		for m := range e.holders {
 			if slices.Contains(online, m) {
 				le.Holders = append(le.Holders, m)

@@ -5,6 +5,8 @@
 import { safeType, safeName } from '../web/static/js/transfer.js';
 import * as P from '../web/static/js/protocol.js';
 import { Swarm } from '../web/static/js/swarm.js';
+import { fitPoster, formatDuration } from '../web/static/js/poster.js';
+import { b64u, validateManifest, manifestPlaintext, MAX_POSTER_MANIFEST } from '../web/static/js/crypto.js';
 
 let fails = 0;
 const eq = (what, got, want) => { if (got !== want) { fails++; console.log(`FAIL ${what}: ${JSON.stringify(got)}, want ${JSON.stringify(want)}`); } };
@@ -14,6 +16,24 @@ for (const [t, want] of [
   ['application/pdf', 'application/octet-stream'], ['text/html; charset=utf-8', 'application/octet-stream'],
   ['image/png\n', 'application/octet-stream'], ['', 'application/octet-stream'], [undefined, 'application/octet-stream'],
 ]) eq(`safeType(${JSON.stringify(t)})`, safeType(t), want);
+// Durations as the card (and the CLI's ls) shows them.
+for (const [secs, want] of [[0.4, '0:00'], [0.5, '0:01'], [3.2, '0:03'], [59.6, '1:00'], [61.5, '1:02'], [3599.4, '59:59'], [3600, '1:00:00'], [36061, '10:01:01'], [1e7, '2777:46:40']]) {
+  eq(`formatDuration(${secs})`, formatDuration(secs), want);
+}
+// The sender keeps a poster while the manifest fits 16 KiB and drops it (not the file, not the duration) beyond.
+{
+  const jpeg = new Uint8Array(8192).fill(0x5a); jpeg.set([0xff, 0xd8, 0xff, 0xe0]);
+  const man = (pieces) => ({
+    file: '00000000-0000-4000-8000-000000000009', name: 'holiday video 2026.mp4', type: 'video/mp4', size: pieces * 2000 * 64512, chunkSize: 64512,
+    chunks: pieces * 2000, sha256: 'b'.repeat(64), key: 'A'.repeat(43), sess: 'a'.repeat(32), seq: 12, ts: 1764921600000,
+    hashes: Array(pieces).fill('A'.repeat(43)), duration: 4023.125, poster: b64u(jpeg),
+  });
+  const small = fitPoster(man(100)), big = fitPoster(man(120));
+  eq('poster kept in a 100-piece manifest', small.poster === man(1).poster && validateManifest(small), '');
+  eq('poster kept: within 16 KiB', manifestPlaintext(small).length <= MAX_POSTER_MANIFEST, true);
+  eq('poster dropped from a 120-piece manifest', 'poster' in big, false);
+  eq('duration kept when the poster is dropped', big.duration, 4023.125);
+}
 eq('safeName traversal', safeName('../../x'), '_.._x');
 eq('safeName bidi', safeName('a\u202egnp.exe'), 'a_gnp.exe');
 // Swarm data-channel messages (protocol v4) round-trip, and malformed ones are refused.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"cloakroom/internal/crypto"
+	"cloakroom/internal/mp4"
 	"cloakroom/internal/protocol"
 )
 
@@ -41,9 +43,30 @@ func NewManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, []byte, 
 	man := &crypto.Manifest{
 		File: uuid.NewString(), Name: name, Type: typ, Size: st.Size(), ChunkSize: protocol.ChunkSize,
 		Chunks: crypto.ChunkCount(st.Size(), protocol.ChunkSize), SHA256: hex.EncodeToString(sum[:]),
-		Key: protocol.EncodeB64(key), Hashes: commit,
+		Key: protocol.EncodeB64(key), Hashes: commit, Duration: MediaDuration(f, st.Size(), name),
 	}
 	return man, key, chunkHashes, nil
+}
+
+// MediaDuration is the duration in seconds (to the millisecond) of an
+// .mp4, .m4v or .mov file read from its moov/mvhd box, for the manifest's
+// optional duration; 0 for any other file, or when none is found or it is
+// out of the manifest's range. No poster: the CLI has no video decoder.
+func MediaDuration(r io.ReaderAt, size int64, name string) float64 {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".mp4", ".m4v", ".mov":
+	default:
+		return 0
+	}
+	d, err := mp4.Duration(r, size)
+	if err != nil {
+		return 0
+	}
+	d = math.Round(d*1000) / 1000
+	if !(d > 0 && d <= crypto.MaxDuration) {
+		return 0
+	}
+	return d
 }
 
 // Renew returns man under a new file id and key: the same content,

@@ -174,7 +174,27 @@ type Manifest struct {
 	// HashesPerPiece consecutive chunks' plaintext (unpadded). Optional
 	// here; the v4 clients require it.
 	Hashes []string `json:"hashes,omitempty"`
+	// Duration is the media's length in seconds (a video's), for the
+	// receiver to show before any chunk arrived: finite, > 0 and at most
+	// MaxDuration when present; 0 means none. Optional (protocol v4).
+	Duration float64 `json:"duration,omitempty"`
+	// Poster is a small JPEG preview of the file (a video's frame),
+	// base64url without padding: at most MaxPosterBytes decoded, starting
+	// with FF D8 FF; "" means none. A manifest with a poster is at most
+	// MaxPosterManifest bytes of JSON. Optional (protocol v4).
+	Poster string `json:"poster,omitempty"`
 }
+
+// Bounds of the optional preview fields of a manifest.
+const (
+	MaxPosterBytes = 8192 // decoded JPEG bytes
+	MaxDuration    = 1e7  // seconds (about 116 days)
+	// MaxPosterManifest bounds the JSON plaintext of a manifest that carries
+	// a poster, so its envelope still fits a lib signal with a full have
+	// list (docs/PROTOCOL.md "Poster and duration"). A sender drops the
+	// poster when the manifest would be larger.
+	MaxPosterManifest = 16 << 10
+)
 
 // HashesPerPiece is how many chunk hashes make one hash piece (the same
 // number as protocol.HashesPerPiece; crypto imports no other package).
@@ -192,7 +212,10 @@ func (k *RoomKeys) SealManifest(sender string, m *Manifest) ([]byte, error) {
 // separators). Also checked: kind "file", File is a lower-case UUID equal to
 // meta.File, Chunks == meta.Chunks, ChunkSize in 1..64512, Size >= 0, SHA256
 // is 64 lower-case hex characters, Name at most 255 bytes and not "." or "..",
-// no NUL. Decryption failures wrap ErrOpen.
+// no NUL; an optional duration finite, > 0 and <= MaxDuration; an optional
+// poster base64url of at most MaxPosterBytes starting FF D8 FF, in a
+// manifest of at most MaxPosterManifest bytes. Decryption failures wrap
+// ErrOpen.
 func (k *RoomKeys) OpenManifest(meta EnvelopeMeta, sealed []byte) (*Manifest, error) {
 	return k.openManifest(meta, sealed)
 }

@@ -97,7 +97,8 @@ func (k *RoomKeys) openEnvelope(meta EnvelopeMeta, sealed []byte) ([16]byte, []b
 //
 // Readers take keys case-sensitively (unlike encoding/json's default), the last
 // of duplicate keys wins (as in JSON.parse), unknown keys are ignored, every key
-// but "type" is required.
+// but "type" is required. Optional: "sess", "seq", "ts", "hashes",
+// "duration", "poster" (in this order after "key" when written).
 type manifestJSON struct {
 	Kind string `json:"kind"`
 	Manifest
@@ -133,6 +134,9 @@ func (k *RoomKeys) sealManifest(sender string, m *Manifest) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := posterFits(m, pt); err != nil {
+		return nil, fmt.Errorf("crypto: seal manifest: %w", err)
+	}
 	_, sealed, err := k.sealEnvelope(EnvelopeMeta{Sender: sender, File: m.File, Chunks: m.Chunks}, pt)
 	return sealed, err
 }
@@ -158,7 +162,19 @@ func (k *RoomKeys) openManifest(meta EnvelopeMeta, sealed []byte) (*Manifest, er
 	if err := validateManifest(m); err != nil {
 		return nil, fmt.Errorf("crypto: open manifest: %w", err)
 	}
+	if err := posterFits(m, pt); err != nil {
+		return nil, fmt.Errorf("crypto: open manifest: %w", err)
+	}
 	return m, nil
+}
+
+// posterFits checks the size bound of a manifest with a poster (its JSON
+// plaintext pt).
+func posterFits(m *Manifest, pt []byte) error {
+	if m.Poster != "" && len(pt) > MaxPosterManifest {
+		return fmt.Errorf("manifest with a poster is %d bytes (max %d): drop the poster", len(pt), MaxPosterManifest)
+	}
+	return nil
 }
 
 // parseManifest decodes the manifest JSON with exact (case-sensitive) keys.
@@ -189,6 +205,8 @@ func parseManifest(pt []byte) (*Manifest, error) {
 		{"seq", &m.Seq, true},
 		{"ts", &m.TS, true},
 		{"hashes", &m.Hashes, true},
+		{"duration", &m.Duration, true},
+		{"poster", &m.Poster, true},
 	}
 	for _, f := range fields {
 		v, ok := raw[f.key]
@@ -207,6 +225,13 @@ func parseManifest(pt []byte) (*Manifest, error) {
 	}
 	if kind != manifestKind {
 		return nil, fmt.Errorf("envelope kind %q is not %q", kind, manifestKind)
+	}
+	// Present means set: an explicit 0 or "" is refused, not read as absent.
+	if _, ok := raw["duration"]; ok && !(m.Duration > 0) {
+		return nil, fmt.Errorf("duration %v is not > 0", m.Duration)
+	}
+	if _, ok := raw["poster"]; ok && m.Poster == "" {
+		return nil, errors.New("empty poster")
 	}
 	return &m, nil
 }
@@ -230,7 +255,33 @@ func validateManifest(m *Manifest) error {
 	if err := validHashes(m); err != nil {
 		return err
 	}
+	if err := validPreview(m); err != nil {
+		return err
+	}
 	return validName(m.Name)
+}
+
+// validPreview checks the optional duration and poster (zero values: none).
+func validPreview(m *Manifest) error {
+	if d := m.Duration; d != 0 && !(d > 0 && d <= MaxDuration) { // NaN fails both
+		return fmt.Errorf("duration %v not in (0, %g] seconds", d, float64(MaxDuration))
+	}
+	if m.Poster == "" {
+		return nil
+	}
+	if len(m.Poster) > b64.EncodedLen(MaxPosterBytes) {
+		return fmt.Errorf("poster over %d bytes", MaxPosterBytes)
+	}
+	b, err := b64.DecodeString(m.Poster)
+	switch {
+	case err != nil:
+		return errors.New("poster is not base64url")
+	case len(b) > MaxPosterBytes:
+		return fmt.Errorf("poster of %d bytes (max %d)", len(b), MaxPosterBytes)
+	case len(b) < 3 || b[0] != 0xff || b[1] != 0xd8 || b[2] != 0xff:
+		return errors.New("poster is not a JPEG (no FF D8 FF)")
+	}
+	return nil
 }
 
 // validHashes checks the chunk-hash commitment, when there is one: one

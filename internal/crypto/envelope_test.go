@@ -117,6 +117,9 @@ func TestManifestRoundTrip(t *testing.T) {
 		func(m *Manifest) { m.Size, m.ChunkSize, m.Chunks = 1<<30, 64512, 16645 },
 		func(m *Manifest) { m.Name = "<script>&amp;\u2028\"'.txt" },
 		func(m *Manifest) { m.Name = strings.Repeat("é", 127) + "x" },
+		func(m *Manifest) { m.Duration, m.Poster = 12.345, testPoster(16) },
+		func(m *Manifest) { m.Duration, m.Poster = MaxDuration, testPoster(MaxPosterBytes) },
+		func(m *Manifest) { m.Duration = 5e-324 },
 	} {
 		m := *m
 		mod(&m)
@@ -168,6 +171,26 @@ func TestManifestInvalid(t *testing.T) {
 		{"key padded", func(m *Manifest) { m.Key = base64.URLEncoding.EncodeToString(make([]byte, 32)) }},
 		{"key std alphabet", func(m *Manifest) { m.Key = strings.Repeat("/", 43) }},
 		{"key empty", func(m *Manifest) { m.Key = "" }},
+		{"duration negative", func(m *Manifest) { m.Duration = -1 }},
+		{"duration NaN", func(m *Manifest) { m.Duration = math.NaN() }},
+		{"duration infinite", func(m *Manifest) { m.Duration = math.Inf(1) }},
+		{"duration over 1e7", func(m *Manifest) { m.Duration = MaxDuration * 1.0000001 }},
+		{"poster not a JPEG", func(m *Manifest) { m.Poster = base64.RawURLEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\n")) }},
+		{"poster of two bytes", func(m *Manifest) { m.Poster = base64.RawURLEncoding.EncodeToString([]byte{0xff, 0xd8}) }},
+		{"poster one byte over", func(m *Manifest) { m.Poster = testPoster(MaxPosterBytes + 1) }},
+		{"poster huge", func(m *Manifest) { m.Poster = testPoster(1 << 20) }},
+		{"poster padded", func(m *Manifest) { m.Poster = base64.URLEncoding.EncodeToString([]byte{0xff, 0xd8, 0xff, 0xe0}) }},
+		{"poster std alphabet", func(m *Manifest) { m.Poster = "_9j/" + strings.Repeat("+", 8) }},
+		{"poster in a manifest over 16 KiB", func(m *Manifest) {
+			// A 400-piece file (52 GB): the piece hashes alone take 18 kB.
+			m.Poster = testPoster(100)
+			m.Size, m.ChunkSize = 400*HashesPerPiece*64512, 64512
+			m.Chunks = ChunkCount(m.Size, m.ChunkSize)
+			m.Hashes = make([]string, 400)
+			for i := range m.Hashes {
+				m.Hashes[i] = base64.RawURLEncoding.EncodeToString(make([]byte, 32))
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,6 +207,61 @@ func TestManifestInvalid(t *testing.T) {
 				t.Errorf("OpenManifest accepted %+v", got)
 			}
 		})
+	}
+}
+
+// testPoster is a "JPEG" of n bytes: the FF D8 FF signature and filler
+// (the manifest checks only the signature and the size).
+func testPoster(n int) string {
+	b := bytes.Repeat([]byte{0x5a}, n)
+	copy(b, []byte{0xff, 0xd8, 0xff, 0xe0})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Present means set: a manifest naming a duration of 0 or an empty poster
+// (which the Go struct cannot tell from absent) is refused, as by the page;
+// a manifest without either opens.
+func TestManifestPreviewPresence(t *testing.T) {
+	k := testRoom(t)
+	m := testManifest(t)
+	pt, _ := marshalManifest(m)
+	meta := EnvelopeMeta{Sender: memberA, File: m.File, Chunks: m.Chunks}
+	for _, tc := range []struct {
+		tail string
+		ok   bool
+	}{
+		{``, true},
+		{`,"duration":0`, false},
+		{`,"duration":-0`, false},
+		{`,"duration":"12"`, false},
+		{`,"duration":1e999`, false},
+		{`,"duration":null`, false},
+		{`,"poster":""`, false},
+		{`,"poster":null`, false},
+		{`,"poster":123`, false},
+		{`,"duration":61.5,"poster":"` + testPoster(3) + `"`, true},
+		{`,"future":{"x":1}`, true}, // unknown keys are ignored
+	} {
+		raw := append(bytes.TrimSuffix(bytes.Clone(pt), []byte("}")), tc.tail+"}"...)
+		_, sealed, _ := k.SealEnvelope(meta, raw)
+		got, err := k.OpenManifest(meta, sealed)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: OpenManifest = %+v, %v; want ok=%v", tc.tail, got, err, tc.ok)
+		} else if err != nil && !strings.Contains(err.Error(), "open manifest") {
+			t.Errorf("%s: error %q does not say what failed", tc.tail, err)
+		}
+	}
+}
+
+// The largest manifest that may carry a poster, sealed, still fits a lib
+// signal with a full have list (the bound of MaxPosterManifest).
+func TestPosterManifestFitsLibSignal(t *testing.T) {
+	const maxSignalBytes = 44 << 10 // protocol.MaxSignalBytes (crypto imports no other package)
+	envelope := envelopeHeader + MaxPosterManifest + gcmTagLen
+	lib := len(`{"kind":"lib","session":"","file":"","origin":"","chunks":16777216,"env":"","have":[],"done":false}`) +
+		3*36 + b64.EncodedLen(envelope) + 1000*len(`[16777215,16777216],`)
+	if sealed := signalCtrLen + lib + gcmTagLen; sealed > maxSignalBytes {
+		t.Fatalf("a lib signal with the largest poster manifest is %d bytes sealed, over %d", sealed, maxSignalBytes)
 	}
 }
 

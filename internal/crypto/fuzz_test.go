@@ -80,6 +80,11 @@ func FuzzOpenManifest(f *testing.F) {
 	f.Add(good, testFileID, uint32(3), []byte(nil))
 	f.Add([]byte(`{"kind":"file","file":"`+testFileID+`","name":"a","size":0,"chunkSize":1,"chunks":1,"sha256":"`+strings.Repeat("0", 64)+`","key":"`+strings.Repeat("A", 43)+`"}`), testFileID, uint32(1), []byte(nil))
 	f.Add([]byte(`{"kind":"file","Size":1e309}`), testFileID, uint32(1), []byte(nil))
+	withPreview := *m
+	withPreview.Duration, withPreview.Poster = 61.5, testPoster(40)
+	pv, _ := marshalManifest(&withPreview)
+	f.Add(pv, testFileID, uint32(3), []byte(nil))
+	f.Add(bytes.Replace(pv, []byte(`"duration":61.5`), []byte(`"duration":1e999`), 1), testFileID, uint32(3), []byte(nil))
 	f.Add([]byte(`null`), "", uint32(0), sealed)
 	f.Fuzz(func(t *testing.T, plaintext []byte, file string, chunks uint32, raw []byte) {
 		meta := EnvelopeMeta{Sender: memberA, File: file, Chunks: chunks}

@@ -343,6 +343,7 @@ func buildVectors(t *testing.T) *vectorFile {
 	// Manifest and its chunks.
 	f := newChunkFixture(t)
 	m := testManifest(t)
+	m.Duration, m.Poster = 61.5, testPoster(24) // the optional preview (protocol v4)
 	pt, err := marshalManifest(m)
 	if err != nil {
 		t.Fatal(err)
@@ -467,6 +468,19 @@ func buildVectors(t *testing.T) *vectorFile {
 	badMan("chunk size over 64512", func(m *Manifest) { m.ChunkSize, m.Chunks = 64513, 1 }, "")
 	badMan("key of 31 bytes", func(m *Manifest) { m.Key = base64.RawURLEncoding.EncodeToString(make([]byte, 31)) }, "")
 	badMan("upper-case sha256", func(m *Manifest) { m.SHA256 = strings.ToUpper(m.SHA256) }, "")
+	badMan("poster not a JPEG (PNG signature)", func(m *Manifest) {
+		m.Poster = base64.RawURLEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\n\x00\x00"))
+	}, "")
+	badMan("poster of 8193 bytes", func(m *Manifest) { m.Poster = testPoster(MaxPosterBytes + 1) }, "")
+	badMan("poster with base64 padding", func(m *Manifest) { m.Poster = base64.URLEncoding.EncodeToString([]byte{0xff, 0xd8, 0xff, 0xe0}) }, "")
+	badMan("duration negative", func(m *Manifest) { m.Duration = -61.5 }, "")
+	badMan("duration over 1e7", func(m *Manifest) { m.Duration = 1e7 + 1 }, "")
+	badMan("duration 0", nil, strings.Replace(string(pt), `"duration":61.5`, `"duration":0`, 1))
+	badMan("duration 1e999 (Infinity in JS)", nil, strings.Replace(string(pt), `"duration":61.5`, `"duration":1e999`, 1))
+	badMan("duration a string", nil, strings.Replace(string(pt), `"duration":61.5`, `"duration":"61.5"`, 1))
+	badMan("duration null", nil, strings.Replace(string(pt), `"duration":61.5`, `"duration":null`, 1))
+	badMan("poster empty", nil, strings.Replace(string(pt), `"poster":"`+m.Poster+`"`, `"poster":""`, 1))
+	badMan("poster null", nil, strings.Replace(string(pt), `"poster":"`+m.Poster+`"`, `"poster":null`, 1))
 	badMan("kind chat", nil, strings.Replace(string(pt), `"kind":"file"`, `"kind":"chat"`, 1))
 	badMan("key in another case", nil, strings.Replace(string(pt), `"size"`, `"Size"`, 1))
 

@@ -170,6 +170,21 @@ export async function run(v) {
     await throws(`manifest negative "${m.description}"`, () => keys.openManifest({ sender: m.sender, file: m.file, chunks: m.chunks }, h(m.sealed_hex)));
   }
   await throws('seal invalid manifest', () => keys.sealManifest(me.sender, { ...man, name: 'a/b' }));
+  // The optional preview: a NaN duration is refused on seal; a manifest
+  // with a poster over 16 KiB of JSON too; unknown keys (a later version's
+  // fields) are ignored when opening.
+  await throws('seal manifest with a NaN duration', () => keys.sealManifest(me.sender, { ...man, duration: NaN }));
+  await throws('seal manifest with a poster, over 16 KiB', () => keys.sealManifest(me.sender, { ...man, type: 'x'.repeat(16 << 10) }));
+  ok('the same manifest without its poster seals', (await keys.sealManifest(me.sender, { ...man, type: 'x'.repeat(16 << 10), poster: undefined })).length > 16 << 10);
+  {
+    const pt = me.plaintext_utf8.replace(/}$/, ',"future":{"x":[1]}}');
+    const meta = { sender: me.sender, file: me.file, chunks: me.chunks };
+    const { sealed } = await keys.sealEnvelope(meta, te.encode(pt));
+    try {
+      const got = await keys.openManifest(meta, sealed);
+      eq('manifest with an unknown key opens', JSON.stringify(got), JSON.stringify(man));
+    } catch (e) { ok('manifest with an unknown key opens', false, e.message); }
+  }
 
   // Chunks.
   for (const set of v.chunk_sets) {

@@ -6,6 +6,7 @@ import { Room } from './room.js';
 import { ConnState, Path, Transport } from './protocol.js';
 import { qrSVG, roomFromScan, startScanner, cameraError } from './qr.js';
 import { IMAGE_TYPE, VIDEO_TYPE } from './transfer.js';
+import { showPreview } from './poster.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -404,6 +405,7 @@ function renderTransfer(t, force = false) {
     appendItem(v.li);
   }
   v.t = t;
+  showPreview(v.li, t); // poster and duration from the manifest (poster.js)
   // Throttle DOM updates while bytes flow; always render state changes.
   const now = performance.now();
   const key = `${t.state}|${t.note || ''}`;

@@ -19,7 +19,7 @@ export {
 export { VERSION, OpenError, ReplayError, hasWebCrypto, sha256 } from './crypto/primitives.js';
 export * from './crypto/invite.js';
 export * from './crypto/room-keys.js';
-export { MAX_CHUNK_SIZE, manifestPlaintext, chunkCount, validateManifest, CHAT_PAD_TO, MAX_CHAT_BYTES, chatPlaintext } from './crypto/plaintext.js';
+export { MAX_CHUNK_SIZE, MAX_POSTER_BYTES, MAX_DURATION, MAX_POSTER_MANIFEST, manifestPlaintext, posterFits, chunkCount, validateManifest, CHAT_PAD_TO, MAX_CHAT_BYTES, chatPlaintext } from './crypto/plaintext.js';
 export * from './crypto/pair.js';
 export * from './crypto/chunks.js';
 export * from './crypto/sha256.js';

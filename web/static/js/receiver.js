@@ -78,7 +78,7 @@ export class Receiver {
       return;
     }
     if (same && await this._adoptRecv(same, man, from, path, peer)) return;
-    const t = new Transfer({ id: man.file, name: safeName(man.name), type: safeType(man.type), size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving', path });
+    const t = new Transfer({ id: man.file, name: safeName(man.name), type: safeType(man.type), size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving', path, poster: man.poster, duration: man.duration });
     const r = { man, from, t, path, peer, have: new Uint8Array(man.chunks), disk: new Uint8Array(man.chunks), got: 0, written: 0, resumed: false, sink: null, cipher: null, done: false, failed: false, vanished: false, vanishTimer: 0, vanishMsg: '' };
     let ready;
     r.ready = new Promise((res) => { ready = res; }); // once the sink is open (or the reception failed)

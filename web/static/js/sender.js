@@ -11,6 +11,7 @@ import { STALL_MS } from './p2p.js';
 import { Transfer, safeName } from './transfer.js';
 import { RelaySend } from './relay-send.js';
 import { hashFile } from './hashes.js';
+import { fitPoster, previewOf } from './poster.js';
 
 const ICE_TIMEOUT_MS = 10000; // each peer-to-peer rung (as the Go client)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -34,6 +35,9 @@ export class Sender {
     t.id = C.newUUID();
     this.s.emit('transfer', { transfer: t });
     try {
+      // A video's poster and duration (at most 3 s; at once for other files),
+      // taken while the file is hashed.
+      const preview = previewOf(file);
       // One read: the file's SHA-256 and every chunk's (the v4 commitment).
       const { sha256, chunkHashes, commit } = await hashFile(file, P.CHUNK_SIZE);
       t.sha256 = sha256;
@@ -44,7 +48,12 @@ export class Sender {
       };
       if (!man.chunks || man.chunks > P.MAX_CHUNKS) throw new Error('the file is too large');
       t.chunks = man.chunks;
-      const sealed = await this.s.keys.sealManifest(this.s.id, { ...man, ...this.s.nextStamp() });
+      Object.assign(man, await preview);
+      const stamped = fitPoster({ ...man, ...this.s.nextStamp() }); // too many piece hashes: no poster
+      if (!stamped.poster) delete man.poster;
+      t.poster = man.poster;
+      t.duration = man.duration;
+      const sealed = await this.s.keys.sealManifest(this.s.id, stamped);
       const job = { t, file, man, key, sealed };
       // A library entry at once: members who join later fetch it from here.
       job.entry = await this.s.swarm.addOrigin(job, chunkHashes);

@@ -3,6 +3,13 @@
 import { fromUTF8, unb64u, utf8, validUUID } from './bytes.js';
 
 export const MAX_CHUNK_SIZE = 64512; // protocol.ChunkSize
+// The optional preview (crypto.MaxPosterBytes, MaxDuration, MaxPosterManifest):
+// a JPEG poster of at most 8192 bytes, a duration in seconds in (0, 1e7],
+// and a manifest with a poster at most 16 KiB of JSON (the sender drops the
+// poster when it would be larger).
+export const MAX_POSTER_BYTES = 8192;
+export const MAX_DURATION = 1e7;
+export const MAX_POSTER_MANIFEST = 16 << 10;
 
 const MANIFEST_FIELDS = ['file', 'name', 'type', 'size', 'chunkSize', 'chunks', 'sha256', 'key'];
 
@@ -15,6 +22,8 @@ export function manifestPlaintext(m) {
   for (const k of MANIFEST_FIELDS) o[k] = m[k] ?? (k === 'type' ? '' : m[k]);
   for (const k of STAMP_FIELDS) if (m[k]) o[k] = m[k]; // as Go's omitempty
   if (m.hashes) o.hashes = m.hashes; // protocol v4: the chunk-hash commitment
+  if (m.duration) o.duration = m.duration; // optional preview, as Go's omitempty
+  if (m.poster) o.poster = m.poster;
   return utf8(JSON.stringify(o));
 }
 
@@ -44,6 +53,15 @@ export function parseManifest(pt) {
   if (has('hashes') && raw.hashes !== null) {
     if (!Array.isArray(raw.hashes) || raw.hashes.some((h) => typeof h !== 'string')) throw new Error('open manifest: manifest "hashes" has the wrong type');
     m.hashes = raw.hashes;
+  }
+  // Present means set (as in Go): null, 0 or "" is refused by validateManifest.
+  if (has('duration')) {
+    if (typeof raw.duration !== 'number') throw new Error('open manifest: manifest "duration" has the wrong type');
+    m.duration = raw.duration;
+  }
+  if (has('poster')) {
+    if (typeof raw.poster !== 'string') throw new Error('open manifest: manifest "poster" has the wrong type');
+    m.poster = raw.poster;
   }
   if (m.kind !== 'file') throw new Error('open manifest: envelope kind is not "file"');
   if (m.chunks < 0 || m.chunks > 0xffffffff) throw new Error('open manifest: chunk count out of range');
@@ -78,12 +96,33 @@ export function validateManifest(m) {
     }
   }
   if (m.type !== undefined && typeof m.type !== 'string') return 'type is not a string';
+  const pe = previewError(m);
+  if (pe) return pe;
   const n = m.name;
   if (typeof n !== 'string' || n === '') return 'empty file name';
   if (utf8(n).length > 255) return 'file name over 255 bytes';
   if (n === '.' || n === '..') return 'file name is . or ..';
   if (/[/\\\0]/.test(n)) return "file name contains '/', '\\' or NUL";
   return '';
+}
+
+/** The optional duration and poster: '' when absent or valid. */
+function previewError(m) {
+  const d = m.duration;
+  if (d !== undefined && !(typeof d === 'number' && d > 0 && d <= MAX_DURATION)) return `duration ${d} not in (0, ${MAX_DURATION}] seconds`;
+  if (m.poster === undefined) return '';
+  if (typeof m.poster !== 'string' || m.poster === '') return 'empty poster';
+  if (m.poster.length > Math.ceil(MAX_POSTER_BYTES * 4 / 3)) return `poster over ${MAX_POSTER_BYTES} bytes`;
+  let b = null;
+  try { b = unb64u(m.poster); } catch { return 'poster is not base64url'; }
+  if (b.length > MAX_POSTER_BYTES) return `poster of ${b.length} bytes (max ${MAX_POSTER_BYTES})`;
+  if (b.length < 3 || b[0] !== 0xff || b[1] !== 0xd8 || b[2] !== 0xff) return 'poster is not a JPEG (no FF D8 FF)';
+  return '';
+}
+
+/** The size bound of a manifest with a poster (pt: its JSON plaintext). */
+export function posterFits(m, pt) {
+  return !m.poster || pt.length <= MAX_POSTER_MANIFEST;
 }
 
 // ---- chat -----------------------------------------------------------------

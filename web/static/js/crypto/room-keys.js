@@ -4,7 +4,7 @@
 import { b64u, concat, fitsLP, lp, randomBytes, u32, u8, utf8 } from './bytes.js';
 import { GCM_TAG, L, OpenError, VERSION, gcmKey, gcmOpen, gcmSeal, hkdf, hmacKey, subtle } from './primitives.js';
 import { SECRET_LEN } from './invite.js';
-import { manifestPlaintext, parseManifest, validateManifest } from './plaintext.js';
+import { MAX_POSTER_MANIFEST, manifestPlaintext, parseManifest, posterFits, validateManifest } from './plaintext.js';
 
 const ENVELOPE_HEADER = 1 + 16 + 12 + 32 + GCM_TAG; // version, id, nonce, wrapped key
 
@@ -79,7 +79,9 @@ export class RoomKeys {
   async sealManifest(sender, m, fixed) {
     const err = validateManifest(m);
     if (err) throw new Error('seal manifest: ' + err);
-    const { sealed } = await this.sealEnvelope({ sender, file: m.file, chunks: m.chunks }, manifestPlaintext(m), fixed);
+    const pt = manifestPlaintext(m);
+    if (!posterFits(m, pt)) throw new Error(`seal manifest: manifest with a poster is ${pt.length} bytes (max ${MAX_POSTER_MANIFEST}): drop the poster`);
+    const { sealed } = await this.sealEnvelope({ sender, file: m.file, chunks: m.chunks }, pt, fixed);
     return sealed;
   }
 
@@ -92,6 +94,7 @@ export class RoomKeys {
     if (m.chunks !== meta.chunks) throw new Error(`open manifest: ${m.chunks} chunks, envelope says ${meta.chunks}`);
     const err = validateManifest(m);
     if (err) throw new Error('open manifest: ' + err);
+    if (!posterFits(m, plaintext)) throw new Error(`open manifest: manifest with a poster is ${plaintext.length} bytes (max ${MAX_POSTER_MANIFEST})`);
     return m;
   }
 }

@@ -13,12 +13,15 @@
 // window that has none, a page not yet controlled) canStream() is false and
 // the card plays the file once it is complete, as before.
 
+const VIDEO = /^video\/(mp4|webm|quicktime|x-matroska|ogg)$/;
 const PIECE = 1 << 20; // the most bytes one read answers (the worker asks ≤ 1 MiB)
 
 let room = null;
 let ready = false;
 const tokens = new Map(); // token -> file id
 let streamSeq = 0;
+// Tests set globalThis.__streamDebug to see every open, wait and cancel.
+const dbg = (...a) => { if (globalThis.__streamDebug) console.info(`stream ${performance.now().toFixed(0)}:`, ...a); };
 
 /** Registers the service worker and starts answering it. */
 export function initStreaming() {
@@ -32,8 +35,12 @@ export function initStreaming() {
     .catch((e) => console.info('cloakroom: no service worker (videos play once complete):', e.message));
 }
 
-/** Sets the room whose receptions are streamed. */
-export function setRoom(r) { room = r; }
+/** Sets the room whose receptions are streamed: a video it receives is
+ * fetched in order from its start (swarm.js focus) when it can play here. */
+export function setRoom(r) {
+  room = r;
+  r.playable = (man) => canStream() && VIDEO.test(String(man.type || '').toLowerCase());
+}
 
 /** Whether a video can play while it arrives here. */
 export function canStream() { return ready && !!navigator.serviceWorker?.controller; }
@@ -62,9 +69,10 @@ function onMessage(ev) {
   if (!r || r.failed) { port.postMessage({}); port.close(); return; }
   port.postMessage({ size: r.man.size, type: r.t.type });
   const s = { key: ++streamSeq, r, id, closed: false, cancelWait: null };
+  dbg(`#${s.key} open`);
   port.onmessage = async (e) => {
     const q = e.data;
-    if (q?.op === 'cancel') { close(s); port.close(); return; }
+    if (q?.op === 'cancel') { dbg(`#${s.key} cancel`); close(s); port.close(); return; }
     if (q?.op !== 'read') return;
     try {
       const data = await read(s, q.pos, Math.min(q.len, PIECE));
@@ -92,7 +100,12 @@ async function read(s, pos, len) {
   if (r.done && r.t.file) return new Uint8Array(await r.t.file.slice(pos, pos + len).arrayBuffer());
   const first = Math.floor(pos / cs);
   room.swarm.focus(s.id, s.key, first);
-  await waitFor(s, first);
+  if (globalThis.__streamDebug && !r.disk[first]) {
+    const t0 = performance.now();
+    dbg(`#${s.key} waits for chunk ${first} (byte ${pos})`);
+    await waitFor(s, first);
+    dbg(`#${s.key} got chunk ${first} after ${(performance.now() - t0).toFixed(0)} ms`);
+  } else await waitFor(s, first);
   if (r.done && r.t.file) return new Uint8Array(await r.t.file.slice(pos, pos + len).arrayBuffer());
   // Whole chunks already on disk from first on, up to len bytes.
   const out = new Uint8Array(len);
@@ -114,7 +127,7 @@ async function read(s, pos, len) {
     n += take;
   }
   room.swarm.focus(s.id, s.key, Math.floor((pos + n) / cs));
-  return out.subarray(0, n);
+  return n === len ? out : out.slice(0, n); // its own buffer: the buffer is what is sent
 }
 
 /** Resolves once chunk i of s's file is on disk (or the file is complete);

@@ -23,14 +23,18 @@ const HAVE_BATCH = 16;     // chunks written before a have update goes out…
 const HAVE_DELAY_MS = 100; // …or this long after the first of them
 const STALL_MS = 5000;     // a source that sent nothing of what it owes for this long is asked again
 const NO_SOURCE_MS = 30000; // a fetch with no reachable holder for this long fails (a later announcement starts it again)
-const SERVE_BATCH = 64;    // chunks read (one slice per run of consecutive chunks) and sealed together while serving
+const SERVE_BATCH = 16;    // chunks read (one slice per run of consecutive chunks) and sealed together while serving
 // Watching while it arrives (stream.js): a player reading at chunk c makes
 // [c, c + FOCUS_WINDOW) the first chunks asked, by index, from whoever holds
 // them, and keeps at most FOCUS_ORIGIN_WINDOW wants outstanding at the
 // origin, so that after a seek (a cancel, then new wants) what the origin
 // had queued costs well under a second on a 20–30 Mbit/s uplink.
+// A file this page may play while it arrives is focused on chunk 0 from
+// its start (room.playable(manifest)), so it never has more than that
+// outstanding at the origin and is fetched in order.
 const FOCUS_WINDOW = 64;        // chunks (≈ 4 MiB)
-const FOCUS_ORIGIN_WINDOW = 24; // outstanding wants to the origin while focused (≈ 1.5 MiB)
+const FOCUS_ORIGIN_WINDOW = 16; // outstanding wants to the origin while focused (≈ 1 MiB)
+const FOCUS_REFILL = 6;         // …asked again once this many are free
 const short = (id) => String(id).slice(0, 8);
 
 export class Swarm {
@@ -60,7 +64,14 @@ export class Swarm {
     e.focusBy.delete(key);
     e.focusBy.set(key, c); // most recent last
     if (prev === c) return;
-    if (!e.r.have[c] && !e.out.has(c)) this._cancelAll(e);
+    // A seek, or a first player while more is asked of the origin than a
+    // focused fetch keeps outstanding: start afresh.
+    const o = e.peers.get(e.origin);
+    const first = e.focusBy.size === 1 && prev === undefined;
+    if ((!e.r.have[c] && !e.out.has(c)) || (first && o && o.out.size + o.anyOut > FOCUS_ORIGIN_WINDOW)) {
+      if (globalThis.__streamDebug) console.info(`stream ${performance.now().toFixed(0)}: chunk ${c}: wants cancelled`);
+      this._cancelAll(e);
+    }
     this.plan(e);
   }
 
@@ -126,6 +137,7 @@ export class Swarm {
     e.r = r;
     e.t = r.t;
     e.sequential = !!this.room.sequential;
+    if (!e.focusBy && this.room.playable?.(r.man)) e.focusBy = new Map([['start', 0]]);
     e.cipher = r.cipher;
     e.blob = () => (r.done ? r.t.file : null);
     e.read = async (i) => {
@@ -491,7 +503,7 @@ export class Swarm {
    * (wrapping to the start), at most FOCUS_ORIGIN_WINDOW outstanding. */
   _planFocused(e, o, others, win, c, lack) {
     const free = FOCUS_ORIGIN_WINDOW - o.ps.out.size - o.ps.anyOut;
-    if (free < 8 && !(free > 0 && o.ps.out.size + o.ps.anyOut === 0)) return;
+    if (free < FOCUS_REFILL && !(free > 0 && o.ps.out.size + o.ps.anyOut === 0)) return;
     const pick = win.filter(lack).slice(0, free);
     for (let k = 0; k < e.chunks && pick.length < free; k++) {
       const i = (c + k) % e.chunks;

@@ -17,7 +17,9 @@
 // receiver's card shows a <video> streaming from /stream/…, which reaches
 // readyState ≥ 3 with currentTime advancing within 5 s of the card
 // appearing, while < 25 % of the big mp4 has arrived (and before the end of
-// the download for the others); for the big mp4, a seek to 80 % of the
+// the download for the others); for the big mp4, the worker's answers to
+// fetches beside the player's (206 with the file's bytes, 200, 416, 404 for
+// an unknown token, a POST left to the server), and a seek to 80 % of the
 // duration plays (currentTime passes the seek point) within 5 s; at the end
 // the OPFS copy's SHA-256 matches, and the sender's veth sent at least the
 // file's size (the bytes came through the shaped path). Needs root, `ip
@@ -231,6 +233,36 @@ await main('stream_video', async () => {
     assert(/\/stream\/[0-9a-f]{32}$/.test(play.src), `${f.name}: the player plays ${play.src}, want /stream/…`);
     assert(play.state === 'receiving', `${f.name}: it played only after its download ended (${play.state})`);
     if (f.name === 'big.mp4') assert(play.fraction < MAX_FRACTION_AT_PLAY, `${f.name}: ${(play.fraction * 100).toFixed(1)} % had arrived when it played, want < ${MAX_FRACTION_AT_PLAY * 100} %`);
+    if (f.name === 'big.mp4') {
+      // The worker's answers beside the player's: a Range (206), no Range
+      // (200, read in part), an unsatisfiable Range (416), an unknown token
+      // (404), and a POST under /stream/ left to the network (the server).
+      const want = Buffer.alloc(100);
+      const fd = openSync(f.path, 'r'); readSync(fd, want, 0, 100, 1000); closeSync(fd);
+      const h = await B.evaluate(async (src) => {
+        const r206 = await fetch(src, { headers: { Range: 'bytes=1000-1099' } });
+        const b206 = [...new Uint8Array(await r206.arrayBuffer())];
+        const r200 = await fetch(src);
+        const rd = r200.body.getReader();
+        const first = await rd.read();
+        await rd.cancel();
+        const r416 = await fetch(src, { headers: { Range: 'bytes=999999999999-' } });
+        const r404 = await fetch('/stream/' + '0'.repeat(32), { headers: { Range: 'bytes=0-' } });
+        const post = await fetch(src, { method: 'POST', body: 'x' });
+        return {
+          s206: r206.status, cr: r206.headers.get('content-range'), cl: r206.headers.get('content-length'), ar: r206.headers.get('accept-ranges'), ct: r206.headers.get('content-type'), b206,
+          s200: r200.status, cl200: r200.headers.get('content-length'), firstLen: first.value?.length ?? 0,
+          s416: r416.status, cr416: r416.headers.get('content-range'), s404: r404.status, postStatus: post.status, postServer: post.headers.get('content-security-policy')?.includes('script-src') ?? false,
+        };
+      }, play.src);
+      console.log(`stream_video: the worker answers: Range ${h.s206} (${h.cr}, ${h.cl} bytes, ${h.ct}), no Range ${h.s200} (${h.cl200} bytes, first piece ${h.firstLen}), past the end ${h.s416} (${h.cr416}), unknown token ${h.s404}, POST ${h.postStatus} from the server`);
+      assert(h.s206 === 206 && h.cr === `bytes 1000-1099/${f.size}` && h.cl === '100' && h.ar === 'bytes' && h.ct === 'video/mp4', `206: ${JSON.stringify(h)}`);
+      assert(Buffer.from(h.b206).equals(want), 'the 206 body differs from the file\'s bytes 1000-1099');
+      assert(h.s200 === 200 && h.cl200 === String(f.size) && h.firstLen > 0 && h.firstLen <= MIB, `200: ${JSON.stringify(h)}`);
+      assert(h.s416 === 416 && h.cr416 === `bytes */${f.size}`, `416: ${JSON.stringify(h)}`);
+      assert(h.s404 === 404, `unknown token: ${h.s404}`);
+      assert(h.postServer && h.postStatus !== 206 && h.postStatus !== 200, `a POST under /stream/ was not left to the network: ${h.postStatus}`);
+    }
     if (f.seek) {
       const seek = await B.evaluate(async ({ name, limit }) => {
         const li = [...document.querySelectorAll('#feed li.file[data-direction=recv]')].find((x) => x.querySelector('.file-name')?.textContent === name);

@@ -34,8 +34,8 @@ function ask(port, msg, ms = 0) {
  * any window of this origin. Returns {port, size, type} or null. */
 async function open(ev, token) {
   const first = ev.clientId ? await self.clients.get(ev.clientId) : null;
-  const all = first ? [first] : await self.clients.matchAll({ type: 'window' });
-  for (const c of all) {
+  const all = (await self.clients.matchAll({ type: 'window' })).filter((c) => c.id !== first?.id);
+  for (const c of first ? [first, ...all] : all) {
     const ch = new MessageChannel();
     const p = new Promise((resolve) => {
       const t = setTimeout(() => resolve(null), OPEN_TIMEOUT_MS);
@@ -68,7 +68,12 @@ async function answer(ev, token, rangeHeader) {
   const f = await open(ev, token);
   if (!f) return new Response('not found', { status: 404 });
   const r = range(rangeHeader, f.size);
-  const headers = { 'Content-Type': f.type || 'application/octet-stream', 'Accept-Ranges': 'bytes', 'Cache-Control': 'no-store' };
+  // The type is the reception's sanitised one (a video type, or octet-stream);
+  // opened as a document (a new tab) it may load itself and nothing else.
+  const headers = {
+    'Content-Type': f.type || 'application/octet-stream', 'Accept-Ranges': 'bytes', 'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff', 'Content-Security-Policy': "default-src 'none'; media-src 'self'",
+  };
   if (r === false) {
     f.port.postMessage({ op: 'cancel' });
     f.port.close();

@@ -23,7 +23,7 @@ const HAVE_BATCH = 16;     // chunks written before a have update goes out…
 const HAVE_DELAY_MS = 100; // …or this long after the first of them
 const STALL_MS = 5000;     // a source that sent nothing of what it owes for this long is asked again
 const NO_SOURCE_MS = 30000; // a fetch with no reachable holder for this long fails (a later announcement starts it again)
-const SERVE_BATCH = 16;    // chunks read (one slice per run of consecutive chunks) and sealed together while serving
+const SERVE_BATCH = 64;    // chunks read (one slice per run of consecutive chunks) and sealed together while serving
 // Watching while it arrives (stream.js): a player reading at chunk c makes
 // [c, c + FOCUS_WINDOW) the first chunks asked, by index, from whoever holds
 // them, and keeps at most FOCUS_ORIGIN_WINDOW wants outstanding at the

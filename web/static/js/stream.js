@@ -28,6 +28,7 @@ export function initStreaming() {
   const sw = globalThis.navigator?.serviceWorker;
   if (!sw || !globalThis.isSecureContext) return;
   sw.addEventListener('message', onMessage);
+  sw.startMessages?.(); // addEventListener alone would hold the worker's messages until the document has loaded
   const check = () => { ready = !!sw.controller; };
   sw.addEventListener('controllerchange', check);
   check();

@@ -44,6 +44,12 @@ func Handler() http.Handler {
 			_, _ = w.Write(index)
 			return
 		}
+		if r.URL.Path == "/sw.js" {
+			// The service worker of "watch while it arrives"
+			// (docs/STREAMING.md): always revalidated, so a new
+			// version replaces the old one on the next visit.
+			h.Set("Cache-Control", "no-cache")
+		}
 		if strings.HasPrefix(r.URL.Path, "/vendor/") {
 			vendor.ServeHTTP(w, r)
 			return

@@ -91,3 +91,42 @@ func TestIntegrityMatchesServedFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceWorkerServed: /sw.js (docs/STREAMING.md) is served from the
+// root (so its scope may be "/") with a JavaScript type (browsers refuse a
+// service worker of another type), no-cache (a new version is picked up on
+// the next visit), and the same strict CSP as every response.
+func TestServiceWorkerServed(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	res, err := http.Get(srv.URL + "/sw.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
+		t.Errorf("Content-Type %q, want text/javascript", ct)
+	}
+	if cc := res.Header.Get("Cache-Control"); cc != "no-cache" {
+		t.Errorf("Cache-Control %q, want no-cache", cc)
+	}
+	if !strings.Contains(string(body), "'/stream/'") {
+		t.Errorf("body is not the streaming service worker")
+	}
+	if got := res.Header.Get("Content-Security-Policy"); got != csp || strings.Contains(got, "unsafe") {
+		t.Errorf("CSP %q, want %q", got, csp)
+	}
+	// Other files are not marked no-cache by this rule.
+	res2, err := http.Get(srv.URL + "/js/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res2.Body.Close()
+	if res2.Header.Get("Cache-Control") == "no-cache" {
+		t.Errorf("/js/app.js is no-cache too")
+	}
+}

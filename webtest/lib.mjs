@@ -84,12 +84,13 @@ export function run(cmd, args, { timeoutMs = 120000, env } = {}) {
 
 /** A fresh browser (persistent context in a new temp profile). Page errors
  * and console errors are collected in ctx.errors. args are extra Chromium
- * command-line switches (e.g. a fake camera). */
-export async function launch({ viewport = { width: 1280, height: 800 }, name = 'browser', args = [] } = {}) {
+ * command-line switches (e.g. a fake camera); executable another program
+ * that runs Chromium (e.g. a script that starts it in a network namespace). */
+export async function launch({ viewport = { width: 1280, height: 800 }, name = 'browser', args = [], executable = CHROMIUM } = {}) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
   const profile = tempDir('cloakroom-profile-');
   const ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, chromiumSandbox: false, headless: true, viewport,
+    executablePath: executable, chromiumSandbox: false, headless: true, viewport,
     acceptDownloads: true, args,
   });
   ctx.errors = [];

@@ -7,6 +7,7 @@ import { ConnState, Path, Transport } from './protocol.js';
 import { qrSVG, roomFromScan, startScanner, cameraError } from './qr.js';
 import { IMAGE_TYPE, VIDEO_TYPE } from './transfer.js';
 import { showPreview } from './poster.js';
+import { initStreaming, setRoom, streamingVideo, forgetStreams } from './stream.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -61,6 +62,7 @@ function avatar(id) {
 // ---- start ----------------------------------------------------------------
 
 function start() {
+  initStreaming();
   if (!C.hasWebCrypto()) {
     $('unsupported-text').textContent = 'This page needs a secure connection to encrypt: open it over HTTPS (or on localhost).';
     show('unsupported');
@@ -163,6 +165,7 @@ async function enter(secret) {
   setStatus('connecting', 'Connecting…');
   try {
     room = await Room.join(secret, { transport, sequential });
+    setRoom(room);
   } catch (e) {
     room = null;
     $('create').disabled = false;
@@ -180,6 +183,7 @@ async function leave() {
   room = null;
   for (const u of objectURLs) URL.revokeObjectURL(u);
   objectURLs.clear();
+  forgetStreams();
   location.replace(location.pathname + location.search);
 }
 
@@ -427,6 +431,11 @@ function renderTransfer(t, force = false) {
     v.helpers.textContent = `Shared by ${memberName(t.peer)}${n ? ` · ${n} ${n === 1 ? 'member' : 'members'} helped` : ''}`;
   }
   v.status.classList.toggle('error', t.state === 'failed');
+  // A video arriving plays while it arrives where it can (stream.js).
+  if (!v.media && t.state === 'receiving' && mediaKind(t) === 'video') {
+    v.media = streamingVideo(t);
+    if (v.media) v.li.querySelector('.bubble').insertBefore(v.media, v.status);
+  }
   if (t.state === 'done') {
     v.li.dataset.sha256 = t.sha256;
     if (!v.shown && t.file) { v.shown = true; showMedia(v, t); }
@@ -441,7 +450,10 @@ function showMedia(v, t) {
   let media;
   if (kind === 'image') {
     media = el('img', { class: 'media', src: url, alt: t.name, loading: 'lazy' });
+  } else if (kind === 'video' && v.media && !v.media.error) {
+    media = null; // already playing from /stream/ (stream.js): it reads the complete file now
   } else if (kind === 'video') {
+    v.media?.remove(); // a stream that failed: the complete file instead
     media = el('video', { class: 'media', src: url, controls: '', playsinline: '', preload: 'metadata' });
     media.addEventListener('error', () => {
       media.replaceWith(el('p', { class: 'muted small', text: 'This browser cannot play this video; save it instead.' }));

@@ -24,6 +24,17 @@ const HAVE_DELAY_MS = 100; // …or this long after the first of them
 const STALL_MS = 5000;     // a source that sent nothing of what it owes for this long is asked again
 const NO_SOURCE_MS = 30000; // a fetch with no reachable holder for this long fails (a later announcement starts it again)
 const SERVE_BATCH = 64;    // chunks read (one slice per run of consecutive chunks) and sealed together while serving
+// Watching while it arrives (stream.js): a player reading at chunk c makes
+// [c, c + FOCUS_WINDOW) the first chunks asked, by index, from whoever holds
+// them, and keeps at most FOCUS_ORIGIN_WINDOW wants outstanding at the
+// origin, so that after a seek (a cancel, then new wants) what the origin
+// had queued costs well under a second on a 20–30 Mbit/s uplink.
+// A file this page may play while it arrives is focused on chunk 0 from
+// its start (room.playable(manifest)), so it never has more than that
+// outstanding at the origin and is fetched in order.
+const FOCUS_WINDOW = 64;        // chunks (≈ 4 MiB)
+const FOCUS_ORIGIN_WINDOW = 16; // outstanding wants to the origin while focused (≈ 1 MiB)
+const FOCUS_REFILL = 6;         // …asked again once this many are free
 const short = (id) => String(id).slice(0, 8);
 
 export class Swarm {
@@ -37,6 +48,46 @@ export class Swarm {
     this._haveTimer = 0;
     this.log = [];            // what went wrong with a source (shown in the console, read by tests)
     this._stallTimer = setInterval(() => this._checkStalls(), 1000);
+    this._written = new Map(); // file id -> Set<fn(index)>: told of every chunk written (stream.js)
+  }
+
+  // ---- focus (watching while it arrives) -------------------------------------
+
+  /** A player (key) reads file id at chunk c: the chunks from c on are asked
+   * first. A position neither here nor asked (a seek) cancels every want
+   * outstanding for the file, so the holders' queues do not delay it. */
+  focus(id, key, c) {
+    const e = this.entries.get(id);
+    if (!e || !e.r || e.r.done || e.r.failed || c < 0 || c >= e.chunks) return;
+    e.focusBy ??= new Map();
+    const prev = e.focusBy.get(key);
+    e.focusBy.delete(key);
+    e.focusBy.set(key, c); // most recent last
+    if (prev === c) return;
+    // A seek, or a first player while more is asked of the origin than a
+    // focused fetch keeps outstanding: start afresh.
+    const o = e.peers.get(e.origin);
+    const first = e.focusBy.size === 1 && prev === undefined;
+    if ((!e.r.have[c] && !e.out.has(c)) || (first && o && o.out.size + o.anyOut > FOCUS_ORIGIN_WINDOW)) {
+      if (globalThis.__streamDebug) console.info(`stream ${performance.now().toFixed(0)}: chunk ${c}: wants cancelled`);
+      this._cancelAll(e);
+    }
+    this.plan(e);
+  }
+
+  /** The player key stopped reading file id (its range was dropped). */
+  unfocus(id, key) {
+    const e = this.entries.get(id);
+    if (!e?.focusBy?.delete(key)) return;
+    this.plan(e);
+  }
+
+  /** fn(i) hears of every chunk of file id written; returns its remover. */
+  onWritten(id, fn) {
+    if (!this._written.has(id)) this._written.set(id, new Set());
+    const set = this._written.get(id);
+    set.add(fn);
+    return () => { set.delete(fn); if (!set.size) this._written.delete(id); };
   }
 
   /** A live link to member in one of modes, if any. */
@@ -86,6 +137,7 @@ export class Swarm {
     e.r = r;
     e.t = r.t;
     e.sequential = !!this.room.sequential;
+    if (!e.focusBy && this.room.playable?.(r.man)) e.focusBy = new Map([['start', 0]]);
     e.cipher = r.cipher;
     e.blob = () => (r.done ? r.t.file : null);
     e.read = async (i) => {
@@ -106,6 +158,7 @@ export class Swarm {
 
   /** Our reception wrote chunk i: it can be served, and every link hears of it. */
   wrote(r, i) {
+    for (const fn of this._written.get(r.man.file) || []) fn(i);
     const e = this.entries.get(r.man.file);
     if (!e) return;
     if (!r.sink?.read) return this.plan(e); // a storage that cannot be read back serves once complete
@@ -398,19 +451,26 @@ export class Swarm {
     if (!sources.length) return;
     const others = sources.filter((s) => s.m !== e.origin && e.hl.complete);
     const lack = (i) => !r.have[i] && !e.out.has(i);
-    // Explicit wants to the holders other than the origin, rarest chunk first.
+    // The players' windows (the most recent first): asked before anything else.
+    const foci = e.focusBy?.size ? [...e.focusBy.values()].reverse() : [];
+    const win = [];
+    for (const c of foci) for (let i = c; i < Math.min(e.chunks, c + FOCUS_WINDOW); i++) if (lack(i) && !win.includes(i)) win.push(i);
+    // Explicit wants to the holders other than the origin: the window by
+    // index, then the rarest chunk first.
     for (const s of others) {
       const free = PEER_WINDOW - s.ps.out.size;
       if (free < Math.min(8, PEER_WINDOW)) continue;
+      const first = win.filter((i) => lack(i) && s.ps.have[i]).slice(0, free);
+      const inWin = new Set(first);
       const cand = [];
-      for (let i = 0; i < e.chunks; i++) if (lack(i) && s.ps.have[i]) cand.push(i);
-      if (!cand.length) continue;
+      for (let i = 0; i < e.chunks; i++) if (lack(i) && s.ps.have[i] && !inWin.has(i)) cand.push(i);
+      if (!cand.length && !first.length) continue;
       if (!e.sequential) {
         const rarity = (i) => others.reduce((n, o) => n + o.ps.have[i], 0);
         const score = new Map(cand.map((i) => [i, rarity(i) + Math.random() * 0.5]));
         cand.sort((a, b) => score.get(a) - score.get(b));
       }
-      const pick = cand.slice(0, free);
+      const pick = first.concat(cand.slice(0, free - first.length));
       for (const i of pick) { e.out.set(i, s.m); s.ps.out.add(i); }
       s.ps.last = s.ps.out.size === pick.length ? performance.now() : s.ps.last;
       s.l.notify({ kind: P.DC_WANT, file: e.fid, any: 0, indices: pick });
@@ -418,6 +478,7 @@ export class Swarm {
     // The origin: `any` for the chunks no other source has.
     const o = sources.find((s) => s.m === e.origin);
     if (!o) return;
+    if (foci.length) return this._planFocused(e, o, others, win, foci[0], lack);
     const free = ORIGIN_WINDOW - o.ps.out.size - o.ps.anyOut;
     if (free < 16 && !(free > 0 && o.ps.out.size + o.ps.anyOut === 0)) return;
     const only = [];
@@ -435,6 +496,23 @@ export class Swarm {
       o.ps.anyOut += n;
       o.l.notify({ kind: P.DC_WANT, file: e.fid, any: n, indices: [] });
     }
+  }
+
+  /** The origin's wants while a player reads e: by index, the windows
+   * first, then the chunks no other source has from the newest focus c on
+   * (wrapping to the start), at most FOCUS_ORIGIN_WINDOW outstanding. */
+  _planFocused(e, o, others, win, c, lack) {
+    const free = FOCUS_ORIGIN_WINDOW - o.ps.out.size - o.ps.anyOut;
+    if (free < FOCUS_REFILL && !(free > 0 && o.ps.out.size + o.ps.anyOut === 0)) return;
+    const pick = win.filter(lack).slice(0, free);
+    for (let k = 0; k < e.chunks && pick.length < free; k++) {
+      const i = (c + k) % e.chunks;
+      if (lack(i) && !others.some((s) => s.ps.have[i]) && !pick.includes(i)) pick.push(i);
+    }
+    if (!pick.length) return;
+    if (o.ps.out.size + o.ps.anyOut === 0) o.ps.last = performance.now();
+    for (const i of pick) { e.out.set(i, o.m); o.ps.out.add(i); }
+    o.l.notify({ kind: P.DC_WANT, file: e.fid, any: 0, indices: pick });
   }
 
   close() { clearInterval(this._stallTimer); clearTimeout(this._haveTimer); }

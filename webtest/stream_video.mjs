@@ -31,38 +31,10 @@ import { existsSync, mkdirSync, writeFileSync, chmodSync, openSync, readSync, cl
 import { createHash } from 'node:crypto';
 import { main, buildBinary, launch, tempDir, assert, onCleanup, stopProc, cleanup, CHROMIUM } from './lib.mjs';
 import { MIB, SLICE, T, createAndJoin, waitOnline, finishedCard, checkReceived, tail } from './p2plib.mjs';
+import { sh, ip, cleanupIP, freeOctet, need } from './netns.mjs';
 
 const PLAY_MS = 5000;  // card -> playing; seek -> playing
 const MAX_FRACTION_AT_PLAY = 0.25;
-
-function sh(prog, args, opts = {}) {
-  try {
-    return execFileSync(prog, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts }).trim();
-  } catch (e) {
-    throw new Error(`${prog} ${args.join(' ')}: ${e.message}\n${e.stdout || ''}${e.stderr || ''}`);
-  }
-}
-const ip = (...a) => sh('ip', a);
-function cleanupIP(...a) {
-  onCleanup(() => {
-    try { execFileSync('ip', a, { stdio: ['ignore', 'pipe', 'pipe'] }); } catch (e) {
-      const out = String(e.stderr || '');
-      if (!/Cannot find|No such|does not exist/.test(out)) console.error(`cleanup: ip ${a.join(' ')}: ${out.trim()}`);
-    }
-  });
-}
-function freeOctet() {
-  const used = ip('-4', '-o', 'addr', 'show') + '\n' + ip('-4', 'route', 'show', 'table', 'all');
-  const start = 20 + (process.pid * 7) % 200;
-  for (let i = 0; i < 200; i++) {
-    const b = 20 + (start - 20 + i) % 200;
-    if (!new RegExp(`(^|[^0-9.])10\\.${b}\\.`, 'm').test(used)) return b;
-  }
-  throw new Error('no free 10.B.0.0/16 for the test topology');
-}
-function need(prog) {
-  try { execFileSync('sh', ['-c', `command -v ${prog}`], { stdio: ['ignore', 'pipe', 'pipe'] }); } catch { throw new Error(`${prog} is missing (this test needs it; apt-get install -y ${prog === 'tc' || prog === 'ip' ? 'iproute2' : prog})`); }
-}
 
 /** SHA-256 of a file and of each of its 4 MiB slices (checkReceived's want). */
 function hashSlices(path) {

@@ -32,6 +32,7 @@ import { join, basename } from 'node:path';
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { main, buildBinary, launch, tempDir, run, assert, onCleanup, stopProc, cleanup } from './lib.mjs';
 import { MIB, T, writeRandomFile, hashFile, waitOnline, finishedCard, checkReceived, tail, recordPeerConnections } from './p2plib.mjs';
+import { sh, ip, cleanupIP, freeOctet } from './netns.mjs';
 
 const MAX_BYTES = 1.3; // sender tx bytes / file size, 8 receivers
 const MAX_TIME = 1.5;  // wall time 8 receivers / wall time 1 receiver
@@ -42,36 +43,6 @@ function positive(name, dflt) {
   const n = Number(s);
   if (!Number.isInteger(n) || n <= 0) throw new Error(`${name}=${JSON.stringify(s)}: want a positive whole number`);
   return n;
-}
-
-/** Runs a program to completion; throws with its output on failure. */
-function sh(prog, args) {
-  try {
-    return execFileSync(prog, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-  } catch (e) {
-    throw new Error(`${prog} ${args.join(' ')}: ${e.message}\n${e.stdout || ''}${e.stderr || ''}`);
-  }
-}
-const ip = (...a) => sh('ip', a);
-/** Registers `ip args…` as a cleanup; an object already gone is fine. */
-function cleanupIP(...a) {
-  onCleanup(() => {
-    try { execFileSync('ip', a, { stdio: ['ignore', 'pipe', 'pipe'] }); } catch (e) {
-      const out = String(e.stderr || '');
-      if (!/Cannot find|No such|does not exist/.test(out)) console.error(`cleanup: ip ${a.join(' ')}: ${out.trim()}`);
-    }
-  });
-}
-
-/** B such that nothing in the root namespace uses 10.B.0.0/16 (cf. freeOctet in cli_netns_test.go). */
-function freeOctet() {
-  const used = ip('-4', '-o', 'addr', 'show') + '\n' + ip('-4', 'route', 'show', 'table', 'all');
-  const start = 20 + process.pid % 200;
-  for (let i = 0; i < 200; i++) {
-    const b = 20 + (start - 20 + i) % 200;
-    if (!new RegExp(`(^|[^0-9.])10\\.${b}\\.`, 'm').test(used)) return b;
-  }
-  throw new Error('no free 10.B.0.0/16 for the test topology');
 }
 
 /** Whether UDP datagrams sent from namespace from ('' = root) reach a socket on addr in namespace to.

@@ -51,6 +51,9 @@ func (cf *clientFlags) dial(ctx context.Context, invite string, stderr io.Writer
 		return nil, usagef("--ice-timeout %s: want a positive duration", cf.iceTimeout)
 	}
 	opts.ICETimeout = cf.iceTimeout
+	if invite, err = resolveLink(invite, stderr); err != nil {
+		return nil, err
+	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c, err := client.Dial(dctx, invite, opts)

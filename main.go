@@ -30,6 +30,10 @@ commands:
   bench   measure throughput and capacity (bench relay|p2p|turn|idle|fanout)
 
 Run "cloakroom COMMAND --help" for the flags of a command.
+
+LINK, where a command takes one, is the room link or mini code, or, to keep
+the room's secret out of the process list, @FILE (read from FILE) or
+env:NAME (the environment variable NAME).
 `
 
 func main() {

@@ -17,6 +17,8 @@ func TestHandlerServesClientAndVendor(t *testing.T) {
 		path, typ, body string
 	}{
 		{"/", "text/html", `<script type="module" src="js/app.js" integrity="sha384-`},
+		{"/", "text/html", `<link rel="icon" href="favicon.svg" type="image/svg+xml">`}, // no /favicon.ico 404 on every load
+		{"/favicon.svg", "image/svg+xml", "<svg"},
 		{"/js/qr.js", "text/javascript", "../vendor/qrcode-generator/qrcode.mjs"},
 		{"/js/qr-worker.js", "text/javascript", "importScripts("},
 		{"/vendor/qrcode-generator/qrcode.mjs", "text/javascript", "export default qrcode"},

@@ -31,7 +31,7 @@ import { existsSync, mkdirSync, writeFileSync, chmodSync, openSync, readSync, cl
 import { createHash } from 'node:crypto';
 import { main, buildBinary, launch, tempDir, assert, onCleanup, stopProc, cleanup, CHROMIUM } from './lib.mjs';
 import { MIB, SLICE, T, createAndJoin, waitOnline, finishedCard, checkReceived, tail } from './p2plib.mjs';
-import { sh, ip, cleanupIP, freeOctet, need } from './netns.mjs';
+import { sh, need, shapedNamespace, freePortPair } from './netns.mjs';
 
 const PLAY_MS = 5000;  // card -> playing; seek -> playing
 const MAX_FRACTION_AT_PLAY = 0.25;
@@ -102,32 +102,10 @@ await main('stream_video', async () => {
   }
 
   // Topology.
-  const b = freeOctet(), pid = process.pid;
-  const ns = `cr${pid}-v`, host = `crh${pid}-v`, dev = `crn${pid}-v`;
-  const server = `10.${b}.0.1`, gw = `10.${b}.1.1`, addr = `10.${b}.1.2`;
-  ip('netns', 'add', ns);
-  cleanupIP('netns', 'del', ns);
-  ip('addr', 'add', server + '/32', 'dev', 'lo');
-  cleanupIP('addr', 'del', server + '/32', 'dev', 'lo');
-  ip('link', 'add', host, 'type', 'veth', 'peer', 'name', dev);
-  cleanupIP('link', 'del', host);
-  ip('link', 'set', dev, 'netns', ns);
-  ip('addr', 'add', gw + '/24', 'dev', host);
-  ip('link', 'set', host, 'up');
-  ip('-n', ns, 'link', 'set', 'lo', 'up');
-  ip('-n', ns, 'addr', 'add', addr + '/24', 'dev', dev);
-  ip('-n', ns, 'link', 'set', dev, 'up');
-  ip('-n', ns, 'route', 'add', 'default', 'via', gw);
-  sh('tc', ['-n', ns, 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', `${mbit}mbit`, 'burst', '64kb', 'latency', '50ms']);
-  const qdisc = () => sh('tc', ['-n', ns, '-s', 'qdisc', 'show', 'dev', dev]);
-  const txBytes = () => Number(sh('ip', ['netns', 'exec', ns, 'cat', `/sys/class/net/${dev}/statistics/tx_bytes`]));
+  const { ns, server, qdisc, txBytes } = shapedNamespace('v', mbit);
 
   // The server on 10.B.0.1 with TURN (the pages' STUN server).
-  const turnPort = await new Promise((resolve, reject) => {
-    const s = spawn(process.execPath, ['-e', `const n=require('net').createServer().listen(0,'${server}',()=>{const p=n.address().port;const u=require('dgram').createSocket('udp4');u.bind(p,'${server}',()=>{console.log(p);process.exit(0)});u.on('error',()=>process.exit(1))})`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let o = ''; s.stdout.on('data', (d) => { o += d; });
-    s.on('close', (c) => (c === 0 ? resolve(o.trim()) : reject(new Error('no free port on ' + server))));
-  });
+  const turnPort = await freePortPair(server);
   const srv = spawn(bin, ['serve', '--addr', server + ':0', '--public-ip', server, '--turn-port', turnPort, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
   onCleanup(() => stopProc(srv));
   let srvOut = '';

@@ -32,7 +32,7 @@ import { join, basename } from 'node:path';
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { main, buildBinary, launch, tempDir, run, assert, onCleanup, stopProc, cleanup } from './lib.mjs';
 import { MIB, T, writeRandomFile, hashFile, waitOnline, finishedCard, checkReceived, tail, recordPeerConnections } from './p2plib.mjs';
-import { sh, ip, cleanupIP, freeOctet } from './netns.mjs';
+import { sh, ip, shapedNamespace, freePortPair } from './netns.mjs';
 
 const MAX_BYTES = 1.3; // sender tx bytes / file size, 8 receivers
 const MAX_TIME = 1.5;  // wall time 8 receivers / wall time 1 receiver
@@ -156,42 +156,15 @@ await main('swarm_netns', async () => {
   const bin = buildBinary();
 
   // Topology.
-  const b = freeOctet(), pid = process.pid;
-  const ns = `cr${pid}-s`, host = `crh${pid}-s`, dev = `crn${pid}-s`;
-  const server = `10.${b}.0.1`, gw = `10.${b}.1.1`, addr = `10.${b}.1.2`;
-  ip('netns', 'add', ns);
-  cleanupIP('netns', 'del', ns);
-  ip('addr', 'add', server + '/32', 'dev', 'lo');
-  cleanupIP('addr', 'del', server + '/32', 'dev', 'lo');
-  ip('link', 'add', host, 'type', 'veth', 'peer', 'name', dev);
-  cleanupIP('link', 'del', host); // also deletes its peer, wherever it is
-  ip('link', 'set', dev, 'netns', ns);
-  ip('addr', 'add', gw + '/24', 'dev', host);
-  ip('link', 'set', host, 'up');
-  ip('-n', ns, 'link', 'set', 'lo', 'up');
-  ip('-n', ns, 'addr', 'add', addr + '/24', 'dev', dev);
-  ip('-n', ns, 'link', 'set', dev, 'up');
-  ip('-n', ns, 'route', 'add', 'default', 'via', gw);
-  const rate = `${mbit}mbit`;
-  sh('tc', ['-n', ns, 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', '64kb', 'latency', '50ms']);
-  const qdisc = () => sh('tc', ['-n', ns, '-s', 'qdisc', 'show', 'dev', dev]);
+  const { ns, dev, server, gw, addr, qdisc, txBytes } = shapedNamespace('s', mbit);
   console.log(`swarm_netns: sender ${dev} ${addr} in ${ns}, routes:\n${ip('-n', ns, '-4', 'route', 'show')}\negress:\n${qdisc()}`);
   for (const [from, to, a] of [[ns, '', server], [ns, '', gw], ['', ns, addr]]) {
     assert(await udpReaches(from, to, a), `topology broken: UDP from ${JSON.stringify(from)} does not reach ${a} in ${JSON.stringify(to)}`);
   }
-  const txBytes = () => {
-    const s = sh('ip', ['netns', 'exec', ns, 'cat', `/sys/class/net/${dev}/statistics/tx_bytes`]);
-    assert(/^\d+$/.test(s), `tx_bytes of ${dev}: ${JSON.stringify(s)}`);
-    return Number(s);
-  };
 
   // The server on 10.B.0.1, with TURN (the pages take their STUN server from
   // it; --transport p2p keeps every file byte on direct paths).
-  const turnPort = await new Promise((resolve, reject) => {
-    const s = spawn(process.execPath, ['-e', `const n=require('net').createServer().listen(0,'${server}',()=>{const p=n.address().port;const u=require('dgram').createSocket('udp4');u.bind(p,'${server}',()=>{console.log(p);process.exit(0)});u.on('error',()=>process.exit(1))})`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let o = ''; s.stdout.on('data', (d) => { o += d; });
-    s.on('close', (c) => (c === 0 ? resolve(o.trim()) : reject(new Error('no free port on ' + server))));
-  });
+  const turnPort = await freePortPair(server);
   const srv = startCLI(bin, '', ['serve', '--addr', server + ':0', '--public-ip', server, '--turn-port', turnPort, '--relay-max-bytes', '16MiB', '--log-level', 'warn']);
   await srv.waitFor(/serving on http:\/\/\S+/, 20000, 'serve');
   const url = /serving on (http:\/\/[0-9.:]+)/.exec(srv.stdout + srv.stderr)[1];
@@ -333,7 +306,7 @@ await main('swarm_netns', async () => {
   for (const c of ctxs) assert(c.errors.length === 0, 'page errors: ' + c.errors.join('; '));
   const ratio = many / one, bytes = sent / size;
   console.log(`swarm_netns: CLI receivers exited after ${cli.slice(1).map((c) => ((c.at - t0) / 1000).toFixed(1)).join(', ')} s, the sender after ${((cli[0].at - t0) / 1000).toFixed(1)} s; deliveries ${JSON.stringify(paths)}; pages' helpers ${JSON.stringify(helped)}; qdisc:\n${qdisc()}`);
-  console.log(`swarm (${PAGES} pages): 1 receiver ${one.toFixed(1)} s, 8 receivers ${many.toFixed(1)} s (ratio ${ratio.toFixed(2)}); sender sent ${(sent / MIB).toFixed(1)} MiB = ${bytes.toFixed(2)} × file (${(oneSent / size).toFixed(2)} × with 1 receiver); file ${size / MIB} MiB, uplink ${rate}`);
+  console.log(`swarm (${PAGES} pages): 1 receiver ${one.toFixed(1)} s, 8 receivers ${many.toFixed(1)} s (ratio ${ratio.toFixed(2)}); sender sent ${(sent / MIB).toFixed(1)} MiB = ${bytes.toFixed(2)} × file (${(oneSent / size).toFixed(2)} × with 1 receiver); file ${size / MIB} MiB, uplink ${mbit}mbit`);
   const fails = [];
   if (bytes > MAX_BYTES) fails.push(`the sender's interface sent ${bytes.toFixed(2)} × the file size to 8 receivers, want ≤ ${MAX_BYTES} ×`);
   if (ratio > MAX_TIME) fails.push(`8 receivers took ${ratio.toFixed(2)} × the time of one, want ≤ ${MAX_TIME} ×`);

@@ -22,6 +22,7 @@ const PEER_WINDOW = 32;    // outstanding wants to any other holder (by index)
 const HAVE_BATCH = 16;     // chunks written before a have update goes out…
 const HAVE_DELAY_MS = 100; // …or this long after the first of them
 const STALL_MS = 5000;     // a source that sent nothing of what it owes for this long is asked again
+const RELINK_MS = 5000;    // a holder with no link is offered one again this often while a fetch waits
 const NO_SOURCE_MS = 30000; // a fetch with no reachable holder for this long fails (a later announcement starts it again)
 const SERVE_BATCH = 64;    // chunks read (one slice per run of consecutive chunks) and sealed together while serving
 // Watching while it arrives (stream.js): a player reading at chunk c makes
@@ -411,14 +412,19 @@ export class Swarm {
     const now = performance.now();
     for (const e of this.entries.values()) {
       if (!e.r || e.r.done || e.r.failed) continue;
-      // No holder linked (and no relay or session delivering it): give up after a while.
+      // No holder linked (and no relay or session delivering it): links
+      // that failed (a busy machine, a lost offer) are offered again, and
+      // the fetch gives up after a while.
       const reachable = e.r.peer || e.r.path === P.Path.RELAY || [...e.peers].some(([m, ps]) => !ps.bad && this.link(m));
       if (reachable) e.lonely = 0;
-      else if (!e.lonely) e.lonely = now;
-      else if (now - e.lonely > NO_SOURCE_MS) {
-        e.lonely = 0;
-        this.room.receiver.noSource(e.r);
-        continue;
+      else {
+        this._relink(e, now);
+        if (!e.lonely) e.lonely = now;
+        else if (now - e.lonely > NO_SOURCE_MS) {
+          e.lonely = 0;
+          this.room.receiver.noSource(e.r);
+          continue;
+        }
       }
       for (const [m, ps] of e.peers) {
         if ((ps.out.size || ps.anyOut) && now - ps.last > STALL_MS) {
@@ -430,6 +436,20 @@ export class Swarm {
         }
       }
       this.plan(e);
+    }
+  }
+
+  /** Links again to the online holders of e, at most every RELINK_MS each. */
+  _relink(e, now) {
+    const lib = this.room.library;
+    if (!lib) return;
+    for (const [m, ps] of e.peers) {
+      if (ps.bad || m === this.room.id || this.link(m)) continue;
+      const mem = this.room.members?.get(m);
+      if (!mem?.online || !mem.verified) continue;
+      if (ps.relinked && now - ps.relinked < RELINK_MS) continue;
+      ps.relinked = now;
+      lib.link(m);
     }
   }
 

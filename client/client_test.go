@@ -17,6 +17,8 @@ func TestSafeName(t *testing.T) {
 		"gpj.\u202eexe":                   "gpj._exe",
 		"...":                             "unnamed",
 		"ok name (1).tar.gz":              "ok name (1).tar.gz",
+		"photos/2024/a.jpg":               "photos_2024_a.jpg", // a file from a folder: flattened, never a path
+		"photos/.hidden":                  "photos_.hidden",
 		"tab\there\nnewline":              "tab_here_newline",
 		"C:evil":                          "C_evil",
 		"a:b*c?d\"e<f>g|h":                "a_b_c_d_e_f_g_h",

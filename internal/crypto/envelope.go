@@ -309,8 +309,17 @@ func validName(n string) error {
 		return fmt.Errorf("file name of %d bytes (max %d)", len(n), maxNameLen)
 	case n == "." || n == "..":
 		return errors.New("file name is . or ..")
-	case strings.ContainsAny(n, "/\\\x00"):
-		return errors.New("file name contains '/', '\\' or NUL")
+	case strings.ContainsAny(n, "\\\x00"):
+		return errors.New("file name contains '\\' or NUL")
+	}
+	// A name may be a relative path ("photos/2024/a.jpg": a file sent from
+	// a folder), never an absolute one or one that climbs: every
+	// '/'-separated part is non-empty and not "." or "..". Receivers that
+	// write to disk still flatten it (transfer.SafeName).
+	for _, part := range strings.Split(n, "/") {
+		if part == "" || part == "." || part == ".." {
+			return errors.New("file name is not a relative path of named parts (empty, . or .. between '/')")
+		}
 	}
 	return nil
 }

@@ -153,6 +153,14 @@ func TestManifestInvalid(t *testing.T) {
 		{"dot", func(m *Manifest) { m.Name = "." }},
 		{"dot dot", func(m *Manifest) { m.Name = ".." }},
 		{"slash", func(m *Manifest) { m.Name = "../etc/passwd" }},
+		{"absolute path", func(m *Manifest) { m.Name = "/etc/passwd" }},
+		{"climbing path", func(m *Manifest) { m.Name = "photos/../../x" }},
+		{"dot part", func(m *Manifest) { m.Name = "photos/./a.jpg" }},
+		{"empty part", func(m *Manifest) { m.Name = "photos//a.jpg" }},
+		{"trailing slash", func(m *Manifest) { m.Name = "photos/" }},
+		{"only a slash", func(m *Manifest) { m.Name = "/" }},
+		{"ends in dot dot", func(m *Manifest) { m.Name = "photos/.." }},
+		{"backslash in a path", func(m *Manifest) { m.Name = `photos\..\x` }},
 		{"backslash", func(m *Manifest) { m.Name = `..\boot.ini` }},
 		{"nul", func(m *Manifest) { m.Name = "a\x00b" }},
 		{"long name", func(m *Manifest) { m.Name = strings.Repeat("a", 256) }},
@@ -353,6 +361,29 @@ func TestChunkCount(t *testing.T) {
 	for _, tt := range tests {
 		if got := ChunkCount(tt.size, tt.cs); got != tt.want {
 			t.Errorf("ChunkCount(%d, %d) = %d, want %d", tt.size, tt.cs, got, tt.want)
+		}
+	}
+}
+
+// TestManifestRelativePath: a file sent from a folder is named by its path
+// in the folder; the name survives sealing and opening, and a receiver that
+// writes to disk flattens it (client/transfer.SafeName, tested there).
+func TestManifestRelativePath(t *testing.T) {
+	k := testRoom(t)
+	for _, name := range []string{"photos/2024/a.jpg", "a/b", "..a/b..", "...x/y", "dir.d/.hidden"} {
+		m := *testManifest(t)
+		m.Name = name
+		sealed, err := k.SealManifest(memberA, &m)
+		if err != nil {
+			t.Fatalf("%q: SealManifest: %v", name, err)
+		}
+		meta := EnvelopeMeta{Sender: memberA, File: m.File, Chunks: m.Chunks}
+		got, err := k.OpenManifest(meta, sealed)
+		if err != nil {
+			t.Fatalf("%q: OpenManifest: %v", name, err)
+		}
+		if got.Name != name {
+			t.Errorf("name %q came back as %q", name, got.Name)
 		}
 	}
 }

@@ -31,10 +31,13 @@ export function safeType(type) {
   return IMAGE_TYPE.test(t) || VIDEO_TYPE.test(t) ? t : 'application/octet-stream';
 }
 
-/** Makes a file name safe to show and store: no separators or control characters. */
+/** Makes a file name safe to show and store: no control characters, and no
+ * separator but '/' between the named parts of a relative path (a file sent
+ * from a folder: "photos/2024/a.jpg"); no part empty or starting with a dot. */
 export function safeName(name) {
-  let n = String(name || '').replace(/[/\\\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '_');
-  n = n.replace(/^\.+/, '');
+  const part = (p) => p.replace(/[\\\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '_').replace(/^\.+/, '');
+  let n = String(name || '').split('/').map(part).filter(Boolean).join('/');
   while (C.utf8(n).length > 255) n = n.slice(0, -1);
+  n = n.replace(/\/+$/, '');
   return n || 'unnamed';
 }

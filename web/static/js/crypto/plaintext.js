@@ -102,7 +102,10 @@ export function validateManifest(m) {
   if (typeof n !== 'string' || n === '') return 'empty file name';
   if (utf8(n).length > 255) return 'file name over 255 bytes';
   if (n === '.' || n === '..') return 'file name is . or ..';
-  if (/[/\\\0]/.test(n)) return "file name contains '/', '\\' or NUL";
+  if (/[\\\0]/.test(n)) return "file name contains '\\' or NUL";
+  // A relative path is allowed (a file from a folder: "photos/2024/a.jpg"),
+  // never an absolute one or one that climbs (internal/crypto validName).
+  if (n.split('/').some((p) => p === '' || p === '.' || p === '..')) return 'file name is not a relative path of named parts';
   return '';
 }
 

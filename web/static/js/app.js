@@ -8,6 +8,9 @@ import { qrSVG, roomFromScan, startScanner, cameraError } from './qr.js';
 import { IMAGE_TYPE, VIDEO_TYPE } from './transfer.js';
 import { showPreview } from './poster.js';
 import { initStreaming, setRoom, streamingVideo, forgetStreams } from './stream.js';
+import { FeedView, linkify, initComposer, fitComposer, announceStatus, labelPresence } from './feed.js';
+import { guardWindow, initDrop, folderFiles } from './drop.js';
+import { initViewer } from './viewer.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -21,6 +24,7 @@ const sequential = params.get('order') === 'sequential';
 let room = null;
 const transferViews = new Map(); // file id -> {li, …}
 const objectURLs = new Set();
+const feedView = new FeedView({ feed: $('feed'), empty: $('feed-empty'), button: $('new-messages'), announcer: $('chat-announce') });
 
 function show(id) {
   for (const s of ['home', 'room', 'unsupported']) $(s).hidden = s !== id;
@@ -227,6 +231,7 @@ function setupRoomView(secret) {
     try {
       await room.sendChat(text);
       input.value = '';
+      fitComposer(input);
     } catch (e) {
       flash(e.message);
     }
@@ -236,6 +241,13 @@ function setupRoomView(secret) {
     ev.target.value = '';
     sendFiles(files);
   });
+  $('folder-input').addEventListener('change', (ev) => {
+    const { files, truncated } = folderFiles(ev.target);
+    ev.target.value = '';
+    if (truncated) flash(`Only the first ${files.length} files of the folder are sent.`);
+    sendFiles(files);
+  });
+  $('chat-input').focus();
   window.addEventListener('beforeunload', (ev) => {
     // A reload leaves the room (the secret lives only in this page): sends
     // stop, receptions start over, queued chat is lost.
@@ -246,6 +258,7 @@ function setupRoomView(secret) {
 }
 
 async function sendFiles(files) {
+  if (!room) return;
   for (const f of files) {
     try { await room.sendFile(f); } catch { /* shown on its card */ }
   }
@@ -269,6 +282,7 @@ function onState(e) {
     closed: error ? `Disconnected: ${error}` : 'Left the room',
   }[state] || state;
   setStatus(state, text);
+  announceStatus($('status-announce'), text);
   // The composer stays usable while reconnecting: messages wait and go out once the connection is back.
   const live = state === ConnState.CONNECTED || state === ConnState.RESTORED;
   $('composer').classList.toggle('offline', !live);
@@ -300,13 +314,7 @@ function flash(msg) {
   appendItem(li);
 }
 
-function appendItem(li) {
-  const feed = $('feed');
-  const atBottom = feed.scrollHeight - feed.scrollTop - feed.clientHeight < 80;
-  feed.append(li);
-  $('feed-empty').hidden = true;
-  if (atBottom || li.classList.contains('mine')) li.scrollIntoView({ block: 'end' });
-}
+function appendItem(li) { feedView.add(li); } // follows it when the reader is at the bottom (feed.js)
 
 function timeText(t) { return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); }
 
@@ -324,14 +332,14 @@ function addChat({ id, from, text, mine, time, pending, sent, sess, seq, late, m
         pending ? el('span', { class: 'sending', text: 'Sending…' }) : null,
         late ? el('span', { class: 'late-note', text: 'arrived late' }) : null,
         history ? el('span', { class: 'history-note', text: 'earlier' }) : null),
-      el('p', { class: 'text', text })));
+      el('p', { class: 'text' }, ...linkify(text))));
   // A late message goes before its sender's later ones: the sender's order.
   const next = late && [...$('feed').querySelectorAll('li.chat')].find((x) =>
     x.dataset.from === from && x.dataset.sess === sess && Number(x.dataset.seq) > seq);
   // History (sent before we joined) goes in stamp order among what is shown.
   const after = history && [...$('feed').querySelectorAll('li.item[data-ts]')].find((x) => Number(x.dataset.ts) > ts);
-  if (next) next.before(li);
-  else if (after) { after.before(li); $('feed-empty').hidden = true; } else appendItem(li);
+  feedView.add(li, next || after || null);
+  if (!mine && !history) feedView.announce(`${memberName(from)}: ${text}`);
 }
 
 /** A chat of ours reached the server. */
@@ -464,4 +472,10 @@ function showMedia(v, t) {
   bubble.append(el('div', { class: 'actions' }, save));
 }
 
+// Drop, paste and folders (drop.js), the composer, the photo viewer, presence labels (feed.js, viewer.js).
+guardWindow();
+initDrop({ zone: $('room'), send: sendFiles, note: flash });
+initComposer($('composer'), $('chat-input'));
+initViewer($('feed'), $('viewer'));
+labelPresence($('member-list'));
 start();

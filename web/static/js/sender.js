@@ -31,7 +31,7 @@ export class Sender {
    * 'relay' force one). Resolves with the transfer once every recipient has
    * it or was reported lost. */
   async sendFile(file) {
-    const t = new Transfer({ name: safeName(file.name), type: file.type || 'application/octet-stream', size: file.size, direction: 'send', state: 'hashing', file, path: '' });
+    const t = new Transfer({ name: safeName(file.sendName || file.name), type: file.type || 'application/octet-stream', size: file.size, direction: 'send', state: 'hashing', file, path: '' });
     t.id = C.newUUID();
     this.s.emit('transfer', { transfer: t });
     try {

@@ -169,7 +169,15 @@ export async function run(v) {
   for (const m of v.negative.manifests) {
     await throws(`manifest negative "${m.description}"`, () => keys.openManifest({ sender: m.sender, file: m.file, chunks: m.chunks }, h(m.sealed_hex)));
   }
-  await throws('seal invalid manifest', () => keys.sealManifest(me.sender, { ...man, name: 'a/b' }));
+  // A name may be a relative path (a file from a folder), never one that climbs or is absolute.
+  for (const name of ['a/../b', '/a', 'a//b', 'a/', './a', 'a\\b']) {
+    await throws(`seal invalid manifest named ${JSON.stringify(name)}`, () => keys.sealManifest(me.sender, { ...man, name }));
+  }
+  try {
+    const sealed = await keys.sealManifest(me.sender, { ...man, name: 'photos/2024/a.jpg' });
+    const got = await keys.openManifest({ sender: me.sender, file: me.file, chunks: me.chunks }, sealed);
+    eq('a manifest named by a relative path', got.name, 'photos/2024/a.jpg');
+  } catch (e) { ok('a manifest named by a relative path', false, e.message); }
   // The optional preview: a NaN duration is refused on seal; a manifest
   // with a poster over 16 KiB of JSON too; unknown keys (a later version's
   // fields) are ignored when opening.

@@ -21,7 +21,9 @@
 // feature (drop/paste handlers off, the textarea back to an input, linkify
 // off, the scroll-follow of appendItem restored, the old CSS colours): the
 // matching assertion failed.
-import { main, buildBinary, startServer, launch, assert } from './lib.mjs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { main, buildBinary, startServer, launch, assert, tempDir, ensureOutDir } from './lib.mjs';
 import { createAndJoin, waitOnline, finishedCard } from './p2plib.mjs';
 
 const T = { timeout: 60000 };
@@ -164,6 +166,15 @@ await main('feed', async () => {
   await finishedCard(B, 'recv', 'trip/notes.txt');
   await finishedCard(B, 'recv', 'trip/day2/plan.txt');
 
+  // "Send a folder": the picked folder's files, named by their paths in it.
+  const picked = join(tempDir(), 'album');
+  mkdirSync(join(picked, 'raw'), { recursive: true });
+  writeFileSync(join(picked, 'cover.txt'), 'cover');
+  writeFileSync(join(picked, 'raw', 'one.txt'), 'one');
+  await A.setInputFiles('#folder-input', picked);
+  await finishedCard(B, 'recv', 'album/cover.txt');
+  await finishedCard(B, 'recv', 'album/raw/one.txt');
+
   // Progress bars are named; the feed's updates are not a live region.
   const a11y = await B.evaluate(() => ({
     unlabelled: [...document.querySelectorAll('#feed progress')].filter((p) => !/^Transfer of ./.test(p.getAttribute('aria-label') || '')).length,
@@ -211,6 +222,7 @@ await main('feed', async () => {
   g = await geo();
   assert(g.top === 300, `the reader was moved from 300 to ${g.top}`);
   assert(g.button, 'the "New messages" button shows');
+  await B.screenshot({ path: join(ensureOutDir(), 'feed-phone-new-messages.png') });
   // Clicked where it is (Playwright's click would scroll the page first).
   const box = await B.locator('#new-messages').boundingBox();
   assert(box && box.y > 0 && box.y + box.height <= g.composerTop && g.composerTop < 844, `the button sits above the composer: ${JSON.stringify(box)}`);
@@ -276,6 +288,23 @@ await main('feed', async () => {
   await A.keyboard.press('Shift+Tab'); // the file input
   const ring = await A.evaluate(() => ({ focus: document.activeElement?.id, outline: getComputedStyle(document.querySelector('label[for=file-input]')).outlineStyle }));
   assert(ring.focus === 'file-input' && ring.outline === 'solid', `paperclip focus ${JSON.stringify(ring)}`);
+
+  // Screenshots of a busy room, desktop and phone, light and dark.
+  const out = ensureOutDir();
+  for (const scheme of ['light', 'dark']) {
+    for (const [n, p] of [['desktop', A], ['phone', B]]) {
+      await p.emulateMedia({ colorScheme: scheme });
+      await p.evaluate(() => { const f = document.querySelector('#feed'); f.scrollTop = f.scrollHeight; window.scrollTo(0, document.scrollingElement.scrollHeight); });
+      await p.screenshot({ path: join(out, `feed-${n}-${scheme}.png`) });
+    }
+  }
+  await A.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['x'], 'x.txt'));
+    document.querySelector('#feed').dispatchEvent(new DragEvent('dragenter', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  await A.screenshot({ path: join(out, 'feed-desktop-dragging.png') });
+  await A.evaluate(() => document.querySelector('#feed').dispatchEvent(new DragEvent('dragleave', { bubbles: true })));
 
   for (const ctx of [ctxA, ctxB]) assert(ctx.errors.length === 0, 'page errors: ' + ctx.errors.join('; '));
   console.log('feed: drop, paste, folders, composer, links, grouping, scrolling, viewer and accessibility ok');

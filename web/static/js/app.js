@@ -310,7 +310,7 @@ function renderMembers() {
 }
 
 function flash(msg) {
-  const li = el('li', { class: 'item notice', text: msg });
+  const li = el('li', { class: 'item notice', text: msg ? msg[0].toUpperCase() + msg.slice(1) : '' });
   appendItem(li);
 }
 

@@ -35,6 +35,14 @@ export class FeedView {
     const keep = () => { if (this.stuck) this.scrollToBottom(); };
     window.addEventListener('resize', keep);
     window.visualViewport?.addEventListener('resize', keep); // a phone's keyboard
+    // Progress bars added to a card later (per recipient, a retry) are named too.
+    new MutationObserver((records) => {
+      for (const r of records) {
+        for (const n of r.addedNodes) {
+          if (n instanceof Element && (n.matches('progress') || n.querySelector('progress'))) labelProgress(n.closest('li.item') || n);
+        }
+      }
+    }).observe(feed, { childList: true, subtree: true });
     button.addEventListener('click', () => { this.scrollToBottom(); this.stuck = true; button.hidden = true; });
   }
 
@@ -92,7 +100,7 @@ function group(li) {
 
 /** A file card's progress bar is named after its file. */
 function labelProgress(li) {
-  const name = li.querySelector('.file-name')?.textContent;
+  const name = li.querySelector?.('.file-name')?.textContent;
   for (const p of li.querySelectorAll('progress:not([aria-label])')) {
     p.setAttribute('aria-label', name ? `Transfer of ${name}` : 'Transfer');
   }

@@ -473,8 +473,8 @@ function showMedia(v, t) {
 }
 
 // Drop, paste and folders (drop.js), the composer, the photo viewer, presence labels (feed.js, viewer.js).
-guardWindow();
 initDrop({ zone: $('room'), send: sendFiles, note: flash });
+guardWindow();
 initComposer($('composer'), $('chat-input'));
 initViewer($('feed'), $('viewer'));
 labelPresence($('member-list'));

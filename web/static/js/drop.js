@@ -81,30 +81,33 @@ export function folderFiles(input, max = MAX_FOLDER_FILES) {
   return { files: all.slice(0, max).map((f) => named(f, f.webkitRelativePath)), truncated: all.length > max };
 }
 
-/** Drop and paste into the room. zone: the element highlighted while files
- * are dragged over it (data-dragging="true"); send(files) sends them;
- * note(text) tells the user something (a folder cut short). */
+/** Drop and paste into the room. zone: the room view; while it is shown,
+ * files dragged anywhere over the window are the room's (data-dragging="true"
+ * on zone while dragging: the highlight); send(files) sends them;
+ * note(text) tells the user something (a folder cut short). Call before
+ * guardWindow(), which refuses what this leaves. */
 export function initDrop({ zone, send, note }) {
-  let depth = 0; // dragenter/dragleave pairs over the zone's children
+  let depth = 0; // dragenter/dragleave pairs over the page's elements
   const off = () => { depth = 0; delete zone.dataset.dragging; };
-  zone.addEventListener('dragenter', (ev) => {
-    if (!hasFiles(ev.dataTransfer)) return;
+  const ours = (ev) => !zone.hidden && hasFiles(ev.dataTransfer);
+  window.addEventListener('dragenter', (ev) => {
+    if (!ours(ev)) return;
     ev.preventDefault();
     depth++;
     zone.dataset.dragging = 'true';
   });
-  zone.addEventListener('dragover', (ev) => {
-    if (!hasFiles(ev.dataTransfer)) return;
+  window.addEventListener('dragover', (ev) => {
+    if (!ours(ev)) return;
     ev.preventDefault();
-    ev.stopPropagation(); // the window's guard would refuse it
+    ev.stopImmediatePropagation(); // not refused by guardWindow
     ev.dataTransfer.dropEffect = 'copy';
     zone.dataset.dragging = 'true';
   });
-  zone.addEventListener('dragleave', () => { if (--depth <= 0) off(); });
-  zone.addEventListener('drop', async (ev) => {
-    if (!hasFiles(ev.dataTransfer)) return;
+  window.addEventListener('dragleave', () => { if (--depth <= 0) off(); });
+  window.addEventListener('drop', async (ev) => {
+    if (!ours(ev)) return;
     ev.preventDefault();
-    ev.stopPropagation();
+    ev.stopImmediatePropagation();
     off();
     const { files, truncated } = await droppedFiles(ev.dataTransfer);
     if (truncated) note(`Only the first ${MAX_FOLDER_FILES} files of the folder are sent.`);

@@ -262,6 +262,7 @@ await main('feed', async () => {
     return { src: document.querySelector('#viewer img').getAttribute('src'), h: i.height, w: i.width };
   });
   assert(v.src?.startsWith('blob:') && v.h > 600 && v.h <= 844, `viewer image ${JSON.stringify(v)}`);
+  await B.screenshot({ path: join(ensureOutDir(), 'feed-phone-viewer.png') });
   await B.keyboard.press('Escape');
   await B.waitForFunction(() => !document.querySelector('#viewer').open && !document.querySelector('#viewer img').hasAttribute('src'), null, T);
 

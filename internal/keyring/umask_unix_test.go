@@ -1,0 +1,7 @@
+//go:build unix
+
+package keyring
+
+import "syscall"
+
+func syscallUmask(m int) int { return syscall.Umask(m) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"cloakroom/internal/keyring"
 )
 
 func TestResolveLink(t *testing.T) {
@@ -27,6 +30,20 @@ func TestResolveLink(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("\n \n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A keyring with cheap KDF parameters (the format is the default's).
+	kr, err := keyring.New([]byte("a test passphrase"), keyring.Params{LogN: 10, R: 8, P: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.Add("work", link, false); err != nil {
+		t.Fatal(err)
+	}
+	krPath := filepath.Join(dir, "keyring")
+	if err := kr.Save(krPath); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CLOAKROOM_KEYRING", krPath)
+	t.Setenv("CLOAKROOM_PASSPHRASE", "a test passphrase")
 	t.Setenv("ROOM_LINK_TEST", " "+link+"\n")
 	t.Setenv("ROOM_LINK_EMPTY", "")
 	for _, tc := range []struct {
@@ -41,9 +58,13 @@ func TestResolveLink(t *testing.T) {
 		{arg: "@", err: "no file named"},
 		{arg: "env:ROOM_LINK_EMPTY", err: "not set or empty"},
 		{arg: "env:", err: "not set or empty"},
+		{arg: "key:work", want: link},
+		{arg: "key:nope", err: `no room named "nope"`},
+		{arg: "key:", err: "room name"},
+		{arg: "key:../x", err: "room name"},
 	} {
 		var stderr bytes.Buffer
-		got, err := resolveLink(tc.arg, &stderr)
+		got, err := resolveLink(context.Background(), tc.arg, nil, &stderr)
 		switch {
 		case tc.err != "":
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
@@ -56,6 +77,28 @@ func TestResolveLink(t *testing.T) {
 		case tc.warn == "" && stderr.Len() > 0, tc.warn != "" && !strings.Contains(stderr.String(), tc.warn):
 			t.Errorf("resolveLink(%q) warned %q, want %q", tc.arg, stderr.String(), tc.warn)
 		}
+	}
+	// The passphrase: --passphrase-file before the environment; a wrong
+	// one is refused plainly; an empty CLOAKROOM_PASSPHRASE is an error.
+	passFile := filepath.Join(dir, "pass")
+	if err := os.WriteFile(passFile, []byte("a test passphrase\r\nnext line\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CLOAKROOM_PASSPHRASE", "not the passphrase")
+	var stderr bytes.Buffer
+	if got, err := resolveLink(context.Background(), "key:work", &keyringFlags{passFile: passFile}, &stderr); err != nil || got != link {
+		t.Errorf("key:work with --passphrase-file: %q, %v", got, err)
+	}
+	if _, err := resolveLink(context.Background(), "key:work", nil, &stderr); err == nil || !strings.Contains(err.Error(), "wrong passphrase or damaged keyring") {
+		t.Errorf("key:work with a wrong passphrase: %v", err)
+	}
+	t.Setenv("CLOAKROOM_PASSPHRASE", "")
+	if _, err := resolveLink(context.Background(), "key:work", nil, &stderr); err == nil || !strings.Contains(err.Error(), "CLOAKROOM_PASSPHRASE is empty") {
+		t.Errorf("key:work with an empty CLOAKROOM_PASSPHRASE: %v", err)
+	}
+	t.Setenv("CLOAKROOM_KEYRING", filepath.Join(dir, "missing"))
+	if _, err := resolveLink(context.Background(), "key:work", nil, &stderr); err == nil || !strings.Contains(err.Error(), "no keyring at") {
+		t.Errorf("key:work without a keyring: %v", err)
 	}
 }
 

@@ -193,6 +193,11 @@ func Decode(data, passphrase []byte) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
+	return open(data, p, salt, aead)
+}
+
+// open is Decode once the header is checked and the key derived.
+func open(data []byte, p Params, salt []byte, aead cipher.AEAD) (*Keyring, error) {
 	nonce := data[headerLen-nonceLen : headerLen]
 	plain, err := aead.Open(nil, nonce, data[headerLen:], data[:headerLen])
 	if err != nil {

@@ -270,27 +270,7 @@ func cmdKeyring(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	sub, rest := fs.Arg(0), fs.Args()[1:]
 	switch sub {
 	case "add":
-		if len(rest) < 1 || len(rest) > 2 {
-			return usagef("keyring add: want NAME [LINK]")
-		}
-		name := rest[0]
-		if err := keyring.ValidName(name); err != nil {
-			return usagef("keyring add: %w", err)
-		}
-		var link string
-		var err error
-		if len(rest) == 2 {
-			if strings.HasPrefix(rest[1], "key:") {
-				return usagef("keyring add: LINK key:NAME is already in a keyring")
-			}
-			link, err = resolveLink(ctx, rest[1], &kf, stderr)
-		} else {
-			link, err = linkFromInput(ctx, stdin, stderr)
-		}
-		if err != nil {
-			return err
-		}
-		return keyringAdd(ctx, &kf, name, link, *force, stderr)
+		return keyringAddCmd(ctx, &kf, rest, *force, stdin, stderr)
 	case "ls":
 		if len(rest) != 0 {
 			return usagef("keyring ls: unexpected argument %q", rest[0])
@@ -304,24 +284,54 @@ func cmdKeyring(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		}
 		return nil
 	case "rm":
-		if len(rest) != 1 {
-			return usagef("keyring rm: want NAME")
-		}
-		name := rest[0]
-		path, k, err := keyringUpdate(ctx, &kf, stderr, func(k *keyring.Keyring) error {
-			if err := k.Remove(name); err != nil {
-				return fmt.Errorf("keyring: no room named %q", name)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "removed %s from keyring %s (%d room(s) left)\n", name, path, k.Len())
-		return nil
+		return keyringRmCmd(ctx, &kf, rest, stderr)
 	}
 	fs.Usage()
 	return usagef("keyring: unknown command %q (want add, ls or rm)", sub)
+}
+
+// keyringAddCmd is `keyring add NAME [LINK]`.
+func keyringAddCmd(ctx context.Context, kf *keyringFlags, rest []string, force bool, stdin io.Reader, stderr io.Writer) error {
+	if len(rest) < 1 || len(rest) > 2 {
+		return usagef("keyring add: want NAME [LINK]")
+	}
+	name := rest[0]
+	if err := keyring.ValidName(name); err != nil {
+		return usagef("keyring add: %w", err)
+	}
+	var link string
+	var err error
+	if len(rest) == 2 {
+		if strings.HasPrefix(rest[1], "key:") {
+			return usagef("keyring add: LINK key:NAME is already in a keyring")
+		}
+		link, err = resolveLink(ctx, rest[1], kf, stderr)
+	} else {
+		link, err = linkFromInput(ctx, stdin, stderr)
+	}
+	if err != nil {
+		return err
+	}
+	return keyringAdd(ctx, kf, name, link, force, stderr)
+}
+
+// keyringRmCmd is `keyring rm NAME`.
+func keyringRmCmd(ctx context.Context, kf *keyringFlags, rest []string, stderr io.Writer) error {
+	if len(rest) != 1 {
+		return usagef("keyring rm: want NAME")
+	}
+	name := rest[0]
+	path, k, err := keyringUpdate(ctx, kf, stderr, func(k *keyring.Keyring) error {
+		if err := k.Remove(name); err != nil {
+			return fmt.Errorf("keyring: no room named %q", name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "removed %s from keyring %s (%d room(s) left)\n", name, path, k.Len())
+	return nil
 }
 
 // linkFromInput reads the LINK of `keyring add NAME` from the terminal

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,4 +140,65 @@ func startEnv(t *testing.T, env []string, args ...string) *proc {
 	cmd.Env = append(os.Environ(), env...)
 	p, _ := startCmd(t, cmd, false)
 	return p
+}
+
+// TestKeyringCommand runs `keyring add|ls|rm` in process on a keyring with
+// cheap KDF parameters: the link from stdin, names checked, an existing
+// name kept unless --force, nothing printed holds the secret.
+func TestKeyringCommand(t *testing.T) {
+	const link = "http://127.0.0.1:8080/#s49Vux9hnj2nGryvm1BGfQ"
+	path := filepath.Join(t.TempDir(), "keyring")
+	kr, err := keyring.New([]byte("a test passphrase"), keyring.Params{LogN: 10, R: 8, P: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CLOAKROOM_KEYRING", path)
+	t.Setenv("CLOAKROOM_PASSPHRASE", "a test passphrase")
+	var all bytes.Buffer
+	cli := func(stdin string, args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), append([]string{"keyring"}, args...), strings.NewReader(stdin), &stdout, &stderr)
+		all.WriteString(stdout.String() + stderr.String())
+		if err != nil {
+			all.WriteString(err.Error())
+		}
+		return stdout.String(), err
+	}
+	for _, tc := range []struct {
+		stdin string
+		args  []string
+		err   string
+	}{
+		{"\n" + link + "\n", []string{"add", "work"}, ""},
+		{link, []string{"add", "work"}, "already there"},
+		{"", []string{"add", "work", "http://127.0.0.1:8080/#AAAAux9hnj2nGryvm1BGfQ", "--force"}, ""},
+		{"", []string{"add", "home", "key:work"}, "already in a keyring"},
+		{"", []string{"add", "a/b", link}, "room name"},
+		{"", []string{"add", "home", "not-a-link"}, "not a room link"},
+		{"\n\n", []string{"add", "home"}, "none on stdin"},
+		{"", []string{"rm", "nope"}, `no room named "nope"`},
+		{"", []string{"frob"}, "unknown command"},
+	} {
+		if _, err := cli(tc.stdin, tc.args...); tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("keyring %v: %v, want %q", tc.args, err, tc.err)
+		}
+	}
+	if out, err := cli("", "ls"); err != nil || out != "work\n" {
+		t.Fatalf("keyring ls: %q, %v", out, err)
+	}
+	if got, err := resolveLink(context.Background(), "key:work", nil, io.Discard); err != nil || !strings.HasSuffix(got, "#AAAAux9hnj2nGryvm1BGfQ") {
+		t.Fatalf("key:work after --force: %q, %v", got, err)
+	}
+	if _, err := cli("", "rm", "work"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli("", "ls"); err != nil || out != "" {
+		t.Fatalf("keyring ls after rm: %q, %v", out, err)
+	}
+	if strings.Contains(all.String(), "s49Vux") || strings.Contains(all.String(), "AAAAux") {
+		t.Fatalf("a secret was printed: %q", all.String())
+	}
 }

@@ -144,7 +144,7 @@ func startEnv(t *testing.T, env []string, args ...string) *proc {
 
 // TestKeyringCommand runs `keyring add|ls|rm` in process on a keyring with
 // cheap KDF parameters: the link from stdin, names checked, an existing
-// name kept unless --force, nothing printed holds the secret.
+// name kept unless --force, nothing printed holds the secret; new --save.
 func TestKeyringCommand(t *testing.T) {
 	const link = "http://127.0.0.1:8080/#s49Vux9hnj2nGryvm1BGfQ"
 	path := filepath.Join(t.TempDir(), "keyring")
@@ -197,6 +197,17 @@ func TestKeyringCommand(t *testing.T) {
 	}
 	if out, err := cli("", "ls"); err != nil || out != "" {
 		t.Fatalf("keyring ls after rm: %q, %v", out, err)
+	}
+	// new --save NAME keeps the room it prints.
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"new", "--server", "http://127.0.0.1:1", "--no-qr", "--save", "fresh"}, nil, &stdout, io.Discard); err != nil {
+		t.Fatalf("new --save: %v", err)
+	}
+	if got, err := resolveLink(context.Background(), "key:fresh", nil, io.Discard); err != nil || got != strings.SplitN(stdout.String(), "\n", 2)[0] {
+		t.Fatalf("key:fresh = %q, %v; new printed %q", got, err, stdout.String())
+	}
+	if err := run(context.Background(), []string{"new", "--server", "http://127.0.0.1:1", "--no-qr", "--save", "../x"}, nil, io.Discard, io.Discard); err == nil {
+		t.Fatal("new --save ../x accepted")
 	}
 	if strings.Contains(all.String(), "s49Vux") || strings.Contains(all.String(), "AAAAux") {
 		t.Fatalf("a secret was printed: %q", all.String())

@@ -40,7 +40,8 @@ func runKeyringCLI(t *testing.T, env []string, args ...string) (stdout, stderr s
 // from send to recv, the secret is never in a command line, in `keyring
 // ls`'s output or in the keyring file; a wrong passphrase is refused
 // plainly and leaves the file as it was; without a passphrase and without
-// a terminal the command fails at once rather than wait.
+// a terminal the command fails at once rather than wait; passwd changes
+// the passphrase.
 //
 // Checked to fail: with resolveLink's key: case removed, recv takes
 // "key:room" for a mini code and exits before it is in the room.
@@ -114,6 +115,23 @@ func TestCLIKeyring(t *testing.T) {
 	noPass := []string{"CLOAKROOM_KEYRING=" + krPath}
 	if _, stderr, err := runKeyringCLI(t, noPass, "keyring", "ls"); err == nil || !strings.Contains(stderr, "no passphrase") {
 		t.Fatalf("keyring ls without a passphrase nor a terminal: %v, stderr %q", err, stderr)
+	}
+	// passwd: the old passphrase opens it no more, the new one does.
+	if _, stderr, err := runKeyringCLI(t, env, "keyring", "passwd"); err == nil || !strings.Contains(stderr, "no new passphrase") {
+		t.Fatalf("keyring passwd without a new passphrase nor a terminal: %v, stderr %q", err, stderr)
+	}
+	if after, _ := os.ReadFile(krPath); !bytes.Equal(after, sealed) {
+		t.Fatal("a failed passwd changed the keyring file")
+	}
+	if _, stderr, err := runKeyringCLI(t, append(env, "CLOAKROOM_NEW_PASSPHRASE=tr0ub4dor&3 is better"), "keyring", "passwd"); err != nil {
+		t.Fatalf("keyring passwd: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runKeyringCLI(t, env, "keyring", "ls"); err == nil || !strings.Contains(stderr, "wrong passphrase") {
+		t.Fatalf("the old passphrase after passwd: %v, stderr %q", err, stderr)
+	}
+	env = []string{"CLOAKROOM_KEYRING=" + krPath, "CLOAKROOM_PASSPHRASE=tr0ub4dor&3 is better"}
+	if stdout, stderr, err := runKeyringCLI(t, env, "keyring", "ls"); err != nil || stdout != "room\n" {
+		t.Fatalf("keyring ls with the new passphrase: %v, stdout %q, stderr %q", err, stdout, stderr)
 	}
 	if _, stderr, err := runKeyringCLI(t, env, "keyring", "rm", "room"); err != nil {
 		t.Fatalf("keyring rm: %v\n%s", err, stderr)

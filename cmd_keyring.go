@@ -30,6 +30,9 @@ const keyringUsage = `usage: cloakroom keyring COMMAND [flags]
                     (not echoed) or from stdin's first line
   ls                list the names (never the links)
   rm NAME           forget NAME
+  passwd            change the passphrase (the new one from
+                    --new-passphrase-file FILE, else $CLOAKROOM_NEW_PASSPHRASE,
+                    else asked twice on the terminal)
 
 Then give key:NAME wherever a command takes a LINK.
 
@@ -45,8 +48,9 @@ flags:
 // keyringFlags locate the keyring and its passphrase; every command that
 // takes a LINK has them (for key:NAME).
 type keyringFlags struct {
-	path     string
-	passFile string
+	path        string
+	passFile    string
+	newPassFile string // keyring passwd only
 }
 
 func (kf *keyringFlags) register(fs *flag.FlagSet) {
@@ -92,6 +96,25 @@ func (kf *keyringFlags) passphrase(ctx context.Context, path string, create bool
 		return readHidden(ctx, fmt.Sprintf("passphrase for keyring %s: ", path), stderr)
 	}
 	fmt.Fprintf(stderr, "making a new keyring %s\n", path)
+	return askTwice(ctx, stderr)
+}
+
+// newPassphrase is the new passphrase of `keyring passwd`.
+func (kf *keyringFlags) newPassphrase(ctx context.Context, stderr io.Writer) ([]byte, error) {
+	if kf.newPassFile != "" {
+		return passphraseFromFile(kf.newPassFile, stderr)
+	}
+	if p, ok := os.LookupEnv("CLOAKROOM_NEW_PASSPHRASE"); ok && p != "" {
+		return []byte(p), nil
+	}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil, errors.New("keyring passwd: no new passphrase: set CLOAKROOM_NEW_PASSPHRASE, give --new-passphrase-file FILE, or run on a terminal")
+	}
+	return askTwice(ctx, stderr)
+}
+
+// askTwice reads a new passphrase twice from the terminal.
+func askTwice(ctx context.Context, stderr io.Writer) ([]byte, error) {
 	p, err := readHidden(ctx, "new passphrase: ", stderr)
 	if err != nil {
 		return nil, err
@@ -260,12 +283,13 @@ func cmdKeyring(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	var kf keyringFlags
 	kf.register(fs)
 	force := fs.Bool("force", false, "add: replace a room of the same name")
+	fs.StringVar(&kf.newPassFile, "new-passphrase-file", "", "passwd: read the new passphrase from FILE's first line (default $CLOAKROOM_NEW_PASSPHRASE, else asked on the terminal)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return usagef("keyring: want add, ls or rm")
+		return usagef("keyring: want add, ls, rm or passwd")
 	}
 	sub, rest := fs.Arg(0), fs.Args()[1:]
 	switch sub {
@@ -285,9 +309,11 @@ func cmdKeyring(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return nil
 	case "rm":
 		return keyringRmCmd(ctx, &kf, rest, stderr)
+	case "passwd":
+		return keyringPasswdCmd(ctx, &kf, rest, stderr)
 	}
 	fs.Usage()
-	return usagef("keyring: unknown command %q (want add, ls or rm)", sub)
+	return usagef("keyring: unknown command %q (want add, ls, rm or passwd)", sub)
 }
 
 // keyringAddCmd is `keyring add NAME [LINK]`.
@@ -331,6 +357,34 @@ func keyringRmCmd(ctx context.Context, kf *keyringFlags, rest []string, stderr i
 		return err
 	}
 	fmt.Fprintf(stderr, "removed %s from keyring %s (%d room(s) left)\n", name, path, k.Len())
+	return nil
+}
+
+// keyringPasswdCmd is `keyring passwd`: the keyring sealed again under a
+// new passphrase, a new salt and today's default KDF parameters.
+func keyringPasswdCmd(ctx context.Context, kf *keyringFlags, rest []string, stderr io.Writer) error {
+	if len(rest) != 0 {
+		return usagef("keyring passwd: unexpected argument %q", rest[0])
+	}
+	path, err := kf.file()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no keyring at %s", path)
+	}
+	path, _, err = keyringUpdate(ctx, kf, stderr, func(k *keyring.Keyring) error {
+		p, err := kf.newPassphrase(ctx, stderr)
+		if err != nil {
+			return err
+		}
+		defer clear(p)
+		return k.Rekey(p, keyring.DefaultParams)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "keyring %s: new passphrase set\n", path)
 	return nil
 }
 

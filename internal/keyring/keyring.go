@@ -144,6 +144,17 @@ func New(passphrase []byte, p Params) (*Keyring, error) {
 	return k, nil
 }
 
+// Rekey seals the keyring from now on with a new passphrase (at least
+// MinPassphrase bytes) under p, with a new salt; Save writes it.
+func (k *Keyring) Rekey(passphrase []byte, p Params) error {
+	n, err := New(passphrase, p)
+	if err != nil {
+		return err
+	}
+	k.params, k.salt, k.aead = n.params, n.salt, n.aead
+	return nil
+}
+
 func deriveAEAD(passphrase, salt []byte, p Params) (cipher.AEAD, error) {
 	key, err := scrypt.Key(passphrase, salt, 1<<p.LogN, int(p.R), int(p.P), keyLen)
 	if err != nil {

@@ -85,6 +85,37 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+func TestRekey(t *testing.T) {
+	data := encoded(t, map[string]string{"work": link1})
+	k, err := Decode(data, []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Rekey([]byte("short"), testParams); err == nil {
+		t.Fatal("Rekey to a 5-character passphrase accepted")
+	}
+	if err := k.Rekey([]byte("another passphrase"), Params{LogN: 11, R: 8, P: 1}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := k.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(again[13:29], data[13:29]) || again[10] != 11 {
+		t.Fatal("Rekey kept the salt or the parameters")
+	}
+	if _, err := Decode(again, []byte(pass)); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("the old passphrase after Rekey: %v", err)
+	}
+	k2, err := Decode(again, []byte("another passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := k2.Link("work"); l != link1 {
+		t.Fatalf("after Rekey: %q", l)
+	}
+}
+
 func TestAddRules(t *testing.T) {
 	k := newTest(t)
 	for _, bad := range []string{"", ".x", "-x", "a b", "a/b", "é", strings.Repeat("a", MaxNameLen+1)} {

@@ -28,7 +28,7 @@ commands:
   ls      list the files shared in a room that a member online holds
   get     fetch one file of a room's library (by name or id)
   keyring keep room links under names in a passphrase-sealed file
-          (keyring add NAME [LINK] | ls | rm NAME); then LINK key:NAME
+          (keyring add NAME [LINK] | ls | rm NAME | passwd); then LINK key:NAME
   bench   measure throughput and capacity (bench relay|p2p|turn|idle|fanout)
 
 Run "cloakroom COMMAND --help" for the flags of a command.

@@ -222,7 +222,9 @@ func linkFromKeyring(ctx context.Context, name string, kf *keyringFlags, stderr 
 
 // keyringUpdate runs fn on the keyring under its lock and saves it; a
 // missing keyring is made (its passphrase asked twice on a terminal).
-func keyringUpdate(ctx context.Context, kf *keyringFlags, stderr io.Writer, fn func(*keyring.Keyring) error) (string, *keyring.Keyring, error) {
+// ask, if not nil, runs once the passphrase is known and before the
+// (slow) derivation: whatever else must be asked is asked then.
+func keyringUpdate(ctx context.Context, kf *keyringFlags, stderr io.Writer, ask func() error, fn func(*keyring.Keyring) error) (string, *keyring.Keyring, error) {
 	path, err := kf.file()
 	if err != nil {
 		return "", nil, err
@@ -234,6 +236,11 @@ func keyringUpdate(ctx context.Context, kf *keyringFlags, stderr io.Writer, fn f
 		return "", nil, err
 	}
 	defer clear(pass)
+	if ask != nil {
+		if err := ask(); err != nil {
+			return "", nil, err
+		}
+	}
 	unlock, err := keyring.Lock(path)
 	if err != nil {
 		return "", nil, err
@@ -260,7 +267,7 @@ func keyringAdd(ctx context.Context, kf *keyringFlags, name, link string, replac
 	if _, _, err := crypto.ParseInvite(link); err != nil {
 		return usagef("keyring add: LINK is not a room link or mini code: %w", err)
 	}
-	path, k, err := keyringUpdate(ctx, kf, stderr, func(k *keyring.Keyring) error {
+	path, k, err := keyringUpdate(ctx, kf, stderr, nil, func(k *keyring.Keyring) error {
 		err := k.Add(name, link, replace)
 		if errors.Is(err, keyring.ErrExists) {
 			return fmt.Errorf("keyring: %q is already there (--force replaces it)", name)
@@ -347,7 +354,7 @@ func keyringRmCmd(ctx context.Context, kf *keyringFlags, rest []string, stderr i
 		return usagef("keyring rm: want NAME")
 	}
 	name := rest[0]
-	path, k, err := keyringUpdate(ctx, kf, stderr, func(k *keyring.Keyring) error {
+	path, k, err := keyringUpdate(ctx, kf, stderr, nil, func(k *keyring.Keyring) error {
 		if err := k.Remove(name); err != nil {
 			return fmt.Errorf("keyring: no room named %q", name)
 		}
@@ -373,13 +380,14 @@ func keyringPasswdCmd(ctx context.Context, kf *keyringFlags, rest []string, stde
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no keyring at %s", path)
 	}
-	path, _, err = keyringUpdate(ctx, kf, stderr, func(k *keyring.Keyring) error {
-		p, err := kf.newPassphrase(ctx, stderr)
-		if err != nil {
-			return err
-		}
-		defer clear(p)
-		return k.Rekey(p, keyring.DefaultParams)
+	var newPass []byte
+	defer func() { clear(newPass) }()
+	ask := func() (err error) {
+		newPass, err = kf.newPassphrase(ctx, stderr)
+		return err
+	}
+	path, _, err = keyringUpdate(ctx, kf, stderr, ask, func(k *keyring.Keyring) error {
+		return k.Rekey(newPass, keyring.DefaultParams)
 	})
 	if err != nil {
 		return err

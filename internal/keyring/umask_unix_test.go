@@ -2,6 +2,18 @@
 
 package keyring
 
-import "syscall"
+import (
+	"syscall"
+	"time"
+)
 
 func syscallUmask(m int) int { return syscall.Umask(m) }
+
+// cpuTime is the process's user + system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,6 +1,6 @@
 package main
 
-// `cloakroom keyring add|ls|rm` and the LINK form key:NAME: room links
+// `cloakroom keyring add|ls|rm|passwd` and the LINK form key:NAME: room links
 // kept under names in one file sealed with a passphrase
 // (internal/keyring; docs/SECURITY.md "CLI keyring").
 

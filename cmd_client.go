@@ -17,6 +17,7 @@ import (
 
 	"cloakroom/client"
 	"cloakroom/internal/crypto"
+	"cloakroom/internal/keyring"
 	"cloakroom/internal/protocol"
 	"cloakroom/internal/safetext"
 )
@@ -27,6 +28,7 @@ type clientFlags struct {
 	transport  protocol.Transport
 	logLevel   string
 	iceTimeout time.Duration
+	keyring    keyringFlags
 }
 
 func (cf *clientFlags) register(fs *flag.FlagSet, withTransport bool) {
@@ -39,6 +41,7 @@ func (cf *clientFlags) register(fs *flag.FlagSet, withTransport bool) {
 		_ = fs.MarkHidden("ice-timeout")
 	}
 	fs.StringVar(&cf.logLevel, "log-level", "warn", "debug, info, warn or error")
+	cf.keyring.register(fs)
 }
 
 func (cf *clientFlags) dial(ctx context.Context, invite string, stderr io.Writer, opts client.Options) (*client.Client, error) {
@@ -51,7 +54,7 @@ func (cf *clientFlags) dial(ctx context.Context, invite string, stderr io.Writer
 		return nil, usagef("--ice-timeout %s: want a positive duration", cf.iceTimeout)
 	}
 	opts.ICETimeout = cf.iceTimeout
-	if invite, err = resolveLink(invite, stderr); err != nil {
+	if invite, err = resolveLink(ctx, invite, &cf.keyring, stderr); err != nil {
 		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -68,8 +71,14 @@ func cmdNew(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlags("new", stderr)
 	cf.register(fs, false)
 	noQR := fs.Bool("no-qr", false, "do not print the QR code")
+	save := fs.String("save", "", "also keep the room in the keyring under NAME (then LINK key:NAME)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *save != "" {
+		if err := keyring.ValidName(*save); err != nil {
+			return usagef("new --save: %w", err)
+		}
 	}
 	if fs.NArg() > 0 {
 		return usagef("new: unexpected argument %q", fs.Arg(0))
@@ -92,6 +101,9 @@ func cmdNew(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		qrterminal.GenerateHalfBlock(link, qrterminal.L, stdout)
 	}
 	checkServer(ctx, server, stderr)
+	if *save != "" {
+		return keyringAdd(ctx, &cf.keyring, *save, link, false, stderr)
+	}
 	return nil
 }
 

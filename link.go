@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -20,10 +21,14 @@ const maxLinkFile = 4096
 //	@FILE     the first non-empty line of FILE (warned about when other
 //	          users may read it)
 //	env:NAME  the environment variable NAME (e.g. env:CLOAKROOM_LINK)
+//	key:NAME  the room kept under NAME in the keyring kf names
+//	          (cmd_keyring.go; its passphrase may be asked on the terminal)
 //
 // Errors never quote the secret.
-func resolveLink(arg string, stderr io.Writer) (string, error) {
+func resolveLink(ctx context.Context, arg string, kf *keyringFlags, stderr io.Writer) (string, error) {
 	switch {
+	case strings.HasPrefix(arg, "key:"):
+		return linkFromKeyring(ctx, arg[len("key:"):], kf, stderr)
 	case strings.HasPrefix(arg, "@"):
 		return linkFromFile(arg[1:], stderr)
 	case strings.HasPrefix(arg, "env:"):

@@ -27,13 +27,16 @@ commands:
   chat    chat in a room: stdin lines out, room messages in
   ls      list the files shared in a room that a member online holds
   get     fetch one file of a room's library (by name or id)
+  keyring keep room links under names in a passphrase-sealed file
+          (keyring add NAME [LINK] | ls | rm NAME | passwd); then LINK key:NAME
   bench   measure throughput and capacity (bench relay|p2p|turn|idle|fanout)
 
 Run "cloakroom COMMAND --help" for the flags of a command.
 
 LINK, where a command takes one, is the room link or mini code, or, to keep
-the room's secret out of the process list, @FILE (read from FILE) or
-env:NAME (the environment variable NAME).
+the room's secret out of the process list, @FILE (read from FILE),
+env:NAME (the environment variable NAME) or key:NAME (the room kept under
+NAME in the keyring: "cloakroom keyring --help").
 `
 
 func main() {
@@ -83,6 +86,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdLs(ctx, args, stdout, stderr)
 	case "get":
 		return cmdGet(ctx, args, stdout, stderr)
+	case "keyring":
+		return cmdKeyring(ctx, args, stdin, stdout, stderr)
 	case "bench":
 		return cmdBench(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":

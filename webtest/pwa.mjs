@@ -16,7 +16,7 @@
 // comes back and the landing-URL assertion fails; with the manifest link
 // removed the first assertion fails.
 import { join } from 'node:path';
-import { main, buildBinary, startServer, launch, tempDir, assert } from './lib.mjs';
+import { main, buildBinary, startServer, launch, tempDir, ensureOutDir, assert } from './lib.mjs';
 import { T, createAndJoin, waitOnline, finishedCard, checkReceived, writeRandomFile, chat } from './p2plib.mjs';
 
 await main('pwa', async () => {
@@ -175,6 +175,7 @@ await main('pwa', async () => {
   assert(!P.url().includes('share='), `the share id stays in the address bar: ${P.url()}`);
   const barText = await P.textContent('#share-bar');
   assert(/1 shared file/.test(barText) && /room/.test(barText), `start-page banner: ${barText}`);
+  await P.screenshot({ path: join(ensureOutDir(), 'shot-share-banner-desktop-light.png') });
   // Joining the room (a user action) sends the file; the text goes to the composer.
   await P.fill('#join-input', link);
   await P.click('#join-button');
@@ -187,6 +188,26 @@ await main('pwa', async () => {
   const left = await P.evaluate(async () => (await (await caches.open('cloakroom-share')).keys()).length);
   assert(left === 0, `${left} entries left in the share cache`);
   await waitOnline(A, 2);
+
+  // 6. A share, then the tab goes into a room by itself (here: opening the
+  //    invite link; later: a room kept across reloads): the share survives
+  //    the navigation (session storage) and is sent only after a confirm.
+  const Q = await ctxA.newPage();
+  await Q.goto(srv.url + '/__share-form');
+  const h = join(dir, 'second.bin');
+  const wantH = writeRandomFile(h, 1 << 20);
+  await Q.setInputFiles('input[type=file]', h);
+  await Promise.all([Q.waitForURL((u) => u.pathname === '/', T), Q.click('button')]);
+  await Q.waitForSelector('#share-bar:not([hidden])', T);
+  await Q.goto('about:blank'); // else the link is a same-document fragment change
+  await Q.goto(link);
+  await Q.waitForSelector('#conn-status[data-state=connected]', T);
+  await Q.waitForSelector('#share-bar:not([hidden]) button.primary', T);
+  assert(/Send the 1 shared file to this room\?/.test(await Q.textContent('#share-bar')), `confirm bar: ${await Q.textContent('#share-bar')}`);
+  await B.waitForTimeout(1000);
+  assert(await B.locator('#feed li.file:has(.file-name:text-is("second.bin"))').count() === 0, 'sent before the confirm');
+  await Q.click('#share-bar button.primary');
+  await checkReceived(B, await finishedCard(B, 'recv', 'second.bin'), wantH);
 
   const errors = [...ctxA.errors, ...ctxB.errors];
   assert(errors.length === 0, `console errors:\n${errors.join('\n')}`);

@@ -22,6 +22,7 @@ const PROBLEMS = {
 
 let pending = null; // {id, meta} of a share not yet sent
 let bar = null;
+let loaded = Promise.resolve(); // initShare's reading of the share, awaited before the room uses it
 
 function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
@@ -56,8 +57,13 @@ const count = (n) => (n === 1 ? '1 shared file' : `${n} shared files`);
 
 /** Reads a share the page was opened for (?share=… or this tab's session),
  * takes it out of the address bar and shows the start-page banner. */
-export async function initShare(barEl) {
+export function initShare(barEl) {
   bar = barEl;
+  loaded = load().catch(() => {});
+  return loaded;
+}
+
+async function load() {
   const params = new URLSearchParams(location.search);
   let id = params.get('share');
   if (id !== null) {
@@ -110,6 +116,7 @@ async function discard() {
  * are sent — at once when the user entered the room after seeing the
  * banner, after a confirm when the page came back into a room by itself. */
 export async function shareIntoRoom(composerInput, sendFiles) {
+  await loaded; // a room entered from the address bar may come up before the share is read
   const p = pending;
   if (!p) return;
   const text = [p.meta.title, p.meta.text, p.meta.url].filter(Boolean).join('\n');

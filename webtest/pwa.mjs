@@ -29,16 +29,28 @@ await main('pwa', async () => {
   // A: a wake lock that records its requests and releases; a Web Share stub.
   await ctxA.addInitScript(() => {
     window.__wl = [];
+    const held = new Set();
     if (navigator.wakeLock) {
       navigator.wakeLock.request = async (type) => {
         const s = new EventTarget();
         s.type = type;
         s.released = false;
-        s.release = async () => { if (!s.released) { s.released = true; window.__wl.push('release'); s.dispatchEvent(new Event('release')); } };
+        s.release = async () => { if (!s.released) { s.released = true; held.delete(s); window.__wl.push('release'); s.dispatchEvent(new Event('release')); } };
         window.__wl.push('request:' + type);
+        held.add(s);
         return s;
       };
     }
+    // Hidden as the browser does it: the lock is dropped.
+    let vis = 'visible';
+    Object.defineProperty(Document.prototype, 'visibilityState', { get: () => vis, configurable: true });
+    Object.defineProperty(Document.prototype, 'hidden', { get: () => vis === 'hidden', configurable: true });
+    window.__setVisibility = (v) => { vis = v; if (v === 'hidden') for (const s of [...held]) s.release(); document.dispatchEvent(new Event('visibilitychange')); };
+    // A gate on the page's file reads holds a transfer in progress.
+    const read = Blob.prototype.arrayBuffer;
+    window.__gate = null;
+    Blob.prototype.arrayBuffer = async function (...a) { while (window.__gate) await window.__gate; return read.apply(this, a); };
+    window.__hold = () => { window.__gate = new Promise((r) => { window.__open = () => { window.__gate = null; r(); }; }); };
     window.__shared = [];
     navigator.share = async (data) => { window.__shared.push(data); };
     navigator.canShare = () => true;
@@ -147,6 +159,26 @@ await main('pwa', async () => {
   await chat(A, B, 'seen at once');
   assert(await B.title() === 'Cloakroom' && (await B.evaluate(() => window.__notes.length)) === 2, 'count or notification while visible');
 
+  // The lock is asked again when the tab comes back during a transfer
+  // (held in its hashing by the gate): request, dropped when hidden,
+  // request on return, release at the end.
+  await A.evaluate(() => { window.__wl = []; window.__hold(); });
+  const f2 = join(dir, 'held.bin');
+  writeRandomFile(f2, 1 << 20);
+  await A.setInputFiles('#file-input', f2);
+  await A.waitForFunction(() => window.__wl.length === 1, null, { timeout: 15000 });
+  await A.evaluate(() => window.__setVisibility('hidden'));
+  await A.evaluate(() => window.__setVisibility('visible'));
+  await A.waitForFunction(() => window.__wl.length === 3, null, { timeout: 15000 }).catch(async () => {
+    throw new Error(`wake lock not asked again on return: ${await A.evaluate(() => window.__wl)}`);
+  });
+  await A.evaluate(() => window.__open());
+  await finishedCard(A, 'send', 'held.bin');
+  await A.waitForFunction(() => window.__wl.length === 4, null, { timeout: 15000 });
+  await finishedCard(B, 'recv', 'held.bin');
+  const wl2 = await A.evaluate(() => window.__wl);
+  assert(wl2.join() === 'request:screen,release,request:screen,release', `wake lock calls ${wl2}`);
+
   // 5. The share target: a new tab of A's browser (its service worker
   //    active) posts a multipart form to /share, as the share sheet does.
   await A.waitForFunction(() => !!navigator.serviceWorker?.controller, null, { timeout: 20000 }).catch(() => {
@@ -202,7 +234,9 @@ await main('pwa', async () => {
   await Q.goto('about:blank'); // else the link is a same-document fragment change
   await Q.goto(link);
   await Q.waitForSelector('#conn-status[data-state=connected]', T);
-  await Q.waitForSelector('#share-bar:not([hidden]) button.primary', T);
+  await Q.waitForSelector('#share-bar:not([hidden]) button.primary', { timeout: 20000 }).catch(async () => {
+    throw new Error(`no confirm bar in the room: bar ${await Q.evaluate(() => { const b = document.getElementById('share-bar'); return JSON.stringify({ hidden: b.hidden, text: b.textContent, session: sessionStorage.getItem('cloakroom.share'), act: navigator.userActivation?.hasBeenActive }); })}`);
+  });
   assert(/Send the 1 shared file to this room\?/.test(await Q.textContent('#share-bar')), `confirm bar: ${await Q.textContent('#share-bar')}`);
   await B.waitForTimeout(1000);
   assert(await B.locator('#feed li.file:has(.file-name:text-is("second.bin"))').count() === 0, 'sent before the confirm');

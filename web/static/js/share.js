@@ -23,6 +23,11 @@ const PROBLEMS = {
 let pending = null; // {id, meta} of a share not yet sent
 let bar = null;
 let loaded = Promise.resolve(); // initShare's reading of the share, awaited before the room uses it
+// Whether the user has clicked or typed in this page since the share was
+// shown: then they entered the room themselves with the banner in view.
+// (navigator.userActivation is no guide: Chromium carries it over
+// same-origin navigations.)
+let picked = false;
 
 function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
@@ -79,6 +84,9 @@ async function load() {
   const meta = await readMeta(id);
   if (!meta) { session(null); showProblem('gone'); return; }
   pending = { id, meta };
+  const mark = (e) => { if (e.isTrusted) picked = true; };
+  document.addEventListener('pointerdown', mark, true);
+  document.addEventListener('keydown', mark, true);
   if (!meta.files.length) { showBar('Open or join a room: the shared text goes into the message box.', button('Discard', 'ghost', discard)); return; }
   showBar(`Open or join a room to send the ${count(meta.files.length)}.`, button('Discard', 'ghost', discard));
 }
@@ -142,7 +150,7 @@ export async function shareIntoRoom(composerInput, sendFiles) {
     await forget(p.id); // the File objects keep the bytes as long as the room needs them
     sendFiles(files);
   };
-  if (navigator.userActivation?.hasBeenActive) { await send(); return; }
+  if (picked) { await send(); return; }
   showBar(`Send the ${count(p.meta.files.length)} to this room?`, button('Send', 'primary', send), button('Discard', 'ghost', discard));
 }
 

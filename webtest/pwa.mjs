@@ -11,7 +11,8 @@
 // Checked that it fails without each feature (by breaking it once): with
 // watchRoom() not called the title never shows "(1) …"; with the
 // notification body set to the text it fails "message text in a
-// notification"; with keepAwake() not called no wake lock is recorded; with
+// notification"; with keepAwake() not called no wake lock is recorded;
+// without its visibilitychange listener "not asked again on return"; with
 // the SW's POST /share branch removed the server's /?share=unavailable
 // comes back and the landing-URL assertion fails; with the manifest link
 // removed the first assertion fails.

@@ -44,6 +44,14 @@ func Handler() http.Handler {
 			_, _ = w.Write(index)
 			return
 		}
+		if r.URL.Path == "/share" {
+			shareUnavailable(w, r)
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, ".webmanifest") {
+			// Not in every system's MIME table (Go's own has none).
+			h.Set("Content-Type", "application/manifest+json")
+		}
 		if r.URL.Path == "/sw.js" {
 			// The service worker of "watch while it arrives"
 			// (docs/STREAMING.md): always revalidated, so a new
@@ -56,6 +64,23 @@ func Handler() http.Handler {
 		}
 		static.ServeHTTP(w, r)
 	})
+}
+
+// shareUnavailable answers the manifest's share target (POST /share) when
+// it reaches the server: the page's service worker answers it itself once
+// active (docs/PWA.md), so this is a first share before any visit, or a
+// browser without service workers. The shared files must never reach the
+// server: the body is not read (the connection is closed after the answer),
+// and the page is sent to /?share=unavailable, where it explains. A GET
+// /share (someone opening the address) goes to the start page.
+func shareUnavailable(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	target := "/"
+	if r.Method == http.MethodPost {
+		target = "/?share=unavailable"
+		w.Header().Set("Connection", "close")
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // integrityTags are the page's entry points, given Subresource Integrity

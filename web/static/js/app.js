@@ -11,6 +11,8 @@ import { initStreaming, setRoom, streamingVideo, forgetStreams } from './stream.
 import { FeedView, linkify, initComposer, fitComposer, announceStatus, labelPresence } from './feed.js';
 import { guardWindow, initDrop, folderFiles } from './drop.js';
 import { initViewer } from './viewer.js';
+import { initAlerts, watchRoom, keepAwake } from './notify.js';
+import { initShare, shareIntoRoom, setupInviteShare } from './share.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -67,6 +69,8 @@ function avatar(id) {
 
 function start() {
   initStreaming();
+  initShare($('share-bar')); // a share from the phone's share sheet (share.js)
+  initAlerts({ notifyToggle: $('notify-toggle'), soundToggle: $('sound-toggle'), note: $('notify-note') });
   if (!C.hasWebCrypto()) {
     $('unsupported-text').textContent = 'This page needs a secure connection to encrypt: open it over HTTPS (or on localhost).';
     show('unsupported');
@@ -208,6 +212,7 @@ function setupRoomView(secret) {
   $('invite-qr').replaceChildren(qrSVG(link, 'QR code of the room link'));
   $('mini-code').textContent = C.miniCode(secret);
   $('copy-link').addEventListener('click', () => copy(link, $('copy-link')));
+  setupInviteShare($('share-link'), link);
   $('copy-code').addEventListener('click', () => copy(C.miniCode(secret), $('copy-code')));
   $('invite-link').addEventListener('focus', (e) => e.target.select());
   // A fresh room: keep the invite open; joining someone else's: fold it away on phones.
@@ -220,6 +225,8 @@ function setupRoomView(secret) {
     el('p', { class: 'text', text: `The server refused a message: ${e.detail.text}` }))));
   room.addEventListener('chatsent', (e) => chatSent(e.detail.id));
   room.addEventListener('transfer', (e) => renderTransfer(e.detail.transfer));
+  watchRoom(room, memberName); // unread count, notifications, sound (notify.js)
+  keepAwake(room); // screen wake lock while a transfer runs
   onState({ detail: { state: room.state } });
   renderMembers();
 
@@ -248,6 +255,7 @@ function setupRoomView(secret) {
     sendFiles(files);
   });
   $('chat-input').focus();
+  shareIntoRoom($('chat-input'), sendFiles);
   window.addEventListener('beforeunload', (ev) => {
     // A reload leaves the room (the secret lives only in this page): sends
     // stop, receptions start over, queued chat is lost.

@@ -361,7 +361,11 @@ export class P2P {
     if (!p) {
       const m = this.room.members.get(member);
       if (!m) return Promise.reject(new Error(`member ${short(member)} is not a verified member of the room`));
-      p = C.newPair(this.room.keys, this.room.id, this.room.ident, member, m.pub);
+      p = C.newPair(this.room.keys, this.room.id, this.room.ident, member, m.pub).then((pair) => {
+        // A member kept across a reload has the same pairwise keys: its counters go on (room.js).
+        if (this.room.ctrBase) pair.sendCtr = this.room.ctrBase;
+        return pair;
+      });
       p.catch(() => this._pairs.delete(member));
       this._pairs.set(member, p);
     }
@@ -442,6 +446,9 @@ export class P2P {
         return;
       case Signal.HIST: // v4: recent chat for us, a newcomer
         await this.room.onHist?.(from, b);
+        return;
+      case Signal.NAME: // the member's display name (names.js)
+        this.room.onName?.(from, b);
         return;
       // Other kinds (a newer client's) are ignored.
     }

@@ -379,6 +379,7 @@ export class P2P {
     const run = prev.then(async () => {
       const pair = await this.pairFor(member);
       const sealed = await pair.sealSignal(C.utf8(JSON.stringify(body)));
+      this.room.onCounter?.(pair.sendCtr); // a kept identity's high-water mark (stay.js)
       if (sealed.length > P.MAX_SIGNAL_BYTES) throw new Error(`signal of ${sealed.length} bytes over the limit`);
       this.room.send({ t: 'signal', to: member, data: C.b64u(sealed) });
     });

@@ -44,7 +44,7 @@ export class Room extends EventTarget {
    * again: a reload is a return (issue 14); joined is its first join time
    * (the order judge's), feed the chat envelopes it had ({from, env, ts}),
    * opened now and shown by replayRestored(). */
-  static async join(secret, { wsURL, transport = Transport.AUTO, sequential = false, member = null, joined = 0, feed = [] } = {}) {
+  static async join(secret, { wsURL, transport = Transport.AUTO, sequential = false, member = null, joined = 0, feed = [], counterFloor = 0n, onCounter = null } = {}) {
     if (!TRANSPORTS.includes(transport)) throw new Error(`transport ${JSON.stringify(transport)}: want one of ${TRANSPORTS.join(', ')}`);
     const keys = await C.deriveRoom(secret);
     const ident = member?.ident ?? await C.newIdentity();
@@ -52,8 +52,11 @@ export class Room extends EventTarget {
     room.sequential = sequential; // fetch files lowest chunk first (swarm.js), e.g. to play a video as it comes
     if (member) {
       // The same pairwise keys as before the reload: signal counters go on
-      // from the time, never from 1 again (a nonce used twice under one key).
-      room.ctrBase = BigInt(Date.now()) << 16n;
+      // from the time, never from 1 again (a nonce used twice under one key),
+      // and above the highest one this identity is known to have used.
+      const t = BigInt(Date.now()) << 16n;
+      room.ctrBase = counterFloor > t ? counterFloor : t;
+      room.onCounter = onCounter;
       if (joined > 0) room._order = new Order(Math.min(joined, Date.now()));
       await room._restoreFeed(feed);
     }
@@ -69,6 +72,7 @@ export class Room extends EventTarget {
     this.ident = ident;
     this.id = id ?? C.newUUID();
     this.ctrBase = 0n;          // the first signal counter of a pair, less one (p2p.js)
+    this.onCounter = null;      // called with each signal counter used (kept by stay.js)
     this._restored = [];        // chat of a kept member, shown by replayRestored()
     this.wsURL = wsURL;
     this.transport = transport;

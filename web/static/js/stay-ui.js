@@ -8,7 +8,7 @@ import * as C from './crypto.js';
 import { Signal } from './protocol.js';
 import { names, displayName, shortID, MAX_NAME_CHARS } from './names.js';
 import * as S from './saved.js';
-import { loadSession, saveSession, clearSession, newKeptIdentity, roomIdentity, validKept } from './stay.js';
+import { loadSession, saveSession, clearSession, newKeptIdentity, roomIdentity, validKept, keepCounter, keptCounter, resetCounter } from './stay.js';
 
 const $ = (id) => document.getElementById(id);
 /** A member who went offline and is back within this long (a reload, a
@@ -33,7 +33,14 @@ export async function memberFor(secret, kept = null) {
     saved: same ? s.saved || '' : '', savedKey: same ? s.savedKey || '' : '', feed: same ? s.feed || [] : [],
   };
   names.reset(ident.member, session.name);
-  return { member: { member: ident.member, ident: await roomIdentity(ident) }, joined: kept?.fresh ? 0 : session.joined, feed: session.feed };
+  // The highest signal counter this identity used: this tab's (a reload), or the saved record's.
+  let floor = same && !kept?.fresh ? keptCounter() : 0n;
+  if (kept?.ctr && /^[0-9]{1,20}$/.test(kept.ctr) && BigInt(kept.ctr) > floor) floor = BigInt(kept.ctr);
+  resetCounter(floor);
+  return {
+    member: { member: ident.member, ident: await roomIdentity(ident) }, joined: kept?.fresh ? 0 : session.joined, feed: session.feed,
+    counterFloor: floor + 1n, onCounter: keepCounter,
+  };
 }
 
 function persist() {
@@ -81,6 +88,15 @@ export function attach(r, helpers) {
   room.replayRestored();
   // The room was opened: its saved copy says when.
   if (session.saved) S.getSaved(session.saved).then((rec) => rec && S.putSaved({ ...rec, opened: Date.now() })).catch(() => {});
+  // The saved copy notes the highest signal counter used when the page goes away (reopened elsewhere: above it).
+  addEventListener('pagehide', noteCounter);
+  document.addEventListener('visibilitychange', () => { if (document.hidden) noteCounter(); });
+}
+
+function noteCounter() {
+  if (!session?.saved) return;
+  const c = keptCounter();
+  S.getSaved(session.saved).then((rec) => rec && (!rec.ctr || BigInt(rec.ctr) < c) && S.putSaved({ ...rec, ctr: String(c) })).catch(() => {});
 }
 
 function sendName(member) {
@@ -101,7 +117,10 @@ function renamed(member) {
   ui.renderMembers?.();
   if (member === room.id) return; // own bubbles say "You"
   for (const w of document.querySelectorAll('#feed .who[data-name-of]')) {
-    if (w.dataset.nameOf === member) w.textContent = displayName(member);
+    if (w.dataset.nameOf !== member) continue;
+    w.textContent = displayName(member);
+    const av = w.closest('li')?.querySelector(':scope > .avatar');
+    if (av) av.textContent = ui.initials(displayName(member));
   }
   for (const li of document.querySelectorAll('#feed li.presence')) {
     if (li.dataset.member === member) li.firstChild.textContent = presenceText(member, li.dataset.event);
@@ -175,6 +194,7 @@ async function onSave(ev) {
   err('Encrypting…');
   try {
     const { record, key } = await S.sealRecord(payload($('save-label').value), pass);
+    record.ctr = String(keptCounter());
     await S.putSaved(record);
     session.saved = record.id;
     session.savedKey = await exportKey(key);
@@ -308,7 +328,7 @@ function unlock(rec, open) {
       d.close();
       open(secret, {
         secret, ident: p.ident, name: typeof p.name === 'string' ? p.name : '', saved: rec.id,
-        savedKey: await exportKey(key), joined: 0, feed: [], fresh: true,
+        savedKey: await exportKey(key), joined: 0, feed: [], fresh: true, ctr: typeof rec.ctr === 'string' ? rec.ctr : '',
       });
     } catch (e) {
       $('unlock-error').textContent = e instanceof S.WrongPassphrase

@@ -74,7 +74,35 @@ export function saveSession(s) {
 }
 
 export function clearSession() {
-  try { storage()?.removeItem(KEY); } catch { /* nothing to clear */ }
+  try { storage()?.removeItem(KEY); storage()?.removeItem(CTR); } catch { /* nothing to clear */ }
+}
+
+// The highest pairwise signal counter this tab's identity used (a decimal
+// string, under its own key: written on every signal sealed, so small).
+const CTR = 'cloakroom.ctr';
+let ctrHigh = 0n;
+
+/** Notes a signal counter used (room.js onCounter). */
+export function keepCounter(c) {
+  if (c <= ctrHigh) return;
+  ctrHigh = c;
+  try { storage()?.setItem(CTR, String(c)); } catch { /* the clock floor remains */ }
+}
+
+/** The highest counter kept (0n if none). */
+export function keptCounter() {
+  try {
+    const s = storage()?.getItem(CTR);
+    return s && /^[0-9]{1,20}$/.test(s) ? BigInt(s) : 0n;
+  } catch {
+    return 0n;
+  }
+}
+
+/** Starts the tab's high-water mark again (a new identity). */
+export function resetCounter(c = 0n) {
+  ctrHigh = c;
+  try { storage()?.setItem(CTR, String(c)); } catch { /* nothing kept */ }
 }
 
 /** Whether the session is of this room secret. */

@@ -185,6 +185,7 @@ async function enter(secret, kept = null) {
     $('join-button').disabled = false;
     $('conn-status').hidden = true;
     showJoinError('Could not join: ' + e.message);
+    Stay.initHome((s, k) => enter(s, k)); // the saved rooms, also after a failed return
     return;
   }
   setupRoomView(secret);

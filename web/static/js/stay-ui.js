@@ -268,10 +268,14 @@ export async function forgetTab({ forgetSaved = false } = {}) {
 // ---- the start page ------------------------------------------------------------------
 
 /** Lists the saved rooms; open(secret, kept) enters one. */
+let homeWired = false;
 export async function initHome(open) {
   if (!S.canSave()) return;
-  $('unlock-cancel').addEventListener('click', () => $('unlock-dialog').close());
-  $('forget-cancel').addEventListener('click', () => $('forget-dialog').close());
+  if (!homeWired) {
+    homeWired = true;
+    $('unlock-cancel').addEventListener('click', () => $('unlock-dialog').close());
+    $('forget-cancel').addEventListener('click', () => $('forget-dialog').close());
+  }
   await renderSaved(open);
 }
 

@@ -300,7 +300,6 @@ function renderMembers() {
   const list = $('member-list');
   const items = [el('li', { class: 'member me', dataset: { member: room.id, online: 'true' }, title: `You · member ${shortID(room.id)}` },
     avatar(room.id), el('span', { class: 'name', text: `${displayName(room.id)} (you)` }), el('span', { class: 'dot online', title: 'online' }))];
-  items[0].addEventListener('click', () => $('name-input').focus()); // click your name to change it
   // While the connection is down nobody's presence is known: shown offline.
   const live = room.state === ConnState.CONNECTED || room.state === ConnState.RESTORED;
   const on = (m) => live && m.online && m.verified; // verified: answered our sealed challenge

@@ -83,6 +83,14 @@ export function attach(r, helpers) {
   $('save-form').addEventListener('submit', onSave);
   $('save-cancel').addEventListener('click', () => $('save-dialog').close());
   if (!S.canSave()) $('save-room').hidden = true;
+  // Phones: folded under the members, like the invite (the feed comes first).
+  if (matchMedia('(max-width: 899px)').matches) $('you').open = false;
+  // Your name in the members list opens the name field.
+  $('member-list').addEventListener('click', (ev) => {
+    if (!ev.target.closest('li.me')) return;
+    $('you').open = true;
+    $('name-input').focus();
+  });
   showSaved();
   // The chat this tab had before a reload, once (hist signals bringing it again are dropped).
   room.replayRestored();

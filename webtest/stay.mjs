@@ -94,6 +94,22 @@ await main('stay', async () => {
   await B.fill('#save-pass2', 'hunter2hunter2');
   await B.click('#save-ok');
   await B.waitForFunction(() => document.querySelector('#save-room').textContent === 'Saved on this device', null, T);
+  // A rename after saving goes into the saved copy too.
+  await B.evaluate(() => {
+    window.savedRecord = () => new Promise((resolve) => {
+      const r = indexedDB.open('cloakroom');
+      r.onsuccess = () => {
+        const q = r.result.transaction('rooms').objectStore('rooms').getAll();
+        q.onsuccess = () => { r.result.close(); resolve(q.result[0]); };
+      };
+    });
+  });
+  const iv0 = await B.evaluate(async () => (await savedRecord()).iv);
+  assert(!JSON.stringify(await B.evaluate(() => savedRecord())).includes('Zed'), 'the name is not in clear in IndexedDB');
+  await B.fill('#name-input', 'Zed Saved');
+  await B.click('#name-set');
+  await A.waitForFunction((id) => document.querySelector(`#member-list li[data-member="${id}"] .name`)?.textContent === 'Zed Saved', bID, T);
+  await B.waitForFunction(async (iv) => (await savedRecord())?.iv !== iv, iv0, T); // sealed again (a fresh IV)
   await B.screenshot({ path: join(out, 'stay-room-saved.png') });
 
   // Close B's browser entirely: A says B left once the grace period is over.
@@ -123,11 +139,11 @@ await main('stay', async () => {
   await B.click('#unlock-ok');
   await B.waitForSelector('#conn-status[data-state=connected]', T);
   assert(await meID(B) === bID, 'the saved room reopens as the same member');
-  assert(await B.textContent('#member-list li.me .name') === 'Zed Tester (you)', `the saved name: ${await B.textContent('#member-list li.me .name')}`);
+  assert(await B.textContent('#member-list li.me .name') === 'Zed Saved (you)', `the saved name: ${await B.textContent('#member-list li.me .name')}`);
   await waitOnline(A, 1);
   await waitOnline(B, 1);
   const onA2 = await members(A);
-  assert(onA2.length === 2 && onA2.some((m) => m.id === bID && m.name === 'Zed Tester'), `A's members after B reopened: ${JSON.stringify(onA2)}`);
+  assert(onA2.length === 2 && onA2.some((m) => m.id === bID && m.name === 'Zed Saved'), `A's members after B reopened: ${JSON.stringify(onA2)}`);
   await chat(B, A, 'back from the saved room');
 
   // Leave: the dialog, then the start page; the saved room stays.

@@ -60,6 +60,8 @@ export function attach(r, helpers) {
   room.addEventListener('verified', (e) => sendName(e.detail.member));
   room.addEventListener('name', (e) => names.set(e.detail.member, e.detail.name));
   room.addEventListener('presence', (e) => onPresence(e.detail));
+  room.addEventListener('members', () => { for (const id of room.members.keys()) known.add(id); });
+  for (const id of room.members.keys()) known.add(id);
   names.addEventListener('change', (e) => renamed(e.detail.member));
   // Names on what others' code puts in the feed (bubbles, cards): the short
   // id in a title (names are not unique), and kept current on a rename.
@@ -138,6 +140,9 @@ function renamed(member) {
 // ---- joined / left lines --------------------------------------------------------
 
 const away = new Map(); // member -> timer of its "left" line, or 'shown' once shown
+// Members seen in this room: a server that restarted forgets every member,
+// so those coming back are announced as new ("join") — not a line.
+const known = new Set();
 
 function presenceText(member, event) {
   const n = displayName(member);
@@ -152,10 +157,12 @@ function line(member, event) {
 
 function onPresence({ member, event }) {
   const t = away.get(member);
+  if (event === 'join' && known.has(member)) event = 'online';
   switch (event) {
     case 'join':
       clearTimeout(t);
       away.delete(member);
+      known.add(member);
       line(member, 'join');
       break;
     case 'online':
@@ -170,6 +177,7 @@ function onPresence({ member, event }) {
     case 'leave':
       if (t !== 'shown') { clearTimeout(t); line(member, 'left'); }
       away.delete(member);
+      known.delete(member);
       break;
   }
 }

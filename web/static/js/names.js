@@ -1,5 +1,5 @@
 // Display names of the members of a room (issue 14, docs/SECURITY.md
-// "Names"): every member has a friendly default name generated from its
+// "Staying in the room"): every member has a friendly default name generated from its
 // member id (stable, the same on every page), and may choose another one,
 // which it sends to each member in a sealed `name` signal
 // (docs/PROTOCOL.md). Names are neither unique nor verified: the short id

@@ -1,5 +1,5 @@
 // Saved rooms: a room kept on this device, protected by a passphrase
-// (issue 14; docs/SECURITY.md "Saved rooms and the tab's session").
+// (issue 14; docs/SECURITY.md "Staying in the room").
 //
 // A record is sealed with AES-GCM-256 under a key derived from the
 // passphrase with PBKDF2-SHA-256 (PBKDF2_ITERATIONS, a random 16-byte salt

@@ -3,9 +3,10 @@
 // member with its recent chat; and the member identity (id and P-256 key
 // pair) in a form that can be kept (here and in a saved room, saved.js).
 //
-// What sessionStorage holds (docs/SECURITY.md "Saved rooms and the tab's
-// session"): the room secret, the member's private key, its chosen name,
-// the id of its saved room if any, and the last chat envelopes as sealed.
+// What sessionStorage holds (docs/SECURITY.md "Staying in the room"): the
+// room secret, the member's private key, its chosen name, the id and AES
+// key of its saved room if any, the highest pairwise signal counter used,
+// and the last chat envelopes as sealed.
 // It is per tab, cleared when the tab closes, and not encrypted.
 import * as C from './crypto.js';
 import { HISTORY_LENGTH } from './protocol.js';

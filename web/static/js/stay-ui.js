@@ -44,9 +44,18 @@ export async function memberFor(secret, kept = null) {
 }
 
 function persist() {
+  persistQueued = false;
   if (!session) return;
   if (room) session.feed = room.library.chat;
   saveSession(session);
+}
+
+// Written once per burst of chat (a hist signal brings up to 100 at once).
+let persistQueued = false;
+function schedulePersist() {
+  if (persistQueued) return;
+  persistQueued = true;
+  setTimeout(persist, 0);
 }
 
 // ---- the room ------------------------------------------------------------------
@@ -56,7 +65,8 @@ export function attach(r, helpers) {
   room = r;
   ui = helpers;
   persist();
-  room.addEventListener('chat', () => queueMicrotask(persist));
+  room.addEventListener('chat', schedulePersist);
+  addEventListener('pagehide', () => { if (persistQueued) persist(); });
   room.addEventListener('verified', (e) => sendName(e.detail.member));
   room.addEventListener('name', (e) => names.set(e.detail.member, e.detail.name));
   room.addEventListener('presence', (e) => onPresence(e.detail));
@@ -67,7 +77,7 @@ export function attach(r, helpers) {
   // id in a title (names are not unique), and kept current on a rename.
   new MutationObserver((recs) => {
     for (const rec of recs) for (const n of rec.addedNodes) if (n.nodeType === 1) labelItem(n);
-  }).observe($('feed'), { childList: true });
+  }).observe($('feed'), { childList: true, subtree: true });
 
   const input = $('name-input');
   input.value = names.of(room.id);
@@ -113,11 +123,14 @@ function sendName(member) {
   room.p2p.sendSignal(member, { kind: Signal.NAME, session: C.toHex(C.randomBytes(8)), name: names.of(room.id) }).catch(() => {});
 }
 
-function labelItem(li) {
-  const id = li.dataset.from || li.dataset.origin || li.dataset.member;
-  if (!id || !C.validUUID(id)) return;
-  const who = li.querySelector('.who');
-  if (who) {
+/** Marks the author names (.who) in n with their member: the short id in
+ * a title, and data-name-of for a later rename. */
+function labelItem(n) {
+  const whos = n.matches('.who') ? [n] : n.querySelectorAll('.who');
+  for (const who of whos) {
+    const li = who.closest('[data-from], [data-origin]');
+    const id = li?.dataset.from || li?.dataset.origin;
+    if (!id || !C.validUUID(id) || who.dataset.nameOf) continue;
     who.title = `Member ${shortID(id)} (names are chosen by each member and not verified)`;
     who.dataset.nameOf = id;
   }

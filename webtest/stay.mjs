@@ -5,14 +5,16 @@
 // B saves the room with a passphrase, its browser is closed, a new browser
 // on the same profile lists the saved room, refuses a wrong passphrase
 // (the room still listed), opens it with the right one as the same member
-// with the saved name; Leave asks in a dialog, then goes to the start page.
+// with the saved name; Leave asks in a dialog, then goes to the start page;
+// the Go CLI's chat prints the name a page chose.
 //
 // Checked that it fails without the feature: with app.js's enter() making a
 // new member on every load (Stay.memberFor skipped), it fails at "B came
 // back as another member"; with the name signal not sent, at "A shows B's
 // new name".
 import { join } from 'node:path';
-import { main, buildBinary, startServer, launch, tempDir, assert, ensureOutDir } from './lib.mjs';
+import { spawn } from 'node:child_process';
+import { main, buildBinary, startServer, launch, tempDir, assert, ensureOutDir, onCleanup, stopProc } from './lib.mjs';
 import { T, waitOnline, chat, createAndJoin } from './p2plib.mjs';
 
 const Q = '?transport=relay';
@@ -156,6 +158,25 @@ await main('stay', async () => {
   await A.waitForFunction(({ id, n }) => document.querySelectorAll(`#feed li.presence[data-member="${id}"][data-event=left]`).length >= n, { id: bID, n: 2 }, T);
   assert(!(await members(A)).some((m) => m.id === bID), 'B left: gone from A\'s members');
   await A.screenshot({ path: join(out, 'stay-presence.png') });
+
+  // The Go CLI takes the name signal and prints the page's name before its id.
+  await A.fill('#name-input', 'Ann from A');
+  await A.click('#name-set');
+  const cli = spawn(bin, ['chat', await A.inputValue('#invite-link')], { stdio: ['pipe', 'pipe', 'pipe'] });
+  onCleanup(() => stopProc(cli));
+  let heard = '';
+  cli.stdout.on('data', (d) => { heard += d; });
+  await waitOnline(A, 1);
+  // The name signal and the chat take different ways (pairwise signal, relay): a chat
+  // sent before the name arrived prints the id alone, so say hello until it is named.
+  const named = `Ann from A (${aID.slice(0, 8)}): hello CLI`;
+  for (let i = 0; i < 10 && !heard.includes(named); i++) {
+    await A.fill('#chat-input', 'hello CLI');
+    await A.press('#chat-input', 'Enter');
+    for (let j = 0; j < 30 && !heard.includes(named); j++) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert(heard.includes(named), `the CLI printed ${JSON.stringify(heard)}, want ${named}`);
+  cli.stdin.end();
   assert(aID !== bID, 'two members');
 
   errors.push(...ctxA.errors, ...ctxB.errors);

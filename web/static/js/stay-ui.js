@@ -33,8 +33,9 @@ export async function memberFor(secret, kept = null) {
     saved: same ? s.saved || '' : '', savedKey: same ? s.savedKey || '' : '', feed: same ? s.feed || [] : [],
   };
   names.reset(ident.member, session.name);
-  // The highest signal counter this identity used: this tab's (a reload), or the saved record's.
-  let floor = same && !kept?.fresh ? keptCounter() : 0n;
+  // The highest signal counter this identity used: this tab's (a reload), or the saved
+  // record's. A floor too high costs nothing (64-bit counters), so take both.
+  let floor = keptCounter();
   if (kept?.ctr && /^[0-9]{1,20}$/.test(kept.ctr) && BigInt(kept.ctr) > floor) floor = BigInt(kept.ctr);
   resetCounter(floor);
   return {

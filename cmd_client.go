@@ -331,18 +331,33 @@ func readLines(r io.Reader, out chan<- string) {
 // printChat prints a chat line; a gap before it goes to stderr, and a
 // message that arrived after later ones says so (and when it was sent).
 func printChat(out, stderr io.Writer, m client.Chat) {
+	who := author(m)
 	if m.Missing > 0 {
-		fmt.Fprintf(stderr, "* %d message(s) from %s did not arrive\n", m.Missing, short(m.From))
+		fmt.Fprintf(stderr, "* %d message(s) from %s did not arrive\n", m.Missing, who)
 	}
 	if m.History {
-		fmt.Fprintf(out, "%s (earlier, %s): %s\n", short(m.From), m.Sent.Local().Format("15:04"), safetext.Line(m.Text))
+		fmt.Fprintf(out, "%s (earlier, %s): %s\n", who, m.Sent.Local().Format("15:04"), safetext.Line(m.Text))
 		return
 	}
 	if m.Late {
-		fmt.Fprintf(out, "%s (late, sent %s): %s\n", short(m.From), m.Sent.Format("15:04:05"), safetext.Line(m.Text))
+		fmt.Fprintf(out, "%s (late, sent %s): %s\n", who, m.Sent.Format("15:04:05"), safetext.Line(m.Text))
 		return
 	}
-	fmt.Fprintf(out, "%s: %s\n", short(m.From), safetext.Line(m.Text))
+	fmt.Fprintf(out, "%s: %s\n", who, safetext.Line(m.Text))
+}
+
+// author is how a chat's author is printed: its short id, after the display
+// name it chose if it sent one (cleaned, at most protocol.MaxNameChars
+// characters; names are not unique, so the id stays).
+func author(m client.Chat) string {
+	name := strings.Join(strings.Fields(safetext.Line(m.Name)), " ")
+	if r := []rune(name); len(r) > protocol.MaxNameChars {
+		name = strings.TrimSpace(string(r[:protocol.MaxNameChars]))
+	}
+	if name == "" {
+		return short(m.From)
+	}
+	return name + " (" + short(m.From) + ")"
 }
 
 // short is the first 8 characters of a member id, safe to print (ids are

@@ -153,10 +153,28 @@ func (r *room) chat(from string, id [16]byte, plain []byte) bool {
 		return false
 	}
 	if r.opts.OnChat != nil {
-		r.opts.OnChat(Chat{From: from, Text: body.Text, ID: hex.EncodeToString(id[:]),
+		r.opts.OnChat(Chat{From: from, Name: r.nameOf(from), Text: body.Text, ID: hex.EncodeToString(id[:]),
 			Sent: time.UnixMilli(body.Time), Late: j.Verdict == protocol.Late, Missing: j.Missing})
 	}
 	return true
+}
+
+// setName keeps the display name a member sent in a name signal (as sent:
+// the printer cleans it).
+func (r *room) setName(member, name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.names == nil {
+		r.names = make(map[string]string)
+	}
+	r.names[member] = name
+}
+
+// nameOf is the display name member sent, or "".
+func (r *room) nameOf(member string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.names[member]
 }
 
 // markSeen records an envelope id and reports whether it was new.

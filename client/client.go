@@ -77,6 +77,10 @@ type Options struct {
 // Chat is one chat message.
 type Chat struct {
 	From string // member id
+	// Name is the display name the author sent (a name signal), as sent:
+	// neither unique nor verified, to be cleaned before it is shown; "" if
+	// it sent none.
+	Name string
 	Text string
 	ID   string    // envelope id (hex), unique per message
 	Sent time.Time // the sender's clock when it sealed the message

@@ -82,6 +82,7 @@ func (r *room) onHist(s *protocol.Signal) {
 		r.mu.Unlock()
 		r.remember(it.chat.From, it.sealed)
 		if r.opts.OnChat != nil {
+			it.chat.Name = r.nameOf(it.chat.From)
 			r.opts.OnChat(it.chat)
 		}
 	}

@@ -44,6 +44,7 @@ type room struct {
 	seen      map[[16]byte]bool       // envelope ids already handled
 	order     *protocol.Order         // judges stamped messages: order, gaps, replays
 	pings     map[string]string       // member -> nonce of our last presence challenge
+	names     map[string]string       // member -> display name it sent (name signal)
 	history   []protocol.HistItem     // the last chat envelopes seen or sent, oldest first
 	stamp     protocol.Stamp          // this member's session and the last seq it sealed
 	pairs     map[string]*crypto.Pair // by member id, one per session

@@ -116,5 +116,45 @@ refused('short swarm message', [P.DC_CANCEL, 1, 2]);
   eq('sequential: the origin is asked by index for what only it has', JSON.stringify(wants(o2)[0]?.indices), JSON.stringify([0, 1, 2, 3]));
   sw.close();
 }
+// Saved rooms (saved.js): a record opens with its passphrase only, the
+// wrong one is a WrongPassphrase (nothing else), the KDF count and a
+// random salt per record are as documented, and an altered or swapped
+// record does not open.
+{
+  const S = await import('../web/static/js/saved.js');
+  eq('PBKDF2 iterations', S.PBKDF2_ITERATIONS >= 600000, true);
+  const pl = { secret: 'AAAAAAAAAAAAAAAAAAAAAA', ident: { member: '00000000-0000-4000-8000-000000000001', d: 'x', pub: 'y' }, name: 'Brave Otter', label: 'Family\u0007 room' };
+  const { record: r1, key } = await S.sealRecord(pl, 'correct horse');
+  const { record: r2 } = await S.sealRecord(pl, 'correct horse');
+  eq('record: the iteration count kept', r1.kdf.iterations, S.PBKDF2_ITERATIONS);
+  eq('record: a random salt per record', r1.salt !== r2.salt && r1.id !== r2.id, true);
+  eq('record: no secret in clear', JSON.stringify(r1).includes(pl.secret) || JSON.stringify(r1).includes('Otter'), false);
+  eq('record: label cleaned, in clear', r1.label, 'Family room');
+  const back = await S.openRecord(r1, 'correct horse');
+  eq('record opens with its passphrase', back.payload.secret === pl.secret && back.payload.name === pl.name && back.payload.ident.member === pl.ident.member, true);
+  const wrong = async (what, rec, pass) => {
+    try { await S.openRecord(rec, pass); eq(what, 'opened', 'WrongPassphrase'); } catch (e) { eq(what, e.name, 'WrongPassphrase'); }
+  };
+  await wrong('wrong passphrase', r1, 'correct horsE');
+  await wrong('swapped ciphertext (another record id)', { ...r2, iv: r1.iv, data: r1.data }, 'correct horse');
+  const r3 = await S.resealRecord(r1, key, { ...pl, name: 'Quiet Owl' });
+  eq('resealed: fresh IV, same salt', r3.iv !== r1.iv && r3.salt === r1.salt, true);
+  eq('resealed: opens with the passphrase', (await S.openRecord(r3, 'correct horse')).payload.name, 'Quiet Owl');
+  try { await S.sealRecord(pl, 'short'); eq('short passphrase refused', 'sealed', 'refused'); } catch { /* refused */ }
+}
+// Display names (names.js): a stable default per member id, and a name
+// from the room cleaned of control and bidi characters and bounded.
+{
+  const N = await import('../web/static/js/names.js');
+  const id = '396b0c1e-0000-4000-8000-000000000000';
+  eq('default name is stable', N.defaultName(id), N.defaultName(id));
+  eq('default name: adjective animal', /^[A-Z][a-z]+ [A-Z][a-z]+$/.test(N.defaultName(id)), true);
+  eq('names differ by id', N.defaultName(id) !== N.defaultName('f7ed0000-0000-4000-8000-000000000000'), true);
+  eq('cleanName strips controls and bidi', N.cleanName(' Al\u202Eice\u0000\n  Smith\u200B '), 'Alice Smith');
+  eq('cleanName bounds the length', [...N.cleanName('x'.repeat(100))].length, N.MAX_NAME_CHARS);
+  eq('cleanName of nothing', N.cleanName('\u0001\u202E'), '');
+  eq('cleanName of a non-string', N.cleanName(42), '');
+  eq('cleanName keeps emoji', N.cleanName('Ana 👩\u200D💻'), 'Ana 👩\u200D💻');
+}
 console.log(`js checks: ${fails} failed`);
 process.exit(fails ? 1 : 0);

@@ -258,3 +258,35 @@ func TestHTTPRoutes(t *testing.T) {
 		t.Fatalf("static: %q, headers %v", b, resp.Header)
 	}
 }
+
+// TestReturnAfterClose: a page that reloads closes its connection and joins
+// again as the same member with the same key (issue 14): the others see it
+// go offline and come back online — never a second member — its welcome
+// lists them, and the chat it had not acked is delivered again.
+func TestReturnAfterClose(t *testing.T) {
+	e := newEnv(t)
+	rc := newCreds()
+	a, idb := e.join(rc, newIdent()), newIdent()
+	b := e.join(rc, idb)
+	a.expectPresence(protocol.EventJoin, idb.member)
+
+	a.send(&protocol.Message{Type: protocol.TypeMsg, Data: randB64(64)})
+	first := b.expect(protocol.TypeMsg).ID // not acked: the page reloads first
+	b.close()
+	a.expectPresence(protocol.EventOffline, idb.member)
+	e.waitGone(1)
+
+	b = e.join(rc, idb)
+	a.expectPresence(protocol.EventOnline, idb.member)
+	if len(b.welcome.Members) != 1 || b.welcome.Members[0].Member != a.id.member || !b.welcome.Members[0].Online {
+		t.Fatalf("welcome of the returning member lists %+v", b.welcome.Members)
+	}
+	if got := b.expect(protocol.TypeMsg).ID; got != first {
+		t.Fatalf("redelivered item %d, want %d", got, first)
+	}
+	// Still one member besides a: a third member's welcome lists a and b once each.
+	c := e.join(rc, newIdent())
+	if n := len(c.welcome.Members); n != 2 {
+		t.Fatalf("a newcomer sees %d members, want 2: %+v", n, c.welcome.Members)
+	}
+}

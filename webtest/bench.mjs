@@ -59,6 +59,7 @@ await main('bench', async () => {
 
   // Browser -> Go CLI (B leaves first, so A sends to the CLI alone).
   await B.click('#leave');
+  await B.click('#leave-ok'); // Leave asks first (issue 14)
   await waitOnline(A, 0);
   const recvDir = join(dir, 'cli');
   mkdirSync(recvDir);

@@ -63,6 +63,7 @@ await main('chat_relay', async () => {
   const idC = await Cp.getAttribute('#member-list li.me', 'data-member');
   await A.waitForSelector(`#member-list li[data-member="${idC}"]`, T);
   await Cp.click('#leave');
+  await Cp.click('#leave-ok'); // Leave asks first (issue 14)
   // An explicit leave removes the member for good (not merely offline).
   await A.waitForSelector(`#member-list li[data-member="${idC}"]`, { state: 'detached', timeout: 30000 });
   await waitOnline(A, 1);

@@ -82,13 +82,15 @@ export function run(cmd, args, { timeoutMs = 120000, env } = {}) {
   return { proc, done, get stderr() { return stderr; } }; // stderr so far, for a test that fails early
 }
 
-/** A fresh browser (persistent context in a new temp profile). Page errors
+/** A fresh browser (persistent context in a new temp profile, or in profile). Page errors
  * and console errors are collected in ctx.errors. args are extra Chromium
  * command-line switches (e.g. a fake camera); executable another program
  * that runs Chromium (e.g. a script that starts it in a network namespace). */
-export async function launch({ viewport = { width: 1280, height: 800 }, name = 'browser', args = [], executable = CHROMIUM } = {}) {
+export async function launch({ viewport = { width: 1280, height: 800 }, name = 'browser', args = [], executable = CHROMIUM, profile = '' } = {}) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
-  const profile = tempDir('cloakroom-profile-');
+  // profile: a directory to reuse (a browser closed and opened again keeps
+  // its IndexedDB); by default a fresh temp profile.
+  profile ||= tempDir('cloakroom-profile-');
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: executable, chromiumSandbox: false, headless: true, viewport,
     acceptDownloads: true, args,

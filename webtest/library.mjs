@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { main, buildBinary, launch, tempDir, assert, root } from './lib.mjs';
 import { MIB, T, startServerWithTURN, writeRandomFile, createAndJoin, waitOnline, finishedCard, checkReceived } from './p2plib.mjs';
+import { defaultName } from '../web/static/js/names.js'; // the names pages show (issue 14)
 
 const memberOf = (page) => page.evaluate(() => [...document.querySelectorAll('#member-list li:not(.me)')].map((li) => li.dataset.member));
 const page = async (ctx) => ctx.pages()[0] ?? await ctx.newPage();
@@ -54,7 +55,7 @@ await main('library', async () => {
     await B.waitForFunction((n) => document.querySelectorAll('#feed li.chat').length >= n, lines.length, T);
     const shown = await B.evaluate(() => [...document.querySelectorAll('#feed li.chat')].map((li) => ({ text: li.querySelector('.text').textContent, from: li.dataset.from, who: li.querySelector('.who').textContent })));
     assert(JSON.stringify(shown.map((x) => x.text)) === JSON.stringify(lines), `B shows ${JSON.stringify(shown.map((x) => x.text))}`);
-    assert(shown.every((x) => x.from === aID && x.who === `Member ${aID.slice(0, 4).toUpperCase()}`), `senders: ${JSON.stringify(shown.slice(0, 2))}`);
+    assert(shown.every((x) => x.from === aID && x.who === defaultName(aID)), `senders: ${JSON.stringify(shown.slice(0, 2))}`);
     for (const x of files) await checkReceived(B, await finishedCard(B, 'recv', x.name), x.want);
     const rule = await B.textContent('#history-rule');
     assert(/Nothing is kept on the server/.test(rule), `history rule: ${rule}`);
@@ -103,7 +104,7 @@ await main('library', async () => {
     }, name);
     assert(card.origin === aID, `C's card names ${card.origin} as the origin, want A ${aID}`);
     if (!corrupt) {
-      assert(card.helpers === 1 && /Shared by Member .* · 1 member helped/.test(card.text), `C's card: ${JSON.stringify(card)}`);
+      assert(card.helpers === 1 && /Shared by [A-Z][a-z]+ [A-Z][a-z]+ · 1 member helped/.test(card.text), `C's card: ${JSON.stringify(card)}`);
       console.log(`library: C got ${name} from B after A left: ${rc.status} (${card.text})`);
     } else {
       const dropped = warnings.find((w) => /dropped .* as a source: chunk \d+ does not match its hash/.test(w));

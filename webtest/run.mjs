@@ -14,6 +14,7 @@ const DEFAULT = [
   'feed.mjs',
   'pwa.mjs',
   'screenshots.mjs',
+  'stay.mjs',
 ];
 const tests = process.argv.slice(2).length ? process.argv.slice(2).map((t) => (t.endsWith('.mjs') ? t : t + '.mjs')) : DEFAULT;
 // swarm_netns.mjs (eight receivers, three of them pages, behind a shaped sender) is run by

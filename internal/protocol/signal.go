@@ -21,6 +21,7 @@ const (
 	SignalPong      SignalKind = "pong"      // the answer to a ping, with its Session
 	SignalLib       SignalKind = "lib"       // v4: a library entry the author holds (Env, Have, Done)
 	SignalHist      SignalKind = "hist"      // v4: recent chat envelopes for a newcomer (Items)
+	SignalName      SignalKind = "name"      // the sender's display name (Name)
 )
 
 // HistItem is one chat envelope of a hist signal, as its author sealed it.
@@ -62,7 +63,17 @@ type Signal struct {
 	Env    string `json:"env,omitempty"`
 	// hist: chat envelopes, oldest first.
 	Items []HistItem `json:"items,omitempty"`
+	// name: the sender's display name, chosen by its user: neither unique
+	// nor verified; shown cleaned (safetext) and at most MaxNameChars.
+	Name string `json:"name,omitempty"`
 }
+
+// MaxNameBytes bounds a name signal's name; a receiver shows at most
+// MaxNameChars characters of it, control characters removed.
+const (
+	MaxNameBytes = 256
+	MaxNameChars = 40
+)
 
 // MaxSignalSession bounds a signal's session id.
 const MaxSignalSession = 64
@@ -114,6 +125,10 @@ func (s *Signal) Validate() error {
 			return fmt.Errorf("%w: lib without file, origin, envelope or chunk count", ErrSignal)
 		}
 		return validRanges(s.Have)
+	case SignalName:
+		if s.Name == "" || len(s.Name) > MaxNameBytes {
+			return fmt.Errorf("%w: name of %d bytes", ErrSignal, len(s.Name))
+		}
 	case SignalHist:
 		if len(s.Items) == 0 || len(s.Items) > HistoryLength {
 			return fmt.Errorf("%w: hist with %d items", ErrSignal, len(s.Items))

@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -56,6 +57,7 @@ func TestDecodeSignal(t *testing.T) {
 		`{"kind":"bye","session":"s"}`:                                    SignalBye,
 		`{"kind":"something-new","session":"s"}`:                          "something-new",
 		`{"kind":"decline","session":"s","reason":"receiver uses relay"}`: SignalDecline,
+		`{"kind":"name","session":"n","name":"Alice"}`:                    SignalName,
 	}
 	for in, kind := range good {
 		s, err := DecodeSignal([]byte(in))
@@ -75,6 +77,8 @@ func TestDecodeSignal(t *testing.T) {
 		`{"kind":"have","session":"f","file":"f","have":[[3,3]]}`,
 		`{"kind":"have","session":"f","file":"f","have":[[0,16777217]]}`,
 		`{"kind":"bye","session":"` + string(make([]byte, 65)) + `"}`,
+		`{"kind":"name","session":"n"}`,
+		`{"kind":"name","session":"n","name":"` + strings.Repeat("a", MaxNameBytes+1) + `"}`,
 	}
 	for _, in := range bad {
 		if s, err := DecodeSignal([]byte(in)); !errors.Is(err, ErrSignal) {

@@ -1,6 +1,7 @@
 // The page: create or join a room, then the room view (members, chat, files).
-// The room secret lives only in this page: read from the URL fragment, which
-// is removed from the address bar at once.
+// The room secret is read from the URL fragment, which is removed from the
+// address bar at once; this tab keeps it in sessionStorage so a reload is a
+// return, and a saved room keeps it encrypted on the device (stay-ui.js).
 import * as C from './crypto.js';
 import { Room } from './room.js';
 import { ConnState, Path, Transport } from './protocol.js';
@@ -13,6 +14,8 @@ import { guardWindow, initDrop, folderFiles } from './drop.js';
 import { initViewer } from './viewer.js';
 import { initAlerts, watchRoom, keepAwake } from './notify.js';
 import { initShare, shareIntoRoom, setupInviteShare } from './share.js';
+import * as Stay from './stay-ui.js';
+import { displayName, shortID } from './names.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -52,15 +55,16 @@ export function formatBytes(n) {
   return `${n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
 }
 
-const short = (id) => id.slice(0, 4).toUpperCase();
+/** A member's display name (names.js: chosen or generated; not unique, not verified). */
 function memberName(id) {
   if (room && id === room.id) return 'You';
-  return `Member ${short(id)}`;
+  return displayName(id);
 }
 /** A stable hue per member, so people can tell each other apart. */
 function hue(id) { return parseInt(id.slice(0, 6), 16) % 360; }
+const initials = (name) => name.split(' ').filter(Boolean).slice(0, 2).map((w) => [...w][0]).join('').toUpperCase();
 function avatar(id) {
-  const a = el('span', { class: 'avatar', text: room && id === room.id ? 'You'.slice(0, 1) : short(id).slice(0, 2), 'aria-hidden': 'true' });
+  const a = el('span', { class: 'avatar', text: initials(displayName(id)) || shortID(id).slice(0, 2), 'aria-hidden': 'true' });
   a.style.setProperty('--hue', hue(id));
   return a;
 }
@@ -94,7 +98,14 @@ function start() {
       showJoinError(e.message);
     }
   }
+  // A reload, Back or an evicted tab: back to this tab's room as the same member.
+  const kept = !frag && Stay.loadSession();
+  if (kept) {
+    enter(kept.secret, kept);
+    return;
+  }
   show('home');
+  Stay.initHome((secret, saved) => enter(secret, saved));
 }
 
 function showJoinError(msg) {
@@ -166,13 +177,15 @@ function closeScanner() {
   if ($('scanner').open) $('scanner').close();
 }
 
-async function enter(secret) {
+/** Joins secret's room: as this tab's member if it was in it (kept: the
+ * session, or a saved room just opened), else as a new member. */
+async function enter(secret, kept = null) {
   showJoinError('');
   $('create').disabled = true;
   $('join-button').disabled = true;
   setStatus('connecting', 'Connecting…');
   try {
-    room = await Room.join(secret, { transport, sequential });
+    room = await Room.join(secret, { transport, sequential, ...(await Stay.memberFor(secret, kept)) });
     setRoom(room);
   } catch (e) {
     room = null;
@@ -180,14 +193,18 @@ async function enter(secret) {
     $('join-button').disabled = false;
     $('conn-status').hidden = true;
     showJoinError('Could not join: ' + e.message);
+    Stay.initHome((s, k) => enter(s, k)); // the saved rooms, also after a failed return
     return;
   }
   setupRoomView(secret);
 }
 
 async function leave() {
+  const { leave: yes, forgetSaved } = await Stay.askLeave();
+  if (!yes) return;
   $('leave').disabled = true;
   await room?.leave();
+  await Stay.forgetTab({ forgetSaved });
   room = null;
   for (const u of objectURLs) URL.revokeObjectURL(u);
   objectURLs.clear();
@@ -228,6 +245,7 @@ function setupRoomView(secret) {
   watchRoom(room, memberName); // unread count, notifications, sound (notify.js)
   keepAwake(room); // screen wake lock while a transfer runs
   onState({ detail: { state: room.state } });
+  Stay.attach(room, { el, appendItem, renderMembers, initials });
   renderMembers();
 
   $('composer').addEventListener('submit', async (ev) => {
@@ -257,8 +275,8 @@ function setupRoomView(secret) {
   $('chat-input').focus();
   shareIntoRoom($('chat-input'), sendFiles);
   window.addEventListener('beforeunload', (ev) => {
-    // A reload leaves the room (the secret lives only in this page): sends
-    // stop, receptions start over, queued chat is lost.
+    // A reload comes back to the room as the same member (stay-ui.js), but
+    // sends stop, receptions start over and queued chat is lost.
     if (room?.pendingChats || [...transferViews.values()].some((v) => ['hashing', 'sending', 'delivering', 'receiving'].includes(v.t.state))) {
       ev.preventDefault();
     }
@@ -302,13 +320,14 @@ function onState(e) {
 
 function renderMembers() {
   const list = $('member-list');
-  const items = [el('li', { class: 'member me', dataset: { member: room.id, online: 'true' } }, avatar(room.id), el('span', { class: 'name', text: 'You' }), el('span', { class: 'dot online', title: 'online' }))];
+  const items = [el('li', { class: 'member me', dataset: { member: room.id, online: 'true' }, title: `You · member ${shortID(room.id)}` },
+    avatar(room.id), el('span', { class: 'name', text: `${displayName(room.id)} (you)` }), el('span', { class: 'dot online', title: 'online' }))];
   // While the connection is down nobody's presence is known: shown offline.
   const live = room.state === ConnState.CONNECTED || room.state === ConnState.RESTORED;
   const on = (m) => live && m.online && m.verified; // verified: answered our sealed challenge
   const others = [...room.members.values()].sort((a, b) => (on(b) - on(a)) || a.id.localeCompare(b.id));
   for (const m of others) {
-    items.push(el('li', { class: 'member', dataset: { member: m.id, online: String(on(m)) } },
+    items.push(el('li', { class: 'member', dataset: { member: m.id, online: String(on(m)) }, title: `Member ${shortID(m.id)} · names are not verified` },
       avatar(m.id), el('span', { class: 'name', text: memberName(m.id) }),
       el('span', { class: `dot ${on(m) ? 'online' : 'offline'}`, title: on(m) ? 'online' : (live ? 'offline' : 'unknown while reconnecting') })));
   }

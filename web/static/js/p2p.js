@@ -361,7 +361,11 @@ export class P2P {
     if (!p) {
       const m = this.room.members.get(member);
       if (!m) return Promise.reject(new Error(`member ${short(member)} is not a verified member of the room`));
-      p = C.newPair(this.room.keys, this.room.id, this.room.ident, member, m.pub);
+      p = C.newPair(this.room.keys, this.room.id, this.room.ident, member, m.pub).then((pair) => {
+        // A member kept across a reload has the same pairwise keys: its counters go on (room.js).
+        if (this.room.ctrBase) pair.sendCtr = this.room.ctrBase;
+        return pair;
+      });
       p.catch(() => this._pairs.delete(member));
       this._pairs.set(member, p);
     }
@@ -375,6 +379,7 @@ export class P2P {
     const run = prev.then(async () => {
       const pair = await this.pairFor(member);
       const sealed = await pair.sealSignal(C.utf8(JSON.stringify(body)));
+      this.room.onCounter?.(pair.sendCtr); // a kept identity's high-water mark (stay.js)
       if (sealed.length > P.MAX_SIGNAL_BYTES) throw new Error(`signal of ${sealed.length} bytes over the limit`);
       this.room.send({ t: 'signal', to: member, data: C.b64u(sealed) });
     });
@@ -442,6 +447,9 @@ export class P2P {
         return;
       case Signal.HIST: // v4: recent chat for us, a newcomer
         await this.room.onHist?.(from, b);
+        return;
+      case Signal.NAME: // the member's display name (names.js)
+        this.room.onName?.(from, b);
         return;
       // Other kinds (a newer client's) are ignored.
     }

@@ -303,6 +303,7 @@ export const Signal = Object.freeze({
   PONG: 'pong',           // the answer to a ping, with its session
   LIB: 'lib',             // v4: a library entry the author holds (env, have, done)
   HIST: 'hist',           // v4: recent chat envelopes for a newcomer (items)
+  NAME: 'name',           // the sender's display name (name), for the members list and feed
 });
 
 /** The peer-to-peer rungs a transport tries, best first, before (for auto)

@@ -18,7 +18,7 @@
 // that fires no error event) is not seen: that limit is the driver's, and
 // docs/BROWSERS.md says so. Pages without errlog.js (a blank page) get the
 // same hooks installed after each navigation by goto() — from then on only.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { onCleanup } from './lib.mjs';
 import { freePort } from './p2plib.mjs';
@@ -69,6 +69,7 @@ export async function launchWebKit({ name = 'webkit', width = 1280, height = 800
   };
   const res = await wd(base, 'POST', '/session', { capabilities: { alwaysMatch: caps } });
   const page = new WebKitPage(base, res.sessionId, name, () => log);
+  page.pgid = proc.pid;
   onCleanup(() => page.close());
   await page._cmd('POST', '/timeouts', { script: 120000, pageLoad: 60000 });
   await page._cmd('POST', '/window/rect', { width, height }).catch(() => {});
@@ -153,6 +154,19 @@ export class WebKitPage {
   /** Gives a file input a file from disk (WebDriver's send keys to a file input). */
   async setInputFiles(sel, path) {
     await this._cmd('POST', `/element/${await this._find(sel)}/value`, { text: path });
+  }
+
+  /** The resident memory (MiB) of each WebKit process of this session
+   * (its process group: the web, network and GPU processes, MiniBrowser),
+   * for logs. */
+  rssMiB() {
+    const out = {};
+    const ps = execFileSync('ps', ['-o', 'rss=,comm=', '-g', String(this.pgid)], { encoding: 'utf8' });
+    for (const line of ps.trim().split('\n')) {
+      const m = /^\s*(\d+)\s+(.*)$/.exec(line);
+      if (m && /WebKit|MiniBrowser/.test(m[2])) out[m[2]] = (out[m[2]] || 0) + Math.round(Number(m[1]) / 1024);
+    }
+    return out;
   }
 
   async screenshot(path) {

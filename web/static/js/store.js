@@ -199,7 +199,7 @@ export class FileStore {
       }
     }
     if (size > MEMORY_LIMIT) {
-      throw new Error(`this browser offers no file storage for pages, and ${(size / 1e6).toFixed(0)} MB is over its in-memory limit of ${MEMORY_LIMIT / 1e6} MB`);
+      throw new Error(`this browser offers no file storage for pages, and ${(size / 1e6).toFixed(0)} MB is over its in-memory limit of ${Math.round(MEMORY_LIMIT / 1e6)} MB`);
     }
     return new BlobSink(size);
   }

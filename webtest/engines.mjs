@@ -18,13 +18,16 @@
 //   - No console errors in Chromium or Firefox; in WebKit, none of what the
 //     page's js/errlog.js records (its limits: webtest/webkit.mjs).
 //
-// How it was checked that it fails: with caps.js's hasWebRTC forced to
-// true, WebKit's page tries a peer connection and its join fails
-// (RTCPeerConnection is not defined) — this test fails at "WebKit joins";
-// with store.js's Blob sink removed (the old 256 MiB in-memory check kept,
-// the sink throwing), WebKit's reception card fails and finishedCard
-// reports it; with the relay path forced off for WebKit's peers (transport
-// p2p on Chromium) the Chromium -> WebKit send is lost.
+// How it was checked that it fails (each run with a binary built from a
+// copy of the tree with one thing broken): with caps.js's hasWebRTC forced
+// to true, WebKit's page declines offers with the engine's ReferenceError
+// instead of saying it has no WebRTC, and the run failed at "the CLI was
+// told why WebKit declined"; with store.js's Blob sink replaced by a throw,
+// WebKit's first reception (the CLI's file, through the relay) failed and
+// finishedCard reported it. Under the old store.js the card's storage is
+// 'memory' and the 'blob' assertion fails. The error hooks of WebKit were
+// checked to report a thrown error, an unhandled rejection, console.error,
+// a CSP violation and a failed <img> (webtest/webkit.mjs).
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { main, buildBinary, tempDir, ensureOutDir, assert, run } from './lib.mjs';

@@ -43,6 +43,11 @@ export async function run() {
       if (order === 'reverse') idx.reverse();
       if (order === 'shuffled') idx = idx.map((i) => [(i * 7919) % 13, i]).sort((a, b) => a[0] - b[0]).map((x) => x[1]);
       await Promise.all(idx.map((i) => sink.write(i * CS, data.slice(i * CS, Math.min(size, (i + 1) * CS)))));
+      if (sink.read && size > 0) { // a chunk read back before the end (served to the swarm, streamed)
+        const i = n - 1, len = Math.min(CS, size - i * CS);
+        const c = await sink.read(i * CS, len);
+        ok(`${name}: chunk ${i} read back before finish`, c.length === len && c.every((x, k) => x === data[i * CS + k]));
+      }
       const got = await sink.finish();
       ok(`${name}: sha256 of ${size} bytes written ${order}`, got === want, `${got} want ${want}`);
       const f = await sink.file();

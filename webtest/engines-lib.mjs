@@ -1,8 +1,8 @@
 // Engine-neutral helpers of the browser tests that run in Chromium, Firefox
 // and WebKit: a wrapper giving a Playwright page the same small interface as
-// firefox.mjs's and webkit.mjs's pages (goto, url, evaluate, waitFor,
-// waitForSelector, click, fill, press, setInputFiles, screenshot, close,
-// errors), and room helpers written against that interface only — so the
+// firefox.mjs's and webkit.mjs's pages (goto, url, reload, setViewport,
+// evaluate, waitFor, waitForSelector, click, fill, press, setInputFiles,
+// screenshot, close, errors), and room helpers written against that interface only — so the
 // same steps drive all three engines.
 import { launch, assert } from './lib.mjs';
 import { launchFirefox } from './firefox.mjs';
@@ -23,6 +23,8 @@ export class ChromiumPage {
   constructor(ctx, page, name) { this.ctx = ctx; this.page = page; this.name = name; this.engine = 'chromium'; }
   async goto(url) { await this.page.goto(url); }
   async url() { return this.page.url(); }
+  async reload() { await this.page.reload(); }
+  async setViewport(width, height) { await this.page.setViewportSize({ width, height }); }
   async evaluate(fn, arg) { return this.page.evaluate(fn, arg); }
   async waitFor(fn, arg, { timeout = 60000, interval = 150, what = '' } = {}) {
     try {

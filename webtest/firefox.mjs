@@ -5,7 +5,7 @@
 // lib.mjs's launch() does for Chromium.
 //
 // launchFirefox() resolves to a page with the small interface shared with
-// webkit.mjs and engines-lib.mjs's Playwright wrapper (goto, evaluate,
+// webkit.mjs and engines-lib.mjs's Playwright wrapper (goto, reload, evaluate,
 // waitFor, click, fill, press, setInputFiles, screenshot, close, errors);
 // .page is the puppeteer Page and .browser the Browser, for anything else.
 import puppeteer from 'puppeteer-core';
@@ -14,10 +14,12 @@ import { tempDir, onCleanup } from './lib.mjs';
 
 export const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
 
-export async function launchFirefox({ name = 'firefox', width = 1280, height = 800, prefs = {} } = {}) {
+/** profile: a profile directory to use (kept: a test may close the browser
+ * and open the same profile again); by default a fresh one, removed at
+ * cleanup. */
+export async function launchFirefox({ name = 'firefox', width = 1280, height = 800, prefs = {}, profile = tempDir('cloakroom-firefox-profile-') } = {}) {
   if (!existsSync(FIREFOX)) throw new Error(`${FIREFOX} is missing: apt-get install -y firefox-esr`);
   const home = tempDir('cloakroom-firefox-home-');
-  const profile = tempDir('cloakroom-firefox-profile-');
   const browser = await puppeteer.launch({
     browser: 'firefox', executablePath: FIREFOX, headless: true, userDataDir: profile,
     defaultViewport: { width, height },
@@ -50,6 +52,8 @@ export class FirefoxPage {
 
   async goto(url) { await this.page.goto(url, { waitUntil: 'load' }); }
   async url() { return this.page.url(); }
+  async reload() { await this.page.reload({ waitUntil: 'load' }); }
+  async setViewport(width, height) { await this.page.setViewport({ width, height }); }
 
   /** Runs fn(arg) in the page (fn may be async); resolves to its result. */
   async evaluate(fn, arg) { return this.page.evaluate(fn, arg); }

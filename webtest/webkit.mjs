@@ -4,7 +4,7 @@
 // HTTP + JSON) over fetch. No browser download, no selenium.
 //
 // Its page object has the same small interface as firefox.mjs's and
-// engines-lib.mjs's wrapper of a Playwright page (goto, evaluate, waitFor,
+// engines-lib.mjs's wrapper of a Playwright page (goto, reload, evaluate, waitFor,
 // click, fill, press, setInputFiles, screenshot, close, errors), so a test
 // can run one script in any engine.
 //
@@ -72,7 +72,7 @@ export async function launchWebKit({ name = 'webkit', width = 1280, height = 800
   page.pgid = proc.pid;
   onCleanup(() => page.close());
   await page._cmd('POST', '/timeouts', { script: 120000, pageLoad: 60000 });
-  await page._cmd('POST', '/window/rect', { width, height }).catch(() => {});
+  await page.setViewport(width, height).catch(() => {});
   return page;
 }
 
@@ -96,7 +96,9 @@ export class WebKitPage {
 
   _cmd(method, path, body) { return wd(this.base, method, `/session/${this.session}${path}`, body); }
 
-  /** Navigates, waits for the load, then makes sure the error hooks are in. */
+  /** Navigates, waits for the load, then makes sure the error hooks are in.
+   * (Only the list of the page navigated to counts from here; what the
+   * page before recorded was collected first.) */
   async goto(url) {
     await this.collectErrors().catch(() => {});
     this._seen = 0;
@@ -105,6 +107,25 @@ export class WebKitPage {
   }
 
   async url() { return this._cmd('GET', '/url'); }
+
+  /** Reloads the page and waits for the load (the error hooks as after goto). */
+  async reload() {
+    await this.collectErrors().catch(() => {});
+    this._seen = 0;
+    await this._cmd('POST', '/refresh', {});
+    await this._cmd('POST', '/execute/sync', { script: HOOK, args: [] });
+  }
+
+  /** Sizes the window so that the page's viewport is width x height, as
+   * far as MiniBrowser lets it (its window keeps a minimum width of about
+   * 450 px: a phone's 390 px cannot be had); resolves to the viewport got. */
+  async setViewport(width, height) {
+    await this._cmd('POST', '/window/rect', { width, height });
+    const got = await this._cmd('POST', '/execute/sync', { script: 'return [innerWidth, innerHeight]', args: [] });
+    await this._cmd('POST', '/window/rect', { width: width + (width - got[0]), height: height + (height - got[1]) });
+    const [w, h] = await this._cmd('POST', '/execute/sync', { script: 'return [innerWidth, innerHeight]', args: [] });
+    return { width: w, height: h };
+  }
 
   /** Runs fn(arg) in the page (fn may be async); resolves to its JSON result. */
   async evaluate(fn, arg) {

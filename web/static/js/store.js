@@ -193,6 +193,7 @@ export class FileStore {
         if (typeof h.createWritable !== 'function') throw new Error('no createWritable');
         return new WritableSink(this._dir, h, await h.createWritable({ keepExistingData: false }), size);
       } catch (e) {
+        if (e.name === 'QuotaExceededError') throw e; // a full disk: memory would not do better
         console.info('cloakroom: OPFS cannot be written here, keeping received files as Blobs:', e.message);
         this._dir = null;
         this.persistent = false;

@@ -91,6 +91,7 @@ func shareUnavailable(w http.ResponseWriter, r *http.Request) {
 // trusted for the page, see docs/SECURITY.md.)
 var integrityTags = []struct{ tag, file string }{
 	{`<link rel="stylesheet" href="style.css">`, "static/style.css"},
+	{`<script src="js/errlog.js"></script>`, "static/js/errlog.js"},
 	{`<script type="module" src="js/app.js"></script>`, "static/js/app.js"},
 }
 

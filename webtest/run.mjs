@@ -15,6 +15,7 @@ const DEFAULT = [
   'pwa.mjs',
   'screenshots.mjs',
   'stay.mjs',
+  'engines.mjs',
 ];
 const tests = process.argv.slice(2).length ? process.argv.slice(2).map((t) => (t.endsWith('.mjs') ? t : t + '.mjs')) : DEFAULT;
 // swarm_netns.mjs (eight receivers, three of them pages, behind a shaped sender) is run by

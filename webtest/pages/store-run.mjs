@@ -1,5 +1,5 @@
 // Checks web/static/js/store.js in the page: every kind of sink (OPFS through
-// the worker, OPFS through a writable stream, memory) writes chunks given in
+// the worker, OPFS through a writable stream, chunk Blobs) writes chunks given in
 // order and out of order, and finish() returns the SHA-256 WebCrypto computes.
 import { openStore, FileStore, hashBlob, LOCK_PREFIX } from '/js/store.js';
 import { toHex, newUUID } from '/js/crypto.js';
@@ -26,7 +26,7 @@ export async function run() {
   const stream = await openStore({ worker: false });
   const memory = new FileStore(null, null);
   const CS = 64512;
-  for (const [name, store, kind] of [['worker', worker, 'opfs-worker'], ['stream', stream, 'opfs-stream'], ['memory', memory, 'memory']]) {
+  for (const [name, store, kind] of [['worker', worker, 'opfs-worker'], ['stream', stream, 'opfs-stream'], ['memory', memory, 'blob']]) {
     for (const [size, order] of [[0, 'in'], [1, 'in'], [CS, 'in'], [5 * CS + 123, 'in'], [5 * CS + 123, 'reverse'], [9 * CS, 'shuffled']]) {
       const data = new Uint8Array(size);
       for (let i = 0; i < size; i += 65536) crypto.getRandomValues(data.subarray(i, Math.min(size, i + 65536)));
@@ -43,6 +43,11 @@ export async function run() {
       if (order === 'reverse') idx.reverse();
       if (order === 'shuffled') idx = idx.map((i) => [(i * 7919) % 13, i]).sort((a, b) => a[0] - b[0]).map((x) => x[1]);
       await Promise.all(idx.map((i) => sink.write(i * CS, data.slice(i * CS, Math.min(size, (i + 1) * CS)))));
+      if (sink.read && size > 0) { // a chunk read back before the end (served to the swarm, streamed)
+        const i = n - 1, len = Math.min(CS, size - i * CS);
+        const c = await sink.read(i * CS, len);
+        ok(`${name}: chunk ${i} read back before finish`, c.length === len && c.every((x, k) => x === data[i * CS + k]));
+      }
       const got = await sink.finish();
       ok(`${name}: sha256 of ${size} bytes written ${order}`, got === want, `${got} want ${want}`);
       const f = await sink.file();

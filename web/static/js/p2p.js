@@ -17,6 +17,7 @@
 import * as C from './crypto.js';
 import * as P from './protocol.js';
 import { Mode, Path, Signal, Transport } from './protocol.js';
+import { hasWebRTC, NO_WEBRTC } from './caps.js';
 
 const DC_LABEL = 'cloakroom';
 const DC_ID = 0; // the negotiated channel's SCTP stream id (the Go client's dcID)
@@ -490,7 +491,7 @@ export class P2P {
   /** Accepts an offer (unless this page is forced onto the relay). */
   async _answer(from, b) {
     const decline = (reason) => this.sendSignal(from, { kind: Signal.DECLINE, session: b.session, reason }).catch(() => {});
-    if (this.room.transport === Transport.RELAY) return decline('receiver uses transport relay');
+    if (this.room.transport === Transport.RELAY) return decline(hasWebRTC ? 'receiver uses transport relay' : NO_WEBRTC);
     if (typeof b.sdp !== 'string') return;
     const mode = b.mode === Mode.TURN ? Mode.TURN : Mode.DIRECT;
     let p;

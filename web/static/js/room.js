@@ -19,6 +19,7 @@ import * as C from './crypto.js';
 import * as P from './protocol.js';
 import { ConnState, Signal, Transport, TRANSPORTS } from './protocol.js';
 import { openStore } from './store.js';
+import { usableTransport } from './caps.js';
 import { P2P, ICE_REFRESH_BEFORE_S } from './p2p.js';
 import { Receiver } from './receiver.js';
 import { Sender } from './sender.js';
@@ -46,6 +47,7 @@ export class Room extends EventTarget {
    * opened now and shown by replayRestored(). */
   static async join(secret, { wsURL, transport = Transport.AUTO, sequential = false, member = null, joined = 0, feed = [], counterFloor = 0n, onCounter = null } = {}) {
     if (!TRANSPORTS.includes(transport)) throw new Error(`transport ${JSON.stringify(transport)}: want one of ${TRANSPORTS.join(', ')}`);
+    transport = usableTransport(transport); // no WebRTC here: the relay (caps.js)
     const keys = await C.deriveRoom(secret);
     const ident = member?.ident ?? await C.newIdentity();
     const room = new Room(secret, keys, ident, wsURL ?? defaultWSURL(), transport, member?.member);

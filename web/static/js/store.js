@@ -1,12 +1,14 @@
 // Where received files go while they arrive: the origin-private file system
 // (OPFS: disk-backed, no prompt, survives a reload), written chunk by chunk —
 // by a worker with synchronous access handles where the browser has them,
-// else through a writable stream — or, where the browser offers no OPFS at
-// all, a bounded in-memory fallback.
+// else through a writable stream — or, where the browser offers no usable
+// OPFS (WebKitGTK, private windows; docs/BROWSERS.md), chunk Blobs put
+// together into one Blob at the end, up to MEMORY_LIMIT bytes.
 //
 // A sink: write(position, bytes) -> Promise (resolves once written; calls may
 // overlap), finish() -> Promise<sha256 hex of the whole file>, file() ->
-// Promise<File> (after finish), abort().
+// Promise<File> (after finish), abort(); the OPFS worker's and the Blob
+// sink also read(position, len) a chunk already written.
 import { Sha256, toHex } from './crypto.js';
 
 export const MEMORY_LIMIT = 256 * 1024 * 1024;
@@ -125,44 +127,82 @@ class WritableSink {
   }
 }
 
-// ---- memory ---------------------------------------------------------------
+// ---- chunk Blobs --------------------------------------------------------------
 
-class MemorySink {
-  constructor(size) { this.kind = 'memory'; this._parts = new Map(); this._size = size; this._hash = new RunningHash(); }
-  async write(position, data) { const c = data.slice(); this._parts.set(position, c); this._hash.add(position, c); }
-  async read(position, len) { const c = this._parts.get(position); if (!c || c.length < len) throw new Error('not written'); return c.subarray(0, len); }
+/** Each chunk becomes a Blob as it is written (its bytes leave the
+ * JavaScript heap for the browser's blob store at once); finish() puts them
+ * together, in order, into one Blob that refers to the parts (no copy).
+ * Where the blob store keeps them in memory (WebKit, Firefox) a file costs
+ * about its size in memory until the page drops it; Chromium spills large
+ * blob stores to disk. Hence MEMORY_LIMIT. */
+class BlobSink {
+  constructor(size) { this.kind = 'blob'; this._parts = new Map(); this._size = size; this._hash = new RunningHash(); this._file = null; }
+  async write(position, data) {
+    this._hash.add(position, data); // before anything else runs: data is only ours for this call
+    this._parts.set(position, new Blob([data]));
+  }
+  async read(position, len) {
+    const b = this._file ? this._file.slice(position, position + len) : this._parts.get(position);
+    if (!b || b.size < len) throw new Error('not written');
+    return new Uint8Array(await b.slice(0, len).arrayBuffer());
+  }
   async finish() { return this._hash.sum(this._size, () => this.file()); }
   async file() {
-    const parts = [...this._parts.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
-    return new File(parts, 'file');
+    if (!this._file) {
+      const parts = [...this._parts.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
+      this._file = new File(parts, 'file');
+      this._parts.clear();
+    }
+    return this._file;
   }
-  async abort() { this._parts.clear(); }
+  async abort() { this._parts.clear(); this._file = null; }
 }
 
 /** The store of received files. */
 export class FileStore {
   constructor(dir, worker) { this._dir = dir; this._worker = worker; this.persistent = !!dir; }
 
-  /** A sink for a file of size bytes named by its (uuid) file id. */
+  /** A sink for a file of size bytes named by its (uuid) file id: the best
+   * that works here (OPFS through the worker, through a writable stream,
+   * then chunk Blobs). */
   async create(id, size) {
+    const sink = await this._create(id, size);
+    // Tests read a finished file back through this (webtest/engines-lib.mjs
+    // readBack), whatever its storage; unset in normal use.
+    if (globalThis.__cloakroomReceived instanceof Map) {
+      const file = sink.file.bind(sink);
+      sink.file = async () => { const f = await file(); globalThis.__cloakroomReceived.set(id, f); return f; };
+    }
+    return sink;
+  }
+
+  async _create(id, size) {
     if (this._dir) await holdLock(id);
     if (this._dir && this._worker) {
       try {
         await this._worker.call({ op: 'open', id, name: id });
         return new WorkerSink(this._worker, this._dir, id, size);
       } catch (e) {
-        console.warn('cloakroom: OPFS worker unavailable, using a writable stream:', e.message);
+        console.info('cloakroom: no OPFS access handles in a worker here, using a writable stream:', e.message);
         this._worker = null;
       }
     }
     if (this._dir) {
-      const h = await this._dir.getFileHandle(id, { create: true });
-      return new WritableSink(this._dir, h, await h.createWritable({ keepExistingData: false }), size);
+      try {
+        const h = await this._dir.getFileHandle(id, { create: true });
+        if (typeof h.createWritable !== 'function') throw new Error('no createWritable');
+        return new WritableSink(this._dir, h, await h.createWritable({ keepExistingData: false }), size);
+      } catch (e) {
+        if (e.name === 'QuotaExceededError') throw e; // a full disk: memory would not do better
+        console.info('cloakroom: OPFS cannot be written here, keeping received files as Blobs:', e.message);
+        this._dir = null;
+        this.persistent = false;
+      }
     }
     if (size > MEMORY_LIMIT) {
-      throw new Error(`this browser offers no file storage for pages, and ${(size / 1e6).toFixed(0)} MB is over the ${MEMORY_LIMIT / 1e6} MB in-memory limit`);
+      throw new Error(`this browser offers no file storage for pages, and ${(size / 1e6).toFixed(0)} MB is over its in-memory limit of ${Math.round(MEMORY_LIMIT / 1e6)} MB`);
     }
-    return new MemorySink(size);
+    return new BlobSink(size);
   }
 }
 

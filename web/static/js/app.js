@@ -8,6 +8,7 @@ import { qrSVG, roomFromScan, startScanner, cameraError } from './qr.js';
 import { IMAGE_TYPE, VIDEO_TYPE } from './transfer.js';
 import { showPreview } from './poster.js';
 import { initStreaming, setRoom, streamingVideo, forgetStreams } from './stream.js';
+import { setupControl, renderControl, controlStatus, controlKey } from './control.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -216,6 +217,9 @@ function setupRoomView(secret) {
     el('p', { class: 'text', text: `The server refused a message: ${e.detail.text}` }))));
   room.addEventListener('chatsent', (e) => chatSent(e.detail.id));
   room.addEventListener('transfer', (e) => renderTransfer(e.detail.transfer));
+  // Transfer control (control.js): the receiving policy; a sender's Retry follows presence.
+  setupControl(room, { formatBytes });
+  room.addEventListener('members', () => { for (const v of transferViews.values()) if (mine(v.t)) renderTransfer(v.t, true); });
   onState({ detail: { state: room.state } });
   renderMembers();
 
@@ -368,6 +372,8 @@ function statusText(t) {
   if (room?.state === ConnState.RECONNECTING && t.path === Path.RELAY && ['sending', 'delivering', 'receiving'].includes(t.state)) {
     return `${pct} · waiting for the connection to the server`;
   }
+  const c = controlStatus(t, { formatBytes, memberName }); // per-recipient sends, offers, cancels (control.js)
+  if (c !== null) return c;
   switch (t.state) {
     case 'hashing': return 'Preparing…';
     case 'waiting': return 'Waiting for someone to come online…';
@@ -412,7 +418,7 @@ function renderTransfer(t, force = false) {
   showPreview(v.li, t); // poster and duration from the manifest (poster.js)
   // Throttle DOM updates while bytes flow; always render state changes.
   const now = performance.now();
-  const key = `${t.state}|${t.note || ''}`;
+  const key = `${t.state}|${t.note || ''}|${controlKey(t)}`;
   if (!force && v.state === key && now - v.last < 100) return;
   v.last = now;
   v.state = key;
@@ -422,8 +428,9 @@ function renderTransfer(t, force = false) {
   if (t.rounds) v.li.dataset.rounds = String(t.rounds);
   if (t.uploaded) v.li.dataset.uploaded = String(t.uploaded);
   v.progress.value = t.fraction;
-  v.progress.hidden = t.state === 'done' || t.state === 'failed';
+  v.progress.hidden = ['done', 'failed', 'cancelled', 'declined', 'offered'].includes(t.state);
   v.status.textContent = statusText(t);
+  renderControl(v, t, { el, memberName, formatBytes, room });
   if (!mine(t)) {
     // Who shared it, and how many members' copies it came from (the swarm).
     const n = t.helpers || 0;

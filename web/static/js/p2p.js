@@ -443,6 +443,9 @@ export class P2P {
       case Signal.HIST: // v4: recent chat for us, a newcomer
         await this.room.onHist?.(from, b);
         return;
+      case Signal.XFER: // transfer control: cancel, decline, ask, accept (control.js)
+        this.room.onXfer?.(from, b);
+        return;
       // Other kinds (a newer client's) are ignored.
     }
   }

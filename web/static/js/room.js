@@ -129,6 +129,12 @@ export class Room extends EventTarget {
   onHist(from, b) { return this.library.onHist(from, b); }
   onFetching(e) { this.library.fetching(e); }
 
+  /** An xfer signal (transfer control): about a file we send, or one we receive. */
+  onXfer(from, b) {
+    if (typeof b.file !== 'string' || typeof b.op !== 'string') return;
+    if (!this.sender.onXfer(from, b)) this.receiver.onXfer(from, b);
+  }
+
   // ---- connection --------------------------------------------------------
 
   async _connect(first) {
@@ -443,6 +449,7 @@ export class Room extends EventTarget {
       default: return;
     }
     this.sender.relay.presence(m.member, m.event);
+    this.sender.presence(m.member, m.event);
     if (m.event === 'offline' || m.event === 'leave') {
       this.p2p.memberGone(m.member);
       this.receiver.memberGone(m.member);

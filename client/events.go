@@ -21,6 +21,8 @@ func (c *Client) signal(from string, body *protocol.Signal) {
 		c.onLib(from, body)
 	case protocol.SignalHist:
 		c.room.onHist(body)
+	case protocol.SignalXfer:
+		c.onXfer(from, body)
 	default:
 		c.peers.routeSignal(from, body)
 	}

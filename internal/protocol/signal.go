@@ -21,6 +21,27 @@ const (
 	SignalPong      SignalKind = "pong"      // the answer to a ping, with its Session
 	SignalLib       SignalKind = "lib"       // v4: a library entry the author holds (Env, Have, Done)
 	SignalHist      SignalKind = "hist"      // v4: recent chat envelopes for a newcomer (Items)
+	SignalXfer      SignalKind = "xfer"      // transfer control about one file (File, Op)
+)
+
+// XferOp is what an xfer signal says (docs/PROTOCOL.md "Transfer control").
+// From a file's origin to a recipient: cancel. From a recipient to the
+// origin: cancel, decline, ask (its user is asked to accept), accept. A
+// client ignores ops it does not know.
+type XferOp string
+
+// Xfer ops.
+const (
+	XferCancel  XferOp = "cancel"
+	XferDecline XferOp = "decline"
+	XferAsk     XferOp = "ask"
+	XferAccept  XferOp = "accept"
+)
+
+// Reasons a receiver's failed DC_DONE carries for a choice, not an error.
+const (
+	ReasonCancelled = "cancelled by the receiver"
+	ReasonDeclined  = "declined by the receiver"
 )
 
 // HistItem is one chat envelope of a hist signal, as its author sealed it.
@@ -62,7 +83,12 @@ type Signal struct {
 	Env    string `json:"env,omitempty"`
 	// hist: chat envelopes, oldest first.
 	Items []HistItem `json:"items,omitempty"`
+	// xfer: what is said about File.
+	Op XferOp `json:"op,omitempty"`
 }
+
+// MaxXferOp bounds an xfer signal's op.
+const MaxXferOp = 32
 
 // MaxSignalSession bounds a signal's session id.
 const MaxSignalSession = 64
@@ -114,6 +140,10 @@ func (s *Signal) Validate() error {
 			return fmt.Errorf("%w: lib without file, origin, envelope or chunk count", ErrSignal)
 		}
 		return validRanges(s.Have)
+	case SignalXfer:
+		if s.File == "" || s.Op == "" || len(s.Op) > MaxXferOp {
+			return fmt.Errorf("%w: xfer without a file or op", ErrSignal)
+		}
 	case SignalHist:
 		if len(s.Items) == 0 || len(s.Items) > HistoryLength {
 			return fmt.Errorf("%w: hist with %d items", ErrSignal, len(s.Items))

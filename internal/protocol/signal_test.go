@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -56,6 +57,8 @@ func TestDecodeSignal(t *testing.T) {
 		`{"kind":"bye","session":"s"}`:                                    SignalBye,
 		`{"kind":"something-new","session":"s"}`:                          "something-new",
 		`{"kind":"decline","session":"s","reason":"receiver uses relay"}`: SignalDecline,
+		`{"kind":"xfer","session":"f","file":"f","op":"cancel"}`:          SignalXfer,
+		`{"kind":"xfer","session":"f","file":"f","op":"some-new-op"}`:     SignalXfer,
 	}
 	for in, kind := range good {
 		s, err := DecodeSignal([]byte(in))
@@ -75,6 +78,9 @@ func TestDecodeSignal(t *testing.T) {
 		`{"kind":"have","session":"f","file":"f","have":[[3,3]]}`,
 		`{"kind":"have","session":"f","file":"f","have":[[0,16777217]]}`,
 		`{"kind":"bye","session":"` + string(make([]byte, 65)) + `"}`,
+		`{"kind":"xfer","session":"f","op":"cancel"}`,
+		`{"kind":"xfer","session":"f","file":"f"}`,
+		`{"kind":"xfer","session":"f","file":"f","op":"` + strings.Repeat("x", 33) + `"}`,
 	}
 	for _, in := range bad {
 		if s, err := DecodeSignal([]byte(in)); !errors.Is(err, ErrSignal) {

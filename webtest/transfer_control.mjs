@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { main, buildBinary, launch, tempDir, assert } from './lib.mjs';
 import { MIB, T, startServerWithTURN, writeRandomFile, createAndJoin, waitOnline, finishedCard, checkReceived, waitProgress } from './p2plib.mjs';
 
-const BIG = 32 * MIB;
+const BIG = 16 * MIB;
 // A receiver that must still be receiving when something happens to it runs
 // with its CPU throttled (CDP), so "mid-transfer" does not depend on the
 // machine's speed; it is released once the action is done.
@@ -95,7 +95,7 @@ await main('transfer_control', async () => {
   {
     const f = join(dir, 'a.bin');
     const want = writeRandomFile(f, BIG + 777);
-    await throttle(ctxC, C, 30);
+    await throttle(ctxC, C, 10);
     await A.setInputFiles('#file-input', f);
     await waitProgress(C, 'a.bin', 0.02);
     await ctxC.close();
@@ -126,8 +126,8 @@ await main('transfer_control', async () => {
   {
     const f = join(dir, 'b.bin');
     writeRandomFile(f, BIG);
-    await throttle(ctxB, B, 30);
-    await throttle(ctxC, C, 30);
+    await throttle(ctxB, B, 10);
+    await throttle(ctxC, C, 10);
     await A.setInputFiles('#file-input', f);
     await waitProgress(B, 'b.bin', 0.02);
     await A.click(`${sendSel('b.bin')} button.xfer-cancel`);
@@ -154,7 +154,7 @@ await main('transfer_control', async () => {
   {
     const f = join(dir, 'c.bin');
     const want = writeRandomFile(f, BIG + 3);
-    await throttle(ctxC, C, 30);
+    await throttle(ctxC, C, 10);
     await A.setInputFiles('#file-input', f);
     await waitProgress(C, 'c.bin', 0.02);
     await C.click(`${recvSel('c.bin')} button.xfer-cancel`);

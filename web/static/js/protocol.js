@@ -307,10 +307,11 @@ export const Signal = Object.freeze({
 });
 
 /** What an xfer signal says (docs/PROTOCOL.md "Transfer control"). From the
- * file's origin to a recipient: cancel. From a recipient to the origin:
- * cancel, decline, ask (its user is asked to accept), accept (accepted, or a
- * retry: the origin may offer again). */
-export const XferOp = Object.freeze({ CANCEL: 'cancel', DECLINE: 'decline', ASK: 'ask', ACCEPT: 'accept' });
+ * file's origin to a recipient: cancel, offer (offered again after a
+ * cancel). From a recipient to the origin: cancel, decline, ask (its user is
+ * asked to accept), accept (accepted, or a retry: the origin may offer
+ * again). */
+export const XferOp = Object.freeze({ CANCEL: 'cancel', DECLINE: 'decline', ASK: 'ask', ACCEPT: 'accept', OFFER: 'offer' });
 /** A receiver's DC_DONE failure reasons that mean a choice, not an error
  * (an older sender shows them as they are). */
 export const REASON_CANCELLED = 'cancelled by the receiver';

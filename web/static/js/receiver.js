@@ -32,6 +32,7 @@ export class Receiver {
   constructor(deps) {
     this.d = deps;
     this._recvs = new Map(); // file id -> reception state
+    this._cancelled = new Map(); // file id -> origin: cancelled by its sender (perhaps before it started here)
     // The page's choices (control.js): whether a file waits for the user's
     // Accept, and whether this device has room for size bytes
     // ({ok, message}). By default every file starts at once.
@@ -89,6 +90,11 @@ export class Receiver {
     this._recvs.set(man.file, r);
     try {
       r.cipher = await C.newChunkCipher(C.unb64u(man.key), this.d.keys.roomID, from, C.uuidBytes(man.file), man.chunks, man.size);
+      if (this._cancelled.get(man.file) === from) { // its cancel overtook its announcement
+        t.bySender = true;
+        this._failRecv(r, 'Cancelled by the sender', false, { state: 'cancelled', notify: false, restart: true });
+        return;
+      }
       // A large file pulled from members (not pushed by the relay) waits
       // for the user's Accept (docs/TRANSFERS.md); its sender hears so.
       if (!accepted && path !== Path.RELAY && this.policy.needsAccept(man)) {
@@ -179,12 +185,28 @@ export class Receiver {
     }
   }
 
-  /** An xfer signal about a file we receive: its sender cancelled it. */
-  onXfer(from, b) {
+  /** An xfer signal about a file we receive: its sender cancelled it (a
+   * reception not started yet is refused when it starts), or offers it
+   * again after a cancel. */
+  async onXfer(from, b) {
     const r = this._recvs.get(b.file);
-    if (!r || r.from !== from || b.op !== XferOp.CANCEL || r.done || r.failed) return;
-    r.t.bySender = true;
-    this._failRecv(r, 'Cancelled by the sender', false, { state: 'cancelled', notify: false, restart: true });
+    if (r && r.from !== from) return;
+    if (b.op === XferOp.CANCEL) {
+      if (this._cancelled.size > 1000) this._cancelled.clear();
+      this._cancelled.set(b.file, from);
+      if (!r || r.done || r.failed) return;
+      r.t.bySender = true;
+      this._failRecv(r, 'Cancelled by the sender', false, { state: 'cancelled', notify: false, restart: true });
+    } else if (b.op === XferOp.OFFER && this._cancelled.get(b.file) === from) {
+      this._cancelled.delete(b.file);
+      // Its new announcement may have come first and been refused: start it again.
+      if (r?.failed && r.t.bySender && r.env) {
+        await this._startRecv(r.man, r.from, '', null, r.env);
+        const n = this._recvs.get(b.file);
+        await n?.ready;
+        if (n && n !== r && n.sink && !n.failed) this.d.swarm?.fetch(n, r.env);
+      }
+    }
   }
 
   _xfer(to, file, op) {

@@ -25,6 +25,7 @@ export class Sender {
     this.relay = new RelaySend(session, this);
     this.jobs = new Map();   // transfer id -> job {t, file, man, key, sealed, entry}
     this.byFile = new Map(); // file id (the first, or a relay round's) -> transfer id
+    this.early = new Map();  // transfer id -> transfer, before it has recipients
   }
 
   /** Sends a File to every member online now: per recipient over the best
@@ -36,6 +37,7 @@ export class Sender {
   async sendFile(file) {
     const t = new Transfer({ name: safeName(file.name), type: file.type || 'application/octet-stream', size: file.size, direction: 'send', state: 'hashing', file, path: '' });
     t.id = C.newUUID();
+    this.early.set(t.id, t); // cancellable while it is hashed or waits for members
     this.s.emit('transfer', { transfer: t });
     try {
       // A video's poster and duration (at most 3 s; at once for other files),
@@ -62,9 +64,10 @@ export class Sender {
       job.entry = await this.s.swarm.addOrigin(job, chunkHashes);
       this.jobs.set(t.id, job);
       this.track(t, man.file);
-      if (t.cancelled) throw new Error('cancelled');
+      if (t.cancelled) { job.entry.withdrawn = true; throw new Error('cancelled'); }
       const recipients = await this._waitForMembers(t);
       for (const r of recipients) t.recipients.set(r, newRec());
+      this.early.delete(t.id);
       t.state = 'sending';
       t.peer = recipients.join(',');
       t.started = performance.now();
@@ -73,6 +76,8 @@ export class Sender {
       if (t.state === 'failed') throw new Error(t.error);
       return t;
     } catch (e) {
+      this.early.delete(t.id);
+      if (t.cancelled && this.jobs.has(t.id)) this.jobs.get(t.id).entry.withdrawn = true;
       if (t.state !== 'failed' && t.state !== 'cancelled') {
         t.state = t.cancelled ? 'cancelled' : 'failed';
         t.error = t.cancelled ? '' : e.message;
@@ -212,9 +217,11 @@ export class Sender {
    * active. Each hears it (an xfer cancel signal) and drops its partial file. */
   cancel(tid, member = null) {
     const job = this.jobs.get(tid);
-    const t = job?.t;
+    const t = job?.t ?? this.early.get(tid);
     if (!t) return;
     if (t.state === 'hashing' || t.state === 'waiting') { t.cancelled = true; this.s.emit('members'); return; }
+    // Cancelled for everyone: no longer offered to members who join later.
+    if (!member) job.entry.withdrawn = true;
     const targets = member ? [member] : [...t.recipients.keys()];
     for (const m of targets) {
       if (!active(t.recipients.get(m))) continue;
@@ -229,8 +236,12 @@ export class Sender {
     const t = job?.t;
     if (!t || active(t.recipients.get(member))) return;
     if (!this.s.members.get(member)?.online) return;
+    const was = t.recipients.get(member);
     t.recipients.set(member, newRec());
     this.s.swarm.unrefuse(job.entry, member);
+    job.entry.withdrawn = false;
+    // A recipient we cancelled hears that the cancel is void (xfer offer).
+    if (was?.state === 'cancelled' && was.by === 'you') for (const file of t.fileIds) this._xfer(member, file, XferOp.OFFER);
     t.state = 'sending';
     t.finished = 0;
     this.progress(t);

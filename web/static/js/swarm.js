@@ -315,7 +315,7 @@ export class Swarm {
   /** Queues the chunks a want asks for (those held; at most
    * MAX_OUTSTANDING_WANTS of one file per link), then serves them in order. */
   _want(peer, e, ps, m) {
-    if (!e.read || e.refused?.has(peer.member)) return;
+    if (!e.read || e.withdrawn || e.refused?.has(peer.member)) return;
     const q = peer._serveQ ||= [];
     const room = () => ps.queued < P.MAX_OUTSTANDING_WANTS;
     for (const i of m.indices) {

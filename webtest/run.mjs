@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { here, root } from './lib.mjs';
 
 // A test may be named without its .mjs (node run.mjs stream_video).
-const tests = process.argv.slice(2).length ? process.argv.slice(2).map((t) => (t.endsWith('.mjs') ? t : t + '.mjs')) : ['vectors.mjs', 'store.mjs', 'chat_relay.mjs', 'qr.mjs', 'p2p.mjs', 'restore.mjs', 'library.mjs', 'library_cli.mjs', 'transfer_control.mjs', 'tls.mjs', 'poster.mjs', 'limits.mjs', 'stream_video.mjs'];
+const tests = process.argv.slice(2).length ? process.argv.slice(2).map((t) => (t.endsWith('.mjs') ? t : t + '.mjs')) : ['vectors.mjs', 'store.mjs', 'chat_relay.mjs', 'qr.mjs', 'p2p.mjs', 'restore.mjs', 'library.mjs', 'library_cli.mjs', 'transfer_control.mjs', 'transfer_control_cli.mjs', 'tls.mjs', 'poster.mjs', 'limits.mjs', 'stream_video.mjs'];
 // swarm_netns.mjs (eight receivers, three of them pages, behind a shaped sender) is run by
 // name: it fails its bounds on a 2-core machine (BENCHMARKS.md, "Swarm"), and a failing
 // test in the default list would hide every other result.

@@ -19,7 +19,7 @@
 // B; needsAccept forced false -> (d) never sees the offer; the storage check
 // skipped -> (e) sees the file start instead of the refusal).
 import { join } from 'node:path';
-import { main, buildBinary, launch, tempDir, assert } from './lib.mjs';
+import { main, buildBinary, launch, tempDir, assert, ensureOutDir } from './lib.mjs';
 import { MIB, T, startServerWithTURN, writeRandomFile, createAndJoin, waitOnline, finishedCard, checkReceived, waitProgress } from './p2plib.mjs';
 
 const BIG = 16 * MIB;
@@ -109,6 +109,7 @@ await main('transfer_control', async () => {
     assert(/Delivered/.test(bText) && /Direct connection/.test(bText), `B's row: ${bText}`);
     assert(!(await A.$(`${sendSel('a.bin')} .status.error`)), 'A\'s status is not an error');
     assert(/Delivered to 1 of 2/.test(sc.status), `A's status: ${sc.status}`);
+    await A.locator(sendSel('a.bin')).screenshot({ path: join(ensureOutDir(), 'transfer-control-sender.png') });
     console.log(`transfer_control: (a) ${sc.status} | B: ${bText} | C: ${cText}`);
   }
 
@@ -184,6 +185,7 @@ await main('transfer_control', async () => {
     await B.waitForSelector(`${recvSel('d1.bin')}[data-state=offered] button.xfer-accept`, T);
     const offer = await B.textContent(`${recvSel('d1.bin')} .status`);
     assert(/wants to send you d1\.bin \(3\.1 MB\)/.test(offer), `B's offer: ${offer}`);
+    await B.locator(recvSel('d1.bin')).screenshot({ path: join(ensureOutDir(), 'transfer-control-offer.png') });
     await finishedCard(C, 'recv', 'd1.bin'); // under C's limit: it started at once
     await A.waitForSelector(`${row('d1.bin', idB)}[data-state=asking]`, T);
     await B.click(`${recvSel('d1.bin')} button.xfer-decline`);
@@ -213,6 +215,7 @@ await main('transfer_control', async () => {
     const msg = await B.textContent(`${recvSel('e.bin')} .xfer-refusal`);
     assert(/Not enough space on this device/.test(msg) && /3\.1 MB/.test(msg), `refusal: ${msg}`);
     assert(await B.getAttribute(recvSel('e.bin'), 'data-state') === 'offered', 'nothing started');
+    await B.locator(recvSel('e.bin')).screenshot({ path: join(ensureOutDir(), 'transfer-control-refused.png') });
     await B.click(`${recvSel('e.bin')} button.xfer-decline`);
     await A.waitForSelector(`${row('e.bin', idB)}[data-state=declined]`, T);
     console.log(`transfer_control: (e) ${msg}`);

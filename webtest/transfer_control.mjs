@@ -13,11 +13,14 @@
 //       completes with a SHA-256 match;
 //   (e) B's navigator.storage.estimate says 1 MB free: Accept is refused
 //       with a clear message, nothing starts.
-// Each part fails without its feature (checked by breaking each once: the
-// per-recipient rows removed -> (a) finds no row and the card failed; the
-// sender's xfer cancel not sent -> (b) times out waiting for "cancelled" on
-// B; needsAccept forced false -> (d) never sees the offer; the storage check
-// skipped -> (e) sees the file start instead of the refusal).
+// Each part fails without its feature. Checked by breaking it once, in a
+// copy of the tree: the card's verdict back to "done only when everyone got
+// it" -> (a) fails ("A's card after C left: failed"); the sender's xfer
+// cancel not sent -> (b) times out waiting for B's cancelled card;
+// needsAccept always false -> (d) times out waiting for the offer; the
+// storage check always ok -> (e) times out waiting for the refusal. (c)
+// was not broken separately (without the receiver's cancel there is no
+// Cancel button to click).
 import { join } from 'node:path';
 import { main, buildBinary, launch, tempDir, assert, ensureOutDir } from './lib.mjs';
 import { MIB, T, startServerWithTURN, writeRandomFile, createAndJoin, waitOnline, finishedCard, checkReceived, waitProgress } from './p2plib.mjs';

@@ -6,10 +6,10 @@
 //   (b) `cloakroom send` to a page that cancels its reception mid-transfer:
 //       the CLI send fails with "cancelled by the receiver"; the page's card
 //       is cancelled and its partial file gone.
-// Fails without the feature: with the xfer cancel ignored by the Go client
-// (client/events.go's case removed), (a) times out waiting for the CLI's
-// message; without the page's DC_DONE reason, (b) finds no "cancelled by the
-// receiver" in the CLI's error.
+// Fails without the feature: with the xfer signal ignored by the Go client
+// (client/events.go's case removed, checked once) (a) fails ("the CLI says:
+// in the room; waiting for files…"). (b) needs no Go change: it checks the
+// page's DC_DONE reason reaches a Go sender as it is.
 import { join } from 'node:path';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { main, buildBinary, launch, tempDir, run, assert, stopProc } from './lib.mjs';

@@ -193,7 +193,7 @@ function renderRows(v, t, h) {
     row.li.dataset.state = r.state;
     row.name.textContent = h.memberName(m);
     row.state.textContent = rowText(r, t, h.memberName);
-    row.path.textContent = pathLabel(r.path);
+    row.path.textContent = ['sending', 'delivered'].includes(r.state) ? pathLabel(r.path) : ''; // how it went, while it matters
     row.bar.value = r.state === 'delivered' ? 1 : (t.size > 0 ? Math.min(1, r.bytes / t.size) : 0);
     row.bar.hidden = !['sending', 'delivered'].includes(r.state) || r.state === 'delivered';
     const online = room.members.get(m)?.online;

@@ -23,6 +23,8 @@ func (c *Client) signal(from string, body *protocol.Signal) {
 		c.room.onHist(body)
 	case protocol.SignalName:
 		c.room.setName(from, body.Name)
+	case protocol.SignalXfer:
+		c.onXfer(from, body)
 	default:
 		c.peers.routeSignal(from, body)
 	}

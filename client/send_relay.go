@@ -163,6 +163,37 @@ func (c *Client) relayRound(ctx context.Context, o *outgoing, man *crypto.Manife
 	return c.awaitDelivery(ctx, s, o, man, got)
 }
 
+// onXfer takes an xfer signal (docs/PROTOCOL.md "Transfer control"): the
+// sender of a file we receive cancelled it, or a recipient of a file we
+// send through the relay cancelled or declined it (that recipient is then
+// reported failed with the reason; peer-to-peer recipients say so in their
+// DC_DONE). Other ops are for pages and ignored.
+func (c *Client) onXfer(from string, b *protocol.Signal) {
+	switch b.Op {
+	case protocol.XferCancel, protocol.XferDecline:
+	default:
+		return
+	}
+	if b.Op == protocol.XferCancel && c.recv.Cancel(c.ctx, b.File, from) {
+		c.log.Info("the sender cancelled a file", "file", b.File, "from", short8(from))
+		return
+	}
+	c.mu.Lock()
+	s := c.sends[b.File]
+	c.mu.Unlock()
+	if s == nil || !s.sched.IsTarget(from) {
+		return
+	}
+	reason := protocol.ReasonCancelled
+	if b.Op == protocol.XferDecline {
+		reason = protocol.ReasonDeclined
+	}
+	select {
+	case s.events <- &protocol.Message{Type: protocol.TypeUndeliverable, File: b.File, Member: from, Error: reason}:
+	default:
+	}
+}
+
 // routeHave takes a recipient's have signal for a file being sent.
 func (c *Client) routeHave(from string, b *protocol.Signal) {
 	c.mu.Lock()

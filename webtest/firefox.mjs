@@ -45,12 +45,18 @@ export async function launchFirefox({ name = 'firefox', width = 1280, height = 8
   return new FirefoxPage(browser, page, name, errors);
 }
 
+// The tests take every file without an Accept (issue 14's threshold; lib.mjs's launch acceptAll does the same for Chromium).
+const ACCEPT_ALL = `try { if (localStorage.getItem('cloakroom.acceptAboveMiB') === null) localStorage.setItem('cloakroom.acceptAboveMiB', '1000000'); } catch {}`;
+
 export class FirefoxPage {
   constructor(browser, page, name, errors) {
     this.browser = browser; this.page = page; this.name = name; this.engine = 'firefox'; this._errors = errors;
   }
 
-  async goto(url) { await this.page.goto(url, { waitUntil: 'load' }); }
+  async goto(url) {
+    await this.page.goto(url, { waitUntil: 'load' });
+    await this.page.evaluate(ACCEPT_ALL).catch(() => {});
+  }
   async url() { return this.page.url(); }
   async reload() { await this.page.reload({ waitUntil: 'load' }); }
   async setViewport(width, height) { await this.page.setViewport({ width, height }); }

@@ -86,7 +86,7 @@ export function run(cmd, args, { timeoutMs = 120000, env } = {}) {
  * and console errors are collected in ctx.errors. args are extra Chromium
  * command-line switches (e.g. a fake camera); executable another program
  * that runs Chromium (e.g. a script that starts it in a network namespace). */
-export async function launch({ viewport = { width: 1280, height: 800 }, name = 'browser', args = [], executable = CHROMIUM, profile = '' } = {}) {
+export async function launch({ viewport = { width: 1280, height: 800 }, name = 'browser', args = [], executable = CHROMIUM, profile = '', acceptAll = true } = {}) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
   // profile: a directory to reuse (a browser closed and opened again keeps
   // its IndexedDB); by default a fresh temp profile.
@@ -97,6 +97,13 @@ export async function launch({ viewport = { width: 1280, height: 800 }, name = '
   });
   ctx.errors = [];
   onCleanup(() => ctx.close());
+  // Pages ask before receiving files above 50 MiB (control.js): tests that
+  // are not about that accept every file, as a user who set the limit high.
+  if (acceptAll) {
+    await ctx.addInitScript(() => {
+      try { if (localStorage.getItem('cloakroom.acceptAboveMiB') === null) localStorage.setItem('cloakroom.acceptAboveMiB', '1000000'); } catch { /* no storage here */ }
+    });
+  }
   await ctx.route('**/__test/**', (route) => {
     const path = new URL(route.request().url()).pathname.replace(/^\/__test\//, '');
     if (!/^[a-z0-9._-]+$/.test(path)) return route.fulfill({ status: 404 });

@@ -11,7 +11,7 @@ import { startServer, assert } from './lib.mjs';
 
 export const MIB = 1 << 20;
 export const SLICE = 4 * MIB; // OPFS read-back and hashing granularity
-export const T = { timeout: 120000 };
+export const T = { timeout: Number(process.env.WEBTEST_T_MS || 120000) };
 
 /** A port free on 127.0.0.1 for both TCP and UDP (the TURN server takes both). */
 export async function freePort() {

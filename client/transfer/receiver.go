@@ -267,6 +267,24 @@ func (r *Receiver) Active(file string) bool {
 	return rs != nil && !rs.doneFlag.Load() && !rs.failed.Load() && !rs.retired.Load()
 }
 
+// Cancel ends the reception of file when from is its sender (an xfer
+// cancel signal): it fails with ErrCancelled, its partial file is dropped,
+// and the user hears why. It reports whether a reception was ended.
+func (r *Receiver) Cancel(ctx context.Context, file, from string) bool {
+	r.mu.Lock()
+	rs := r.recvs[file]
+	r.mu.Unlock()
+	if rs == nil || rs.from != from || rs.doneFlag.Load() || rs.failed.Load() || rs.retired.Load() {
+		return false
+	}
+	select {
+	case r.jobs <- chunkJob{rs: rs, err: fmt.Errorf("%q: %w", rs.man.Name, ErrCancelled)}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // Started reports whether a reception of file was ever started.
 func (r *Receiver) Started(file string) bool {
 	r.mu.Lock()

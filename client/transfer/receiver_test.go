@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -218,6 +219,42 @@ func TestReceiverRefusesTamperedChunk(t *testing.T) {
 	defer src.mu.Unlock()
 	if n := len(src.reports); n == 0 || !src.reports[n-1].Failed {
 		t.Fatalf("source not told of the failure: %+v", src.reports)
+	}
+}
+
+// TestReceiverCancelledBySender: an xfer cancel from the file's sender
+// ends the reception with ErrCancelled and removes the partial file; one
+// from another member is ignored.
+func TestReceiverCancelledBySender(t *testing.T) {
+	var roomID [16]byte
+	sender := uuid.NewString()
+	content := bytes.Repeat([]byte("y"), 2*protocol.ChunkSize+10)
+	man, chunks := sealedFile(t, roomID, sender, content)
+	dir := t.TempDir()
+	r, host, ctx := startReceiver(t, dir, roomID)
+	src := &fakeSource{}
+	if err := r.Start(ctx, man, sender, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Chunk(ctx, &chunks[0], src); err != nil {
+		t.Fatal(err)
+	}
+	if r.Cancel(ctx, man.File, uuid.NewString()) {
+		t.Fatal("a cancel from another member ended the reception")
+	}
+	if !r.Cancel(ctx, man.File, sender) {
+		t.Fatal("the sender's cancel did not end the reception")
+	}
+	got := nextFile(t, host)
+	if !errors.Is(got.Err, ErrCancelled) || !strings.Contains(got.Err.Error(), "cancelled by the sender") {
+		t.Fatalf("err %v, want ErrCancelled", got.Err)
+	}
+	part, _ := partPaths(dir, man)
+	if _, err := os.Stat(part); !os.IsNotExist(err) {
+		t.Fatalf("partial file left: %v", err)
+	}
+	if r.Active(man.File) || r.Cancel(ctx, man.File, sender) {
+		t.Fatal("a cancelled reception is still active")
 	}
 }
 

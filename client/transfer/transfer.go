@@ -23,6 +23,8 @@ var (
 	ErrSameContent = errors.New("same content already being received from another member")
 	// ErrNoSpace refuses a file the download directory has no room for.
 	ErrNoSpace = errors.New("not enough free disk space")
+	// ErrCancelled ends a reception its sender cancelled (an xfer cancel signal).
+	ErrCancelled = errors.New("cancelled by the sender")
 )
 
 // File is a received file (or a failed reception, with Err set).

@@ -95,6 +95,7 @@ func FuzzDecodeSignal(f *testing.F) {
 	f.Add([]byte(`{"kind":"lib","session":"f","file":"f","origin":"o","chunks":3,"env":"AAAA","have":[[0,3]],"done":true}`))
 	f.Add([]byte(`{"kind":"hist","session":"h","items":[{"from":"o","env":"AAAA"}]}`))
 	f.Add([]byte(`{"kind":"name","session":"n","name":"Brave Otter"}`))
+	f.Add([]byte(`{"kind":"xfer","session":"f","file":"f","op":"decline"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := DecodeSignal(data)
 		if err != nil {

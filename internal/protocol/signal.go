@@ -22,6 +22,27 @@ const (
 	SignalLib       SignalKind = "lib"       // v4: a library entry the author holds (Env, Have, Done)
 	SignalHist      SignalKind = "hist"      // v4: recent chat envelopes for a newcomer (Items)
 	SignalName      SignalKind = "name"      // the sender's display name (Name)
+	SignalXfer      SignalKind = "xfer"      // transfer control about one file (File, Op)
+)
+
+// XferOp is what an xfer signal says (docs/PROTOCOL.md "Transfer control").
+// From a file's origin to a recipient: cancel. From a recipient to the
+// origin: cancel, decline, ask (its user is asked to accept), accept. A
+// client ignores ops it does not know.
+type XferOp string
+
+// Xfer ops.
+const (
+	XferCancel  XferOp = "cancel"
+	XferDecline XferOp = "decline"
+	XferAsk     XferOp = "ask"
+	XferAccept  XferOp = "accept"
+)
+
+// Reasons a receiver's failed DC_DONE carries for a choice, not an error.
+const (
+	ReasonCancelled = "cancelled by the receiver"
+	ReasonDeclined  = "declined by the receiver"
 )
 
 // HistItem is one chat envelope of a hist signal, as its author sealed it.
@@ -66,6 +87,8 @@ type Signal struct {
 	// name: the sender's display name, chosen by its user: neither unique
 	// nor verified; shown cleaned (safetext) and at most MaxNameChars.
 	Name string `json:"name,omitempty"`
+	// xfer: what is said about File.
+	Op XferOp `json:"op,omitempty"`
 }
 
 // MaxNameBytes bounds a name signal's name; a receiver shows at most
@@ -74,6 +97,9 @@ const (
 	MaxNameBytes = 256
 	MaxNameChars = 40
 )
+
+// MaxXferOp bounds an xfer signal's op.
+const MaxXferOp = 32
 
 // MaxSignalSession bounds a signal's session id.
 const MaxSignalSession = 64
@@ -128,6 +154,10 @@ func (s *Signal) Validate() error {
 	case SignalName:
 		if s.Name == "" || len(s.Name) > MaxNameBytes {
 			return fmt.Errorf("%w: name of %d bytes", ErrSignal, len(s.Name))
+		}
+	case SignalXfer:
+		if s.File == "" || s.Op == "" || len(s.Op) > MaxXferOp {
+			return fmt.Errorf("%w: xfer without a file or op", ErrSignal)
 		}
 	case SignalHist:
 		if len(s.Items) == 0 || len(s.Items) > HistoryLength {

@@ -58,6 +58,8 @@ func TestDecodeSignal(t *testing.T) {
 		`{"kind":"something-new","session":"s"}`:                          "something-new",
 		`{"kind":"decline","session":"s","reason":"receiver uses relay"}`: SignalDecline,
 		`{"kind":"name","session":"n","name":"Alice"}`:                    SignalName,
+		`{"kind":"xfer","session":"f","file":"f","op":"cancel"}`:          SignalXfer,
+		`{"kind":"xfer","session":"f","file":"f","op":"some-new-op"}`:     SignalXfer,
 	}
 	for in, kind := range good {
 		s, err := DecodeSignal([]byte(in))
@@ -79,6 +81,9 @@ func TestDecodeSignal(t *testing.T) {
 		`{"kind":"bye","session":"` + string(make([]byte, 65)) + `"}`,
 		`{"kind":"name","session":"n"}`,
 		`{"kind":"name","session":"n","name":"` + strings.Repeat("a", MaxNameBytes+1) + `"}`,
+		`{"kind":"xfer","session":"f","op":"cancel"}`,
+		`{"kind":"xfer","session":"f","file":"f"}`,
+		`{"kind":"xfer","session":"f","file":"f","op":"` + strings.Repeat("x", 33) + `"}`,
 	}
 	for _, in := range bad {
 		if s, err := DecodeSignal([]byte(in)); !errors.Is(err, ErrSignal) {

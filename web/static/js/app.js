@@ -16,6 +16,7 @@ import { initAlerts, watchRoom, keepAwake } from './notify.js';
 import { initShare, shareIntoRoom, setupInviteShare } from './share.js';
 import * as Stay from './stay-ui.js';
 import { displayName, shortID } from './names.js';
+import { setupControl, renderControl, controlStatus, controlKey } from './control.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -244,6 +245,9 @@ function setupRoomView(secret) {
   room.addEventListener('transfer', (e) => renderTransfer(e.detail.transfer));
   watchRoom(room, memberName); // unread count, notifications, sound (notify.js)
   keepAwake(room); // screen wake lock while a transfer runs
+  // Transfer control (control.js): the receiving policy; a sender's Retry follows presence.
+  setupControl(room, { formatBytes });
+  room.addEventListener('members', () => { for (const v of transferViews.values()) if (mine(v.t)) renderTransfer(v.t, true); });
   onState({ detail: { state: room.state } });
   Stay.attach(room, { el, appendItem, renderMembers, initials });
   renderMembers();
@@ -403,6 +407,8 @@ function statusText(t) {
   if (room?.state === ConnState.RECONNECTING && t.path === Path.RELAY && ['sending', 'delivering', 'receiving'].includes(t.state)) {
     return `${pct} · waiting for the connection to the server`;
   }
+  const c = controlStatus(t, { formatBytes, memberName }); // per-recipient sends, offers, cancels (control.js)
+  if (c !== null) return c;
   switch (t.state) {
     case 'hashing': return 'Preparing…';
     case 'waiting': return 'Waiting for someone to come online…';
@@ -447,7 +453,7 @@ function renderTransfer(t, force = false) {
   showPreview(v.li, t); // poster and duration from the manifest (poster.js)
   // Throttle DOM updates while bytes flow; always render state changes.
   const now = performance.now();
-  const key = `${t.state}|${t.note || ''}`;
+  const key = `${t.state}|${t.note || ''}|${controlKey(t)}`;
   if (!force && v.state === key && now - v.last < 100) return;
   v.last = now;
   v.state = key;
@@ -457,8 +463,9 @@ function renderTransfer(t, force = false) {
   if (t.rounds) v.li.dataset.rounds = String(t.rounds);
   if (t.uploaded) v.li.dataset.uploaded = String(t.uploaded);
   v.progress.value = t.fraction;
-  v.progress.hidden = t.state === 'done' || t.state === 'failed';
+  v.progress.hidden = ['done', 'failed', 'cancelled', 'declined', 'offered'].includes(t.state);
   v.status.textContent = statusText(t);
+  renderControl(v, t, { el, memberName, formatBytes, room });
   if (!mine(t)) {
     // Who shared it, and how many members' copies it came from (the swarm).
     const n = t.helpers || 0;

@@ -34,7 +34,7 @@ export class Library {
   /** A member's presence was just verified: it gets our library and chat. */
   greet(member) {
     const send = (body) => this.room.p2p.sendSignal(member, body).catch((e) => console.info('cloakroom: could not tell a member about the room:', e.message));
-    const entries = [...this.room.swarm.entries.values()].filter((e) => e.env && e.read && !e.r?.failed)
+    const entries = [...this.room.swarm.entries.values()].filter((e) => e.env && e.read && !e.r?.failed && !e.withdrawn)
       .sort((a, b) => b.added - a.added).slice(0, P.LIBRARY_ANNOUNCE);
     for (const e of entries) if (e.origin !== member) send(this._lib(e));
     // Oldest first, in signals kept under the signal limit.

@@ -451,6 +451,8 @@ export class P2P {
         return;
       case Signal.NAME: // the member's display name (names.js)
         this.room.onName?.(from, b);
+      case Signal.XFER: // transfer control: cancel, decline, ask, accept (control.js)
+        this.room.onXfer?.(from, b);
         return;
       // Other kinds (a newer client's) are ignored.
     }

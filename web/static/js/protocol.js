@@ -304,7 +304,19 @@ export const Signal = Object.freeze({
   LIB: 'lib',             // v4: a library entry the author holds (env, have, done)
   HIST: 'hist',           // v4: recent chat envelopes for a newcomer (items)
   NAME: 'name',           // the sender's display name (name), for the members list and feed
+  XFER: 'xfer',           // transfer control about one file (op; docs/PROTOCOL.md "Transfer control")
 });
+
+/** What an xfer signal says (docs/PROTOCOL.md "Transfer control"). From the
+ * file's origin to a recipient: cancel, offer (offered again after a
+ * cancel). From a recipient to the origin: cancel, decline, ask (its user is
+ * asked to accept), accept (accepted, or a retry: the origin may offer
+ * again). */
+export const XferOp = Object.freeze({ CANCEL: 'cancel', DECLINE: 'decline', ASK: 'ask', ACCEPT: 'accept', OFFER: 'offer' });
+/** A receiver's DC_DONE failure reasons that mean a choice, not an error
+ * (an older sender shows them as they are). */
+export const REASON_CANCELLED = 'cancelled by the receiver';
+export const REASON_DECLINED = 'declined by the receiver';
 
 /** The peer-to-peer rungs a transport tries, best first, before (for auto)
  * the relay (as Go's Transport.Ladder). The relay transport has none. */

@@ -16,7 +16,7 @@
 //   abort()               drops what was written
 import * as C from './crypto.js';
 import * as P from './protocol.js';
-import { Path, Signal } from './protocol.js';
+import { Path, Signal, XferOp } from './protocol.js';
 import { Transfer, safeName, safeType } from './transfer.js';
 import { Verdict, validStamp } from './order.js';
 
@@ -32,6 +32,11 @@ export class Receiver {
   constructor(deps) {
     this.d = deps;
     this._recvs = new Map(); // file id -> reception state
+    this._cancelled = new Map(); // file id -> origin: cancelled by its sender (perhaps before it started here)
+    // The page's choices (control.js): whether a file waits for the user's
+    // Accept, and whether this device has room for size bytes
+    // ({ok, message}). By default every file starts at once.
+    this.policy = { needsAccept: () => false, storageCheck: async () => ({ ok: true, message: '' }) };
   }
 
   _emit(type, detail) { this.d.emit(type, detail); }
@@ -50,11 +55,11 @@ export class Receiver {
    * (peer null) or a peer-to-peer session. A file already being received
    * keeps its partial state: chunks from any path verify the same way, so a
    * sender that falls back to the relay mid-transfer resumes it. */
-  async _startRecv(man, from, path, peer) {
+  async _startRecv(man, from, path, peer, env = null, accepted = false) {
     const old = this._recvs.get(man.file);
     if (old) {
       if (old.from !== from) throw new Error(`file id ${man.file} reused by another member`);
-      if (!(old.failed && old.vanished)) {
+      if (!(old.failed && (old.vanished || old.restart))) {
         clearTimeout(old.vanishTimer);
         old.vanishTimer = 0;
         old.peer = peer;
@@ -79,12 +84,31 @@ export class Receiver {
     }
     if (same && await this._adoptRecv(same, man, from, path, peer)) return;
     const t = new Transfer({ id: man.file, name: safeName(man.name), type: safeType(man.type), size: man.size, chunks: man.chunks, direction: 'recv', peer: from, state: 'receiving', path, poster: man.poster, duration: man.duration });
-    const r = { man, from, t, path, peer, have: new Uint8Array(man.chunks), disk: new Uint8Array(man.chunks), got: 0, written: 0, resumed: false, sink: null, cipher: null, done: false, failed: false, vanished: false, vanishTimer: 0, vanishMsg: '' };
+    const r = { man, from, t, path, peer, env, have: new Uint8Array(man.chunks), disk: new Uint8Array(man.chunks), got: 0, written: 0, resumed: false, sink: null, cipher: null, done: false, failed: false, vanished: false, vanishTimer: 0, vanishMsg: '' };
     let ready;
-    r.ready = new Promise((res) => { ready = res; }); // once the sink is open (or the reception failed)
+    r.ready = new Promise((res) => { ready = res; }); // once the sink is open, the user is asked, or the reception failed
     this._recvs.set(man.file, r);
     try {
       r.cipher = await C.newChunkCipher(C.unb64u(man.key), this.d.keys.roomID, from, C.uuidBytes(man.file), man.chunks, man.size);
+      if (this._cancelled.get(man.file) === from) { // its cancel overtook its announcement
+        t.bySender = true;
+        this._failRecv(r, 'Cancelled by the sender', false, { state: 'cancelled', notify: false, restart: true });
+        return;
+      }
+      // A large file pulled from members (not pushed by the relay) waits
+      // for the user's Accept (docs/TRANSFERS.md); its sender hears so.
+      if (!accepted && path !== Path.RELAY && this.policy.needsAccept(man)) {
+        r.offered = true;
+        t.state = 'offered';
+        this._xfer(from, man.file, XferOp.ASK);
+        this._emit('transfer', { transfer: t });
+        return;
+      }
+      const room = await this.policy.storageCheck(man.size);
+      if (!room.ok) {
+        this._failRecv(r, room.message, false, { reason: 'not enough storage space on this device', restart: true });
+        return;
+      }
       r.sink = await this.d.openSink(man);
       t.storage = r.sink.kind;
     } catch (e) {
@@ -94,6 +118,100 @@ export class Receiver {
       ready();
     }
     this._emit('transfer', { transfer: t });
+  }
+
+  // ---- the user's control (control.js) ---------------------------------------
+
+  /** Accept an offered file: refused (false, the card says why) when this
+   * device has no room for it; else it starts. */
+  async accept(id) {
+    const r = this._recvs.get(id);
+    if (!r || !r.offered || r.failed) return false;
+    const room = await this.policy.storageCheck(r.man.size);
+    if (!r.offered || r.failed) return false;
+    if (!room.ok) {
+      r.t.refusal = room.message;
+      this._emit('transfer', { transfer: r.t });
+      return false;
+    }
+    r.offered = false;
+    r.t.refusal = '';
+    r.t.state = 'receiving';
+    r.t.started = performance.now();
+    try {
+      r.sink = await this.d.openSink(r.man);
+      r.t.storage = r.sink.kind;
+    } catch (e) {
+      this._failRecv(r, e.message);
+      return false;
+    }
+    this._xfer(r.from, r.man.file, XferOp.ACCEPT);
+    this._emit('transfer', { transfer: r.t });
+    if (!r.failed && this.d.swarm) this.d.swarm.fetch(r, r.env);
+    return true;
+  }
+
+  /** Decline an offered file: its sender's row says so. */
+  decline(id) {
+    const r = this._recvs.get(id);
+    if (!r || r.done || r.failed) return;
+    this._failRecv(r, 'You declined it', false, { state: 'declined', reason: P.REASON_DECLINED, restart: true });
+    this._xfer(r.from, r.man.file, XferOp.DECLINE);
+  }
+
+  /** Cancel a reception: its partial file is removed, its sender's row says so. */
+  cancel(id) {
+    const r = this._recvs.get(id);
+    if (!r || r.done || r.failed) return;
+    this._failRecv(r, 'You cancelled it', false, { state: 'cancelled', reason: P.REASON_CANCELLED, restart: true });
+    this._xfer(r.from, r.man.file, XferOp.CANCEL);
+  }
+
+  /** Fetch a failed or cancelled reception again from the members who hold
+   * it (the origin hears it, and may offer it again). Not one its sender
+   * cancelled: the sender decides. */
+  async retry(id) {
+    const r = this._recvs.get(id);
+    if (!r || !r.failed || r.t.bySender) return;
+    const env = r.env || this.d.swarm?.entries.get(id)?.env;
+    if (!env) return;
+    r.restart = true;
+    await this._startRecv(r.man, r.from, '', null, env, true);
+    const n = this._recvs.get(id);
+    await n?.ready;
+    if (n && n !== r && n.sink && !n.failed) {
+      this.d.swarm?.fetch(n, env);
+      this._xfer(n.from, id, XferOp.ACCEPT);
+    }
+  }
+
+  /** An xfer signal about a file we receive: its sender cancelled it (a
+   * reception not started yet is refused when it starts), or offers it
+   * again after a cancel. */
+  async onXfer(from, b) {
+    const r = this._recvs.get(b.file);
+    if (r && r.from !== from) return;
+    if (b.op === XferOp.CANCEL) {
+      if (this._cancelled.size > 1000) this._cancelled.clear();
+      this._cancelled.set(b.file, from);
+      if (!r || r.done || r.failed) return;
+      r.t.bySender = true;
+      this._failRecv(r, 'Cancelled by the sender', false, { state: 'cancelled', notify: false, restart: true });
+    } else if (b.op === XferOp.OFFER && this._cancelled.get(b.file) === from) {
+      this._cancelled.delete(b.file);
+      // Its new announcement may have come first and been refused: start it again.
+      if (r?.failed && r.t.bySender && r.env) {
+        await this._startRecv(r.man, r.from, '', null, r.env);
+        const n = this._recvs.get(b.file);
+        await n?.ready;
+        if (n && n !== r && n.sink && !n.failed) this.d.swarm?.fetch(n, r.env);
+      }
+    }
+  }
+
+  _xfer(to, file, op) {
+    this.d.sendSignal(to, { kind: Signal.XFER, session: file, file, op })
+      .catch((e) => console.info('cloakroom: could not tell the sender about a transfer:', e.message));
   }
 
   /** A reception of the same content as man (SHA-256, size, chunk size)
@@ -168,7 +286,7 @@ export class Receiver {
     const j = this.d.judge(from, stamp);
     if (j.verdict === Verdict.DUPLICATE) return;
     if (j.verdict === Verdict.REPLAYED) { console.warn('cloakroom: a file announcement sealed before we joined was dropped (a replay by the server?)'); return; }
-    await this._startRecv(man, from, Path.RELAY, null);
+    await this._startRecv(man, from, Path.RELAY, null, sealed);
     const r = this._recvs.get(man.file);
     await r?.ready;
     if (r && r.sink && !r.failed && this.d.swarm) this.d.swarm.fetch(r, sealed);
@@ -271,18 +389,25 @@ export class Receiver {
     }
   }
 
-  _failRecv(r, msg, vanished = false) {
+  /** Ends reception r: failed (msg), or opts.state (cancelled, declined).
+   * Its partial file is removed; the origin hears opts.reason (or msg)
+   * unless vanished or opts.notify is false; opts.restart lets a new offer
+   * of the same file start it again. */
+  _failRecv(r, msg, vanished = false, opts = {}) {
     if (r.failed) return;
     r.failed = true;
     r.vanished = vanished;
+    r.restart = !!opts.restart;
+    r.offered = false;
     clearTimeout(r.vanishTimer);
     r.vanishTimer = 0;
-    r.t.state = 'failed';
+    r.t.state = opts.state || 'failed';
     r.t.error = msg;
+    r.t.refusal = '';
     r.t.finished = performance.now();
     r.sink?.abort();
     this.d.swarm?.finished(r);
-    if (this._toOrigin(r) && !vanished) this._notifyDone(r, this._toOrigin(r), true, msg);
+    if (this._toOrigin(r) && !vanished && opts.notify !== false) this._notifyDone(r, this._toOrigin(r), true, opts.reason || msg);
     this._emit('transfer', { transfer: r.t });
   }
 
@@ -330,7 +455,7 @@ export class Receiver {
         return peer.fail(new Error('the manifest failed to open: ' + x.message));
       }
       try {
-        await this._startRecv(man, peer.member, peer.path, peer);
+        await this._startRecv(man, peer.member, peer.path, peer, m.sealed);
       } catch (x) {
         peer.notify({ kind: P.DC_DONE, file: m.file, failed: true, reason: x.message.slice(0, 200) });
         return;
@@ -363,7 +488,7 @@ export class Receiver {
    * fetched from its holders. Returns the reception. */
   async libEntry(man, origin, env) {
     const old = this._recvs.get(man.file);
-    if (!old || (old.failed && old.vanished)) await this._startRecv(man, origin, '', null);
+    if (!old || (old.failed && old.vanished)) await this._startRecv(man, origin, '', null, env);
     const r = this._recvs.get(man.file);
     await r?.ready;
     if (r && r.sink && !r.failed) this.d.swarm.fetch(r, env);

@@ -38,6 +38,11 @@ export class RelaySend {
     for (const s of this._rounds.values()) s.fail(msg, true);
   }
 
+  /** A recipient was cancelled or declined: rounds may be over. */
+  recheck() {
+    for (const s of this._rounds.values()) s.check();
+  }
+
   /** A member's presence changed: the rounds sending to it take note. */
   presence(member, event) {
     for (const s of this._rounds.values()) s.presence(member, event);
@@ -88,6 +93,7 @@ export class RelaySend {
     const { t, file } = job;
     const { man, key, sealed } = round;
     const s = this._newRound(t, man.file, recipients);
+    this.out.track?.(t, man.file);
     try {
       try {
         this.s.send({ t: 'file', file: man.file, chunks: man.chunks, data: C.b64u(sealed), recipients });
@@ -102,7 +108,7 @@ export class RelaySend {
       this.out.flowing(t);
       for (const m of got) {
         const r = t.recipients.get(m);
-        if (!r) continue;
+        if (!r || !['connecting', 'relay', 'sending', 'asking'].includes(r.state)) continue; // cancelled meanwhile
         Object.assign(r, { state: 'sending', path: Path.RELAY, acked: 0 });
         if (n === 1) r.bytes = 0;
         s.members.add(m);
@@ -179,6 +185,7 @@ export class RelaySend {
     const checkDone = () => {
       if (s.members.size && [...s.members].every((m) => t.recipients.get(m).state !== 'sending')) doneResolve();
     };
+    s.check = checkDone;
     s.fail = (msg, connLost = false) => {
       if (s.failed) return;
       s.failed = msg;
@@ -200,14 +207,14 @@ export class RelaySend {
     s.presence = (member, event) => {
       const r = rec(member);
       if (!r || r.state !== 'sending') return;
-      if (event === 'leave') { r.state = 'lost'; r.error = 'left the room'; checkDone(); this.out.progress(t); return; }
+      if (event === 'leave') { r.state = 'left'; r.error = 'left the room'; checkDone(); this.out.progress(t); return; }
       // A recipient gone offline mid-transfer gets a grace period to come
       // back (the relay keeps its chunks), as in the Go client.
       if (event === 'offline' && !s.offline.has(member)) {
         s.offline.set(member, setTimeout(() => {
           s.offline.delete(member);
           if (r.state !== 'sending') return;
-          r.state = 'lost';
+          r.state = 'left';
           r.error = 'went offline mid-transfer (the relay keeps its chunks until they expire)';
           checkDone();
           this.out.progress(t);

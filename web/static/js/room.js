@@ -148,6 +148,12 @@ export class Room extends EventTarget {
   onHist(from, b) { return this.library.onHist(from, b); }
   onFetching(e) { this.library.fetching(e); }
 
+  /** An xfer signal (transfer control): about a file we send, or one we receive. */
+  onXfer(from, b) {
+    if (typeof b.file !== 'string' || typeof b.op !== 'string') return;
+    if (!this.sender.onXfer(from, b)) this.receiver.onXfer(from, b);
+  }
+
   // ---- connection --------------------------------------------------------
 
   async _connect(first) {
@@ -464,6 +470,7 @@ export class Room extends EventTarget {
     }
     this.sender.relay.presence(m.member, m.event);
     if (m.member !== this.id) this.emit('presence', { member: m.member, event: m.event });
+    this.sender.presence(m.member, m.event);
     if (m.event === 'offline' || m.event === 'leave') {
       this.p2p.memberGone(m.member);
       this.receiver.memberGone(m.member);

@@ -6,7 +6,7 @@
 // the transfer (t.recipients: member -> {state, path, bytes, error}).
 import * as C from './crypto.js';
 import * as P from './protocol.js';
-import { Path, Transport, ladder } from './protocol.js';
+import { Path, Signal, Transport, XferOp, ladder } from './protocol.js';
 import { STALL_MS } from './p2p.js';
 import { Transfer, safeName } from './transfer.js';
 import { RelaySend } from './relay-send.js';
@@ -23,16 +23,21 @@ export class Sender {
   constructor(session) {
     this.s = session;
     this.relay = new RelaySend(session, this);
+    this.jobs = new Map();   // transfer id -> job {t, file, man, key, sealed, entry}
+    this.byFile = new Map(); // file id (the first, or a relay round's) -> transfer id
+    this.early = new Map();  // transfer id -> transfer, before it has recipients
   }
 
   /** Sends a File to every member online now: per recipient over the best
    * path that connects (transport 'auto': direct data channel, then one
    * relayed by TURN, then the server's relay store; 'p2p', 'turn' and
    * 'relay' force one). Resolves with the transfer once every recipient has
-   * it or was reported lost. */
+   * it, declined it, was cancelled or was reported lost or gone; rejects when
+   * nobody got it and one failed (docs/TRANSFERS.md). */
   async sendFile(file) {
     const t = new Transfer({ name: safeName(file.sendName || file.name), type: file.type || 'application/octet-stream', size: file.size, direction: 'send', state: 'hashing', file, path: '' });
     t.id = C.newUUID();
+    this.early.set(t.id, t); // cancellable while it is hashed or waits for members
     this.s.emit('transfer', { transfer: t });
     try {
       // A video's poster and duration (at most 3 s; at once for other files),
@@ -57,48 +62,108 @@ export class Sender {
       const job = { t, file, man, key, sealed };
       // A library entry at once: members who join later fetch it from here.
       job.entry = await this.s.swarm.addOrigin(job, chunkHashes);
+      this.jobs.set(t.id, job);
+      this.track(t, man.file);
+      if (t.cancelled) { job.entry.withdrawn = true; throw new Error('cancelled'); }
       const recipients = await this._waitForMembers(t);
-      for (const r of recipients) t.recipients.set(r, { state: 'connecting', path: '', bytes: 0, error: '' });
+      for (const r of recipients) t.recipients.set(r, newRec());
+      this.early.delete(t.id);
       t.state = 'sending';
       t.peer = recipients.join(',');
       t.started = performance.now();
       this.progress(t);
-      let relayTo = recipients;
-      const p2p = [];
-      if (this.s.transport !== Transport.RELAY) {
-        // Each recipient climbs the ladder on its own; the ones nothing
-        // connected to share one relay upload, started once all have settled.
-        const outcomes = recipients.map((m) => new Promise((resolve) => p2p.push(this._sendP2P(job, m, resolve).catch((e) => {
-          resolve(null); // never leave the send waiting on an outcome
-          this.lose(t, [m], e.message);
-        }))));
-        relayTo = (await Promise.all(outcomes)).filter(Boolean);
-      }
-      if (relayTo.length) await this.relay.send(job, relayTo).catch((e) => this.lose(t, relayTo, e.message));
-      await Promise.all(p2p);
-      t.finished = performance.now();
-      const lost = [...t.recipients.values()].filter((r) => r.state !== 'delivered');
-      if (lost.length) throw new Error(`${lost.length} of ${t.recipients.size} members did not get it: ${lost[0].error || 'lost'}`);
-      t.bytes = t.size;
-      t.state = 'done';
-      this.progress(t);
+      await this._run(job, recipients);
+      if (t.state === 'failed') throw new Error(t.error);
       return t;
     } catch (e) {
-      t.state = 'failed';
-      t.error = e.message;
+      this.early.delete(t.id);
+      if (t.cancelled && this.jobs.has(t.id)) this.jobs.get(t.id).entry.withdrawn = true;
+      if (t.state !== 'failed' && t.state !== 'cancelled') {
+        t.state = t.cancelled ? 'cancelled' : 'failed';
+        t.error = t.cancelled ? '' : e.message;
+      }
       t.finished = t.finished || performance.now();
       this.s.emit('transfer', { transfer: t });
       throw e;
     }
   }
 
+  /** Delivers job to members (all of them at first; one on a retry), then
+   * settles the transfer once no delivery of it is running. */
+  async _run(job, members, renew = false) {
+    const { t } = job;
+    t.running = (t.running || 0) + 1;
+    try {
+      let relayTo = members;
+      const p2p = [];
+      if (this.s.transport !== Transport.RELAY) {
+        // Each recipient climbs the ladder on its own; the ones nothing
+        // connected to share one relay upload, started once all have settled.
+        const outcomes = members.map((m) => new Promise((resolve) => p2p.push(this._sendP2P(job, m, resolve).catch((e) => {
+          resolve(null); // never leave the send waiting on an outcome
+          this.lose(t, [m], e.message);
+        }))));
+        relayTo = (await Promise.all(outcomes)).filter(Boolean);
+      }
+      relayTo = relayTo.filter((m) => active(t.recipients.get(m)));
+      if (relayTo.length) {
+        // A retry goes through the relay under a new file id and key (a
+        // chunk key and nonce are never used twice).
+        const rj = renew ? { ...job, ...(await this.relay._renew(job.man)) } : job;
+        if (renew) this.track(t, rj.man.file);
+        await this.relay.send(rj, relayTo).catch((e) => this.lose(t, relayTo, e.message));
+      }
+      await Promise.all(p2p);
+    } finally {
+      t.running--;
+    }
+    if (!t.running) this.settle(t);
+  }
+
+  /** file (one of t's file ids: the first, or a relay round's) names t in
+   * the receivers' xfer signals. */
+  track(t, file) {
+    this.byFile.set(file, t.id);
+    (t.fileIds ||= new Set()).add(file);
+  }
+
+  /** Once no recipient is still active, the card's verdict: done when
+   * anyone got it (the others' rows say why they did not), failed when
+   * nobody did and one failed, cancelled otherwise (all cancelled,
+   * declined or gone). */
+  settle(t) {
+    const rs = [...t.recipients.values()];
+    if (t.running || rs.some(active) || !rs.length) return;
+    const delivered = rs.filter((r) => r.state === 'delivered').length;
+    const failed = rs.filter((r) => r.state === 'lost');
+    const left = rs.filter((r) => r.state === 'left');
+    t.finished = t.finished || performance.now();
+    if (delivered) {
+      t.state = 'done';
+      t.bytes = t.size;
+      t.error = '';
+    } else if (failed.length) {
+      t.state = 'failed';
+      t.error = failed.length === rs.length ? (failed[0].error || 'lost') : `${failed.length} of ${rs.length} members did not get it: ${failed[0].error || 'lost'}`;
+    } else if (left.length) {
+      t.state = 'failed'; // nobody got it: the ones it was for left before it finished
+      t.error = left.length === 1 ? 'the member left before it finished' : 'the members left before it finished';
+    } else {
+      t.state = 'cancelled';
+      t.error = '';
+    }
+    this.s.emit('transfer', { transfer: t });
+  }
+
   /** Recomputes a send's path (the paths its recipients took) and bytes
-   * (the slowest recipient's), then tells the UI. */
+   * (the slowest still active recipient's), then tells the UI. */
   progress(t) {
-    const live = [...t.recipients.values()].filter((r) => r.state !== 'lost');
-    const paths = [...new Set([...t.recipients.values()].map((r) => r.path).filter(Boolean))];
+    const rs = [...t.recipients.values()];
+    const live = rs.filter(active);
+    const paths = [...new Set(rs.map((r) => r.path).filter(Boolean))];
     t.path = paths.join(' + ') || (this.s.transport === Transport.RELAY ? Path.RELAY : 'connecting');
-    if (t.state !== 'done') t.bytes = live.length ? Math.min(...live.map((r) => r.bytes)) : 0;
+    if (t.state === 'sending' || t.state === 'delivering') t.bytes = live.length ? Math.min(...live.map((r) => r.bytes)) : t.size;
+    if (!t.running && ['done', 'failed', 'cancelled'].includes(t.state)) return this.settle(t);
     this.s.emit('transfer', { transfer: t });
   }
 
@@ -110,12 +175,101 @@ export class Sender {
     t.started = performance.now();
   }
 
+  /** Recipients that did not get it: gone from the room (offline now) is
+   * "left before it finished", not a failure of the send; the technical
+   * reason goes to the console only. */
   lose(t, members, msg) {
     for (const m of members) {
       const r = t.recipients.get(m);
-      if (r && r.state !== 'delivered' && r.state !== 'lost') { r.state = 'lost'; r.error = msg; }
+      if (!r || !active(r)) continue;
+      console.info(`cloakroom: ${t.name} did not reach ${m.slice(0, 8)}:`, msg);
+      r.state = this.s.members.get(m)?.online ? 'lost' : 'left';
+      r.error = humanReason(msg);
+      r.abort?.();
     }
     this.progress(t);
+  }
+
+  /** A member went offline or left: its failed rows say it left. */
+  presence(member, event) {
+    if (event !== 'offline' && event !== 'leave') return;
+    for (const { t } of this.jobs.values()) {
+      const r = t.recipients.get(member);
+      if (r?.state === 'lost') { r.state = 'left'; this.progress(t); }
+    }
+  }
+
+  /** Ends one recipient's delivery: cancelled (by 'you' or the member) or
+   * declined. The member's wants for the file are no longer served. */
+  _end(t, member, state, by = '') {
+    const r = t.recipients.get(member);
+    if (!r || !active(r)) return;
+    r.state = state;
+    r.by = by;
+    r.abort?.();
+    const job = this.jobs.get(t.id);
+    if (job && by === 'you') this.s.swarm.refuse(job.entry, member); // a receiver stops asking by itself
+    this.relay.recheck();
+    this.progress(t);
+  }
+
+  /** The user cancels send tid: for member, or every recipient still
+   * active. Each hears it (an xfer cancel signal) and drops its partial file. */
+  cancel(tid, member = null) {
+    const job = this.jobs.get(tid);
+    const t = job?.t ?? this.early.get(tid);
+    if (!t) return;
+    if (t.state === 'hashing' || t.state === 'waiting') { t.cancelled = true; this.s.emit('members'); return; }
+    // Cancelled for everyone: no longer offered to members who join later.
+    if (!member) job.entry.withdrawn = true;
+    const targets = member ? [member] : [...t.recipients.keys()];
+    for (const m of targets) {
+      if (!active(t.recipients.get(m))) continue;
+      this._end(t, m, 'cancelled', 'you');
+      for (const file of t.fileIds) this._xfer(m, file, XferOp.CANCEL);
+    }
+  }
+
+  /** The user retries a recipient that did not get t: offered again. */
+  retry(tid, member) {
+    const job = this.jobs.get(tid);
+    const t = job?.t;
+    if (!t || active(t.recipients.get(member))) return;
+    if (!this.s.members.get(member)?.online) return;
+    const was = t.recipients.get(member);
+    t.recipients.set(member, newRec());
+    this.s.swarm.unrefuse(job.entry, member);
+    job.entry.withdrawn = false;
+    // A recipient we cancelled hears that the cancel is void (xfer offer).
+    if (was?.state === 'cancelled' && was.by === 'you') for (const file of t.fileIds) this._xfer(member, file, XferOp.OFFER);
+    t.state = 'sending';
+    t.finished = 0;
+    this.progress(t);
+    this._run(job, [member], true).catch((e) => console.info('cloakroom: retry:', e.message));
+  }
+
+  /** An xfer signal about a file we send (false: not ours). */
+  onXfer(from, b) {
+    const tid = this.byFile.get(b.file);
+    if (!tid) return false;
+    const t = this.jobs.get(tid).t;
+    const r = t.recipients.get(from);
+    switch (b.op) {
+      case XferOp.ASK:
+        if (r && active(r)) { r.state = 'asking'; this.progress(t); }
+        break;
+      case XferOp.ACCEPT:
+        if (r?.state === 'asking') { r.state = 'sending'; this.progress(t); } else if (r && !active(r)) this.retry(tid, from);
+        break;
+      case XferOp.CANCEL: this._end(t, from, 'cancelled', from); break;
+      case XferOp.DECLINE: this._end(t, from, 'declined', from); break;
+    }
+    return true;
+  }
+
+  _xfer(to, file, op) {
+    this.s.p2p.sendSignal(to, { kind: Signal.XFER, session: file, file, op })
+      .catch((e) => console.info('cloakroom: could not tell a member about a transfer:', e.message));
   }
 
   /** One recipient's peer-to-peer rungs. outcome(member) once, as soon as
@@ -139,10 +293,11 @@ export class Sender {
       } catch (e) {
         p?.bye();
         errs.push(e.message);
-        if (this.s.closed) break;
+        if (this.s.closed || !active(rec)) break;
         continue;
       }
       outcome(null);
+      if (!active(rec)) return; // cancelled while connecting
       this.flowing(t);
       rec.state = 'sending';
       rec.path = p.path;
@@ -155,10 +310,12 @@ export class Sender {
         this.progress(t); // the link stays up: the next file, or a fetch either way, may use it
         return;
       } catch (e) {
+        if (!active(rec)) return; // cancelled, declined: the link stays up
         if (!e.receiver) p.bye(); // a receiver's refusal leaves the link up
         return this._p2pLost(job, member, rec, p, e);
       }
     }
+    if (!active(rec)) return outcome(null);
     if (this.s.transport === Transport.AUTO && !this.s.closed) {
       rec.state = 'relay'; // handed to the relay upload
       return outcome(member);
@@ -174,9 +331,12 @@ export class Sender {
    * reported lost with the reason. */
   async _p2pLost(job, member, rec, p, err) {
     const { t } = job;
+    if (err.receiver && err.reason === P.REASON_CANCELLED) return this._end(t, member, 'cancelled', member);
+    if (err.receiver && err.reason === P.REASON_DECLINED) return this._end(t, member, 'declined', member);
     const why = err.receiver ? err.message : `the ${p.path} connection was lost mid-transfer: ${err.message}`;
     if (!err.receiver && this.s.transport === Transport.AUTO && !this.s.closed) {
       await sleep(1000); // let presence settle: a member that vanished is reported offline by the server
+      if (!active(rec)) return;
       if (this.s.members.get(member)?.online && !t.relayBusy) {
         rec.path = Path.RELAY;
         rec.state = 'sending';
@@ -204,20 +364,24 @@ export class Sender {
     const done = new Promise((resolve, reject) => { verdict = { resolve, reject }; });
     done.catch(() => {});
     p.ended.then((e) => verdict.reject(e));
+    rec.abort = () => verdict.reject(new Error('ended'));
     const off = this.s.swarm.onVerdict(man.file, p.member, (m) => {
       p._activity = performance.now(); // the receiver may speak on another link with us
       if (m.kind === P.DC_PROGRESS) {
+        if (rec.state === 'asking') rec.state = 'sending';
         rec.bytes = Math.min(m.chunks * man.chunkSize, man.size);
         this.progress(t);
       } else if (m.failed) {
         const e = new Error('the receiver reports: ' + m.reason);
         e.receiver = true;
+        e.reason = m.reason;
         verdict.reject(e);
       } else {
         verdict.resolve();
       }
     });
     const watch = setInterval(() => {
+      if (rec.state === 'asking') p._activity = performance.now(); // its user decides: no stall
       if (performance.now() - p._activity > STALL_MS) p.fail(new Error(`no word from the receiver for ${STALL_MS / 1000} s`));
     }, 1000);
     try {
@@ -226,6 +390,7 @@ export class Sender {
     } finally {
       clearInterval(watch);
       off();
+      rec.abort = null;
     }
   }
 
@@ -236,9 +401,29 @@ export class Sender {
       this.s.emit('transfer', { transfer: t });
       while (this.s.onlineMembers.length === 0) {
         if (this.s.closed) throw new Error('left the room');
+        if (t.cancelled) throw new Error('cancelled');
         await new Promise((r) => this.s.addEventListener('members', r, { once: true }));
       }
     }
     return this.s.onlineMembers;
   }
+}
+
+/** A recipient's row: state connecting (the ladder), asking (its user is
+ * asked to accept), sending, relay (handed to the relay upload), then
+ * delivered, lost (failed: error), left (went away before it finished),
+ * cancelled (by: 'you' or the member) or declined. */
+function newRec() { return { state: 'connecting', path: '', bytes: 0, error: '', by: '' }; }
+export function active(r) { return !!r && ['connecting', 'asking', 'sending', 'relay'].includes(r.state); }
+
+/** A short reason for a failed row (the full one is in the console). */
+function humanReason(msg) {
+  const m = String(msg || '');
+  if (/not enough (storage|space)/i.test(m)) return 'Not enough space on their device';
+  if (/no (peer-to-peer|TURN) connection/i.test(m)) return 'Could not connect';
+  if (/no word from the receiver/i.test(m)) return 'Stopped answering';
+  if (/connection was lost|lost mid-transfer/i.test(m)) return 'The connection was lost';
+  if (/offline|left the room|did not come back/i.test(m)) return 'Left before it finished';
+  if (/receiver reports/i.test(m)) return 'Their device could not save it';
+  return 'Could not deliver it';
 }

@@ -15,10 +15,14 @@ export const MEMORY_LIMIT = 256 * 1024 * 1024;
 const DIR = 'received';
 export const LOCK_PREFIX = 'cloakroom-opfs:'; // + file name: held by the page that owns the file
 
+const heldLocks = new Set();
+
 /** Holds the Web Lock of a file for as long as this page lives, so that
  * another tab's sweep leaves the file alone. Resolves once held. */
 function holdLock(name) {
-  if (!globalThis.navigator?.locks) return Promise.resolve();
+  // Once per name: a file started again (a retry) keeps the lock it has.
+  if (!globalThis.navigator?.locks || heldLocks.has(name)) return Promise.resolve();
+  heldLocks.add(name);
   return new Promise((held) => {
     navigator.locks.request(LOCK_PREFIX + name, () => { held(); return new Promise(() => {}); }).catch(() => held());
   });

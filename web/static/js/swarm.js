@@ -298,12 +298,24 @@ export class Swarm {
     }
   }
 
+  /** The origin cancelled its send to member (control.js): e is no longer
+   * served to it (what its links had queued is dropped). */
+  refuse(e, member) {
+    if (!e) return;
+    (e.refused ||= new Set()).add(member);
+    for (const p of this._links.get(member) || []) if (p._serveQ) p._serveQ = p._serveQ.filter((x) => x.e !== e);
+    const ps = e.peers.get(member);
+    if (ps) ps.queued = 0;
+  }
+
+  unrefuse(e, member) { e?.refused?.delete(member); }
+
   // ---- serving ---------------------------------------------------------------
 
   /** Queues the chunks a want asks for (those held; at most
    * MAX_OUTSTANDING_WANTS of one file per link), then serves them in order. */
   _want(peer, e, ps, m) {
-    if (!e.read) return;
+    if (!e.read || e.withdrawn || e.refused?.has(peer.member)) return;
     const q = peer._serveQ ||= [];
     const room = () => ps.queued < P.MAX_OUTSTANDING_WANTS;
     for (const i of m.indices) {

@@ -69,7 +69,7 @@ func TestProtocolJSMatchesGo(t *testing.T) {
 		"ConnState": strs(protocol.StateConnected, protocol.StateReconnecting, protocol.StateRestored),
 		"Signal": strs(protocol.SignalOffer, protocol.SignalAnswer, protocol.SignalCandidate,
 			protocol.SignalDecline, protocol.SignalBye, protocol.SignalHave, protocol.SignalPing, protocol.SignalPong,
-			protocol.SignalLib, protocol.SignalHist, protocol.SignalName),
+			protocol.SignalLib, protocol.SignalHist, protocol.SignalName, protocol.SignalXfer),
 	}
 	for name, want := range sets {
 		m := regexp.MustCompile(`(?s)export const ` + name + ` = Object\.freeze\(\{(.*?)\}\);`).FindStringSubmatch(js)

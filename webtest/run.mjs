@@ -16,6 +16,7 @@ const DEFAULT = [
   'screenshots.mjs',
   'stay.mjs',
   'engines.mjs',
+  'engines_stay.mjs',
 ];
 const tests = process.argv.slice(2).length ? process.argv.slice(2).map((t) => (t.endsWith('.mjs') ? t : t + '.mjs')) : DEFAULT;
 // swarm_netns.mjs (eight receivers, three of them pages, behind a shaped sender) is run by

@@ -22,13 +22,20 @@
 //     included (in WebKit: what js/errlog.js records, webtest/webkit.mjs).
 //
 // How it was checked that it fails (each with one thing broken in the page,
-// run, then restored): stay.js's loadSession() returning null (a reload
-// makes a new member) failed at "chromium came back as another member";
-// with the "came back" check removed it failed at the others' member lists
-// (a ghost: 4 entries); saved.js's openRecord() throwing WrongPassphrase on
-// every passphrase failed at "chromium: the right passphrase reopens it";
-// saved.js's sealRecord() ignoring the passphrase (a fixed one) failed at
-// "wrong passphrase refused". (See the commit message for the runs.)
+// a binary built from it, run, then restored):
+//   - stay-ui.js's memberFor() making a new identity on every load: failed
+//     at "chromium came back as another member"; with that assertion
+//     switched off, at "firefox's members after chromium's reload (a
+//     ghost?)" (4 entries, the old id offline);
+//   - stay.js's loadSession() returning null: the reload lands on the
+//     start page and the wait for "connected" times out;
+//   - room.js's _restoreFeed() not marking restored chat as seen: failed at
+//     "chromium after its reload: the feed shows" (each hello of the two
+//     others twice);
+//   - saved.js's openRecord() throwing WrongPassphrase for every
+//     passphrase: failed at "chromium: the right passphrase reopens it";
+//   - saved.js's deriveKey() ignoring the passphrase (any one opens):
+//     failed at "chromium: wrong passphrase refused: in".
 import { join } from 'node:path';
 import { main, buildBinary, startServer, tempDir, ensureOutDir, assert } from './lib.mjs';
 import { launchEngine, createRoom, joinByLink, joinByCode, waitOnline, chat, TIMEOUT } from './engines-lib.mjs';
@@ -179,6 +186,12 @@ async function saveRoom(p, label) {
   await p.waitFor(() => document.querySelector('#save-room').textContent === 'Saved on this device', null, { timeout: TIMEOUT, what: `${p.name}: room saved` });
 }
 
+/** In the page: 'in' once in the room, the unlock error's text once shown, else ''. */
+function inOrRefused() {
+  return (document.querySelector('#conn-status[data-state=connected]') && !document.querySelector('#room').hidden ? 'in' : '') ||
+    (!document.querySelector('#unlock-error').hidden && document.querySelector('#unlock-error').textContent) || '';
+}
+
 /** On a fresh start page of p: the saved room is listed; a wrong passphrase
  * is refused clearly and loses nothing; PASS opens it as member, named name. */
 async function reopenSaved(p, url, label, member, name) {
@@ -195,8 +208,7 @@ async function reopenSaved(p, url, label, member, name) {
   await p.waitForSelector('#unlock-dialog[open]');
   await p.fill('#unlock-pass', 'not the passphrase');
   await p.click('#unlock-ok');
-  await p.waitForSelector('#unlock-error:not([hidden])', { timeout: TIMEOUT });
-  const msg = await p.evaluate(() => document.querySelector('#unlock-error').textContent);
+  const msg = await p.waitFor(inOrRefused, null, { timeout: TIMEOUT, what: `${p.name}: refused or in the room` });
   assert(/^Wrong passphrase\. The saved room is unchanged/.test(msg), `${p.name}: wrong passphrase refused: ${msg}`);
   await p.click('#unlock-cancel');
   l = await listed();
@@ -205,8 +217,8 @@ async function reopenSaved(p, url, label, member, name) {
   await p.waitForSelector('#unlock-dialog[open]');
   await p.fill('#unlock-pass', PASS);
   await p.click('#unlock-ok');
-  await p.waitForSelector('#conn-status[data-state=connected]', { timeout: TIMEOUT })
-    .catch((e) => { throw new Error(`${p.name}: the right passphrase reopens it: ${e.message}`); });
+  const got = await p.waitFor(inOrRefused, null, { timeout: TIMEOUT, what: `${p.name}: in the room or refused` });
+  assert(got === 'in', `${p.name}: the right passphrase reopens it: ${got}`);
   assert(await meID(p) === member, `${p.name}: the saved room reopens as the same member: ${await meID(p)}, want ${member}`);
   assert(await myName(p) === name, `${p.name}: the saved name: ${await myName(p)}, want ${name}`);
 }

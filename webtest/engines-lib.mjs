@@ -13,8 +13,8 @@ export const TIMEOUT = 120000;
 
 /** Chromium through lib.mjs's launch(): a page with the shared interface;
  * .page is the Playwright Page and .ctx its context. */
-export async function launchChromium({ name = 'chromium', width = 1280, height = 800, args } = {}) {
-  const ctx = await launch({ name, viewport: { width, height }, args });
+export async function launchChromium({ name = 'chromium', width = 1280, height = 800, args, profile } = {}) {
+  const ctx = await launch({ name, viewport: { width, height }, args, profile }); // profile: a directory to reuse
   const page = ctx.pages()[0] ?? await ctx.newPage();
   return new ChromiumPage(ctx, page, name);
 }

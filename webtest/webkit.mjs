@@ -118,6 +118,17 @@ export class WebKitPage {
     await this._cmd('POST', '/execute/sync', { script: HOOK, args: [] });
   }
 
+  /** Closes this tab after opening a new, blank one in the same browser and
+   * moves to it: a closed tab (its sessionStorage gone), not a closed
+   * browser (the ephemeral IndexedDB of the session stays). */
+  async replaceTab() {
+    await this.collectErrors().catch(() => {});
+    const { handle } = await this._cmd('POST', '/window/new', { type: 'tab' });
+    await this._cmd('DELETE', '/window');
+    await this._cmd('POST', '/window', { handle });
+    this._seen = 0;
+  }
+
   /** Sizes the window so that the page's viewport is width x height, as
    * far as MiniBrowser lets it (its window keeps a minimum width of about
    * 450 px: a phone's 390 px cannot be had); resolves to the viewport got. */

@@ -20,6 +20,7 @@ func (r *room) remember(from string, sealed []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.history = append(r.history, protocol.HistItem{From: from, Env: protocol.EncodeB64(sealed)})
+	r.histSeq++
 	if n := len(r.history) - protocol.HistoryLength; n > 0 {
 		r.history = slices.Delete(r.history, 0, n)
 	}
@@ -27,6 +28,20 @@ func (r *room) remember(from string, sealed []byte) {
 
 // histBatchBytes keeps a hist signal's JSON well under MaxSignalBytes.
 const histBatchBytes = 32 << 10
+
+// historyForLocked is the history a member verified now gets: the chat
+// remembered up to the moment we learned it is here (challenged it). What
+// came after was sent, or forwarded by the server, after the server had
+// the member in the room, so it reaches the member live; in the history
+// too, it would be shown as "earlier" when the signal wins the race.
+func (r *room) historyForLocked(member string) []protocol.HistItem {
+	var after uint64 // remembered since the challenge
+	if mark, ok := r.histMark[member]; ok && mark <= r.histSeq {
+		after = r.histSeq - mark
+	}
+	n := len(r.history) - int(min(after, uint64(len(r.history))))
+	return slices.Clone(r.history[:n])
+}
 
 // sendHistory gives member the chat items, oldest first, in signals under
 // the size limit.

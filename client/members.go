@@ -1,7 +1,6 @@
 package client
 
 import (
-	"slices"
 	"time"
 
 	"cloakroom/internal/protocol"
@@ -117,6 +116,7 @@ func (r *room) challenge(member string) {
 	nonce := randomSession() // 16 random bytes, hex, like a stamp session
 	r.mu.Lock()
 	r.pings[member] = nonce
+	r.histMark[member] = r.histSeq
 	r.mu.Unlock()
 	go func() {
 		if err := r.sendSignal(member, &protocol.Signal{Kind: protocol.SignalPing, Session: nonce}); err != nil {
@@ -146,9 +146,9 @@ func (r *room) presenceSignal(from string, body *protocol.Signal) bool {
 			delete(r.pings, from)
 			mem.Verified = true
 			snapshot = *mem
-			// The history it gets is the chat seen up to this moment; what
-			// follows reaches it live.
-			hist = slices.Clone(r.history)
+			// The history it gets is the chat seen up to our challenge;
+			// what followed reached it live.
+			hist = r.historyForLocked(from)
 			r.changedLocked()
 		}
 		r.mu.Unlock()

@@ -44,6 +44,8 @@ type room struct {
 	seen      map[[16]byte]bool       // envelope ids already handled
 	order     *protocol.Order         // judges stamped messages: order, gaps, replays
 	pings     map[string]string       // member -> nonce of our last presence challenge
+	histSeq   uint64                  // chat envelopes remembered so far (history's last is number histSeq)
+	histMark  map[string]uint64       // member -> histSeq when we challenged it (learned it is here)
 	names     map[string]string       // member -> display name it sent (name signal)
 	history   []protocol.HistItem     // the last chat envelopes seen or sent, oldest first
 	stamp     protocol.Stamp          // this member's session and the last seq it sealed
@@ -88,7 +90,7 @@ func newRoom(wsURL string, secret crypto.Secret, opts Options, ident *crypto.Ide
 		opts: opts, log: opts.Logger, keys: crypto.DeriveRoom(secret), ident: ident, id: uuid.NewString(),
 		wsURL: wsURL, ctx: ctx, cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}),
 		members: map[string]*Member{}, seen: map[[16]byte]bool{}, pairs: map[string]*crypto.Pair{},
-		iceFresh: make(chan struct{}), order: protocol.NewOrder(time.Now()), pings: map[string]string{},
+		iceFresh: make(chan struct{}), order: protocol.NewOrder(time.Now()), pings: map[string]string{}, histMark: map[string]uint64{},
 		stamp: protocol.Stamp{Session: randomSession()},
 	}
 }

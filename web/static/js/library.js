@@ -23,13 +23,18 @@ export class Library {
     this.room = room;
     this.chat = [];          // {from, env (base64url), ts}, oldest first
     this._linking = new Map(); // member -> promise of a link being made
+    this._kept = 0;            // chat envelopes kept so far (numbered)
+    this._marks = new Map();   // member -> _kept when we learned it is here (challenged it)
   }
 
   /** A chat envelope seen or sent (base64url of the sealed bytes). */
   keepChat(from, env, ts) {
-    this.chat.push({ from, env, ts });
+    this.chat.push({ from, env, ts, n: ++this._kept });
     if (this.chat.length > P.HISTORY_LENGTH) this.chat.shift();
   }
+
+  /** We challenge member (it is here): the chat it may get as history ends here. */
+  mark(member) { this._marks.set(member, this._kept); }
 
   /** A member's presence was just verified: it gets our library and chat. */
   greet(member) {
@@ -38,7 +43,11 @@ export class Library {
       .sort((a, b) => b.added - a.added).slice(0, P.LIBRARY_ANNOUNCE);
     for (const e of entries) if (e.origin !== member) send(this._lib(e));
     // Oldest first, in signals kept under the signal limit.
-    const items = [...this.chat].sort((a, b) => a.ts - b.ts).filter((x) => x.from !== member);
+    // Only what we had when we learned it is here: what came after reached
+    // it live (in the history too, it would show as "earlier" when the
+    // signal wins the race).
+    const mark = this._marks.get(member) ?? Infinity;
+    const items = [...this.chat].sort((a, b) => a.ts - b.ts).filter((x) => x.from !== member && x.n <= mark);
     let batch = [], size = 0;
     for (const it of items) {
       const n = it.env.length + it.from.length + 24;
@@ -129,15 +138,36 @@ export class Library {
   /** A `hist` signal: recent chat, shown as history in stamp order. */
   async onHist(from, b) {
     if (!Array.isArray(b.items)) return;
+    const shown = await this._openChats(b.items, { history: true }, () => console.warn(`cloakroom: a history message from ${short(from)} failed to open; dropped`));
+    for (const c of shown) this.room.emit('chat', c);
+  }
+
+  /** A kept member's chat envelopes (stay.js, before connecting): opened
+   * now, counted as seen (the hist signals and relay items that bring them
+   * again are dropped) and kept for newcomers; replayRestored() shows them. */
+  async restore(feed) {
+    this._restored = await this._openChats((Array.isArray(feed) ? feed : []).slice(-P.HISTORY_LENGTH), { restored: true }, () => {});
+  }
+
+  /** Emits the restored chat (once), oldest first. */
+  replayRestored() {
+    const r = this._restored || [];
+    this._restored = [];
+    for (const c of r) this.room.emit('chat', c);
+  }
+
+  /** Opens chat envelopes ({from, env}) not seen before, in stamp order, as
+   * chat events marked with mark; each is kept for newcomers. */
+  async _openChats(items, mark, onBad) {
     const shown = [];
-    for (const it of b.items.slice(0, P.HISTORY_LENGTH)) {
+    for (const it of items.slice(0, P.HISTORY_LENGTH)) {
       if (!it || !C.validUUID(it.from) || typeof it.env !== 'string') continue;
       let opened, body;
       try {
         opened = await this.room.keys.openEnvelope({ sender: it.from }, C.unb64u(it.env));
         body = JSON.parse(C.fromUTF8(opened.plaintext));
       } catch {
-        console.warn(`cloakroom: a history message from ${short(from)} failed to open; dropped`);
+        onBad();
         continue;
       }
       const stamp = body && { sess: body.sess, seq: body.seq, ts: body.ts };
@@ -146,10 +176,9 @@ export class Library {
       if (this.room._seen.has(id)) continue;
       this.room._seen.add(id);
       this.keepChat(it.from, it.env, stamp.ts);
-      shown.push({ id, from: it.from, text: body.text, mine: it.from === this.room.id, time: stamp.ts, sent: stamp.ts, sess: stamp.sess, seq: stamp.seq, history: true });
+      shown.push({ id, from: it.from, text: body.text, mine: it.from === this.room.id, time: stamp.ts, sent: stamp.ts, sess: stamp.sess, seq: stamp.seq, ...mark });
     }
-    shown.sort((a, b) => a.sent - b.sent || a.seq - b.seq);
-    for (const c of shown) this.room.emit('chat', c);
+    return shown.sort((a, b) => a.sent - b.sent || a.seq - b.seq);
   }
 }
 

@@ -60,7 +60,7 @@ export class Room extends EventTarget {
       room.ctrBase = counterFloor > t ? counterFloor : t;
       room.onCounter = onCounter;
       if (joined > 0) room._order = new Order(Math.min(joined, Date.now()));
-      await room._restoreFeed(feed);
+      await room.library.restore(feed);
     }
     room.store = await openStore();
     await room._connect(true);
@@ -75,7 +75,6 @@ export class Room extends EventTarget {
     this.id = id ?? C.newUUID();
     this.ctrBase = 0n;          // the first signal counter of a pair, less one (p2p.js)
     this.onCounter = null;      // called with each signal counter used (kept by stay.js)
-    this._restored = [];        // chat of a kept member, shown by replayRestored()
     this.wsURL = wsURL;
     this.transport = transport;
     this.members = new Map(); // id -> {id, pub, online, verified}
@@ -149,10 +148,7 @@ export class Room extends EventTarget {
   onFetching(e) { this.library.fetching(e); }
 
   /** An xfer signal (transfer control): about a file we send, or one we receive. */
-  onXfer(from, b) {
-    if (typeof b.file !== 'string' || typeof b.op !== 'string') return;
-    if (!this.sender.onXfer(from, b)) this.receiver.onXfer(from, b);
-  }
+  onXfer(from, b) { if (typeof b.file === 'string' && typeof b.op === 'string' && !this.sender.onXfer(from, b)) this.receiver.onXfer(from, b); }
 
   // ---- connection --------------------------------------------------------
 
@@ -398,6 +394,7 @@ export class Room extends EventTarget {
   _challenge(id) {
     const nonce = C.toHex(crypto.getRandomValues(new Uint8Array(16)));
     this._pings.set(id, nonce);
+    this.library.mark(id);
     this.p2p.sendSignal(id, { kind: Signal.PING, session: nonce }).catch(() => {});
   }
 
@@ -570,37 +567,8 @@ export class Room extends EventTarget {
     if (typeof b.name === 'string' && b.name.length <= 256) this.emit('name', { member: from, name: b.name });
   }
 
-  /** Opens a kept member's chat envelopes (before connecting): they count
-   * as seen, so the hist signals and relay items that bring them again are
-   * dropped, and go to the library as before. */
-  async _restoreFeed(feed) {
-    const items = (Array.isArray(feed) ? feed : []).filter((it) => it && C.validUUID(it.from) && typeof it.env === 'string')
-      .slice(-P.HISTORY_LENGTH);
-    for (const it of items) {
-      let opened, body;
-      try {
-        opened = await this.keys.openEnvelope({ sender: it.from }, C.unb64u(it.env));
-        body = JSON.parse(C.fromUTF8(opened.plaintext));
-      } catch {
-        continue;
-      }
-      const stamp = body && { sess: body.sess, seq: body.seq, ts: body.ts };
-      if (body?.kind !== 'chat' || typeof body.text !== 'string' || !validStamp(stamp)) continue;
-      const id = C.toHex(opened.id);
-      if (this._seen.has(id)) continue;
-      this._seen.add(id);
-      this.library.keepChat(it.from, it.env, stamp.ts);
-      this._restored.push({ id, from: it.from, text: body.text, mine: it.from === this.id, time: stamp.ts, sent: stamp.ts, sess: stamp.sess, seq: stamp.seq, restored: true });
-    }
-    this._restored.sort((a, b) => a.sent - b.sent || a.seq - b.seq);
-  }
-
-  /** Emits the restored chat (once), oldest first. */
-  replayRestored() {
-    const r = this._restored;
-    this._restored = [];
-    for (const c of r) this.emit('chat', c);
-  }
+  /** Emits a kept member's restored chat (once), oldest first (library.js). */
+  replayRestored() { this.library.replayRestored(); }
 
   // ---- chat --------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 // address bar at once; this tab keeps it in sessionStorage so a reload is a
 // return, and a saved room keeps it encrypted on the device (stay-ui.js).
 import * as C from './crypto.js';
+import { el } from './dom.js';
 import { Room } from './room.js';
 import { ConnState, Path, Transport } from './protocol.js';
 import { qrSVG, roomFromScan, startScanner, cameraError } from './qr.js';
@@ -36,17 +37,6 @@ function show(id) {
   for (const s of ['home', 'room', 'unsupported']) $(s).hidden = s !== id;
 }
 
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === 'class') e.className = v;
-    else if (k === 'dataset') Object.assign(e.dataset, v);
-    else if (k === 'text') e.textContent = v;
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) if (c != null) e.append(c);
-  return e;
-}
 
 export function formatBytes(n) {
   if (n < 1000) return `${n} B`;
@@ -249,7 +239,7 @@ function setupRoomView(secret) {
   setupControl(room, { formatBytes });
   room.addEventListener('members', () => { for (const v of transferViews.values()) if (mine(v.t)) renderTransfer(v.t, true); });
   onState({ detail: { state: room.state } });
-  Stay.attach(room, { el, appendItem, renderMembers, initials });
+  Stay.attach(room, { appendItem, renderMembers, initials });
   renderMembers();
 
   $('composer').addEventListener('submit', async (ev) => {

@@ -8,6 +8,8 @@
 // sees them; when no worker is active yet, the server's own /share answers
 // /?share=unavailable without reading the body.
 
+import { el } from './dom.js';
+
 const CACHE = 'cloakroom-share';
 const SESSION_KEY = 'cloakroom.share';
 const ID = /^\d{13}-[0-9a-f]{16}$/;
@@ -29,16 +31,6 @@ let loaded = Promise.resolve(); // initShare's reading of the share, awaited bef
 // same-origin navigations.)
 let picked = false;
 
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === 'class') e.className = v;
-    else if (k === 'text') e.textContent = v;
-    else e.setAttribute(k, v);
-  }
-  e.append(...children.filter((c) => c != null));
-  return e;
-}
 
 function session(v) {
   try {

@@ -8,6 +8,7 @@ import * as C from './crypto.js';
 import { Signal } from './protocol.js';
 import { names, displayName, shortID, MAX_NAME_CHARS } from './names.js';
 import * as S from './saved.js';
+import { el } from './dom.js';
 import { loadSession, saveSession, clearSession, newKeptIdentity, roomIdentity, validKept, keepCounter, keptCounter, resetCounter } from './stay.js';
 
 const $ = (id) => document.getElementById(id);
@@ -17,7 +18,7 @@ export const GRACE_MS = 15000;
 
 let session = null; // {secret, ident, joined, name, saved, savedKey (raw b64u), feed}
 let room = null;
-let ui = null;      // {el, appendItem} from app.js
+let ui = null;      // {appendItem, renderMembers, initials} from app.js
 
 export { loadSession, displayName };
 
@@ -164,8 +165,8 @@ function presenceText(member, event) {
 }
 
 function line(member, event) {
-  const li = ui.el('li', { class: 'item presence', dataset: { member, event }, title: `Member ${shortID(member)}` },
-    ui.el('span', { text: presenceText(member, event) }));
+  const li = el('li', { class: 'item presence', dataset: { member, event }, title: `Member ${shortID(member)}` },
+    el('span', { text: presenceText(member, event) }));
   ui.appendItem(li);
 }
 
@@ -315,33 +316,21 @@ async function renderSaved(open) {
   const list = $('saved-list');
   list.replaceChildren(...recs.map((rec) => {
     const when = new Date(rec.opened).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
-    const openB = ui0.el('button', { class: 'small primary', type: 'button', text: 'Open' });
-    const forgetB = ui0.el('button', { class: 'small ghost', type: 'button', text: 'Forget' });
+    const openB = el('button', { class: 'small primary', type: 'button', text: 'Open' });
+    const forgetB = el('button', { class: 'small ghost', type: 'button', text: 'Forget' });
     openB.setAttribute('aria-label', `Open ${rec.label}`);
     forgetB.setAttribute('aria-label', `Forget ${rec.label}`);
     openB.addEventListener('click', () => unlock(rec, open));
     forgetB.addEventListener('click', () => forget(rec, open));
-    return ui0.el('li', { class: 'saved-room', dataset: { saved: rec.id } },
-      ui0.el('div', { class: 'saved-text' },
-        ui0.el('span', { class: 'saved-label', text: rec.label }),
-        ui0.el('span', { class: 'small muted', text: `Last opened ${when}` })),
+    return el('li', { class: 'saved-room', dataset: { saved: rec.id } },
+      el('div', { class: 'saved-text' },
+        el('span', { class: 'saved-label', text: rec.label }),
+        el('span', { class: 'small muted', text: `Last opened ${when}` })),
       openB, forgetB);
   }));
   $('saved-rooms').hidden = recs.length === 0;
 }
 
-// The element helper before a room exists (app.js passes its el).
-const ui0 = { el: (tag, props = {}, ...kids) => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === 'class') e.className = v;
-    else if (k === 'dataset') Object.assign(e.dataset, v);
-    else if (k === 'text') e.textContent = v;
-    else e.setAttribute(k, v);
-  }
-  e.append(...kids);
-  return e;
-} };
 
 function unlock(rec, open) {
   const d = $('unlock-dialog');

@@ -44,6 +44,20 @@ await main('chat_relay', async () => {
   assert(await B.evaluate(() => history.length >= 1 && !location.hash), 'no fragment in location');
   await waitOnline(A, 1);
   await waitOnline(B, 1);
+  assert(await B.locator('#feed .empty-room').count() === 0, 'B joined a room with A in it: no "nobody else is here" notice');
+  // A link with one wrong character is a different, empty room: the page says so
+  // (checked to fail without the notice in app.js enter()).
+  {
+    const ctxW = await launch({ name: 'W' });
+    const W = ctxW.pages()[0] ?? await ctxW.newPage();
+    const i = link.indexOf('#') + 5;
+    await W.goto(link.slice(0, i) + (link[i] === 'A' ? 'B' : 'A') + link.slice(i + 1));
+    await W.waitForSelector('#conn-status[data-state=connected]', T);
+    await W.waitForSelector('#feed .empty-room', T);
+    assert(/check the link or code/.test(await W.textContent('#feed .empty-room')), 'the empty-room notice names the likely cause');
+    assert(ctxW.errors.length === 0, 'page errors: ' + ctxW.errors.join('; '));
+    await ctxW.close();
+  }
 
   // C joins by typing the mini code (lower case, spaces instead of dashes), then leaves.
   const ctxC = await launch({ name: 'C', viewport: { width: 390, height: 844 } });

@@ -83,7 +83,7 @@ function start() {
     history.replaceState(null, '', location.pathname + location.search);
     try {
       const { secret } = C.parseInvite(frag);
-      enter(secret);
+      enter(secret, null, { invited: true });
       return;
     } catch (e) {
       showJoinError(e.message);
@@ -119,7 +119,7 @@ function joinFromInput() {
     return;
   }
   $('join-input').value = '';
-  enter(inv.secret);
+  enter(inv.secret, null, { invited: true });
 }
 
 // ---- joining by QR code -----------------------------------------------------
@@ -158,7 +158,7 @@ function onScanned(text) {
     return;
   }
   closeScanner();
-  enter(secret);
+  enter(secret, null, { invited: true });
 }
 
 function closeScanner() {
@@ -170,7 +170,7 @@ function closeScanner() {
 
 /** Joins secret's room: as this tab's member if it was in it (kept: the
  * session, or a saved room just opened), else as a new member. */
-async function enter(secret, kept = null) {
+async function enter(secret, kept = null, { invited = false } = {}) {
   showJoinError('');
   $('create').disabled = true;
   $('join-button').disabled = true;
@@ -188,6 +188,10 @@ async function enter(secret, kept = null) {
     return;
   }
   setupRoomView(secret);
+  // A link or code with one wrong character is another, empty room: say so.
+  if (invited && room.members.size === 0) {
+    appendItem(el('li', { class: 'item notice empty-room', text: 'Nobody else is in this room yet. If you expected others here, check the link or code: one wrong character opens a different, empty room.' }));
+  }
 }
 
 async function leave() {

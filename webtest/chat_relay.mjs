@@ -95,6 +95,10 @@ await main('chat_relay', async () => {
   const id1 = await receivedFile(B, 'random.bin', sha256File(f1));
   await A.waitForSelector(`#feed li.file[data-file="${id1}"][data-state=done]`, T);
   console.log('chat_relay: A -> B random file ok;', await B.textContent(`#feed li.file[data-file="${id1}"] .status`));
+  // The receiver saves its copy; the sender, who has the file, gets Open (a tab), not a second download.
+  const acts = async (p) => p.$$eval(`#feed li.file[data-file="${id1}"] .actions a`, (as) => as.map((a) => `${a.textContent}|${a.hasAttribute('download')}|${a.target}`));
+  assert(JSON.stringify(await acts(B)) === '["Save|true|"]', `receiver's actions ${JSON.stringify(await acts(B))}`);
+  assert(JSON.stringify(await acts(A)) === '["Open|false|_blank"]', `sender's actions ${JSON.stringify(await acts(A))}`);
 
   // An image, B -> A: shown inline.
   const png = join(dir, 'gradient.png');

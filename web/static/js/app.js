@@ -496,8 +496,14 @@ function showMedia(v, t) {
     }, { once: true });
   }
   if (media) bubble.insertBefore(media, v.status);
-  const save = el('a', { class: 'button small', href: url, download: t.name, text: t.direction === 'send' ? 'Open' : 'Save' });
-  bubble.append(el('div', { class: 'actions' }, save));
+  // The receiver saves its copy; the sender has the file already: a photo or
+  // video is shown above, anything else opens in a tab (what the browser
+  // cannot show, it saves).
+  if (t.direction === 'send') {
+    if (!media) bubble.append(el('div', { class: 'actions' }, el('a', { class: 'button small', href: url, target: '_blank', rel: 'noopener', text: 'Open' })));
+    return;
+  }
+  bubble.append(el('div', { class: 'actions' }, el('a', { class: 'button small', href: url, download: t.name, text: 'Save' })));
 }
 
 // Drop, paste and folders (drop.js), the composer, the photo viewer, presence labels (feed.js, viewer.js).

@@ -136,20 +136,25 @@ func (c *Client) sendHave(p *peerConn, e *entry, full bool) {
 	c.sendDC(p, m)
 }
 
-// sendToMember sends a control message on the newest link with member
-// that takes it (a link may be closing under the send).
+// sendToMember sends a message that must get through (a receiver's verdict)
+// on every live link with member: a link that is being torn down takes a
+// message without delivering it, and a sender waiting for the verdict would
+// wait on. The origin keeps the first verdict and drops repeats.
 func (c *Client) sendToMember(member string, m *protocol.DCMessage) {
 	b := protocol.AppendDC(nil, m)
+	sent := 0
 	for _, p := range c.links.with(member) {
 		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 		err := p.send(ctx, b)
 		cancel()
 		if err == nil {
+			sent++
 			c.log.Debug("link message sent", "member", short8(member), "kind", m.Kind, "session", short8(p.session))
-			return
 		}
 	}
-	c.log.Debug("no link took a message", "member", short8(member))
+	if sent == 0 {
+		c.log.Debug("no link took a message", "member", short8(member))
+	}
 }
 
 // sendDC sends a control message on a link, without waiting long.

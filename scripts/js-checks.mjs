@@ -34,7 +34,12 @@ for (const [secs, want] of [[0.4, '0:00'], [0.5, '0:01'], [3.2, '0:03'], [59.6, 
   eq('poster dropped from a 120-piece manifest', 'poster' in big, false);
   eq('duration kept when the poster is dropped', big.duration, 4023.125);
 }
-eq('safeName traversal', safeName('../../x'), '_.._x');
+// A name may be a relative path (a folder's files, docs/PROTOCOL.md "File names"):
+// parts that climb or hide are cleaned away, never kept as a way out.
+eq('safeName traversal', safeName('../../x'), 'x');
+eq('safeName absolute', safeName('/etc/../passwd'), 'etc/passwd');
+eq('safeName relative path kept', safeName('photos/2024/a.jpg'), 'photos/2024/a.jpg');
+eq('safeName hidden part', safeName('a/.b/c'), 'a/b/c');
 eq('safeName bidi', safeName('a\u202egnp.exe'), 'a_gnp.exe');
 // Swarm data-channel messages (protocol v4) round-trip, and malformed ones are refused.
 const file = Uint8Array.from({ length: 16 }, (_, i) => i + 1);

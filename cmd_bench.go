@@ -24,6 +24,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(newPositiveSize(&cfg.RelayMax, bench.DefaultRelayMax), "relay-max-bytes", "relay store cap of the benchmark server")
 	fs.StringVar(&cfg.Dir, "dir", "", "directory for the test file and received copies (default: a temp dir)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	fs.IntVar(&cfg.Pairs, "pairs", bench.DefaultPairs, "bench p2p, turn: bare pion pairs at once in the parallel baseline")
 	fs.IntVar(&cfg.Conns, "conns", bench.DefaultConns, "bench idle: WebSocket connections")
 	fs.IntVar(&cfg.Rooms, "rooms", bench.DefaultRooms, "bench fanout: rooms")
 	fs.IntVar(&cfg.Members, "members", bench.DefaultMembers, "bench idle, fanout: members per room")

@@ -28,6 +28,7 @@ type clientFlags struct {
 	transport  protocol.Transport
 	logLevel   string
 	iceTimeout time.Duration
+	links      int
 	keyring    keyringFlags
 }
 
@@ -39,6 +40,7 @@ func (cf *clientFlags) register(fs *flag.FlagSet, withTransport bool) {
 		// falls back to TURN (the client's default is 10 s).
 		fs.DurationVar(&cf.iceTimeout, "ice-timeout", 0, "bound on each peer-to-peer connection attempt (0: the client's default)")
 		_ = fs.MarkHidden("ice-timeout")
+		fs.IntVar(&cf.links, "links", client.DefaultLinks, "peer connections a large file (64 MiB or more) is fetched over from its sender side by side, each its own SCTP association (1: one)")
 	}
 	fs.StringVar(&cf.logLevel, "log-level", "warn", "debug, info, warn or error")
 	cf.keyring.register(fs)
@@ -54,6 +56,10 @@ func (cf *clientFlags) dial(ctx context.Context, invite string, stderr io.Writer
 		return nil, usagef("--ice-timeout %s: want a positive duration", cf.iceTimeout)
 	}
 	opts.ICETimeout = cf.iceTimeout
+	if cf.links < 0 || cf.links > 8 {
+		return nil, usagef("--links %d: want 1 to 8", cf.links)
+	}
+	opts.Links = cf.links
 	if invite, err = resolveLink(ctx, invite, &cf.keyring, stderr); err != nil {
 		return nil, err
 	}

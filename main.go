@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"cloakroom/internal/safetext"
@@ -41,7 +42,9 @@ NAME in the keyring: "cloakroom keyring --help").
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	endProfile := startCPUProfile(os.Getenv("CLOAKROOM_CPUPROFILE"), os.Stderr)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	endProfile()
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -49,6 +52,27 @@ func main() {
 		}
 		os.Exit(exitCode(err))
 	}
+}
+
+// startCPUProfile writes a CPU profile of the whole command to path
+// (CLOAKROOM_CPUPROFILE, for measuring any command: BENCHMARKS.md) until
+// the returned function is called; with no path it does nothing.
+func startCPUProfile(path string, stderr io.Writer) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "cloakroom: CLOAKROOM_CPUPROFILE:", err)
+		if f != nil {
+			f.Close()
+		}
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func exitCode(err error) int {

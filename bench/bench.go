@@ -31,6 +31,7 @@ const (
 	DefaultMembers  = 10
 	DefaultMsgRate  = 1
 	DefaultDuration = 20 * time.Second
+	DefaultPairs    = 2 // p2p, turn: bare pion pairs of the parallel baseline
 )
 
 // Config sets up a benchmark. Zero fields get the defaults above.
@@ -40,6 +41,7 @@ type Config struct {
 	RelayMax   int64     // relay: the server's relay cap
 	Dir        string    // for the test file and received copies (default: a temp dir)
 	CPUProfile string    // relay, p2p, turn: write a CPU profile of the measured run here
+	Pairs      int       // p2p, turn: bare pion pairs at once in the parallel baseline
 
 	Conns    int           // idle: WebSocket connections
 	Rooms    int           // fanout: rooms
@@ -63,6 +65,7 @@ func (c *Config) fill() error {
 	c.Members = or(c.Members, DefaultMembers)
 	c.MsgRate = or(c.MsgRate, DefaultMsgRate)
 	c.Duration = or(c.Duration, DefaultDuration)
+	c.Pairs = or(c.Pairs, DefaultPairs)
 	if len(c.Serve) == 0 {
 		self, err := os.Executable()
 		if err != nil {
@@ -70,7 +73,7 @@ func (c *Config) fill() error {
 		}
 		c.Serve = []string{self, "serve"}
 	}
-	if c.Size < 0 || c.RelayMax < 0 || c.Conns < 0 || c.Rooms < 0 || c.Members < 0 || c.MsgRate < 0 || c.Duration < 0 {
+	if c.Size < 0 || c.RelayMax < 0 || c.Conns < 0 || c.Rooms < 0 || c.Members < 0 || c.Pairs < 0 || c.MsgRate < 0 || c.Duration < 0 {
 		return fmt.Errorf("bench: negative value in %+v", *c)
 	}
 	return nil

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -38,23 +40,50 @@ func runPeer(ctx context.Context, cfg Config, mode string) error {
 	}
 	defer ts.Close()
 	size, out := cfg.Size, cfg.Out
-	fmt.Fprintf(out, "bench %s: %d MiB file, sender and receiver in one process on 127.0.0.1\n", mode, size>>20)
-	ours, path, err := timeP2P(ctx, ts, run.src, mode, run.received())
+	fmt.Fprintf(out, "bench %s: %d MiB file on 127.0.0.1, %d cores; cpu = user+system CPU time per MB moved\n", mode, size>>20, runtime.NumCPU())
+	line := func(name string, wall, cpu time.Duration, extra string) float64 {
+		r := rate(size, wall)
+		fmt.Fprintf(out, "%-44s %7.1f MB/s  %6.1f ms cpu/MB  (%s%s)\n", name, r, perMB(cpu, size), wall.Round(time.Millisecond), extra)
+		return r
+	}
+	transport := string(protocol.TransportP2P)
+	if mode == "turn" {
+		transport = string(protocol.TransportTURN)
+	}
+	cliWall, cliCPU, err := timeCLI(ctx, cfg.Serve[0], ts, run.src, transport, filepath.Join(run.received(), "cli"))
 	if err != nil {
 		return err
 	}
-	raw, err := timeRawPion(ctx, ts, size, mode)
+	oursWall, oursCPU, path, err := timeP2P(ctx, ts, run.src, mode, run.received())
 	if err != nil {
 		return err
 	}
-	r1, r2 := rate(size, ours), rate(size, raw)
-	fmt.Fprintf(out, "%-34s %8.1f MB/s  (%s, path %s)\n", "cloakroom (seal+hash+disk)", r1, ours.Round(time.Millisecond), path)
-	fmt.Fprintf(out, "%-34s %8.1f MB/s  (%s)\n", "baseline: raw pion data channel", r2, raw.Round(time.Millisecond))
-	fmt.Fprintf(out, "ratio cloakroom / raw pion: %.2f\n", r1/r2)
+	rawWall, rawCPU, err := timeRawPion(ctx, ts, size, mode, 1)
+	if err != nil {
+		return err
+	}
+	rawNWall, rawNCPU, err := timeRawPion(ctx, ts, size, mode, cfg.Pairs)
+	if err != nil {
+		return err
+	}
+	cli := line("cloakroom send → recv (2 processes, whole)", cliWall, cliCPU, ", path "+transport)
+	ours := line("cloakroom in one process (seal+hash+disk)", oursWall, oursCPU, ", path "+path)
+	raw := line("baseline: raw pion, 1 data channel", rawWall, rawCPU, "")
+	rawN := line(fmt.Sprintf("baseline: raw pion, %d pairs at once", cfg.Pairs), rawNWall, rawNCPU, "")
+	fmt.Fprintf(out, "ratio CLI / raw pion 1 channel:        %.2f\n", cli/raw)
+	fmt.Fprintf(out, "ratio in-process / raw pion 1 channel: %.2f\n", ours/raw)
+	fmt.Fprintf(out, "ratio raw %d pairs / raw 1 channel:     %.2f\n", cfg.Pairs, rawN/raw)
+	fmt.Fprintf(out, "CPU ceiling of raw pion here: %d cores / %.1f ms per MB = %.0f MB/s\n",
+		runtime.NumCPU(), perMB(rawCPU, size), float64(runtime.NumCPU())*1000/perMB(rawCPU, size))
 	return nil
 }
 
-func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string) (time.Duration, string, error) {
+// perMB is cpu in milliseconds per MB (10^6 bytes) of size.
+func perMB(cpu time.Duration, size int64) float64 {
+	return float64(cpu) / float64(time.Millisecond) / (float64(size) / 1e6)
+}
+
+func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string) (wall, cpu time.Duration, path string, err error) {
 	urls := ts.URLs("")
 	url, stop, err := startSignaling(signaling.Config{
 		ICE: func(member string) ([]protocol.ICEServer, time.Time) {
@@ -62,16 +91,16 @@ func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string) (ti
 			return []protocol.ICEServer{{URLs: urls, Username: u, Credential: p}}, time.Now().Add(time.Hour)
 		}})
 	if err != nil {
-		return 0, "", err
+		return 0, 0, "", err
 	}
 	defer stop()
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return 0, "", fmt.Errorf("bench: %w", err)
+		return 0, 0, "", fmt.Errorf("bench: %w", err)
 	}
 	defer os.RemoveAll(outDir)
 	secret, err := crypto.NewSecret()
 	if err != nil {
-		return 0, "", fmt.Errorf("bench: %w", err)
+		return 0, 0, "", fmt.Errorf("bench: %w", err)
 	}
 	link := secret.Link(url)
 	transport := protocol.TransportP2P
@@ -80,70 +109,111 @@ func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string) (ti
 	}
 	recv, err := client.Dial(ctx, link, client.Options{Dir: outDir, Transport: transport})
 	if err != nil {
-		return 0, "", fmt.Errorf("bench: receiver: %w", err)
+		return 0, 0, "", fmt.Errorf("bench: receiver: %w", err)
 	}
 	defer recv.Close()
 	send, err := client.Dial(ctx, link, client.Options{Transport: transport})
 	if err != nil {
-		return 0, "", fmt.Errorf("bench: sender: %w", err)
+		return 0, 0, "", fmt.Errorf("bench: sender: %w", err)
 	}
 	defer send.Close()
 	for len(send.OnlineMembers()) == 0 {
 		time.Sleep(10 * time.Millisecond) // presence arrives asynchronously
 	}
-	start := time.Now()
+	cpu0, start := processCPU(), time.Now()
 	rep, err := send.SendFile(ctx, src)
 	if err != nil {
-		return 0, "", fmt.Errorf("bench: transfer: %w", err)
+		return 0, 0, "", fmt.Errorf("bench: transfer: %w", err)
 	}
 	if f, err := recv.NextFile(ctx); err != nil || f.Err != nil {
-		return 0, "", fmt.Errorf("bench: receive: %v %v", err, f.Err)
+		return 0, 0, "", fmt.Errorf("bench: receive: %v %v", err, f.Err)
 	}
-	return time.Since(start), string(rep.Paths[recv.ID()]), nil
+	return time.Since(start), processCPU() - cpu0, string(rep.Paths[recv.ID()]), nil
 }
 
-// timeRawPion sends size bytes in 63 KiB messages between two pion peers
-// with the client's settings and flow control, without crypto or disk.
-func timeRawPion(ctx context.Context, ts *turn.Server, size int64, mode string) (time.Duration, error) {
+// rawPair is one bare pion pair with an open data channel: the baseline.
+type rawPair struct {
+	a, b *webrtc.PeerConnection
+	dc   *webrtc.DataChannel
+	got  chan struct{} // closed when b has received the pair's share
+}
+
+// newRawPair connects two pion peers with the client's settings and opens
+// one data channel; b counts what arrives until size bytes did.
+func newRawPair(ts *turn.Server, size int64, mode string) (*rawPair, error) {
 	a, b, err := rawPeers(ts, mode)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer a.Close()
-	defer b.Close()
-	got := make(chan struct{})
+	rp := &rawPair{a: a, b: b, got: make(chan struct{})}
 	b.OnDataChannel(func(dc *webrtc.DataChannel) {
 		var n int64
 		dc.OnMessage(func(m webrtc.DataChannelMessage) {
-			if n += int64(len(m.Data)); n >= size {
-				close(got)
+			if n += int64(len(m.Data)); n >= size && n-int64(len(m.Data)) < size {
+				close(rp.got)
 			}
 		})
 	})
-	dc, err := a.CreateDataChannel("raw", nil)
-	if err != nil {
-		return 0, fmt.Errorf("bench: %w", err)
+	if rp.dc, err = a.CreateDataChannel("raw", nil); err != nil {
+		rp.close()
+		return nil, fmt.Errorf("bench: %w", err)
 	}
 	opened := make(chan struct{})
-	dc.OnOpen(func() { close(opened) })
+	rp.dc.OnOpen(func() { close(opened) })
 	if err := connectPair(a, b); err != nil {
-		return 0, err
+		rp.close()
+		return nil, err
 	}
 	select {
 	case <-opened:
 	case <-time.After(20 * time.Second):
-		return 0, fmt.Errorf("bench: raw pion data channel did not open")
+		rp.close()
+		return nil, fmt.Errorf("bench: raw pion data channel did not open")
 	}
-	start := time.Now()
-	if err := sendRaw(ctx, dc, size); err != nil {
-		return 0, err
+	return rp, nil
+}
+
+func (rp *rawPair) close() { _ = rp.a.Close(); _ = rp.b.Close() }
+
+// timeRawPion sends size bytes in full-size chunk messages over n bare
+// pion pairs at once (size/n each; n = 1 is one data channel on one SCTP
+// association), with the client's settings and flow control, without
+// crypto or disk. The pairs connect first; the clock runs from the first
+// message sent to the last received, and cpu is the process's CPU time
+// (user+system) over the same span.
+func timeRawPion(ctx context.Context, ts *turn.Server, size int64, mode string, n int) (wall, cpu time.Duration, err error) {
+	pairs := make([]*rawPair, 0, n)
+	defer func() {
+		for _, rp := range pairs {
+			rp.close()
+		}
+	}()
+	share := size / int64(n)
+	for range n {
+		rp, err := newRawPair(ts, share, mode)
+		if err != nil {
+			return 0, 0, err
+		}
+		pairs = append(pairs, rp)
 	}
-	select {
-	case <-got:
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	errs := make(chan error, n)
+	cpu0, start := processCPU(), time.Now()
+	for _, rp := range pairs {
+		go func() { errs <- sendRaw(ctx, rp.dc, share) }()
 	}
-	return time.Since(start), nil
+	for range n {
+		if err := <-errs; err != nil {
+			return 0, 0, err
+		}
+	}
+	for _, rp := range pairs {
+		select {
+		case <-rp.got:
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		}
+	}
+	return time.Since(start), processCPU() - cpu0, nil
 }
 
 // rawPeers makes two peer connections with the client's settings; for

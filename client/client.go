@@ -72,6 +72,13 @@ type Options struct {
 	// chunks among fetchers less well than rarest-first. Files that come
 	// through the relay arrive in the order their sender uploads them.
 	Sequential bool
+	// Links is how many links (peer connections, each its own SCTP
+	// association) a fetch of a large file uses with its origin on one
+	// rung, side by side (default DefaultLinks; 1: one).
+	Links int
+	// StripeMin is the smallest file fetched over several links (default
+	// DefaultStripeMin).
+	StripeMin int64
 }
 
 // Chat is one chat message.

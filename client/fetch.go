@@ -32,6 +32,7 @@ type fetch struct {
 	quit     chan struct{} // closed by stop: the fetch ends, its sources are told
 	stopOnce sync.Once
 	ended    chan struct{} // closed when the loop returned and its sources were told
+	stripes  stripes
 }
 
 func (c *Client) fetchOf(file string) *fetch {
@@ -174,17 +175,26 @@ func (f *fetch) step(now time.Time) {
 			}
 		}
 	}
+	if p := f.links[f.e.origin]; p != nil {
+		f.sw.SetWidth(f.e.origin, len(f.liveLinks(p)))
+	}
 	wants := f.sw.Plan(now, len(missing) == 0)
+	f.mu.Unlock()
 	sends := make([]func(), 0, len(wants))
 	for _, w := range wants {
+		f.mu.Lock()
 		p := f.links[w.Source]
+		f.mu.Unlock()
 		if p == nil {
 			continue
 		}
-		msg := &protocol.DCMessage{Kind: protocol.DCWant, File: f.e.fid, Any: w.Any, Indices: w.Indices}
-		sends = append(sends, func() { f.c.sendDC(p, msg) })
+		ls := f.liveLinks(p) // stripes: the member's links on p's rung
+		for j, part := range splitWant(w, len(ls)) {
+			q := ls[j]
+			msg := &protocol.DCMessage{Kind: protocol.DCWant, File: f.e.fid, Any: part.Any, Indices: part.Indices}
+			sends = append(sends, func() { f.c.sendDC(q, msg) })
+		}
 	}
-	f.mu.Unlock()
 	for _, s := range append(pieceAsks, sends...) {
 		go s()
 	}
@@ -230,6 +240,7 @@ func (f *fetch) addSource(p *peerConn) {
 	f.links[p.member] = p
 	f.sw.AddSource(p.member, p.member == f.e.origin, time.Now())
 	f.mu.Unlock()
+	f.widen(p)
 	f.poke()
 }
 
@@ -328,11 +339,15 @@ func (f *fetch) report() (helpers, dropped []string) {
 // ended), and returns once the messages are sent (or failed).
 func (f *fetch) cancelAll() {
 	f.mu.Lock()
-	ls := make([]*peerConn, 0, len(f.links))
+	primaries := make([]*peerConn, 0, len(f.links))
 	for _, p := range f.links {
-		ls = append(ls, p)
+		primaries = append(primaries, p)
 	}
 	f.mu.Unlock()
+	var ls []*peerConn
+	for _, p := range primaries {
+		ls = append(ls, f.liveLinks(p)...)
+	}
 	var wg sync.WaitGroup
 	for _, p := range ls {
 		wg.Add(1)

@@ -106,6 +106,7 @@ func (h recvHost) Stored(file string, index uint32) {
 func (c *Client) deliverFile(f File) {
 	if fe := c.fetchOf(f.ID); fe != nil {
 		f.Helpers, f.Dropped = fe.report()
+		f.Links = fe.stripes.delivered()
 		fe.poke()
 	}
 	if e := c.lib.get(f.ID); e != nil && f.Err != nil {

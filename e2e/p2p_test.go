@@ -107,3 +107,30 @@ func TestP2PBrokenMidFileContinuesOnRelay(t *testing.T) {
 	}
 	t.Logf("held %d of %d bytes when the session broke; relay uploaded %d", f.Resumed, size, rep.Uploaded)
 }
+
+// TestP2PStripes: a large file is fetched over several links with its
+// sender at once (Options.Links), each its own SCTP association, and
+// arrives intact; with Links 1 it takes one.
+func TestP2PStripes(t *testing.T) {
+	ctx := testCtx(t)
+	ts := newServer(t, serverOpts{})
+	path, sum := makeFile(t, t.TempDir(), "big.bin", 12<<20+12345, "")
+	for _, links := range []int{1, 3} {
+		link := newSecret(t).Link(ts.URL)
+		sender := dialPeer(ctx, t, link, "sender", withTransport(protocol.TransportP2P))
+		recv := dialPeer(ctx, t, link, "recv", func(o *client.Options) { o.Transport = protocol.TransportP2P; o.Links = links; o.StripeMin = 8 << 20 })
+		meshOnline(ctx, t, sender, recv)
+		rep, err := sender.SendFile(ctx, path)
+		if err != nil {
+			t.Fatalf("links %d: SendFile: %v (report %+v)", links, err, rep)
+		}
+		f := nextFile(ctx, t, recv)
+		if f.Err != nil || f.SHA256 != sum || fileSHA256(t, f.Path) != sum {
+			t.Fatalf("links %d: received %+v, want SHA-256 %s", links, f, sum)
+		}
+		if f.Links != links {
+			t.Fatalf("links %d: chunks came over %d sessions", links, f.Links)
+		}
+		t.Logf("links %d: %d sessions delivered", links, f.Links)
+	}
+}

@@ -38,6 +38,7 @@ type swarmSource struct {
 	out      int  // chunks asked by index, outstanding
 	anyOut   int  // "any" chunks outstanding
 	bad      bool
+	width    int       // links the source's wants are spread over (window × width); 0 is 1
 	lastSeen time.Time // last chunk, or when last asked with nothing outstanding
 	// stalled: a member that delivered nothing for StallAfter while asked
 	// (gone without its link ending yet, or too slow): not asked again, and
@@ -93,6 +94,15 @@ func (s *Swarm) AddSource(id string, origin bool, now time.Time) {
 		src.have = NewBits(s.chunks)
 	}
 	s.sources[id] = src
+}
+
+// SetWidth says over how many links the wants of source id are spread:
+// its window grows as many times, so each link keeps a full window in
+// flight (docs/PROTOCOL.md "Stripes").
+func (s *Swarm) SetWidth(id string, links int) {
+	if src := s.sources[id]; src != nil {
+		src.width = links
+	}
 }
 
 // Sources returns the ids of the usable sources.
@@ -258,8 +268,8 @@ func (s *Swarm) Plan(now time.Time, peersUsable bool) []Want {
 // held by no other source and not asked for; in sequential mode it asks
 // for the lowest such chunks by index.
 func (s *Swarm) planOrigin(id string, src *swarmSource, avail []uint8, now time.Time) *Want {
-	room := OriginWindow - src.out - src.anyOut
-	if room < OriginWindow/4 {
+	room := OriginWindow*max(src.width, 1) - src.out - src.anyOut
+	if room < OriginWindow*max(src.width, 1)/4 {
 		return nil
 	}
 	need := 0

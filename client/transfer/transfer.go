@@ -45,6 +45,9 @@ type File struct {
 	// chunk that did not match the origin's hash.
 	Helpers []string
 	Dropped []string
+	// Links is how many peer sessions delivered chunks of it (several
+	// with one member: stripes, docs/PROTOCOL.md).
+	Links int
 }
 
 // Progress reports a transfer's advance.

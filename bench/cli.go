@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -22,7 +23,8 @@ import (
 // send until both commands have exited: the whole transfer as a user
 // sees it, with the sender's hashing, connection setup, the receiver's
 // check and its disk writes. cpu is both children's user+system time.
-func timeCLI(ctx context.Context, exe string, ts *turn.Server, src, mode, outDir string) (wall, cpu time.Duration, err error) {
+// links is recv's --links (stripes).
+func timeCLI(ctx context.Context, exe string, ts *turn.Server, src, mode, outDir string, links int) (wall, cpu time.Duration, err error) {
 	urls := ts.URLs("")
 	url, stop, err := startSignaling(signaling.Config{
 		ICE: func(member string) ([]protocol.ICEServer, time.Time) {
@@ -44,7 +46,7 @@ func timeCLI(ctx context.Context, exe string, ts *turn.Server, src, mode, outDir
 	// The link goes in the environment, not the arguments (env:NAME).
 	env := append(os.Environ(), "CLOAKROOM_BENCH_LINK="+secret.Link(url))
 	var recvErr, sendErr bytes.Buffer
-	recv := exec.CommandContext(ctx, exe, "recv", "--transport", mode, "--count", "1", "-o", outDir, "env:CLOAKROOM_BENCH_LINK")
+	recv := exec.CommandContext(ctx, exe, "recv", "--transport", mode, "--links", strconv.Itoa(links), "--count", "1", "-o", outDir, "env:CLOAKROOM_BENCH_LINK")
 	recv.Env, recv.Stderr = env, &recvErr
 	if err := recv.Start(); err != nil {
 		return 0, 0, fmt.Errorf("bench: start recv: %w", err)

@@ -50,11 +50,15 @@ func runPeer(ctx context.Context, cfg Config, mode string) error {
 	if mode == "turn" {
 		transport = string(protocol.TransportTURN)
 	}
-	cliWall, cliCPU, err := timeCLI(ctx, cfg.Serve[0], ts, run.src, transport, filepath.Join(run.received(), "cli"))
+	cli1Wall, cli1CPU, err := timeCLI(ctx, cfg.Serve[0], ts, run.src, transport, filepath.Join(run.received(), "cli1"), 1)
 	if err != nil {
 		return err
 	}
-	oursWall, oursCPU, path, err := timeP2P(ctx, ts, run.src, mode, run.received())
+	cliNWall, cliNCPU, err := timeCLI(ctx, cfg.Serve[0], ts, run.src, transport, filepath.Join(run.received(), "cliN"), cfg.Pairs)
+	if err != nil {
+		return err
+	}
+	oursWall, oursCPU, path, err := timeP2P(ctx, ts, run.src, mode, run.received(), cfg.Pairs)
 	if err != nil {
 		return err
 	}
@@ -66,13 +70,15 @@ func runPeer(ctx context.Context, cfg Config, mode string) error {
 	if err != nil {
 		return err
 	}
-	cli := line("cloakroom send → recv (2 processes, whole)", cliWall, cliCPU, ", path "+transport)
-	ours := line("cloakroom in one process (seal+hash+disk)", oursWall, oursCPU, ", path "+path)
+	cli1 := line("cloakroom send → recv --links 1 (whole)", cli1Wall, cli1CPU, ", path "+transport)
+	cliN := line(fmt.Sprintf("cloakroom send → recv --links %d (whole)", cfg.Pairs), cliNWall, cliNCPU, ", path "+transport)
+	ours := line(fmt.Sprintf("cloakroom in one process, %d links", cfg.Pairs), oursWall, oursCPU, ", path "+path)
 	raw := line("baseline: raw pion, 1 data channel", rawWall, rawCPU, "")
 	rawN := line(fmt.Sprintf("baseline: raw pion, %d pairs at once", cfg.Pairs), rawNWall, rawNCPU, "")
-	fmt.Fprintf(out, "ratio CLI / raw pion 1 channel:        %.2f\n", cli/raw)
-	fmt.Fprintf(out, "ratio in-process / raw pion 1 channel: %.2f\n", ours/raw)
-	fmt.Fprintf(out, "ratio raw %d pairs / raw 1 channel:     %.2f\n", cfg.Pairs, rawN/raw)
+	fmt.Fprintf(out, "ratio CLI 1 link / raw pion 1 channel:    %.2f\n", cli1/raw)
+	fmt.Fprintf(out, "ratio CLI %d links / raw pion 1 channel:   %.2f\n", cfg.Pairs, cliN/raw)
+	fmt.Fprintf(out, "ratio in-process / raw pion 1 channel:    %.2f\n", ours/raw)
+	fmt.Fprintf(out, "ratio raw %d pairs / raw pion 1 channel:   %.2f\n", cfg.Pairs, rawN/raw)
 	fmt.Fprintf(out, "CPU ceiling of raw pion here: %d cores / %.1f ms per MB = %.0f MB/s\n",
 		runtime.NumCPU(), perMB(rawCPU, size), float64(runtime.NumCPU())*1000/perMB(rawCPU, size))
 	return nil
@@ -83,7 +89,7 @@ func perMB(cpu time.Duration, size int64) float64 {
 	return float64(cpu) / float64(time.Millisecond) / (float64(size) / 1e6)
 }
 
-func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string) (wall, cpu time.Duration, path string, err error) {
+func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string, links int) (wall, cpu time.Duration, path string, err error) {
 	urls := ts.URLs("")
 	url, stop, err := startSignaling(signaling.Config{
 		ICE: func(member string) ([]protocol.ICEServer, time.Time) {
@@ -107,7 +113,7 @@ func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string) (wa
 	if mode == "turn" {
 		transport = protocol.TransportTURN
 	}
-	recv, err := client.Dial(ctx, link, client.Options{Dir: outDir, Transport: transport})
+	recv, err := client.Dial(ctx, link, client.Options{Dir: outDir, Transport: transport, Links: links})
 	if err != nil {
 		return 0, 0, "", fmt.Errorf("bench: receiver: %w", err)
 	}

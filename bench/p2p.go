@@ -20,9 +20,6 @@ import (
 // data-channel throughput over the same path in the same run.
 func RunP2P(ctx context.Context, cfg Config) error { return runPeer(ctx, cfg, "p2p") }
 
-// RunTURN is RunP2P relayed by an embedded TURN server on both sides.
-func RunTURN(ctx context.Context, cfg Config) error { return runPeer(ctx, cfg, "turn") }
-
 func runPeer(ctx context.Context, cfg Config, mode string) error {
 	if err := cfg.fill(); err != nil {
 		return err
@@ -109,6 +106,11 @@ func timeRawPion(ctx context.Context, ts *turn.Server, size int64, mode string) 
 	if err != nil {
 		return 0, err
 	}
+	return timeRawPair(ctx, a, b, size)
+}
+
+// timeRawPair times size bytes from a to b and closes both.
+func timeRawPair(ctx context.Context, a, b *webrtc.PeerConnection, size int64) (time.Duration, error) {
 	defer a.Close()
 	defer b.Close()
 	got := make(chan struct{})

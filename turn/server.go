@@ -97,6 +97,7 @@ type Stats struct {
 	AuthRefused       uint64 // requests with bad, malformed or expired credentials (401)
 	PermissionRefused uint64 // peers refused by the policy (403 or a dropped Send)
 	QuotaRefused      uint64 // allocations over a quota (486)
+	RelayDropped      uint64 // datagrams between two relays of the server dropped on a full queue
 }
 
 // Server is a running TURN server.
@@ -220,7 +221,7 @@ func (s *Server) start(udp *net.UDPConn, listeners []net.Listener) error {
 		revoked: newRevocations()}
 	s.quota = newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocationsPerAddr, cfg.MaxAllocations)
 	gen := &relayGen{bindIP: relayBindIP(s.public), announce: s.public,
-		min: cfg.RelayPortMin, max: cfg.RelayPortMax, bytes: &s.stats.bytes}
+		min: cfg.RelayPortMin, max: cfg.RelayPortMax, bytes: &s.stats.bytes, dropped: &s.stats.dropped, hub: relayHub{announce: s.public}}
 	if len(listeners) > 1 {
 		s.tlsPort = listeners[1].Addr().(*net.TCPAddr).Port
 	}
@@ -368,6 +369,7 @@ func (s *Server) Stats() Stats {
 		AuthRefused:       s.stats.authRefused.Load(),
 		PermissionRefused: s.stats.permRefused.Load(),
 		QuotaRefused:      s.stats.quotaRefused.Load(),
+		RelayDropped:      s.stats.dropped.Load(),
 	}
 }
 

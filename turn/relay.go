@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"cloakroom/internal/udpbatch"
 )
 
 // sockBuf is the read and write buffer of the UDP listener and of every
@@ -106,7 +108,7 @@ func (h *relayHub) local(addr net.Addr) *relayConn {
 // own socket reader and other relay sockets of the server fill.
 const (
 	relayQueue = 1024 // datagrams waiting for pion; more are dropped, as by a full socket buffer
-	relayDgram = 2048 // bytes kept of a datagram: pion reads relayed ones into 1600 bytes
+	relayDgram = 2048 // bytes kept of a datagram: pion reads them into 1600 bytes
 )
 
 var dgramPool = sync.Pool{New: func() any { b := make([]byte, relayDgram); return &b }}
@@ -146,9 +148,10 @@ func newRelayConn(c *net.UDPConn, addr *net.UDPAddr, g *relayGen) *relayConn {
 // A full queue blocks it, and then the kernel drops as it would for pion.
 func (c *relayConn) read() {
 	defer close(c.dead)
+	batch := udpbatch.NewReader(c.UDPConn, relayDgram)
 	for {
 		p := dgramPool.Get().(*[]byte)
-		n, from, err := c.UDPConn.ReadFrom(*p)
+		n, from, err := batch.ReadFrom(*p)
 		if err != nil {
 			dgramPool.Put(p)
 			c.readErr = err

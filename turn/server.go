@@ -15,6 +15,7 @@ import (
 
 	"cloakroom/internal/auth"
 	"cloakroom/internal/pionlog"
+	"cloakroom/internal/udpbatch"
 )
 
 // Defaults.
@@ -239,7 +240,7 @@ func (s *Server) start(udp *net.UDPConn, listeners []net.Listener) error {
 // pionConfig wraps the listeners in the gate and wires our handlers.
 func (s *Server) pionConfig(udp *net.UDPConn, listeners []net.Listener, gen *relayGen, pol *policy) pionturn.ServerConfig {
 	s.live.add()
-	pc := &gatedPacketConn{UDPConn: udp, gate: s.gate, exit: s.live.once()}
+	pc := &gatedPacketConn{UDPConn: udp, batch: udpbatch.NewReader(udp, relayDgram), gate: s.gate, exit: s.live.once()}
 	sc := pionturn.ServerConfig{
 		Realm:         s.cfg.Realm,
 		AuthHandler:   s.authHandler,

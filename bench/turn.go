@@ -31,8 +31,8 @@ const benchSecret = "bench-secret"
 // directly, and, when coturn's turnserver is installed, relayed by coturn.
 // Each line has the process's CPU time per MB (the TURN server runs in the
 // process; coturn's own CPU is added to its line) and the datagrams dropped
-// during that phase: the machine's UDP receive-buffer drops and the
-// embedded server's relay-queue drops.
+// during that phase: by the kernel on a full UDP receive buffer (the whole
+// machine's count) and by the embedded server on a full relay queue.
 func RunTURN(ctx context.Context, cfg Config) error {
 	if err := cfg.fill(); err != nil {
 		return err
@@ -49,7 +49,7 @@ func RunTURN(ctx context.Context, cfg Config) error {
 	defer ts.Close()
 	size, out := cfg.Size, cfg.Out
 	fmt.Fprintf(out, "bench turn: %d MiB file, sender, receiver and TURN server in one process on 127.0.0.1\n", size>>20)
-	fmt.Fprintf(out, "%-38s %8s %9s %10s %7s\n", "", "MB/s", "time", "CPU ms/MB", "drops")
+	fmt.Fprintf(out, "%-38s %8s %9s %10s %7s %7s\n", "", "MB/s", "time", "CPU ms/MB", "drops", "qdrops")
 
 	m := meter{ts: ts}
 	var direct, relayed phase
@@ -103,37 +103,27 @@ func RunTURN(ctx context.Context, cfg Config) error {
 
 // phase is one measured transfer.
 type phase struct {
-	rate  float64       // MB/s
-	took  time.Duration // wall time
-	cpu   time.Duration // CPU time of the process (and of coturn) meanwhile
-	size  int64
-	drops int64 // UDP receive-buffer errors on the machine meanwhile (-1: unknown)
-	path  string
+	rate       float64       // MB/s
+	took       time.Duration // wall time
+	cpu        time.Duration // CPU time of the process (and of coturn) meanwhile
+	size       int64
+	drops      int64  // UDP receive-buffer errors on the machine meanwhile (-1: unknown)
+	queueDrops uint64 // datagrams the embedded TURN server dropped on a full relay queue
+	path       string
 }
 
 func (p phase) print(out io.Writer, name string) {
-	fmt.Fprintf(out, "%-38s %8.1f %9s %10.1f %7d  (%s)\n", name, p.rate, p.took.Round(time.Millisecond),
-		float64(p.cpu.Microseconds())/1e3/(float64(p.size)/1e6), p.drops, p.path)
+	fmt.Fprintf(out, "%-38s %8.1f %9s %10.1f %7d %7d  (%s)\n", name, p.rate, p.took.Round(time.Millisecond),
+		float64(p.cpu.Microseconds())/1e3/(float64(p.size)/1e6), p.drops, p.queueDrops, p.path)
 }
 
-// meter measures phases; ts is the embedded TURN server, whose relay-queue
-// drops count with the kernel's.
+// meter measures phases; ts is the embedded TURN server.
 type meter struct{ ts *turn.Server }
-
-// drops returns the kernel's UDP receive-buffer drops (machine-wide) plus
-// the TURN server's relay-queue drops, or -1.
-func (m meter) drops() int64 {
-	n := udpRcvbufErrors()
-	if n < 0 {
-		return -1
-	}
-	return n + int64(m.ts.Stats().RelayDropped)
-}
 
 // measure runs f (labelled name in CPU profiles) and records its wall time,
 // the process's CPU time and the drops meanwhile.
 func (m meter) measure(name string, size int64, f func() (time.Duration, string, error)) (phase, error) {
-	cpu0, drops0 := cpuTime(), m.drops()
+	cpu0, drops0, queue0 := cpuTime(), udpRcvbufErrors(), m.ts.Stats().RelayDropped
 	var took time.Duration
 	var path string
 	var err error
@@ -143,8 +133,9 @@ func (m meter) measure(name string, size int64, f func() (time.Duration, string,
 	if err != nil {
 		return phase{}, err
 	}
-	p := phase{rate: rate(size, took), took: took, cpu: cpuTime() - cpu0, size: size, drops: -1, path: path}
-	if drops1 := m.drops(); drops0 >= 0 && drops1 >= 0 {
+	p := phase{rate: rate(size, took), took: took, cpu: cpuTime() - cpu0, size: size, drops: -1,
+		queueDrops: m.ts.Stats().RelayDropped - queue0, path: path}
+	if drops1 := udpRcvbufErrors(); drops0 >= 0 && drops1 >= 0 {
 		p.drops = drops1 - drops0
 	}
 	return p, nil

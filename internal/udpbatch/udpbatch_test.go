@@ -58,3 +58,30 @@ func TestConnReadsEveryDatagramInOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestConnDualStack: a socket on every address (IPv6, dual-stack, as the
+// TURN server's listener is by default) gets IPv4 senders' datagrams with
+// the sender's address as a plain read would give it.
+func TestConnDualStack(t *testing.T) {
+	plain := listen(t, nil)
+	c := NewConn(listen(t, nil), 64)
+	src := listen(t, net.IPv4(127, 0, 0, 1))
+	port := func(c net.PacketConn) int { return c.LocalAddr().(*net.UDPAddr).Port }
+	buf := make([]byte, 64)
+	var want net.Addr
+	for _, dst := range []net.PacketConn{plain, c} {
+		if _, err := src.WriteTo([]byte("v4"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port(dst)}); err != nil {
+			t.Fatal(err)
+		}
+		_ = dst.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := dst.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != "v4" {
+			t.Fatalf("got %q, %v", buf[:n], err)
+		}
+		if want == nil {
+			want = from
+		} else if from.String() != want.String() || !from.(*net.UDPAddr).IP.Equal(want.(*net.UDPAddr).IP) {
+			t.Fatalf("from %v, a plain read says %v", from, want)
+		}
+	}
+}

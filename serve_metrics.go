@@ -68,7 +68,8 @@ func (m metricsSource) samples() []metric {
 	if ts, ok := m.turn(); ok {
 		out = append(out,
 			g("cloakroom_turn_allocations", "Live TURN allocations.", float64(ts.Allocations)),
-			c("cloakroom_turn_relayed_bytes_total", "Payload bytes relayed by TURN, both directions.", float64(ts.BytesRelayed)))
+			c("cloakroom_turn_relayed_bytes_total", "Payload bytes relayed by TURN, both directions.", float64(ts.BytesRelayed)),
+			c("cloakroom_turn_relay_dropped_total", "Datagrams between two TURN relays dropped on a full queue.", float64(ts.RelayDropped)))
 		for _, r := range []struct {
 			reason string
 			n      uint64

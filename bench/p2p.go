@@ -22,9 +22,6 @@ import (
 // data-channel throughput over the same path in the same run.
 func RunP2P(ctx context.Context, cfg Config) error { return runPeer(ctx, cfg, "p2p") }
 
-// RunTURN is RunP2P relayed by an embedded TURN server on both sides.
-func RunTURN(ctx context.Context, cfg Config) error { return runPeer(ctx, cfg, "turn") }
-
 func runPeer(ctx context.Context, cfg Config, mode string) error {
 	if err := cfg.fill(); err != nil {
 		return err
@@ -151,6 +148,32 @@ func newRawPair(ts *turn.Server, size int64, mode string) (*rawPair, error) {
 	if err != nil {
 		return nil, err
 	}
+	return pairUp(a, b, size)
+}
+
+// timeRawPair times size bytes from a to b over one data channel and
+// closes both.
+func timeRawPair(ctx context.Context, a, b *webrtc.PeerConnection, size int64) (time.Duration, error) {
+	rp, err := pairUp(a, b, size)
+	if err != nil {
+		return 0, err
+	}
+	defer rp.close()
+	start := time.Now()
+	if err := sendRaw(ctx, rp.dc, size); err != nil {
+		return 0, err
+	}
+	select {
+	case <-rp.got:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return time.Since(start), nil
+}
+
+// pairUp connects a and b and opens one data channel from a; b counts
+// what arrives until size bytes did. On error both are closed.
+func pairUp(a, b *webrtc.PeerConnection, size int64) (*rawPair, error) {
 	rp := &rawPair{a: a, b: b, got: make(chan struct{})}
 	b.OnDataChannel(func(dc *webrtc.DataChannel) {
 		var n int64
@@ -160,6 +183,7 @@ func newRawPair(ts *turn.Server, size int64, mode string) (*rawPair, error) {
 			}
 		})
 	})
+	var err error
 	if rp.dc, err = a.CreateDataChannel("raw", nil); err != nil {
 		rp.close()
 		return nil, fmt.Errorf("bench: %w", err)

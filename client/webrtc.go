@@ -11,6 +11,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"cloakroom/internal/pionlog"
+	"cloakroom/internal/udpbatch"
 )
 
 // udpBuffer is the socket buffer size for data-channel UDP sockets: without
@@ -49,13 +50,24 @@ func (b bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UD
 	return c, err
 }
 
+// ListenPacket is what ICE opens for a TURN server over UDP (and for
+// nothing else): its reads go in batches, as the TURN server relays two
+// peers' traffic to it.
 func (b bufferedNet) ListenPacket(network, address string) (net.PacketConn, error) {
 	c, err := b.Net.ListenPacket(network, address)
-	if err == nil {
-		setBuffers(c)
+	if err != nil {
+		return c, err
 	}
-	return c, err
+	setBuffers(c)
+	if u, ok := c.(*net.UDPConn); ok {
+		return udpbatch.NewConn(u, turnDatagram), nil
+	}
+	return c, nil
 }
+
+// turnDatagram bounds a datagram from a TURN server: a relayed WebRTC
+// packet (pion's SCTP receive MTU is 8192) in ChannelData or a STUN answer.
+const turnDatagram = 8192
 
 func setBuffers(c any) {
 	if u, ok := c.(interface {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/pion/stun/v3"
 	pionturn "github.com/pion/turn/v4"
+
+	"cloakroom/internal/udpbatch"
 )
 
 const (
@@ -21,17 +23,19 @@ const (
 )
 
 // gatedPacketConn is the UDP listener as pion sees it: every datagram passes
-// the gate first. One goroutine (pion's read loop) calls ReadFrom.
+// the gate first. One goroutine (pion's read loop) calls ReadFrom; it reads
+// the socket in batches.
 type gatedPacketConn struct {
 	*net.UDPConn
-	gate *gate
-	msg  stun.Message
-	exit func()
+	batch *udpbatch.Reader
+	gate  *gate
+	msg   stun.Message
+	exit  func()
 }
 
 func (c *gatedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.UDPConn.ReadFrom(b)
+		n, addr, err := c.batch.ReadFrom(b)
 		if err != nil {
 			c.exit()
 			return n, addr, err

@@ -22,6 +22,7 @@ type counters struct {
 	permRefused  atomic.Uint64
 	quotaRefused atomic.Uint64
 	bytes        atomic.Uint64
+	dropped      atomic.Uint64
 }
 
 // gate checks TURN requests before pion handles them (see doc.go): it

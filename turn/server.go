@@ -15,6 +15,7 @@ import (
 
 	"cloakroom/internal/auth"
 	"cloakroom/internal/pionlog"
+	"cloakroom/internal/udpbatch"
 )
 
 // Defaults.
@@ -97,6 +98,7 @@ type Stats struct {
 	AuthRefused       uint64 // requests with bad, malformed or expired credentials (401)
 	PermissionRefused uint64 // peers refused by the policy (403 or a dropped Send)
 	QuotaRefused      uint64 // allocations over a quota (486)
+	RelayDropped      uint64 // datagrams between two relays of the server dropped on a full queue
 }
 
 // Server is a running TURN server.
@@ -220,7 +222,7 @@ func (s *Server) start(udp *net.UDPConn, listeners []net.Listener) error {
 		revoked: newRevocations()}
 	s.quota = newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocationsPerAddr, cfg.MaxAllocations)
 	gen := &relayGen{bindIP: relayBindIP(s.public), announce: s.public,
-		min: cfg.RelayPortMin, max: cfg.RelayPortMax, bytes: &s.stats.bytes}
+		min: cfg.RelayPortMin, max: cfg.RelayPortMax, bytes: &s.stats.bytes, dropped: &s.stats.dropped, hub: relayHub{announce: s.public}}
 	if len(listeners) > 1 {
 		s.tlsPort = listeners[1].Addr().(*net.TCPAddr).Port
 	}
@@ -238,7 +240,7 @@ func (s *Server) start(udp *net.UDPConn, listeners []net.Listener) error {
 // pionConfig wraps the listeners in the gate and wires our handlers.
 func (s *Server) pionConfig(udp *net.UDPConn, listeners []net.Listener, gen *relayGen, pol *policy) pionturn.ServerConfig {
 	s.live.add()
-	pc := &gatedPacketConn{UDPConn: udp, gate: s.gate, exit: s.live.once()}
+	pc := &gatedPacketConn{UDPConn: udp, batch: udpbatch.NewReader(udp, relayDgram), gate: s.gate, exit: s.live.once()}
 	sc := pionturn.ServerConfig{
 		Realm:         s.cfg.Realm,
 		AuthHandler:   s.authHandler,
@@ -368,6 +370,7 @@ func (s *Server) Stats() Stats {
 		AuthRefused:       s.stats.authRefused.Load(),
 		PermissionRefused: s.stats.permRefused.Load(),
 		QuotaRefused:      s.stats.quotaRefused.Load(),
+		RelayDropped:      s.stats.dropped.Load(),
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
+	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -22,9 +24,11 @@ import (
 )
 
 // RunRelay measures a file through the relay (sender -> server ->
-// receiver, with encryption, hashing and writing to disk) beside two
-// baselines from the same run: the same bytes through a bare
-// gorilla/websocket forwarder of the same shape, and AES-GCM seal speed.
+// receiver, with encryption, hashing and writing to disk) with the
+// server's configured upload rates (the command passes serve's defaults)
+// and with no upload limit, beside the baselines from the same run: the
+// same bytes through a bare gorilla/websocket forwarder of the same shape,
+// croc's relay when a croc is at hand, and AES-GCM seal speed.
 func RunRelay(ctx context.Context, cfg Config) error {
 	if err := cfg.fill(); err != nil {
 		return err
@@ -35,9 +39,15 @@ func RunRelay(ctx context.Context, cfg Config) error {
 	}
 	defer run.close()
 	size, out := cfg.Size, cfg.Out
-	fmt.Fprintf(out, "bench relay: %s file, relay cap %s, GOMAXPROCS cores shared by sender, server and receiver\n",
-		humanize.IBytes(uint64(size)), humanize.IBytes(uint64(cfg.RelayMax)))
-	relayDur, err := timeRelay(ctx, run.src, cfg.RelayMax, run.received())
+	fmt.Fprintf(out, "bench relay: %s file, relay cap %s, upload rate per address %s (loopback/LAN %s); sender, server and receiver share %d cores; load %s\n",
+		humanize.IBytes(uint64(size)), humanize.IBytes(uint64(cfg.RelayMax)), rateName(cfg.UploadRate), rateName(cfg.UploadRateLAN), runtime.GOMAXPROCS(0), loadAvg())
+	relayCfg := signaling.Config{Relay: store.Config{MaxBytes: cfg.RelayMax}, UploadRate: cfg.UploadRate, UploadRateLAN: cfg.UploadRateLAN}
+	relayDur, err := timeRelay(ctx, run.src, relayCfg, run.received())
+	if err != nil {
+		return err
+	}
+	relayCfg.UploadRate, relayCfg.UploadRateLAN = -1, -1
+	freeDur, err := timeRelay(ctx, run.src, relayCfg, run.received())
 	if err != nil {
 		return err
 	}
@@ -45,17 +55,52 @@ func RunRelay(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	var crocDur time.Duration
+	croc := findCroc(cfg.Croc)
+	if croc != "" {
+		if crocDur, err = timeCroc(ctx, croc, run.src, run.received()); err != nil {
+			return err
+		}
+	}
 	gcm := aesGCMRate(min(size, 256<<20))
-	relayRate, fwdRate := rate(size, relayDur), rate(size, fwdDur)
-	fmt.Fprintf(out, "%-34s %8.1f MB/s  (%s)\n", "relay (seal+hash+disk, 1 receiver)", relayRate, relayDur.Round(time.Millisecond))
-	fmt.Fprintf(out, "%-34s %8.1f MB/s  (%s)\n", "baseline: bare websocket forwarder", fwdRate, fwdDur.Round(time.Millisecond))
-	fmt.Fprintf(out, "%-34s %8.1f MB/s  (one core, %d-byte chunks)\n", "baseline: AES-256-GCM seal", gcm, protocol.ChunkSize)
-	fmt.Fprintf(out, "ratio relay / forwarder: %.2f\n", relayRate/fwdRate)
+	relayRate, freeRate, fwdRate := rate(size, relayDur), rate(size, freeDur), rate(size, fwdDur)
+	line := func(name string, r float64, note string) { fmt.Fprintf(out, "%-38s %8.1f MB/s  (%s)\n", name, r, note) }
+	line("relay, these settings", relayRate, relayDur.Round(time.Millisecond).String())
+	line("relay, no upload rate limit", freeRate, freeDur.Round(time.Millisecond).String())
+	line("baseline: bare websocket forwarder", fwdRate, fwdDur.Round(time.Millisecond).String())
+	if croc != "" {
+		line("baseline: croc relay, --no-compress", rate(size, crocDur), crocDur.Round(time.Millisecond).String()+", "+croc)
+	}
+	line("baseline: AES-256-GCM seal", gcm, fmt.Sprintf("one core, %d-byte chunks", protocol.ChunkSize))
+	if croc != "" {
+		fmt.Fprintf(out, "ratio relay (these settings) / croc: %.2f (issue 15: >= 2)\n", relayRate/rate(size, crocDur))
+	} else {
+		fmt.Fprintln(out, "croc: none (scripts/croc.sh installs it; --croc PATH)")
+	}
+	fmt.Fprintf(out, "ratio relay (no upload limit) / forwarder: %.2f (issue 15: >= 0.5)\n", freeRate/fwdRate)
+	fmt.Fprintf(out, "load at the end: %s\n", loadAvg())
 	return nil
 }
 
-func timeRelay(ctx context.Context, src string, relayCap int64, outDir string) (time.Duration, error) {
-	url, stop, err := startSignaling(signaling.Config{Relay: store.Config{MaxBytes: relayCap}})
+// rateName names an upload rate of signaling.Config.
+func rateName(r int64) string {
+	if r <= 0 {
+		return "none"
+	}
+	return humanize.IBytes(uint64(r)) + "/s"
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages, or "?".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+func timeRelay(ctx context.Context, src string, sigCfg signaling.Config, outDir string) (time.Duration, error) {
+	url, stop, err := startSignaling(sigCfg)
 	if err != nil {
 		return 0, err
 	}
@@ -70,10 +115,18 @@ func timeRelay(ctx context.Context, src string, relayCap int64, outDir string) (
 	}
 	link := secret.Link(url)
 	var mark int64
+	var last time.Time
 	t0 := time.Now()
+	trace := os.Getenv("BENCH_TRACE") != ""
 	recv, err := client.Dial(ctx, link, client.Options{Dir: outDir, OnProgress: func(p client.Progress) {
-		if os.Getenv("BENCH_TRACE") != "" && p.Bytes >= mark {
-			fmt.Fprintf(os.Stderr, "%4d MiB at %v\n", p.Bytes>>20, time.Since(t0).Round(time.Millisecond))
+		if trace && p.Bytes >= mark {
+			now := time.Now()
+			fmt.Fprintf(os.Stderr, "%4d MiB at %v", p.Bytes>>20, now.Sub(t0).Round(time.Millisecond))
+			if !last.IsZero() {
+				fmt.Fprintf(os.Stderr, " (%.0f MB/s)", rate(128<<20, now.Sub(last)))
+			}
+			fmt.Fprintln(os.Stderr)
+			last = now
 			mark += 128 << 20
 		}
 	}})

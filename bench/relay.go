@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -42,34 +43,42 @@ func RunRelay(ctx context.Context, cfg Config) error {
 	fmt.Fprintf(out, "bench relay: %s file, relay cap %s, upload rate per address %s (loopback/LAN %s); sender, server and receiver share %d cores; load %s\n",
 		humanize.IBytes(uint64(size)), humanize.IBytes(uint64(cfg.RelayMax)), rateName(cfg.UploadRate), rateName(cfg.UploadRateLAN), runtime.GOMAXPROCS(0), loadAvg())
 	relayCfg := signaling.Config{Relay: store.Config{MaxBytes: cfg.RelayMax}, UploadRate: cfg.UploadRate, UploadRateLAN: cfg.UploadRateLAN}
+	cpu := cpuMeter()
 	relayDur, err := timeRelay(ctx, run.src, relayCfg, run.received())
 	if err != nil {
 		return err
 	}
+	relayCPU := cpu()
 	relayCfg.UploadRate, relayCfg.UploadRateLAN = -1, -1
 	freeDur, err := timeRelay(ctx, run.src, relayCfg, run.received())
 	if err != nil {
 		return err
 	}
+	freeCPU := cpu()
 	fwdDur, err := timeForwarder(ctx, run.src)
 	if err != nil {
 		return err
 	}
-	var crocDur time.Duration
+	fwdCPU := cpu()
+	var crocDur, crocCPU time.Duration
 	croc := findCroc(cfg.Croc)
 	if croc != "" {
 		if crocDur, err = timeCroc(ctx, croc, run.src, run.received()); err != nil {
 			return err
 		}
+		crocCPU = cpu()
 	}
 	gcm := aesGCMRate(min(size, 256<<20))
 	relayRate, freeRate, fwdRate := rate(size, relayDur), rate(size, freeDur), rate(size, fwdDur)
 	line := func(name string, r float64, note string) { fmt.Fprintf(out, "%-38s %8.1f MB/s  (%s)\n", name, r, note) }
-	line("relay, these settings", relayRate, relayDur.Round(time.Millisecond).String())
-	line("relay, no upload rate limit", freeRate, freeDur.Round(time.Millisecond).String())
-	line("baseline: bare websocket forwarder", fwdRate, fwdDur.Round(time.Millisecond).String())
+	timed := func(d, cpu time.Duration) string {
+		return fmt.Sprintf("%s, CPU %.2f s/GiB", d.Round(time.Millisecond), cpu.Seconds()*float64(1<<30)/float64(size))
+	}
+	line("relay, these settings", relayRate, timed(relayDur, relayCPU))
+	line("relay, no upload rate limit", freeRate, timed(freeDur, freeCPU))
+	line("baseline: bare websocket forwarder", fwdRate, timed(fwdDur, fwdCPU))
 	if croc != "" {
-		line("baseline: croc relay, --no-compress", rate(size, crocDur), crocDur.Round(time.Millisecond).String()+", "+croc)
+		line("baseline: croc relay, --no-compress", rate(size, crocDur), timed(crocDur, crocCPU)+", "+croc)
 	}
 	line("baseline: AES-256-GCM seal", gcm, fmt.Sprintf("one core, %d-byte chunks", protocol.ChunkSize))
 	if croc != "" {
@@ -80,6 +89,30 @@ func RunRelay(ctx context.Context, cfg Config) error {
 	fmt.Fprintf(out, "ratio relay (no upload limit) / forwarder: %.2f (issue 15: >= 0.5)\n", freeRate/fwdRate)
 	fmt.Fprintf(out, "load at the end: %s\n", loadAvg())
 	return nil
+}
+
+// cpuMeter returns a function that returns the CPU time (user and
+// system) this process and its waited-for children used since the last
+// call: a figure that, unlike MB/s, the other loads of a shared machine
+// barely change.
+func cpuMeter() func() time.Duration {
+	used := func() time.Duration {
+		var self, kids syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+		_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+		var d time.Duration
+		for _, tv := range []syscall.Timeval{self.Utime, self.Stime, kids.Utime, kids.Stime} {
+			d += time.Duration(tv.Nano())
+		}
+		return d
+	}
+	last := used()
+	return func() time.Duration {
+		now := used()
+		d := now - last
+		last = now
+		return d
+	}
 }
 
 // rateName names an upload rate of signaling.Config.

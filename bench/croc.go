@@ -61,7 +61,10 @@ func findCroc(path string) string {
 // timeCroc sends src through croc's relay (crocScript) and returns the
 // time from the sender's start to the received file, checked by size.
 func timeCroc(ctx context.Context, croc, src, outDir string) (time.Duration, error) {
-	abs, err := filepath.Abs(croc)
+	abs, err := exec.LookPath(croc)
+	if err == nil {
+		abs, err = filepath.Abs(abs)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("bench: croc: %w", err)
 	}
@@ -82,7 +85,7 @@ func timeCroc(ctx context.Context, croc, src, outDir string) (time.Duration, err
 		if errors.As(err, &ee) {
 			err = fmt.Errorf("%w: %s (logs in %s were removed)", err, strings.TrimSpace(string(ee.Stderr)), outDir)
 		}
-		return 0, fmt.Errorf("bench: croc (needs root for unshare -n): %w", err)
+		return 0, fmt.Errorf("bench: croc (unshare -n needs root; exit 3: its relay did not start, 4: its sender showed no code): %w", err)
 	}
 	f := strings.Fields(string(out))
 	if len(f) != 2 {

@@ -21,7 +21,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := bench.Config{Out: stdout}
 	fs := newFlags("bench", stderr)
 	fs.Var(newPositiveSize(&cfg.Size, bench.DefaultSize), "size", "bytes to move")
-	fs.Var(newPositiveSize(&cfg.RelayMax, bench.DefaultRelayMax), "relay-max-bytes", "relay store cap of the benchmark server")
+	fs.Var(newPositiveSize(&cfg.RelayMax, bench.DefaultRelayMax), "relay-max-bytes", "bench relay: relay store cap of the benchmark server (default: serve's)")
+	fs.Var(newByteSize(&cfg.UploadRate, defaultUploadRate), "relay-upload-rate", "bench relay: the server's upload rate per public address, like serve's (0: no limit)")
+	fs.Var(newByteSize(&cfg.UploadRateLAN, 0), "relay-upload-rate-lan", "bench relay: the server's upload rate per loopback or LAN address, like serve's (0: no limit)")
+	fs.StringVar(&cfg.Croc, "croc", "", "bench relay: croc executable for the croc baseline (default: croc in PATH; scripts/croc.sh installs it; - for none)")
 	fs.StringVar(&cfg.Dir, "dir", "", "directory for the test file and received copies (default: a temp dir)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.IntVar(&cfg.Pairs, "pairs", bench.DefaultPairs, "bench p2p, turn: bare pion pairs at once in the parallel baseline")
@@ -33,9 +36,18 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	cfg.UploadRate, cfg.UploadRateLAN = orNoLimit(cfg.UploadRate), orNoLimit(cfg.UploadRateLAN)
 	run := benchRuns[fs.Arg(0)]
 	if fs.NArg() != 1 || run == nil {
 		return usagef("bench: want `bench relay`, `bench p2p`, `bench turn`, `bench idle` or `bench fanout`")
 	}
 	return run(ctx, cfg)
+}
+
+// orNoLimit maps a command line's 0 ("no limit") to signaling's.
+func orNoLimit(n int64) int64 {
+	if n == 0 {
+		return noLimit
+	}
+	return n
 }

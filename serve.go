@@ -42,8 +42,14 @@ type serveConfig struct {
 }
 
 // defaultUploadRate is serve's --relay-upload-rate (the signaling package
-// itself sets no upload limit).
+// itself sets no upload limit): 1 Gbit/s, more than most internet links
+// carry, so it paces only a client with a faster path to the server.
+// Loopback, private and link-local addresses have --relay-upload-rate-lan,
+// no limit by default (docs/DECISIONS.md "Relay upload rate on the LAN").
 const defaultUploadRate = 128 << 20
+
+// noLimit is the signaling Config's "no limit" for a rate.
+const noLimit = -1
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseServeFlags(args, stderr)
@@ -68,6 +74,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return cfg, usagef("serve: unexpected argument %q", fs.Arg(0))
 	}
 	cfg.metricsSet = fs.Changed("metrics-addr")
+	if cfg.Sig.UploadRateLAN == 0 {
+		cfg.Sig.UploadRateLAN = noLimit // 0 on the command line: no limit
+	}
 	return cfg, nil
 }
 
@@ -102,7 +111,8 @@ func addLimitFlags(fs *flag.FlagSet, c *signaling.Config) {
 	fs.IntVar(&c.JoinBurst, "join-burst", d.JoinBurst, "burst allowed over --join-rate")
 	fs.Float64Var(&c.MsgRate, "msg-rate", d.MsgRate, "control messages (chat, signals, file offers; not acks) per second from one address; past a 2 s wait they are refused (-1: no limit)")
 	fs.IntVar(&c.MsgBurst, "msg-burst", d.MsgBurst, "burst allowed over --msg-rate")
-	fs.Var(newByteSize(&c.UploadRate, defaultUploadRate), "relay-upload-rate", "relay upload bytes per second from one address: faster uploads are slowed, not refused (0: no limit)")
+	fs.Var(newByteSize(&c.UploadRate, defaultUploadRate), "relay-upload-rate", "relay upload bytes per second from one public address: faster uploads are slowed, not refused (0: no limit)")
+	fs.Var(newByteSize(&c.UploadRateLAN, 0), "relay-upload-rate-lan", "relay upload bytes per second from one loopback, private (10/8, 172.16/12, 192.168/16, fc00::/7) or link-local address (0: no limit; the per-address relay quota still bounds what it holds). Behind a reverse proxy on this host every client has the proxy's address: set it like --relay-upload-rate")
 	fs.DurationVar(&c.ReadHeaderTimeout, "http-header-timeout", d.ReadHeaderTimeout, "time a client has to send its HTTP request headers (and TLS handshake)")
 	fs.DurationVar(&c.IdleTimeout, "http-idle-timeout", d.IdleTimeout, "idle keep-alive HTTP connections are closed after this")
 	fs.IntVar(&c.MaxHeaderBytes, "http-max-header-bytes", d.MaxHeaderBytes, "largest HTTP request header")

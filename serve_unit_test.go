@@ -112,3 +112,28 @@ func TestWriteMetrics(t *testing.T) {
 		t.Fatal("family header repeated")
 	}
 }
+
+// TestServeUploadRateFlags: public addresses get 128 MiB/s by default, LAN
+// and loopback addresses no limit; 0 means no limit for either.
+func TestServeUploadRateFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args        []string
+		public, lan int64
+	}{
+		{nil, 128 << 20, noLimit},
+		{[]string{"--relay-upload-rate-lan", "64MiB"}, 128 << 20, 64 << 20},
+		{[]string{"--relay-upload-rate", "0"}, 0, noLimit},
+		{[]string{"--relay-upload-rate", "1GiB", "--relay-upload-rate-lan", "0"}, 1 << 30, noLimit},
+	} {
+		cfg, err := parseServeFlags(tc.args, &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if cfg.Sig.UploadRate != tc.public || cfg.Sig.UploadRateLAN != tc.lan {
+			t.Errorf("%q: upload rates %d, LAN %d; want %d, %d", tc.args, cfg.Sig.UploadRate, cfg.Sig.UploadRateLAN, tc.public, tc.lan)
+		}
+		if err := cfg.validate(); err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+		}
+	}
+}

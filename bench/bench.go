@@ -19,13 +19,14 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"cloakroom/internal/store"
 	"cloakroom/signaling"
 )
 
 // Defaults of the Config fields (and of the `cloakroom bench` flags).
 const (
-	DefaultSize     = 1 << 30  // bytes to move
-	DefaultRelayMax = 64 << 20 // relay cap of the relay benchmark's server
+	DefaultSize     = 1 << 30               // bytes to move
+	DefaultRelayMax = store.DefaultMaxBytes // relay cap of the relay benchmark's server: serve's
 	DefaultConns    = 10000
 	DefaultRooms    = 100
 	DefaultMembers  = 10
@@ -36,12 +37,17 @@ const (
 
 // Config sets up a benchmark. Zero fields get the defaults above.
 type Config struct {
-	Out        io.Writer // where the figures go (default: discard)
-	Size       int64     // relay, p2p, turn: bytes to move
-	RelayMax   int64     // relay: the server's relay cap
-	Dir        string    // for the test file and received copies (default: a temp dir)
-	CPUProfile string    // relay, p2p, turn: write a CPU profile of the measured run here
-	Pairs      int       // p2p, turn: bare pion pairs at once in the parallel baseline
+	Out      io.Writer // where the figures go (default: discard)
+	Size     int64     // relay, p2p, turn: bytes to move
+	RelayMax int64     // relay: the server's relay cap
+	// relay: the server's upload rates per address (signaling.Config's
+	// UploadRate and UploadRateLAN: 0 default, negative no limit); the
+	// command passes serve's defaults. The relay also runs with none.
+	UploadRate, UploadRateLAN int64
+	Croc                      string // relay: croc executable for the croc baseline ("": croc in PATH, if any; "-": none)
+	Dir                       string // for the test file and received copies (default: a temp dir)
+	CPUProfile                string // relay, p2p, turn: write a CPU profile of the measured run here
+	Pairs                     int    // p2p, turn: bare pion pairs at once in the parallel baseline
 
 	Conns    int           // idle: WebSocket connections
 	Rooms    int           // fanout: rooms

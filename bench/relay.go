@@ -9,6 +9,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -22,9 +26,11 @@ import (
 )
 
 // RunRelay measures a file through the relay (sender -> server ->
-// receiver, with encryption, hashing and writing to disk) beside two
-// baselines from the same run: the same bytes through a bare
-// gorilla/websocket forwarder of the same shape, and AES-GCM seal speed.
+// receiver, with encryption, hashing and writing to disk) with the
+// server's configured upload rates (the command passes serve's defaults)
+// and with no upload limit, beside the baselines from the same run: the
+// same bytes through a bare gorilla/websocket forwarder of the same shape,
+// croc's relay when a croc is at hand, and AES-GCM seal speed.
 func RunRelay(ctx context.Context, cfg Config) error {
 	if err := cfg.fill(); err != nil {
 		return err
@@ -35,27 +41,107 @@ func RunRelay(ctx context.Context, cfg Config) error {
 	}
 	defer run.close()
 	size, out := cfg.Size, cfg.Out
-	fmt.Fprintf(out, "bench relay: %s file, relay cap %s, GOMAXPROCS cores shared by sender, server and receiver\n",
-		humanize.IBytes(uint64(size)), humanize.IBytes(uint64(cfg.RelayMax)))
-	relayDur, err := timeRelay(ctx, run.src, cfg.RelayMax, run.received())
+	fmt.Fprintf(out, "bench relay: %s file, relay cap %s, upload rate per address %s (loopback/LAN %s); sender, server and receiver share %d cores; load %s\n",
+		humanize.IBytes(uint64(size)), humanize.IBytes(uint64(cfg.RelayMax)), rateName(cfg.UploadRate), rateName(or(cfg.UploadRateLAN, cfg.UploadRate)), runtime.GOMAXPROCS(0), loadAvg())
+	relayCfg := signaling.Config{Relay: store.Config{MaxBytes: cfg.RelayMax}, UploadRate: cfg.UploadRate, UploadRateLAN: cfg.UploadRateLAN}
+	cpu := cpuMeter()
+	relayDur, err := timeRelay(ctx, run.src, relayCfg, run.received())
 	if err != nil {
 		return err
 	}
+	relayCPU := cpu()
+	relayCfg.UploadRate, relayCfg.UploadRateLAN = -1, -1
+	freeDur, err := timeRelay(ctx, run.src, relayCfg, run.received())
+	if err != nil {
+		return err
+	}
+	freeCPU := cpu()
 	fwdDur, err := timeForwarder(ctx, run.src)
 	if err != nil {
 		return err
 	}
+	fwdCPU := cpu()
+	var crocDur, crocCPU time.Duration
+	croc := findCroc(cfg.Croc)
+	if croc != "" {
+		if crocDur, err = timeCroc(ctx, croc, run.src, run.received()); err != nil {
+			// The other figures still stand: say why croc's is missing.
+			fmt.Fprintf(out, "croc baseline failed: %v\n", err)
+			croc = ""
+		}
+		crocCPU = cpu()
+	}
+	diskDur, err := timeCopy(run.src, run.received())
+	if err != nil {
+		return err
+	}
 	gcm := aesGCMRate(min(size, 256<<20))
-	relayRate, fwdRate := rate(size, relayDur), rate(size, fwdDur)
-	fmt.Fprintf(out, "%-34s %8.1f MB/s  (%s)\n", "relay (seal+hash+disk, 1 receiver)", relayRate, relayDur.Round(time.Millisecond))
-	fmt.Fprintf(out, "%-34s %8.1f MB/s  (%s)\n", "baseline: bare websocket forwarder", fwdRate, fwdDur.Round(time.Millisecond))
-	fmt.Fprintf(out, "%-34s %8.1f MB/s  (one core, %d-byte chunks)\n", "baseline: AES-256-GCM seal", gcm, protocol.ChunkSize)
-	fmt.Fprintf(out, "ratio relay / forwarder: %.2f\n", relayRate/fwdRate)
+	relayRate, freeRate, fwdRate := rate(size, relayDur), rate(size, freeDur), rate(size, fwdDur)
+	line := func(name string, r float64, note string) { fmt.Fprintf(out, "%-38s %8.1f MB/s  (%s)\n", name, r, note) }
+	timed := func(d, cpu time.Duration) string {
+		return fmt.Sprintf("%s, CPU %.2f s/GiB", d.Round(time.Millisecond), cpu.Seconds()*float64(1<<30)/float64(size))
+	}
+	line("relay, these settings", relayRate, timed(relayDur, relayCPU))
+	line("relay, no upload rate limit", freeRate, timed(freeDur, freeCPU))
+	line("baseline: bare websocket forwarder", fwdRate, timed(fwdDur, fwdCPU))
+	if croc != "" {
+		line("baseline: croc relay, --no-compress", rate(size, crocDur), timed(crocDur, crocCPU)+", "+croc)
+	}
+	line("baseline: copy to a new file", rate(size, diskDur), fmt.Sprintf("%s, %d-byte pwrites, what the receiver's disk does", diskDur.Round(time.Millisecond), protocol.ChunkSize))
+	line("baseline: AES-256-GCM seal", gcm, fmt.Sprintf("one core, %d-byte chunks", protocol.ChunkSize))
+	if croc != "" {
+		fmt.Fprintf(out, "ratio relay (these settings) / croc: %.2f (issue 15: >= 2)\n", relayRate/rate(size, crocDur))
+	} else {
+		fmt.Fprintln(out, "croc: none (scripts/croc.sh installs it; --croc PATH)")
+	}
+	fmt.Fprintf(out, "ratio relay (no upload limit) / forwarder: %.2f (issue 15: >= 0.5)\n", freeRate/fwdRate)
+	fmt.Fprintf(out, "load at the end: %s\n", loadAvg())
 	return nil
 }
 
-func timeRelay(ctx context.Context, src string, relayCap int64, outDir string) (time.Duration, error) {
-	url, stop, err := startSignaling(signaling.Config{Relay: store.Config{MaxBytes: relayCap}})
+// cpuMeter returns a function that returns the CPU time (user and
+// system) this process and its waited-for children used since the last
+// call: a figure that, unlike MB/s, the other loads of a shared machine
+// barely change.
+func cpuMeter() func() time.Duration {
+	used := func() time.Duration {
+		var self, kids syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+		_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+		var d time.Duration
+		for _, tv := range []syscall.Timeval{self.Utime, self.Stime, kids.Utime, kids.Stime} {
+			d += time.Duration(tv.Nano())
+		}
+		return d
+	}
+	last := used()
+	return func() time.Duration {
+		now := used()
+		d := now - last
+		last = now
+		return d
+	}
+}
+
+// rateName names an upload rate of signaling.Config.
+func rateName(r int64) string {
+	if r <= 0 {
+		return "none"
+	}
+	return humanize.IBytes(uint64(r)) + "/s"
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages, or "?".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+func timeRelay(ctx context.Context, src string, sigCfg signaling.Config, outDir string) (time.Duration, error) {
+	url, stop, err := startSignaling(sigCfg)
 	if err != nil {
 		return 0, err
 	}
@@ -70,10 +156,18 @@ func timeRelay(ctx context.Context, src string, relayCap int64, outDir string) (
 	}
 	link := secret.Link(url)
 	var mark int64
+	var last time.Time
 	t0 := time.Now()
+	trace := os.Getenv("BENCH_TRACE") != ""
 	recv, err := client.Dial(ctx, link, client.Options{Dir: outDir, OnProgress: func(p client.Progress) {
-		if os.Getenv("BENCH_TRACE") != "" && p.Bytes >= mark {
-			fmt.Fprintf(os.Stderr, "%4d MiB at %v\n", p.Bytes>>20, time.Since(t0).Round(time.Millisecond))
+		if trace && p.Bytes >= mark {
+			now := time.Now()
+			fmt.Fprintf(os.Stderr, "%4d MiB at %v", p.Bytes>>20, now.Sub(t0).Round(time.Millisecond))
+			if !last.IsZero() {
+				fmt.Fprintf(os.Stderr, " (%.0f MB/s)", rate(128<<20, now.Sub(last)))
+			}
+			fmt.Fprintln(os.Stderr)
+			last = now
 			mark += 128 << 20
 		}
 	}})
@@ -93,6 +187,41 @@ func timeRelay(ctx context.Context, src string, relayCap int64, outDir string) (
 	f, err := recv.NextFile(ctx)
 	if err != nil || f.Err != nil {
 		return 0, fmt.Errorf("bench: receive: %w", errors.Join(err, f.Err))
+	}
+	return time.Since(start), nil
+}
+
+// timeCopy copies src into a new file in dir in chunk-sized reads and
+// writes, as the sender reads and the receiver writes (on these virtual
+// machines, memory the page cache has not used lately is slow to touch the
+// first time; see BENCHMARKS.md).
+func timeCopy(src, dir string) (time.Duration, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	defer in.Close()
+	out, err := os.Create(filepath.Join(dir, "copy.bin"))
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	defer out.Close()
+	buf := make([]byte, protocol.ChunkSize)
+	start := time.Now()
+	for off := int64(0); ; off += int64(len(buf)) {
+		n, rerr := in.ReadAt(buf, off)
+		if _, err := out.WriteAt(buf[:n], off); err != nil {
+			return 0, fmt.Errorf("bench: %w", err)
+		}
+		if rerr == io.EOF {
+			break
+		} else if rerr != nil {
+			return 0, fmt.Errorf("bench: %w", rerr)
+		}
 	}
 	return time.Since(start), nil
 }

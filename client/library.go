@@ -360,7 +360,7 @@ func (c *Client) completeHashes(e *entry) {
 	if err != nil {
 		return
 	}
-	_, ch, _, err := transfer.HashFile(io.NewSectionReader(f, 0, e.man.Size), e.man.Size, e.man.ChunkSize)
+	ch, err := transfer.ChunkHashes(io.NewSectionReader(f, 0, e.man.Size), e.man.Size, e.man.ChunkSize)
 	if err == nil {
 		err = e.hashes.Fill(ch)
 	}

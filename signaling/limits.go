@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"cloakroom/internal/clientaddr"
+	"cloakroom/internal/protocol"
 )
 
 // Limit names one limit whose refusals are counted (Stats.Limited, and
@@ -89,6 +92,18 @@ func limiter(r float64, burst int) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(r), burst)
 }
 
+// uploadLimiter paces the relay uploads from the address key: at
+// UploadRateLAN for a loopback, private or link-local address (a LAN
+// member, whose uploads the per-address relay quota still bounds), at
+// UploadRate for any other.
+func uploadLimiter(c *Config, key string) *rate.Limiter {
+	if !clientaddr.Local(key) || c.UploadRateLAN == c.UploadRate {
+		return limiter(float64(c.UploadRate), int(c.UploadBurst))
+	}
+	burst := max(defaultUploadBurst, c.UploadRateLAN/8, protocol.MaxFrameBytes)
+	return limiter(float64(c.UploadRateLAN), int(burst))
+}
+
 // open counts a new connection attempt from key and returns its state, or
 // nil when the address already has twice its connection cap open (or the
 // table is full): then it gets a plain HTTP refusal, not even an upgrade.
@@ -105,7 +120,7 @@ func (t *addrTable) open(key string) *addrState {
 			key:    key,
 			join:   limiter(c.JoinRate, c.JoinBurst),
 			msgs:   limiter(c.MsgRate, c.MsgBurst),
-			upload: limiter(float64(c.UploadRate), int(c.UploadBurst)),
+			upload: uploadLimiter(c, key),
 		}
 		t.addrs[key] = a
 	}

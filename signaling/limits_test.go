@@ -121,20 +121,35 @@ func TestMsgRateSlowsDown(t *testing.T) {
 }
 
 func TestUploadRateThrottles(t *testing.T) {
-	const size = 60000
 	e := newEnv(t, func(c *Config, _ *store.Config) { c.UploadRate, c.UploadBurst = 400<<10, 1 })
+	relaySixChunks(e)
+	if n := e.limited(LimitUploadRate); n == 0 {
+		t.Fatal("upload_rate never throttled")
+	}
+}
+
+// TestUploadRateLAN: a loopback client (the tests' own) is paced by
+// UploadRateLAN, here no limit, not by UploadRate.
+func TestUploadRateLAN(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *store.Config) { c.UploadRate, c.UploadBurst, c.UploadRateLAN = 400<<10, 1, -1 })
+	relaySixChunks(e)
+	if n := e.limited(LimitUploadRate); n != 0 {
+		t.Fatalf("upload_rate throttled a loopback client %d times", n)
+	}
+}
+
+// relaySixChunks relays a file of six 60,000-byte chunks from one new
+// member to another through e and waits for its delivery report.
+func relaySixChunks(e *testEnv) {
 	rc := newCreds()
 	a, b := e.join(rc, newIdent()), e.join(rc, newIdent())
 	a.expectPresence(protocol.EventJoin, b.id.member)
-	f := newTestFile(6, size)
+	f := newTestFile(6, 60000)
 	a.announce(f)
 	a.upload(f, 0, len(f.chunks))
 	b.recvFile(f, a.id.member)
 	a.expect(protocol.TypeProgress)
 	a.expect(protocol.TypeDelivered)
-	if n := e.limited(LimitUploadRate); n == 0 {
-		t.Fatal("upload_rate never throttled")
-	}
 }
 
 // TestPingDeadline: a client that never answers pings is dropped; one that

@@ -55,6 +55,10 @@ type Config struct {
 	MsgBurst        int
 	UploadRate      int64 // relay chunk bytes; default: no limit
 	UploadBurst     int64 // default: an eighth of UploadRate, at least 4 MiB
+	// UploadRateLAN replaces UploadRate for a loopback, private (RFC 1918,
+	// fc00::/7) or link-local address (clientaddr.Local); default:
+	// UploadRate. Its burst is an eighth of it, at least 4 MiB.
+	UploadRateLAN int64
 
 	// Timing of the WebSocket and of the HTTP server (Run). Zero fields get
 	// defaults.
@@ -240,8 +244,12 @@ func (c *Config) fill() error {
 	c.MsgRate = or(c.MsgRate, defaultMsgRate)
 	c.MsgBurst = or(c.MsgBurst, defaultMsgBurst)
 	c.UploadBurst = max(or(c.UploadBurst, max(defaultUploadBurst, c.UploadRate/8)), protocol.MaxFrameBytes)
+	c.UploadRateLAN = or(c.UploadRateLAN, c.UploadRate)
 	if c.UploadRate == 0 {
 		c.UploadRate = -1
+	}
+	if c.UploadRateLAN == 0 {
+		c.UploadRateLAN = -1
 	}
 	c.JoinTimeout = or(c.JoinTimeout, defaultJoinTimeout)
 	c.HandshakeTimeout = or(c.HandshakeTimeout, defaultHandshake)

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -165,4 +166,39 @@ func FuzzHashPiece(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHashFileBatches: HashFile and ChunkHashes agree with one SHA-256 per
+// chunk and over the whole, for sizes around the batch and chunk edges, and
+// a short read fails (the whole-file goroutine ends either way).
+func TestHashFileBatches(t *testing.T) {
+	const cs = 1000
+	for _, size := range []int64{0, 1, cs, hashBatch - 1, hashBatch, hashBatch + cs + 1, 5*hashBatch + 17} {
+		content := vectorContent(size)
+		sum, ch, _, err := HashFile(bytes.NewReader(content), size, cs)
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if sum != sha256.Sum256(content) {
+			t.Errorf("size %d: whole-file hash differs", size)
+		}
+		var want []byte
+		for i := range int(crypto.ChunkCount(size, cs)) {
+			lo := min(int64(i*cs), size)
+			c := sha256.Sum256(content[lo:min(lo+cs, size)])
+			want = append(want, c[:]...)
+		}
+		if !bytes.Equal(ch, want) {
+			t.Errorf("size %d: chunk hashes differ", size)
+		}
+		only, err := ChunkHashes(bytes.NewReader(content), size, cs)
+		if err != nil || !bytes.Equal(only, want) {
+			t.Errorf("size %d: ChunkHashes differ (%v)", size, err)
+		}
+		if size > 0 {
+			if _, _, _, err := HashFile(bytes.NewReader(content[:size-1]), size, cs); err == nil {
+				t.Errorf("size %d: a short read passed", size)
+			}
+		}
+	}
 }

@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -27,7 +26,7 @@ func NewManifest(f *os.File, st os.FileInfo) (*crypto.Manifest, []byte, []byte, 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, nil, nil, fmt.Errorf("send: %w", err)
 	}
-	sum, chunkHashes, commit, err := HashFile(bufio.NewReaderSize(f, 1<<20), st.Size(), protocol.ChunkSize)
+	sum, chunkHashes, commit, err := HashFile(f, st.Size(), protocol.ChunkSize) // reads about 1 MiB at once
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("send: hash %s (did it change?): %w", f.Name(), err)
 	}

@@ -26,3 +26,23 @@ func Key(remote string) string {
 	}
 	return a.String()
 }
+
+// Local reports whether key (a Key, or any address) is a loopback, private
+// (RFC 1918, fc00::/7) or link-local unicast address or /64: a client on
+// this machine or its LAN. Carrier-grade NAT space (100.64.0.0/10) is not
+// local: many subscribers share each of its addresses.
+func Local(key string) bool {
+	a, err := netip.ParseAddr(key)
+	if err != nil {
+		p, perr := netip.ParsePrefix(key)
+		if perr != nil {
+			return false
+		}
+		if p.Contains(netip.IPv6Loopback()) {
+			return true // ::1's key is ::/64
+		}
+		a = p.Addr()
+	}
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast()
+}

@@ -61,16 +61,7 @@ func RunRelay(ctx context.Context, cfg Config) error {
 		return err
 	}
 	fwdCPU := cpu()
-	var crocDur, crocCPU time.Duration
-	croc := findCroc(cfg.Croc)
-	if croc != "" {
-		if crocDur, err = timeCroc(ctx, croc, run.src, run.received()); err != nil {
-			// The other figures still stand: say why croc's is missing.
-			fmt.Fprintf(out, "croc baseline failed: %v\n", err)
-			croc = ""
-		}
-		crocCPU = cpu()
-	}
+	croc, crocDur, crocCPU := crocBaseline(ctx, cfg.Croc, run, out, cpu)
 	diskDur, err := timeCopy(run.src, run.received())
 	if err != nil {
 		return err
@@ -94,9 +85,25 @@ func RunRelay(ctx context.Context, cfg Config) error {
 	} else {
 		fmt.Fprintln(out, "croc: none (scripts/croc.sh installs it; --croc PATH)")
 	}
-	fmt.Fprintf(out, "ratio relay (no upload limit) / forwarder: %.2f (issue 15: >= 0.5)\n", freeRate/fwdRate)
-	fmt.Fprintf(out, "load at the end: %s\n", loadAvg())
+	fmt.Fprintf(out, "ratio relay (no upload limit) / forwarder: %.2f (issue 15: >= 0.5)\nload at the end: %s\n", freeRate/fwdRate, loadAvg())
 	return nil
+}
+
+// crocBaseline times croc's relay on the run's file when a croc is at
+// hand (path "" when none is, or when it failed: the other figures still
+// stand, and out says why).
+func crocBaseline(ctx context.Context, want string, run *fileRun, out io.Writer, cpu func() time.Duration) (path string, d, used time.Duration) {
+	croc := findCroc(want)
+	if croc == "" {
+		return "", 0, 0
+	}
+	d, err := timeCroc(ctx, croc, run.src, run.received())
+	used = cpu()
+	if err != nil {
+		fmt.Fprintf(out, "croc baseline failed: %v\n", err)
+		return "", 0, 0
+	}
+	return croc, d, used
 }
 
 // cpuMeter returns a function that returns the CPU time (user and

@@ -85,22 +85,37 @@ func RunTURN(ctx context.Context, cfg Config) error {
 		return err
 	}
 	rawDirect.print(out, "raw pion, direct")
+	coturn, err := coturnPhase(ctx, m, size, out)
+	if err != nil {
+		return err
+	}
+	turnRatios(out, direct, relayed, rawTURN, rawDirect, coturn)
+	return nil
+}
+
+// coturnPhase is raw pion through coturn, printed; nil when coturn's
+// turnserver is not installed (out says so).
+func coturnPhase(ctx context.Context, m meter, size int64, out io.Writer) (*phase, error) {
 	co, err := measureCoturn(ctx, m, size)
 	switch {
 	case errors.Is(err, exec.ErrNotFound):
 		fmt.Fprintln(out, "raw pion, coturn: turnserver not installed (apt-get install coturn)")
+		return nil, nil
 	case err != nil:
-		return err
-	default:
-		co.print(out, "raw pion, coturn")
+		return nil, err
 	}
+	co.print(out, "raw pion, coturn")
+	return &co, nil
+}
+
+// turnRatios prints bench turn's ratios (coturn's when it ran).
+func turnRatios(out io.Writer, direct, relayed, rawTURN, rawDirect phase, coturn *phase) {
 	fmt.Fprintf(out, "ratio cloakroom TURN / cloakroom direct: %.2f (acceptance: >= 0.80)\n", relayed.rate/direct.rate)
 	fmt.Fprintf(out, "ratio cloakroom TURN / raw pion TURN:    %.2f\n", relayed.rate/rawTURN.rate)
 	fmt.Fprintf(out, "ratio raw pion TURN / raw pion direct:   %.2f\n", rawTURN.rate/rawDirect.rate)
-	if err == nil {
-		fmt.Fprintf(out, "ratio raw pion TURN / raw pion coturn:   %.2f\n", rawTURN.rate/co.rate)
+	if coturn != nil {
+		fmt.Fprintf(out, "ratio raw pion TURN / raw pion coturn:   %.2f\n", rawTURN.rate/coturn.rate)
 	}
-	return nil
 }
 
 // phase is one measured transfer.

@@ -19,14 +19,20 @@ import (
 // another association costs more than it saves.
 const DefaultStripeMin = 64 << 20
 
-// DefaultLinks is Options.Links when zero.
-const DefaultLinks = 2
+// DefaultLinks is Options.Links when zero: one link, no stripes. On the
+// 2-core machines the project measures on, two associations gain little
+// (both cores are already busy with one: BENCHMARKS.md), and on a shaped
+// uplink two associations fill its queue twice as fast (the swarm test's
+// 20 Mbit/s link lost ICE consent under them); a user with cores and a
+// fast path to spare asks for more with --links.
+const DefaultLinks = 1
 
 // stripes are the extra links a fetch asked for, by member (once each).
 type stripes struct {
 	mu    sync.Mutex
 	asked map[string]bool
-	used  map[*peerConn]bool // sessions that delivered a chunk
+	extra map[string][]*peerConn // the links widen made, by member
+	used  map[*peerConn]bool     // sessions that delivered a chunk
 }
 
 // deliveredBy records that session p delivered a chunk.
@@ -69,12 +75,17 @@ func (f *fetch) widen(p *peerConn) {
 	}
 	done := f.stripes.asked[p.member]
 	f.stripes.asked[p.member] = true
+	if !done {
+		if f.stripes.extra == nil {
+			f.stripes.extra = map[string][]*peerConn{}
+		}
+		f.stripes.extra[p.member] = []*peerConn{p} // the first link stays a stripe when a newer one becomes the source
+	}
 	f.stripes.mu.Unlock()
 	if done {
 		return
 	}
-	have := len(f.liveLinks(p))
-	for range want - have {
+	for range want - 1 {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
@@ -82,7 +93,15 @@ func (f *fetch) widen(p *peerConn) {
 			if err == nil {
 				err = q.waitReady(c.ctx, c.opts.ICETimeout)
 			}
-			if err != nil {
+			if err == nil {
+				f.stripes.mu.Lock()
+				if f.stripes.extra == nil {
+					f.stripes.extra = map[string][]*peerConn{}
+				}
+				f.stripes.extra[q.member] = append(f.stripes.extra[q.member], q)
+				f.stripes.mu.Unlock()
+				f.poke()
+			} else {
 				if q != nil {
 					_ = c.room.sendSignal(p.member, &protocol.Signal{Kind: protocol.SignalBye, Session: q.session})
 				}
@@ -92,11 +111,15 @@ func (f *fetch) widen(p *peerConn) {
 	}
 }
 
-// liveLinks returns primary and every other live link with its member on
-// the same rung: the links a want of that member is spread over.
+// liveLinks returns primary and the live links widen made (or found) with
+// its member on the same rung: the links a want of that member is spread over. Other
+// links with the member (each side may have offered one) are not used for
+// wants: only the source's link is, as without stripes.
 func (f *fetch) liveLinks(primary *peerConn) []*peerConn {
 	out := []*peerConn{primary}
-	for _, q := range f.c.links.with(primary.member) {
+	f.stripes.mu.Lock()
+	defer f.stripes.mu.Unlock()
+	for _, q := range f.stripes.extra[primary.member] {
 		if q != primary && q.mode == primary.mode && q.Err() == nil {
 			out = append(out, q)
 		}

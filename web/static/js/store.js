@@ -93,7 +93,7 @@ class WorkerClient {
 // Writes that come within one turn of the event loop go to the worker as one
 // message (one answer): a message each way per chunk cost the page's main
 // thread and the worker a wake-up each, which a 2-core machine pays out of
-// the browser's data-channel threads (BENCHMARKS.md, web client speed).
+// the browser's data-channel threads (BENCHMARKS.md "Browser → browser speed, issue 15").
 const WRITE_BATCH = 32; // chunks at most in one message
 
 class WorkerSink {

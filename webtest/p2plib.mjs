@@ -74,6 +74,7 @@ export async function countStoreWrites(ctx) {
     const post = Worker.prototype.postMessage;
     Worker.prototype.postMessage = function (m, ...rest) {
       if (m && m.op === 'write') window.__writes[m.id] = (window.__writes[m.id] || 0) + 1;
+      if (m && m.op === 'writev') window.__writes[m.id] = (window.__writes[m.id] || 0) + m.pos.length; // writes batched (store.js)
       return post.call(this, m, ...rest);
     };
   });

@@ -4,6 +4,7 @@
 // in order; anything else is read back from the file at the end.
 //
 // Messages in:  {op: 'open', id, name} | {op: 'write', id, pos, data} |
+//               {op: 'writev', id, pos: [..], data: [..]} (writes in order) |
 //               {op: 'read', id, pos, len} | {op: 'finish', id, size} | {op: 'abort', id}
 // Messages out: {op: 'done', id, seq, sha256?, data?} | {op: 'error', id, seq, error}
 // Every message in carries seq; the worker answers each one, in order.
@@ -15,6 +16,16 @@ let dirPromise = null;
 function dir() {
   dirPromise ??= navigator.storage.getDirectory().then((root) => root.getDirectoryHandle('received', { create: true }));
   return dirPromise;
+}
+
+function write(f, pos, data) {
+  let off = 0;
+  while (off < data.length) {
+    const n = f.sync.write(data.subarray(off), { at: pos + off });
+    if (n <= 0) throw new Error('write failed (disk full?)');
+    off += n;
+  }
+  if (pos === f.hashedTo) { f.hash.update(data); f.hashedTo += data.length; }
 }
 
 async function handle(m) {
@@ -29,14 +40,13 @@ async function handle(m) {
     case 'write': {
       const f = files.get(m.id);
       if (!f) throw new Error('file not open');
-      const data = new Uint8Array(m.data);
-      let off = 0;
-      while (off < data.length) {
-        const n = f.sync.write(data.subarray(off), { at: m.pos + off });
-        if (n <= 0) throw new Error('write failed (disk full?)');
-        off += n;
-      }
-      if (m.pos === f.hashedTo) { f.hash.update(data); f.hashedTo += data.length; }
+      write(f, m.pos, new Uint8Array(m.data));
+      return {};
+    }
+    case 'writev': { // several writes, in order (store.js batches them)
+      const f = files.get(m.id);
+      if (!f) throw new Error('file not open');
+      for (let k = 0; k < m.pos.length; k++) write(f, m.pos[k], new Uint8Array(m.data[k]));
       return {};
     }
     case 'read': { // a slice of a file still being written (served to other members)

@@ -22,6 +22,7 @@ import { Verdict, validStamp } from './order.js';
 
 const VANISH_MS = 15000;      // a reception whose peer-to-peer sender vanished waits this long for a new path
 const MAX_HAVE_RANGES = 1000; // ranges in one have signal (a prefix of what is held is still true)
+const PROGRESS_MS = 50;       // a reception's progress is told (a 'transfer' event) at most this often
 
 /** The receptions of a room. deps: keys (RoomKeys), members (Map id ->
  * {online}), emit(type, detail), sendSignal(member, body) (sealed, to one
@@ -353,7 +354,12 @@ export class Receiver {
       if (!last) {
         // A peer-to-peer sender hears of progress every 64 chunks (as from Go).
         if (r.written % 64 === 0) this._toOrigin(r)?.notify({ kind: P.DC_PROGRESS, file: C.uuidBytes(r.man.file), chunks: r.written });
-        this._emit('transfer', { transfer: r.t });
+        // Progress is drawn at most every 100 ms (app.js): an event per chunk was work for nothing.
+        const now = performance.now();
+        if (!(now - r.shown < PROGRESS_MS)) {
+          r.shown = now;
+          this._emit('transfer', { transfer: r.t });
+        }
       }
     }, (e) => {
       after();

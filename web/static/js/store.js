@@ -90,18 +90,44 @@ class WorkerClient {
   }
 }
 
+// Writes that come within one turn of the event loop go to the worker as one
+// message (one answer): a message each way per chunk cost the page's main
+// thread and the worker a wake-up each, which a 2-core machine pays out of
+// the browser's data-channel threads (BENCHMARKS.md "Browser → browser speed, issue 15").
+const WRITE_BATCH = 32; // chunks at most in one message
+
 class WorkerSink {
-  constructor(client, dir, id, size) { this.kind = 'opfs-worker'; this._c = client; this._dir = dir; this._id = id; this._size = size; }
+  constructor(client, dir, id, size) { this.kind = 'opfs-worker'; this._c = client; this._dir = dir; this._id = id; this._size = size; this._batch = null; }
   write(position, data) {
     // The worker takes the bytes (transferred, not copied): give it its own buffer.
-    const buf = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data.buffer : data.slice().buffer;
-    return this._c.call({ op: 'write', id: this._id, pos: position, data: buf }, [buf]);
+    let b = this._batch;
+    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && !b?.data.includes(data.buffer);
+    const buf = own ? data.buffer : data.slice().buffer;
+    if (!b) {
+      b = this._batch = { pos: [], data: [], timer: 0 };
+      b.result = new Promise((res, rej) => { b.res = res; b.rej = rej; });
+      b.timer = setTimeout(() => this._flush(), 0);
+    }
+    b.pos.push(position);
+    b.data.push(buf);
+    const p = b.result;
+    if (b.pos.length >= WRITE_BATCH) this._flush();
+    return p;
+  }
+  /** Hands the writes waiting to the worker (before any other call, so the
+   * worker sees them in order). */
+  _flush() {
+    const b = this._batch;
+    if (!b) return;
+    this._batch = null;
+    clearTimeout(b.timer);
+    this._c.call({ op: 'writev', id: this._id, pos: b.pos, data: b.data }, b.data).then(b.res, b.rej);
   }
   /** Reads back len bytes at position (written chunks, while the file is open). */
-  async read(position, len) { return new Uint8Array((await this._c.call({ op: 'read', id: this._id, pos: position, len })).data); }
-  async finish() { return (await this._c.call({ op: 'finish', id: this._id, size: this._size })).sha256; }
+  async read(position, len) { this._flush(); return new Uint8Array((await this._c.call({ op: 'read', id: this._id, pos: position, len })).data); }
+  async finish() { this._flush(); return (await this._c.call({ op: 'finish', id: this._id, size: this._size })).sha256; }
   async file() { return (await this._dir.getFileHandle(this._id)).getFile(); }
-  async abort() { try { await this._c.call({ op: 'abort', id: this._id, name: this._id }); } catch { /* gone */ } }
+  async abort() { this._flush(); try { await this._c.call({ op: 'abort', id: this._id, name: this._id }); } catch { /* gone */ } }
 }
 
 // ---- OPFS through a writable stream ---------------------------------------

@@ -17,7 +17,12 @@ import * as P from './protocol.js';
 import { HashList, pieceCount } from './hashes.js';
 import { haveRanges } from './receiver.js';
 
-const ORIGIN_WINDOW = 64;  // outstanding wants to the origin (by `any`)
+// Outstanding wants to the origin (by `any`): 8 MiB, what a bare channel
+// keeps queued (HIGH_WATER in p2p.js); the chunks in flight, queued at the
+// origin and waiting here all count, so a smaller window starves a fast
+// channel. Asked again once ORIGIN_REFILL are free (fewer, larger wants).
+const ORIGIN_WINDOW = 128;
+const ORIGIN_REFILL = 32;
 const PEER_WINDOW = 32;    // outstanding wants to any other holder (by index)
 const HAVE_BATCH = 16;     // chunks written before a have update goes out…
 const HAVE_DELAY_MS = 100; // …or this long after the first of them
@@ -512,7 +517,7 @@ export class Swarm {
     if (!o) return;
     if (foci.length) return this._planFocused(e, o, others, win, foci[0], lack);
     const free = ORIGIN_WINDOW - o.ps.out.size - o.ps.anyOut;
-    if (free < 16 && !(free > 0 && o.ps.out.size + o.ps.anyOut === 0)) return;
+    if (free < ORIGIN_REFILL && !(free > 0 && o.ps.out.size + o.ps.anyOut === 0)) return;
     const only = [];
     for (let i = 0; i < e.chunks && only.length < free + o.ps.anyOut; i++) {
       if (lack(i) && !others.some((s) => s.ps.have[i])) only.push(i);

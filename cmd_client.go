@@ -40,7 +40,7 @@ func (cf *clientFlags) register(fs *flag.FlagSet, withTransport bool) {
 		// falls back to TURN (the client's default is 10 s).
 		fs.DurationVar(&cf.iceTimeout, "ice-timeout", 0, "bound on each peer-to-peer connection attempt (0: the client's default)")
 		_ = fs.MarkHidden("ice-timeout")
-		fs.IntVar(&cf.links, "links", client.DefaultLinks, "peer connections a large file (64 MiB or more) is fetched over from its sender side by side, each its own SCTP association (1: one)")
+		fs.IntVar(&cf.links, "links", client.DefaultLinks, "peer connections a large file (64 MiB or more) is fetched over from its sender side by side once the first carries 16 MB/s or more, each its own SCTP association (1: one)")
 	}
 	fs.StringVar(&cf.logLevel, "log-level", "warn", "debug, info, warn or error")
 	cf.keyring.register(fs)

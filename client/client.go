@@ -74,11 +74,16 @@ type Options struct {
 	Sequential bool
 	// Links is how many links (peer connections, each its own SCTP
 	// association) a fetch of a large file uses with its origin on one
-	// rung, side by side (default DefaultLinks; 1: one).
+	// rung, side by side, once the first is fast (default DefaultLinks;
+	// 1: one; docs/PROTOCOL.md "Stripes").
 	Links int
 	// StripeMin is the smallest file fetched over several links (default
 	// DefaultStripeMin).
 	StripeMin int64
+	// StripeRate is the rate (bytes/s) the first link must reach over its
+	// first seconds before a fetch adds stripes (default
+	// DefaultStripeRate; tests lower it).
+	StripeRate float64
 }
 
 // Chat is one chat message.

@@ -254,7 +254,7 @@ func (c *Client) onChunk(p *peerConn, data []byte) {
 	case err != nil && !errors.Is(err, transfer.ErrSourceGone):
 		f.refused(p.member, ch.Index)
 	case err == nil:
-		f.stripes.deliveredBy(p)
+		f.stripes.deliveredBy(p, len(ch.Sealed))
 		f.arrived(p.member, ch.Index)
 	}
 }

@@ -2,6 +2,8 @@ package client
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"cloakroom/client/transfer"
 	"cloakroom/internal/protocol"
@@ -19,13 +21,24 @@ import (
 // another association costs more than it saves.
 const DefaultStripeMin = 64 << 20
 
-// DefaultLinks is Options.Links when zero: one link, no stripes. On the
-// 2-core machines the project measures on, two associations gain little
-// (both cores are already busy with one: BENCHMARKS.md), and on a shaped
-// uplink two associations fill its queue twice as fast (the swarm test's
-// 20 Mbit/s link lost ICE consent under them); a user with cores and a
-// fast path to spare asks for more with --links.
-const DefaultLinks = 1
+// DefaultLinks is Options.Links when zero. Two links take a file at the
+// bare pion pair's rate on loopback where one does about three quarters
+// of it (BENCHMARKS.md); stripes are added only once the first link is
+// fast (StripeRate), so a shaped or slow path keeps one association.
+const DefaultLinks = 2
+
+// DefaultStripeRate is Options.StripeRate when zero: 16 MB/s
+// (128 Mbit/s). Below it the path, not a core, limits the link, and
+// another association only competes with the first for the same queue
+// (on a 20 Mbit/s shaped uplink two of them lost ICE consent).
+const DefaultStripeRate = 16e6
+
+// The first link's rate decides once it delivered stripeProbeBytes (or
+// a quarter of the file) or after stripeProbe, whichever comes first.
+const (
+	stripeProbe      = 2 * time.Second
+	stripeProbeBytes = 16 << 20
+)
 
 // stripes are the extra links a fetch asked for, by member (once each).
 type stripes struct {
@@ -33,10 +46,12 @@ type stripes struct {
 	asked map[string]bool
 	extra map[string][]*peerConn // the links widen made, by member
 	used  map[*peerConn]bool     // sessions that delivered a chunk
+	bytes atomic.Int64           // chunk bytes delivered, all sessions
 }
 
-// deliveredBy records that session p delivered a chunk.
-func (s *stripes) deliveredBy(p *peerConn) {
+// deliveredBy records that session p delivered a chunk of n bytes.
+func (s *stripes) deliveredBy(p *peerConn, n int) {
+	s.bytes.Add(int64(n))
 	s.mu.Lock()
 	if s.used == nil {
 		s.used = map[*peerConn]bool{}
@@ -53,20 +68,14 @@ func (s *stripes) delivered() int {
 }
 
 // widen offers links to the origin until it has c.opts.Links on p's rung,
-// once per fetch, when p (a new source) is a link with the origin and the
-// file is large. Failures cost nothing but the attempt: the wants stay on
-// the links that are up.
+// once per fetch, when p (a new source) is a link with the origin, the
+// file is large, and the first link delivered at least StripeRate while
+// it was probed. Failures cost nothing but the attempt: the wants
+// stay on the links that are up.
 func (f *fetch) widen(p *peerConn) {
 	c := f.c
-	want := c.opts.Links
-	if want == 0 {
-		want = DefaultLinks
-	}
-	least := c.opts.StripeMin
-	if least == 0 {
-		least = DefaultStripeMin
-	}
-	if want < 2 || p.member != f.e.origin || f.e.man.Size < least {
+	want := or(c.opts.Links, DefaultLinks)
+	if want < 2 || p.member != f.e.origin || f.e.man.Size < or(c.opts.StripeMin, DefaultStripeMin) {
 		return
 	}
 	f.stripes.mu.Lock()
@@ -85,30 +94,64 @@ func (f *fetch) widen(p *peerConn) {
 	if done {
 		return
 	}
-	for range want - 1 {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			q, err := c.peers.offer(p.member, p.mode)
-			if err == nil {
-				err = q.waitReady(c.ctx, c.opts.ICETimeout)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		b0, t0 := f.stripes.bytes.Load(), time.Now()
+		enough := min(stripeProbeBytes, f.e.man.Size/4)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for f.stripes.bytes.Load()-b0 < enough && time.Since(t0) < stripeProbe {
+			select {
+			case <-tick.C:
+			case <-f.ended:
+				return
+			case <-c.ctx.Done():
+				return
 			}
-			if err == nil {
-				f.stripes.mu.Lock()
-				if f.stripes.extra == nil {
-					f.stripes.extra = map[string][]*peerConn{}
-				}
-				f.stripes.extra[q.member] = append(f.stripes.extra[q.member], q)
-				f.stripes.mu.Unlock()
-				f.poke()
-			} else {
-				if q != nil {
-					_ = c.room.sendSignal(p.member, &protocol.Signal{Kind: protocol.SignalBye, Session: q.session})
-				}
-				c.log.Info("no extra link for a large file", "member", short8(p.member), "err", err)
+		}
+		r := float64(f.stripes.bytes.Load()-b0) / time.Since(t0).Seconds()
+		if r < or(c.opts.StripeRate, DefaultStripeRate) {
+			c.log.Debug("one link: the path is not fast enough for stripes", "member", short8(p.member), "rate", int64(r))
+			return
+		}
+		for range want - 1 {
+			f.stripe(p)
+		}
+	}()
+}
+
+// stripe offers one more link to p's member on p's rung; once ready, its
+// wants share the member's.
+func (f *fetch) stripe(p *peerConn) {
+	c := f.c
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		q, err := c.peers.offer(p.member, p.mode)
+		if err == nil {
+			err = q.waitReady(c.ctx, c.opts.ICETimeout)
+		}
+		if err != nil {
+			if q != nil {
+				_ = c.room.sendSignal(p.member, &protocol.Signal{Kind: protocol.SignalBye, Session: q.session})
 			}
-		}()
+			c.log.Info("no extra link for a large file", "member", short8(p.member), "err", err)
+			return
+		}
+		f.stripes.mu.Lock()
+		f.stripes.extra[q.member] = append(f.stripes.extra[q.member], q)
+		f.stripes.mu.Unlock()
+		f.poke()
+	}()
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
 	}
+	return v
 }
 
 // liveLinks returns primary and the live links widen made (or found) with

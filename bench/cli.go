@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"cloakroom/internal/crypto"
-	"cloakroom/internal/protocol"
-	"cloakroom/signaling"
 	"cloakroom/turn"
 )
 
@@ -25,12 +23,7 @@ import (
 // check and its disk writes. cpu is both children's user+system time.
 // links is recv's --links (stripes).
 func timeCLI(ctx context.Context, exe string, ts *turn.Server, src, mode, outDir string, links int) (wall, cpu time.Duration, err error) {
-	urls := ts.URLs("")
-	url, stop, err := startSignaling(signaling.Config{
-		ICE: func(member string) ([]protocol.ICEServer, time.Time) {
-			u, p := ts.Credentials(member, time.Hour)
-			return []protocol.ICEServer{{URLs: urls, Username: u, Credential: p}}, time.Now().Add(time.Hour)
-		}})
+	url, stop, err := signalingWithTURN(ts)
 	if err != nil {
 		return 0, 0, err
 	}

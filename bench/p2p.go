@@ -22,20 +22,40 @@ import (
 // data-channel throughput over the same path in the same run.
 func RunP2P(ctx context.Context, cfg Config) error { return runPeer(ctx, cfg, "p2p") }
 
-func runPeer(ctx context.Context, cfg Config, mode string) error {
+// newPeerRun is the setup of the peer benchmarks: the file run and an
+// embedded TURN server on 127.0.0.1; close undoes both.
+func newPeerRun(cfg *Config) (run *fileRun, ts *turn.Server, closeAll func(), err error) {
 	if err := cfg.fill(); err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	run, err := newFileRun(cfg)
+	if run, err = newFileRun(*cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	ts, err = turn.New(turn.Config{Addr: "127.0.0.1:0", Secret: []byte(benchSecret), AllowLoopback: true})
+	if err != nil {
+		run.close()
+		return nil, nil, nil, fmt.Errorf("bench: TURN: %w", err)
+	}
+	return run, ts, func() { ts.Close(); run.close() }, nil
+}
+
+// signalingWithTURN starts the signaling server handing out ts's
+// credentials.
+func signalingWithTURN(ts *turn.Server) (string, func(), error) {
+	urls := ts.URLs("")
+	return startSignaling(signaling.Config{
+		ICE: func(member string) ([]protocol.ICEServer, time.Time) {
+			u, p := ts.Credentials(member, time.Hour)
+			return []protocol.ICEServer{{URLs: urls, Username: u, Credential: p}}, time.Now().Add(time.Hour)
+		}})
+}
+
+func runPeer(ctx context.Context, cfg Config, mode string) error {
+	run, ts, closeAll, err := newPeerRun(&cfg)
 	if err != nil {
 		return err
 	}
-	defer run.close()
-	ts, err := turn.New(turn.Config{Addr: "127.0.0.1:0", Secret: []byte("bench-secret"), AllowLoopback: true})
-	if err != nil {
-		return fmt.Errorf("bench: TURN: %w", err)
-	}
-	defer ts.Close()
+	defer closeAll()
 	size, out := cfg.Size, cfg.Out
 	fmt.Fprintf(out, "bench %s: %d MiB file on 127.0.0.1, %d cores; cpu = user+system CPU time per MB moved\n", mode, size>>20, runtime.NumCPU())
 	line := func(name string, wall, cpu time.Duration, extra string) float64 {
@@ -87,12 +107,7 @@ func perMB(cpu time.Duration, size int64) float64 {
 }
 
 func timeP2P(ctx context.Context, ts *turn.Server, src, mode, outDir string, links int) (wall, cpu time.Duration, path string, err error) {
-	urls := ts.URLs("")
-	url, stop, err := startSignaling(signaling.Config{
-		ICE: func(member string) ([]protocol.ICEServer, time.Time) {
-			u, p := ts.Credentials(member, time.Hour)
-			return []protocol.ICEServer{{URLs: urls, Username: u, Credential: p}}, time.Now().Add(time.Hour)
-		}})
+	url, stop, err := signalingWithTURN(ts)
 	if err != nil {
 		return 0, 0, "", err
 	}

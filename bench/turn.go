@@ -34,19 +34,11 @@ const benchSecret = "bench-secret"
 // during that phase: by the kernel on a full UDP receive buffer (the whole
 // machine's count) and by the embedded server on a full relay queue.
 func RunTURN(ctx context.Context, cfg Config) error {
-	if err := cfg.fill(); err != nil {
-		return err
-	}
-	run, err := newFileRun(cfg)
+	run, ts, closeAll, err := newPeerRun(&cfg)
 	if err != nil {
 		return err
 	}
-	defer run.close()
-	ts, err := turn.New(turn.Config{Addr: "127.0.0.1:0", Secret: []byte(benchSecret), AllowLoopback: true})
-	if err != nil {
-		return fmt.Errorf("bench: TURN: %w", err)
-	}
-	defer ts.Close()
+	defer closeAll()
 	size, out := cfg.Size, cfg.Out
 	fmt.Fprintf(out, "bench turn: %d MiB file, sender, receiver and TURN server in one process on 127.0.0.1\n", size>>20)
 	fmt.Fprintf(out, "%-38s %8s %9s %10s %7s %7s\n", "", "MB/s", "time", "CPU ms/MB", "drops", "qdrops")

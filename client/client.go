@@ -43,6 +43,17 @@ type Options struct {
 	Transport protocol.Transport
 	// ICETimeout bounds each peer-to-peer attempt (default 10 s).
 	ICETimeout time.Duration
+	// RungStagger: with Transport auto, the next rung of the ladder (TURN
+	// after direct) starts when the one before has not connected within
+	// this long, beside it, and the first to connect wins (default
+	// DefaultRungStagger; negative: one after another, each to the end).
+	RungStagger time.Duration
+	// RelayWait: with Transport auto, how long a send waits for a
+	// peer-to-peer session with a recipient before it starts that
+	// recipient on the relay store; a session that connects later takes the
+	// rest of the file over (docs/TRANSFERS.md, "Relay first"). Default
+	// DefaultRelayWait; negative: the relay only once every rung failed.
+	RelayWait time.Duration
 	// Dir is where received files are written (default ".").
 	Dir string
 	// Logger gets diagnostics; it never receives keys or plaintext.
@@ -217,6 +228,12 @@ func (opts Options) withDefaults() (Options, error) {
 	}
 	if opts.ICETimeout == 0 {
 		opts.ICETimeout = 10 * time.Second
+	}
+	if opts.RungStagger == 0 {
+		opts.RungStagger = DefaultRungStagger
+	}
+	if opts.RelayWait == 0 {
+		opts.RelayWait = DefaultRelayWait
 	}
 	return opts, nil
 }

@@ -52,14 +52,16 @@ func (c *Client) fetches() []*fetch {
 }
 
 // startFetch starts fetching e unless it is held, being fetched, or was
-// received (or refused) before.
-func (c *Client) startFetch(e *entry, sequential bool) *fetch {
+// received (or refused) before. takeOver: its origin offers it on a link
+// while the relay store brings it (relay first): the fetch takes the
+// reception over, and the chunks the relay still brings are written too.
+func (c *Client) startFetch(e *entry, sequential, takeOver bool) *fetch {
 	if e.complete() || e.origin == c.id {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if f := c.fetching[e.man.File]; f != nil || c.recv.Started(e.man.File) {
+	if f := c.fetching[e.man.File]; f != nil || c.recv.Started(e.man.File) && !(takeOver && c.recv.Relayed(e.man.File)) {
 		return f
 	}
 	f := &fetch{c: c, e: e, sw: transfer.NewSwarm(e.man.Chunks, e.has, sequential), links: map[string]*peerConn{},

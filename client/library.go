@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,6 +60,10 @@ type entry struct {
 	cursor   uint32                   // no unsent chunk below it
 	peerHave map[string]transfer.Bits // what each linked member said it holds
 	sentTo   map[string]transfer.Bits // chunks sent to each member
+	// viaRelay: chunks a member gets through the relay store (uploaded
+	// before a peer-to-peer session took over): never its "any" picks.
+	viaRelay map[string]transfer.Bits
+	served   atomic.Int64 // chunk bytes (plaintext) sent on links
 	// wake is closed (and cleared) when a chunk becomes held or the
 	// reception fails: Streams waiting for a chunk make it.
 	wake    chan struct{}
@@ -143,7 +148,7 @@ func (c *Client) newEntry(man *crypto.Manifest, env []byte, origin string) (*ent
 	}
 	return &entry{man: man, fid: fid, oid: oid, env: env, origin: origin, hashes: hashes, cipher: ciph, added: time.Now(),
 		held: transfer.NewBits(man.Chunks), sent: transfer.NewBits(man.Chunks), holders: map[string]bool{},
-		peerHave: map[string]transfer.Bits{}, sentTo: map[string]transfer.Bits{}}, nil
+		peerHave: map[string]transfer.Bits{}, sentTo: map[string]transfer.Bits{}, viaRelay: map[string]transfer.Bits{}}, nil
 }
 
 // addOwn records a file this member shares: it holds all of it at path.
@@ -294,8 +299,9 @@ func (e *entry) pickFor(member string, linked func(string) bool) (uint32, bool) 
 	}
 	for ; e.cursor < e.man.Chunks && e.sent.Has(e.cursor); e.cursor++ {
 	}
+	relayed := e.viaRelay[member]
 	for i := e.cursor; i < e.man.Chunks; i++ {
-		if !e.sent.Has(i) && e.held.Has(i) {
+		if !e.sent.Has(i) && e.held.Has(i) && !relayed.Has(i) {
 			e.sent.Set(i)
 			to.Set(i)
 			return i, true
@@ -309,7 +315,7 @@ func (e *entry) pickFor(member string, linked func(string) bool) (uint32, bool) 
 		}
 	}
 	for i := range e.man.Chunks {
-		if !e.held.Has(i) || to.Has(i) || (has != nil && has.Has(i)) {
+		if !e.held.Has(i) || to.Has(i) || (has != nil && has.Has(i)) || relayed.Has(i) {
 			continue
 		}
 		if slices.ContainsFunc(carriers, func(b transfer.Bits) bool { return b.Has(i) }) {
@@ -319,6 +325,15 @@ func (e *entry) pickFor(member string, linked func(string) bool) (uint32, bool) 
 		return i, true
 	}
 	return 0, false
+}
+
+// relaying records the chunks member gets through the relay store: "any"
+// wants from it never pick them (asked by index, they are served: the
+// relay lost them, or is slow).
+func (e *entry) relaying(member string, chunks transfer.Bits) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.viaRelay[member] = chunks
 }
 
 // sentChunk records an explicitly asked chunk as sent to member.

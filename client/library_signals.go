@@ -79,7 +79,7 @@ func (c *Client) onLib(from string, s *protocol.Signal) {
 	// origin) says so; a partial holder's lib only lets fetchers link. A
 	// file being sent to this member now arrives from its origin anyway.
 	if c.opts.FetchEarlier && (s.Done || from == e.origin) && len(c.opts.Transport.Ladder()) > 0 {
-		c.startFetch(e, c.opts.Sequential)
+		c.startFetch(e, c.opts.Sequential, false)
 	}
 }
 
@@ -176,7 +176,7 @@ func (c *Client) Fetch(id string) error {
 	if len(c.opts.Transport.Ladder()) == 0 {
 		return fmt.Errorf("fetching from members needs a peer-to-peer path, not --transport %s: %w", c.opts.Transport, ErrTransport)
 	}
-	if c.startFetch(e, c.opts.Sequential) == nil && !c.recv.Active(id) {
+	if c.startFetch(e, c.opts.Sequential, false) == nil && !c.recv.Active(id) {
 		return fmt.Errorf("file %s was received (or refused) already in this session: %w", id, ErrProtocol)
 	}
 	return nil

@@ -227,7 +227,7 @@ func (c *Client) onManifest(p *peerConn, m *protocol.DCMessage) {
 		return
 	}
 	e.noteHolder(p.member, true)
-	c.startFetch(e, c.opts.Sequential)
+	c.startFetch(e, c.opts.Sequential, p.member == e.origin)
 }
 
 // onChunk hands a chunk to the fetch of its file: from the origin as is,

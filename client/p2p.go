@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
+	"cloakroom/client/transfer"
 	"cloakroom/internal/crypto"
 	"cloakroom/internal/protocol"
 )
@@ -22,59 +25,147 @@ type p2pResult struct {
 	midFile  bool          // connected, then broke before the receiver's verdict
 }
 
-// sendP2P tries each rung of the ladder for one recipient and streams the
-// file on the first that connects. It reports on outcome, exactly once, as
-// soon as it knows: "" once connected, the member's id when the relay store
-// must take over. Recipients are independent: each runs in its own
-// goroutine, so a slow or failing one does not hold up the others.
-func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome chan<- string) p2pResult {
-	var errs []error
-	for _, mode := range c.opts.Transport.Ladder() {
-		p, err := c.linkFor(member, mode)
-		if err == nil {
-			err = p.waitReady(ctx, c.opts.ICETimeout)
+// p2pOutcome is a recipient's first news from its peer-to-peer rungs: a
+// session connected (p set), or every rung failed and the relay store must
+// take over (fallback).
+type p2pOutcome struct {
+	member   string
+	p        *peerConn
+	fallback bool
+}
+
+// sendP2P climbs the ladder for one recipient (connect) and streams the
+// file on the first rung that connects. It reports on outcome, exactly
+// once, as soon as it knows. Recipients are independent: each runs in its
+// own goroutine, so a slow or failing one does not hold up the others.
+// Before serving, upgrade (if set) hands the recipient over from the relay
+// store: it returns the chunks the relay carries to it, which are not
+// served again here.
+func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome chan<- p2pOutcome, upgrade func(string) transfer.Bits) p2pResult {
+	p, errs := c.connect(ctx, member)
+	if p == nil {
+		if c.opts.Transport == protocol.TransportAuto && ctx.Err() == nil {
+			outcome <- p2pOutcome{member: member, fallback: true}
+			return p2pResult{member: member, fallback: true}
 		}
-		if err != nil {
-			if p != nil { // tell the peer to drop its half of the attempt
+		outcome <- p2pOutcome{member: member}
+		return p2pResult{member: member, err: fmt.Errorf("%s: %w", short8(member), errors.Join(errs...))}
+	}
+	outcome <- p2pOutcome{member: member, p: p}
+	path := p.path()
+	if upgrade != nil {
+		if relayed := upgrade(member); relayed != nil {
+			e.relaying(member, relayed)
+			c.log.Info("a peer-to-peer session took over from the relay", "member", short8(member), "path", path, "relayed_chunks", relayed.Count())
+		}
+	}
+	// The link stays up after the file: the member may fetch other
+	// files over it, serve them, or get the next one.
+	if err := c.serveFile(ctx, p, path, e); err != nil {
+		// The receiver's own verdict (a failed check) is final; a broken
+		// session is not.
+		mid := !errors.Is(err, ErrFileLost) && ctx.Err() == nil
+		return p2pResult{member: member, midFile: mid, err: fmt.Errorf("%s via %s: %w", short8(member), path, err)}
+	}
+	return p2pResult{member: member, path: path}
+}
+
+// connect climbs the peer-to-peer ladder to member and returns the first
+// session that is ready, or nil and why each rung failed. A rung starts
+// when the one before it failed or has not connected within RungStagger
+// (then both run, like Happy Eyeballs): on a network that drops UDP the
+// TURN rung (over TCP or TLS) is up long before the direct attempt times
+// out. The sessions that lose are closed and their peer told.
+func (c *Client) connect(ctx context.Context, member string) (*peerConn, []error) {
+	modes := c.opts.Transport.Ladder()
+	type attempt struct {
+		mode  protocol.Mode
+		p     *peerConn
+		fresh bool // offered now (not a link that was up already)
+		err   error
+	}
+	results := make(chan attempt, len(modes))
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	next, running := 0, 0
+	start := func() {
+		mode := modes[next]
+		next++
+		running++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, fresh, err := c.linkFor(member, mode)
+			if err == nil {
+				err = p.waitReady(actx, c.opts.ICETimeout)
+			}
+			if err != nil && p != nil { // tell the peer to drop its half of the attempt
 				_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
 			}
-			c.log.Info("peer-to-peer rung failed", "member", short8(member), "mode", mode, "err", err)
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				break
+			results <- attempt{mode: mode, p: p, fresh: fresh, err: err}
+		}()
+	}
+	var stagger <-chan time.Time
+	arm := func() {
+		if next < len(modes) && c.opts.RungStagger > 0 {
+			t := time.NewTimer(c.opts.RungStagger)
+			stagger = t.C
+			context.AfterFunc(actx, func() { t.Stop() })
+		} else {
+			stagger = nil
+		}
+	}
+	var errs []error
+	var won *peerConn
+	if len(modes) > 0 {
+		start()
+		arm()
+	}
+	for running > 0 {
+		select {
+		case <-stagger:
+			if won == nil {
+				start()
+				arm()
 			}
-			continue
+		case a := <-results:
+			running--
+			switch {
+			case a.err == nil && won == nil:
+				won = a.p
+				cancel() // the others lose
+			case a.err == nil: // connected too late: not needed, unless it was a link already
+				if a.fresh {
+					a.p.close()
+					_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: a.p.session})
+				}
+			case won != nil || errors.Is(a.err, context.Canceled) && ctx.Err() == nil:
+				c.log.Info("peer-to-peer rung abandoned: another connected first", "member", short8(member), "mode", a.mode)
+			default:
+				c.log.Info("peer-to-peer rung failed", "member", short8(member), "mode", a.mode, "err", a.err)
+				errs = append(errs, a.err)
+				if ctx.Err() == nil && won == nil && next < len(modes) {
+					start()
+					arm()
+				}
+			}
 		}
-		outcome <- ""
-		path := p.path()
-		// The link stays up after the file: the member may fetch other
-		// files over it, serve them, or get the next one.
-		err = c.serveFile(ctx, p, path, e)
-		if err != nil {
-			// The receiver's own verdict (a failed check) is final; a broken
-			// session is not.
-			mid := !errors.Is(err, ErrFileLost) && ctx.Err() == nil
-			return p2pResult{member: member, midFile: mid, err: fmt.Errorf("%s via %s: %w", short8(member), path, err)}
-		}
-		return p2pResult{member: member, path: path}
 	}
-	if c.opts.Transport == protocol.TransportAuto && ctx.Err() == nil {
-		outcome <- member
-		return p2pResult{member: member, fallback: true}
-	}
-	outcome <- ""
-	return p2pResult{member: member, err: fmt.Errorf("%s: %w", short8(member), errors.Join(errs...))}
+	return won, errs
 }
 
 // linkFor returns a ready link with member on rung mode (the newest), or
 // offers a new session.
-func (c *Client) linkFor(member string, mode protocol.Mode) (*peerConn, error) {
+func (c *Client) linkFor(member string, mode protocol.Mode) (p *peerConn, fresh bool, err error) {
 	for _, p := range c.links.with(member) {
 		if p.mode == mode && p.Err() == nil {
-			return p, nil
+			return p, false, nil
 		}
 	}
-	return c.peers.offer(member, mode)
+	p, err = c.peers.offer(member, mode)
+	return p, true, err
 }
 
 // serveFile offers the file on a confirmed link as its origin: the

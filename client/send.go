@@ -27,6 +27,9 @@ type SendReport struct {
 	// (more than one when the connection to the server broke mid-file).
 	Uploaded int64
 	Rounds   int
+	// Served: chunk bytes this member sent on peer-to-peer sessions for the
+	// file while the send ran (to recipients, and to members fetching it).
+	Served int64
 }
 
 // SendFile sends the file at path to every member online when it starts
@@ -52,12 +55,16 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 		return nil, err
 	}
 	start := time.Now()
+	servedBefore := e.served.Load()
 	o := &outgoing{f: f, rep: &SendReport{File: man.File, Name: man.Name, Size: man.Size, Failed: map[string]string{}, Paths: map[string]protocol.Path{}}}
 	var wg sync.WaitGroup
 	var relayTo []string
 	if c.opts.Transport == protocol.TransportRelay {
 		relayTo = c.room.OnlineMembers()
 	} else {
+		if c.opts.Transport == protocol.TransportAuto && c.opts.RelayWait >= 0 {
+			o.leg = newRelayLeg(man.Chunks)
+		}
 		relayTo = c.sendAllP2P(ctx, o, e, &wg)
 	}
 	var relayErr error
@@ -77,6 +84,7 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 		relayErr = c.sendRelay(ctx, o, m2, k2, back, true)
 	}
 	rep := o.rep
+	rep.Served = e.served.Load() - servedBefore
 	for _, m := range o.broken {
 		if !slices.Contains(rep.Delivered, m) && rep.Failed[m] == "" {
 			rep.Failed[m] = "the peer-to-peer session broke mid-file and the member went offline"
@@ -99,18 +107,25 @@ type outgoing struct {
 	mu     sync.Mutex
 	rep    *SendReport // guarded by mu while the paths run
 	broken []string    // auto: peer-to-peer sessions that broke mid-file; guarded by mu
+	leg    *relayLeg   // auto, relay first: the relay's part, nil otherwise
 }
 
 // sendAllP2P starts a peer-to-peer send to every online recipient and
-// returns, once each has connected or given up, those that need the relay.
+// returns those that need the relay: each whose rungs all failed, and with
+// relay first (o.leg) also each not connected within RelayWait — its
+// session, once up, takes over from the relay mid-file.
 func (c *Client) sendAllP2P(ctx context.Context, o *outgoing, e *entry, wg *sync.WaitGroup) []string {
 	recipients := c.room.OnlineMembers()
-	outcome := make(chan string, len(recipients)) // "" connected, else member for the relay
+	outcome := make(chan p2pOutcome, len(recipients)) // one per recipient, read or not
+	var takeOver func(string) transfer.Bits
+	if o.leg != nil {
+		takeOver = o.leg.takeOver
+	}
 	for _, r := range recipients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := c.sendP2P(ctx, r, e, outcome)
+			res := c.sendP2P(ctx, r, e, outcome, takeOver)
 			o.mu.Lock()
 			defer o.mu.Unlock()
 			switch {
@@ -125,11 +140,37 @@ func (c *Client) sendAllP2P(ctx context.Context, o *outgoing, e *entry, wg *sync
 			}
 		}()
 	}
+	var head <-chan time.Time
+	if o.leg != nil {
+		t := time.NewTimer(c.opts.RelayWait)
+		defer t.Stop()
+		head = t.C
+	}
+	waiting := map[string]bool{}
+	for _, r := range recipients {
+		waiting[r] = true
+	}
 	var relayTo []string
-	for range recipients {
-		if m := <-outcome; m != "" {
-			relayTo = append(relayTo, m)
+	for len(waiting) > 0 {
+		select {
+		case oc := <-outcome:
+			delete(waiting, oc.member)
+			if oc.fallback {
+				relayTo = append(relayTo, oc.member)
+			}
+		case <-head:
+			for m := range waiting {
+				relayTo = append(relayTo, m)
+			}
+			relayTo = o.leg.begin(relayTo)
+			if len(relayTo) > 0 {
+				c.log.Info("no peer-to-peer session yet; starting on the relay", "file", e.man.File, "members", len(relayTo))
+			}
+			return relayTo
 		}
+	}
+	if o.leg != nil {
+		relayTo = o.leg.begin(relayTo)
 	}
 	return relayTo
 }

@@ -157,10 +157,15 @@ func (c *Client) relayRound(ctx context.Context, o *outgoing, man *crypto.Manife
 		}
 		t.Stop()
 	}
-	if err := c.uploadChunks(ctx, s, o, man, key); err != nil {
+	var leg *relayLeg // relay first: sessions may take recipients over
+	if !resumed && o.leg != nil {
+		leg = o.leg
+		leg.attach(s.sched)
+	}
+	if err := c.uploadChunks(ctx, s, o, man, key, leg); err != nil && !errors.Is(err, errTakenOver) {
 		return got, err
 	}
-	return c.awaitDelivery(ctx, s, o, man, got)
+	return c.awaitDelivery(ctx, s, o, man, got, leg)
 }
 
 // onXfer takes an xfer signal (docs/PROTOCOL.md "Transfer control"): the
@@ -247,7 +252,7 @@ func (c *Client) announceFile(ctx context.Context, s *sendState, man *crypto.Man
 	}
 }
 
-func (c *Client) uploadChunks(ctx context.Context, s *sendState, o *outgoing, man *crypto.Manifest, key []byte) error {
+func (c *Client) uploadChunks(ctx context.Context, s *sendState, o *outgoing, man *crypto.Manifest, key []byte, leg *relayLeg) error {
 	fid := uuid.MustParse(man.File)
 	ciph, err := crypto.NewChunkCipher(key, c.keys.RoomID, c.id, fid, man.Chunks, man.Size)
 	if err != nil {
@@ -265,6 +270,10 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, o *outgoing, ma
 			case <-ctx.Done():
 				return fmt.Errorf("send: %w", ctx.Err())
 			}
+		}
+		if leg != nil && !leg.commit(i) {
+			c.log.Info("relay upload stopped: peer-to-peer sessions took over", "name", man.Name, "chunks_uploaded", n)
+			return errTakenOver
 		}
 		n++
 		if err := c.room.write(websocket.BinaryMessage, frame); err != nil {
@@ -290,17 +299,32 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, o *outgoing, ma
 
 // awaitDelivery waits for delivered/undeliverable for every recipient. A
 // recipient that goes offline gets OfflineGrace to come back.
-func (c *Client) awaitDelivery(ctx context.Context, s *sendState, o *outgoing, man *crypto.Manifest, recipients []string) ([]string, error) {
+func (c *Client) awaitDelivery(ctx context.Context, s *sendState, o *outgoing, man *crypto.Manifest, recipients []string, leg *relayLeg) ([]string, error) {
 	pending := map[string]bool{}
 	for _, r := range recipients {
 		pending[r] = true
 	}
+	var takenOver <-chan struct{}
+	dropTaken := func() {} // a recipient a session took over gets its verdict there
+	if leg != nil {
+		takenOver = leg.changed
+		dropTaken = func() {
+			for r := range pending {
+				if leg.isTaken(r) {
+					delete(pending, r)
+				}
+			}
+		}
+	}
+	dropTaken()
 	offline := map[string]time.Time{}
 	grace := time.NewTimer(time.Hour) // armed while a recipient is offline
 	grace.Stop()
 	defer grace.Stop()
 	for len(pending) > 0 {
 		select {
+		case <-takenOver:
+			dropTaken()
 		case m := <-s.events:
 			o.mu.Lock()
 			c.sendEvent(m, man, pending, offline, o.rep)

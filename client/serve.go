@@ -141,5 +141,9 @@ func (s *linkServer) serve(ctx context.Context, r serveReq, plain []byte, frame 
 	if err != nil {
 		return err
 	}
-	return s.p.send(ctx, *frame)
+	if err := s.p.send(ctx, *frame); err != nil {
+		return err
+	}
+	e.served.Add(transfer.ChunkLen(e.man, i))
+	return nil
 }

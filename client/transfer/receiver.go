@@ -285,6 +285,18 @@ func (r *Receiver) Cancel(ctx context.Context, file, from string) bool {
 	}
 }
 
+// Relayed reports whether file is being received now from the relay store
+// (a peer-to-peer session with its sender may take it over).
+func (r *Receiver) Relayed(file string) bool {
+	r.mu.Lock()
+	rs := r.recvs[file]
+	r.mu.Unlock()
+	if rs == nil || rs.doneFlag.Load() || rs.failed.Load() || rs.retired.Load() {
+		return false
+	}
+	return r.source(rs).Path() == protocol.PathRelay
+}
+
 // Started reports whether a reception of file was ever started.
 func (r *Receiver) Started(file string) bool {
 	r.mu.Lock()

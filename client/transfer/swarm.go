@@ -371,3 +371,12 @@ func (b Bits) SetRange(lo, hi uint32) {
 
 // Ranges lists the set bits below n as [lo, hi) ranges, at most max.
 func (b Bits) Ranges(n uint32, max int) [][2]uint32 { return runs(n, b.Has, max) }
+
+// Count returns how many chunks are set.
+func (b Bits) Count() int {
+	n := 0
+	for _, w := range b {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}

@@ -22,7 +22,7 @@ const (
 	// DefaultRelayWait is how long a send waits for a peer-to-peer session
 	// before a recipient starts on the relay. On a LAN a direct session is
 	// up well within it, so the relay carries nothing.
-	DefaultRelayWait = time.Second
+	DefaultRelayWait = 500 * time.Millisecond
 	// DefaultRungStagger is how long a rung of the ladder has before the
 	// next one starts beside it.
 	DefaultRungStagger = 2 * time.Second

@@ -114,6 +114,17 @@ func TestCLIRelayFirst(t *testing.T) {
 		}
 		tookOver = tookOver || strings.Contains(l, "took over from the relay")
 	}
+	// The progress bars name the path: the relay first, then TURN.
+	for _, side := range []struct {
+		p    *proc
+		verb string
+	}{{snd, "sending"}, {recv, "receiving"}} {
+		all := strings.Join(side.p.output(), "\n")
+		r, tu := strings.Index(all, side.verb+" random.bin via relay"), strings.Index(all, side.verb+" random.bin via TURN")
+		if r < 0 || tu < r {
+			t.Errorf("%s's progress does not show the move from the relay to TURN (relay at %d, TURN at %d)", side.verb, r, tu)
+		}
+	}
 	resent := uploaded + served - size
 	t.Logf("relay first: first 256 KiB at the receiver after %s; delivered via %s in %s; relay %d bytes, peer-to-peer %d bytes, re-sent %d (%.2f %%)",
 		ttfb.Round(time.Millisecond), path, elapsed.Round(time.Millisecond), uploaded, served, resent, 100*float64(resent)/size)

@@ -51,14 +51,19 @@ func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome c
 		outcome <- p2pOutcome{member: member}
 		return p2pResult{member: member, err: fmt.Errorf("%s: %w", short8(member), errors.Join(errs...))}
 	}
-	outcome <- p2pOutcome{member: member, p: p}
 	path := p.path()
 	if upgrade != nil {
 		if relayed := upgrade(member); relayed != nil {
 			e.relaying(member, relayed)
 			c.log.Info("a peer-to-peer session took over from the relay", "member", short8(member), "path", path, "relayed_chunks", relayed.Count())
+			if relayed.Count() >= int(e.man.Chunks) {
+				// The relay upload goes on for others and brings member
+				// every chunk; the session carries only the verdict.
+				path = protocol.PathRelay
+			}
 		}
 	}
+	outcome <- p2pOutcome{member: member, p: p}
 	// The link stays up after the file: the member may fetch other
 	// files over it, serve them, or get the next one.
 	if err := c.serveFile(ctx, p, path, e); err != nil {

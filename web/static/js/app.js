@@ -27,6 +27,10 @@ const transport = params.get('transport') || Transport.AUTO;
 // ?order=sequential: fetch files from the members who hold them lowest chunk
 // first (rarest first otherwise: quicker for everyone in a swarm).
 const sequential = params.get('order') === 'sequential';
+// ?relayWait=MS: how long a send waits for a peer-to-peer session before a
+// recipient starts on the relay (default sender.js RELAY_WAIT_MS; -1: the
+// relay only after every rung failed).
+const relayWait = params.has('relayWait') ? Number(params.get('relayWait')) : null;
 
 let room = null;
 const transferViews = new Map(); // file id -> {li, …}
@@ -177,6 +181,7 @@ async function enter(secret, kept = null, { invited = false } = {}) {
   setStatus('connecting', 'Connecting…');
   try {
     room = await Room.join(secret, { transport, sequential, ...(await Stay.memberFor(secret, kept)) });
+    if (Number.isFinite(relayWait)) room.relayWait = relayWait;
     setRoom(room);
   } catch (e) {
     room = null;

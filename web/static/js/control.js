@@ -193,7 +193,9 @@ function renderRows(v, t, h) {
     row.li.dataset.state = r.state;
     row.name.textContent = h.memberName(m);
     row.state.textContent = rowText(r, t, h.memberName);
-    row.path.textContent = ['sending', 'delivered'].includes(r.state) ? pathLabel(r.path) : ''; // how it went, while it matters
+    // How it went, while it matters; a move mid-file (relay first) says both.
+    const moved = r.movedFrom && r.movedFrom !== r.path ? `${pathLabel(r.movedFrom)}, then ` : '';
+    row.path.textContent = ['sending', 'delivered'].includes(r.state) ? moved + (moved ? pathLabel(r.path).toLowerCase() : pathLabel(r.path)) : '';
     row.bar.value = r.state === 'delivered' ? 1 : (t.size > 0 ? Math.min(1, r.bytes / t.size) : 0);
     row.bar.hidden = !['sending', 'delivered'].includes(r.state) || r.state === 'delivered';
     const online = room.members.get(m)?.online;

@@ -54,7 +54,7 @@ export class RelaySend {
    * connection and for the recipients to come back, then announces the same
    * content again under a new file id and key (a chunk key and nonce are
    * never used twice) and skips the chunks every recipient says it holds. */
-  async send(job, recipients) {
+  async send(job, recipients, leg = null) {
     const { t } = job;
     let round = { man: job.man, key: job.key, sealed: job.sealed };
     let pending = recipients;
@@ -65,7 +65,7 @@ export class RelaySend {
         const gen = this.s.connGen;
         let left;
         try {
-          await this._relayRound(job, round, pending, n);
+          await this._relayRound(job, round, pending, n, n === 1 ? leg : null);
           return;
         } catch (e) {
           if (!e.connLost || this.s.closed || n >= MAX_ROUNDS) throw e;
@@ -89,10 +89,12 @@ export class RelaySend {
   /** One relay round: announce, upload what the recipients do not all
    * hold, wait for delivery. A lost connection is thrown with connLost and
    * left (the recipients still owed the file). */
-  async _relayRound(job, round, recipients, n) {
+  async _relayRound(job, round, recipients, n, leg = null) {
     const { t, file } = job;
     const { man, key, sealed } = round;
     const s = this._newRound(t, man.file, recipients);
+    s.leg = leg;
+    if (leg) leg.round = s;
     this.out.track?.(t, man.file);
     try {
       try {
@@ -109,11 +111,13 @@ export class RelaySend {
       for (const m of got) {
         const r = t.recipients.get(m);
         if (!r || !['connecting', 'relay', 'sending', 'asking'].includes(r.state)) continue; // cancelled meanwhile
+        if (leg?.taken.has(m)) continue; // a session took it over already
         Object.assign(r, { state: 'sending', path: Path.RELAY, acked: 0 });
         if (n === 1) r.bytes = 0;
         s.members.add(m);
       }
       s.applyEarly();
+      if (leg && !s.members.size) s.takenOver(''); // sessions took every recipient over before the upload began
       this.out.progress(t);
       await this._upload(t, s, file, man, key);
       t.state = 'delivering';
@@ -186,6 +190,12 @@ export class RelaySend {
       if (s.members.size && [...s.members].every((m) => t.recipients.get(m).state !== 'sending')) doneResolve();
     };
     s.check = checkDone;
+    // Relay first: a session took member over (sender.js RelayLeg); the
+    // round neither waits for it nor keeps its window.
+    s.takenOver = (member) => {
+      s.members.delete(member);
+      if (s.members.size) checkDone(); else doneResolve();
+    };
     s.fail = (msg, connLost = false) => {
       if (s.failed) return;
       s.failed = msg;
@@ -299,6 +309,7 @@ export class RelaySend {
         if (s.allHave(i)) { s.skipped++; continue; }
         while (s.lagging(n, window)) { check(); await sleep(10); }
         check();
+        if (s.leg && !s.leg.commit(i)) return; // every recipient has a session now
         ws.send(P.chunkUpFrame(fid, i, man.chunks, sealed[k]));
         n++;
         t.uploaded = (t.uploaded || 0) + (i === man.chunks - 1 ? man.size - i * cs : cs);

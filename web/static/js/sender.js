@@ -14,6 +14,10 @@ import { hashFile } from './hashes.js';
 import { fitPoster, previewOf } from './poster.js';
 
 const ICE_TIMEOUT_MS = 10000; // each peer-to-peer rung (as the Go client)
+// Relay first (docs/PROTOCOL.md): with transport auto a recipient with no
+// session after this long starts on the relay; a session that connects
+// later takes the rest of the file over, mid-file.
+export const RELAY_WAIT_MS = 500;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** The files a room sends. session (the Room) provides: id, keys,
@@ -96,14 +100,25 @@ export class Sender {
     try {
       let relayTo = members;
       const p2p = [];
+      let leg = null;
       if (this.s.transport !== Transport.RELAY) {
         // Each recipient climbs the ladder on its own; the ones nothing
-        // connected to share one relay upload, started once all have settled.
-        const outcomes = members.map((m) => new Promise((resolve) => p2p.push(this._sendP2P(job, m, resolve).catch((e) => {
+        // connected to share one relay upload, started once all have settled
+        // — or, relay first (transport auto, a first delivery), once
+        // RELAY_WAIT_MS passed: then a session that connects later takes
+        // its recipient over from the relay (RelayLeg).
+        const wait = this.s.relayWait ?? RELAY_WAIT_MS;
+        leg = !renew && this.s.transport === Transport.AUTO && wait >= 0 ? new RelayLeg(job.man.chunks) : null;
+        const settled = new Map(); // member -> its outcome (the member: it needs the relay; null: not)
+        const outcomes = members.map((m) => new Promise((resolve) => p2p.push(this._sendP2P(job, m, resolve, leg).catch((e) => {
           resolve(null); // never leave the send waiting on an outcome
           this.lose(t, [m], e.message);
-        }))));
-        relayTo = (await Promise.all(outcomes)).filter(Boolean);
+        }))).then((v) => { settled.set(m, v); }));
+        const all = Promise.all(outcomes);
+        if (leg) await Promise.race([all, sleep(wait)]);
+        else await all;
+        relayTo = members.filter((m) => (settled.has(m) ? settled.get(m) : true));
+        if (leg) relayTo = leg.begin(relayTo.filter((m) => active(t.recipients.get(m))));
       }
       relayTo = relayTo.filter((m) => active(t.recipients.get(m)));
       if (relayTo.length) {
@@ -111,7 +126,8 @@ export class Sender {
         // chunk key and nonce are never used twice).
         const rj = renew ? { ...job, ...(await this.relay._renew(job.man)) } : job;
         if (renew) this.track(t, rj.man.file);
-        await this.relay.send(rj, relayTo).catch((e) => this.lose(t, relayTo, e.message));
+        // A recipient a session took over gets its verdict there.
+        await this.relay.send(rj, relayTo, leg).catch((e) => this.lose(t, relayTo.filter((m) => !leg?.taken.has(m)), e.message));
       }
       await Promise.all(p2p);
     } finally {
@@ -275,7 +291,7 @@ export class Sender {
   /** One recipient's peer-to-peer rungs. outcome(member) once, as soon as
    * it is known: null once connected (or failed for good), the member when
    * the relay store must take over. */
-  async _sendP2P(job, member, outcome) {
+  async _sendP2P(job, member, outcome, leg = null) {
     const { t } = job;
     const rec = t.recipients.get(member);
     const errs = [];
@@ -296,11 +312,21 @@ export class Sender {
         if (this.s.closed || !active(rec)) break;
         continue;
       }
+      // Relay first: a recipient the relay serves is taken over before the
+      // outcome is told (else it could still become a relay recipient).
+      const relayed = leg?.takeOver(member);
       outcome(null);
       if (!active(rec)) return; // cancelled while connecting
       this.flowing(t);
       rec.state = 'sending';
       rec.path = p.path;
+      if (relayed) {
+        this.s.swarm.relaying(job.entry, member, relayed);
+        // The upload goes on for others and brings it every chunk: the
+        // session carries only the verdict.
+        if (relayed.every(Boolean)) rec.path = Path.RELAY;
+        else rec.movedFrom = Path.RELAY;
+      }
       rec.relayProtocol = p.relayProtocol;
       this.progress(t);
       try {
@@ -426,4 +452,49 @@ function humanReason(msg) {
   if (/offline|left the room|did not come back/i.test(m)) return 'Left before it finished';
   if (/receiver reports/i.test(m)) return 'Their device could not save it';
   return 'Could not deliver it';
+}
+
+/** The relay's part of a relay-first send (docs/PROTOCOL.md, "Relay
+ * first"), as in the Go client: the recipients it started with, those a
+ * session took over since, and the chunks its upload committed to. A chunk
+ * is committed before it is uploaded; a take-over stops the upload once
+ * every relay recipient has a session, and the session's "any" picks for
+ * the member leave out what the relay brings it. */
+export class RelayLeg {
+  constructor(chunks) {
+    this.chunks = chunks;
+    this.p2p = new Set();     // members with a session
+    this.targets = new Set(); // members started on the relay
+    this.taken = new Set();   // targets a session took over
+    this.stopped = false;
+    this.uploaded = new Uint8Array(chunks);
+    this.round = null;        // the relay round (relay-send.js), once it runs
+  }
+
+  /** members (those without a session yet) become the relay's recipients. */
+  begin(members) {
+    const out = members.filter((m) => !this.p2p.has(m));
+    for (const m of out) this.targets.add(m);
+    return out;
+  }
+
+  /** member has a session. If the relay serves it: the chunks the relay
+   * brings it (those committed so far when it was the last relay
+   * recipient — the upload stops —, else all), else null. */
+  takeOver(member) {
+    this.p2p.add(member);
+    if (!this.targets.has(member) || this.taken.has(member)) return null;
+    this.taken.add(member);
+    this.round?.takenOver(member);
+    if ([...this.targets].some((m) => !this.taken.has(m))) return new Uint8Array(this.chunks).fill(1);
+    this.stopped = true;
+    return this.uploaded.slice();
+  }
+
+  /** Reserves chunk i for the upload; false once a take-over stopped it. */
+  commit(i) {
+    if (this.stopped) return false;
+    this.uploaded[i] = 1;
+    return true;
+  }
 }

@@ -339,9 +339,17 @@ export class Swarm {
    * first), else the lowest the asker lacks and was not sent. -1 if none. */
   _pickAny(e, ps) {
     while (e.anyCursor < e.chunks && e.sentAny[e.anyCursor]) e.anyCursor++;
-    for (let i = e.anyCursor; i < e.chunks; i++) if (e.held[i] && !e.sentAny[i] && !ps.have[i]) return i;
-    for (let i = 0; i < e.chunks; i++) if (e.held[i] && !ps.have[i] && !ps.sent[i]) return i;
+    const relayed = ps.relayed; // chunks the relay brings it (relay first): never picked
+    for (let i = e.anyCursor; i < e.chunks; i++) if (e.held[i] && !e.sentAny[i] && !ps.have[i] && !relayed?.[i]) return i;
+    for (let i = 0; i < e.chunks; i++) if (e.held[i] && !ps.have[i] && !ps.sent[i] && !relayed?.[i]) return i;
     return -1;
+  }
+
+  /** Relay first (sender.js RelayLeg): the relay brings member the chunks
+   * set in relayed; its "any" wants never get them (asked by index, they
+   * are served: the relay lost them, or is slow). */
+  relaying(e, member, relayed) {
+    this._peerState(e, member).relayed = relayed;
   }
 
   async _serve(peer) {
@@ -361,7 +369,10 @@ export class Swarm {
         }));
         for (let k = 0; k < batch.length; k++) {
           batch[k].ps.queued = Math.max(0, batch[k].ps.queued - 1);
-          if (frames[k]) await peer.send(frames[k]);
+          if (!frames[k]) continue;
+          await peer.send(frames[k]);
+          const { e, i } = batch[k];
+          e.served = (e.served || 0) + Math.min(e.chunkSize, e.size - i * e.chunkSize); // plaintext bytes sent on links
         }
       }
     } catch { /* the link ended: the fetcher asks elsewhere */ } finally {

@@ -23,15 +23,16 @@ import (
 const restrictFileSize = 64 << 20
 
 // reach is what a network lets its member open: TCP to the server's HTTPS
-// port, its TURN-TLS port, the proxy, the middlebox; and UDP to the server.
-type reach struct{ https, turnTLS, proxy, middlebox, udp bool }
+// port, its TURN port (another port), the proxy, the middlebox; and UDP to
+// the server.
+type reach struct{ https, turnTCP, proxy, middlebox, udp bool }
 
 var wantReach = map[string]reach{
-	"a": {https: true, turnTLS: true, proxy: true, middlebox: true},
+	"a": {https: true, turnTCP: true, proxy: true, middlebox: true},
 	"b": {https: true},
 	"c": {proxy: true},
 	"d": {middlebox: true},
-	"o": {https: true, turnTLS: true, proxy: true, middlebox: true, udp: true},
+	"o": {https: true, turnTCP: true, proxy: true, middlebox: true, udp: true},
 }
 
 // checkNetwork proves network x is what it says before the test uses it.
@@ -43,7 +44,7 @@ func checkNetwork(t *testing.T, n *restrictNets, x string) {
 		want       bool
 	}{
 		{"TCP to the server's HTTPS port", net.JoinHostPort(n.server, "443"), want.https},
-		{"TCP to the server's TURN-TLS port", net.JoinHostPort(n.server, strconv.Itoa(turnTLSPort)), want.turnTLS},
+		{"TCP to the server's TURN port", net.JoinHostPort(n.server, strconv.Itoa(turnPort)), want.turnTCP},
 		{"TCP to the proxy", net.JoinHostPort(n.proxy, strconv.Itoa(proxyPort)), want.proxy},
 		{"TCP to the middlebox", net.JoinHostPort(n.middlebox, "443"), want.middlebox},
 	}

@@ -25,10 +25,16 @@ func envProxy(stderr io.Writer) client.ProxyFunc {
 	if !set {
 		return nil
 	}
+	return announced(client.ProxyFromEnvironment, stderr)
+}
+
+// announced is pick saying on stderr, once per proxy, that the client goes
+// through it.
+func announced(pick client.ProxyFunc, stderr io.Writer) client.ProxyFunc {
 	var mu sync.Mutex
 	said := map[string]bool{}
 	return func(target *url.URL) (*url.URL, error) {
-		u, err := client.ProxyFromEnvironment(target)
+		u, err := pick(target)
 		if err != nil || u == nil {
 			return u, err
 		}

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,7 +40,7 @@ func connectProxy(t *testing.T, answer int) (addr string, auth <-chan string) {
 				}
 				authc <- req.Header.Get("Proxy-Authorization")
 				if answer != http.StatusOK {
-					io.WriteString(c, "HTTP/1.1 "+http.StatusText(answer)+"\r\n\r\n")
+					fmt.Fprintf(c, "HTTP/1.1 %d %s\r\n\r\n", answer, http.StatusText(answer))
 					return
 				}
 				up, err := net.Dial("tcp", req.Host)
@@ -128,6 +130,9 @@ func TestProxyDialerErrors(t *testing.T) {
 			_, err := newProxyDialer(fixedProxy(tc.proxy), nil).dialContext(ctx, "http", "tcp", target)
 			if !errors.Is(err, ErrProxy) && !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("err %v, want ErrProxy or the context's end", err)
+			}
+			if tc.name == "refused" && !strings.Contains(err.Error(), "407") {
+				t.Errorf("err %v, want the proxy's answer (407) in it", err)
 			}
 		})
 	}

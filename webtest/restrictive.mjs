@@ -2,7 +2,8 @@
 // of TestCLIRestrictive, cli_restrict_test.go; netns_restrict_test.go draws
 // the topology): a Chromium on a member network sends a 64 MiB file and
 // chats with a Chromium on an open network; SHA-256 of the copy read back
-// from the receiver's OPFS, the path asserted from the file cards.
+// from the receiver's OPFS, the path from the file cards (which say TURN
+// for any relayed path) and, for (c), the sender's selected candidate.
 //
 //	rnN-s: lo 10.B.0.1 (serve --tls auto on :443, TURN 3478, TURN-TLS 5349),
 //	          10.B.0.2 (a CONNECT proxy on :3128: a node program here)

@@ -105,7 +105,7 @@ func checkMiddlebox(t *testing.T, n *restrictNets, ca *testCA) {
 	}
 }
 
-// startIn runs cloakroom in namespace ns with extra environment (an
+// startEnvIn runs cloakroom in namespace ns with extra environment (an
 // optional stdin pipe).
 func startEnvIn(t *testing.T, ns string, env []string, stdin bool, args ...string) (*proc, io.WriteCloser) {
 	t.Helper()

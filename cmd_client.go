@@ -57,6 +57,7 @@ func (cf *clientFlags) dial(ctx context.Context, invite string, stderr io.Writer
 		return nil, err
 	}
 	opts.Server, opts.Transport, opts.Logger = cf.server, cf.transport, log
+	opts.Proxy = envProxy(stderr)
 	if cf.iceTimeout < 0 {
 		return nil, usagef("--ice-timeout %s: want a positive duration", cf.iceTimeout)
 	}

@@ -60,6 +60,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Dialer dials the WebSocket (TLS settings live here).
 	Dialer *websocket.Dialer
+	// Proxy picks an HTTP CONNECT proxy for the WebSocket (signaling and
+	// relay) and for TURN over TCP and TLS (nil: none; the CLI passes
+	// ProxyFromEnvironment). It replaces Dialer.Proxy.
+	Proxy ProxyFunc
 	// OnChat is called for every chat message, once, from the read loop.
 	OnChat func(Chat)
 	// OnPresence is called when a member joins, leaves, or changes online state.
@@ -193,6 +197,9 @@ func newClient(server string, secret crypto.Secret, opts Options) (*Client, erro
 	opts, err = opts.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if opts.Proxy != nil {
+		opts.Dialer = proxiedWebSocket(opts.Dialer, opts.Proxy, wsURL)
 	}
 	ident, err := crypto.NewIdentity()
 	if err != nil {

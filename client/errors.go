@@ -14,6 +14,7 @@ var (
 	ErrTransport   = errors.New("unknown transport")
 	ErrUnreachable = errors.New("server unreachable")
 	ErrProtocol    = errors.New("protocol error")
+	ErrProxy       = errors.New("proxy failed")
 	ErrClosed      = errors.New("client closed")
 	ErrNoMembers   = errors.New("no other member online")
 	ErrIntegrity   = transfer.ErrIntegrity

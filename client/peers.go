@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"golang.org/x/net/proxy"
 
 	"cloakroom/internal/protocol"
 )
@@ -27,7 +28,11 @@ type peers struct {
 }
 
 func newPeers(r *room, opts Options, accept func(*peerConn)) *peers {
-	return &peers{room: r, log: opts.Logger, api: NewWebRTCAPI(opts.Logger), transport: opts.Transport,
+	var iceDialer proxy.Dialer
+	if opts.Proxy != nil {
+		iceDialer = turnDialer{d: newProxyDialer(opts.Proxy, nil), tlsName: r.turnsName}
+	}
+	return &peers{room: r, log: opts.Logger, api: newWebRTCAPI(opts.Logger, iceDialer), transport: opts.Transport,
 		accept: accept, bySession: map[string]*peerConn{}}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/pion/transport/v4"
 	"github.com/pion/transport/v4/stdnet"
 	"github.com/pion/webrtc/v4"
+	"golang.org/x/net/proxy"
 
 	"cloakroom/internal/pionlog"
 	"cloakroom/internal/udpbatch"
@@ -20,8 +21,15 @@ const udpBuffer = 4 << 20
 
 // NewWebRTCAPI makes the pion API every peer connection of a client uses
 // (exported so benchmarks measure raw pion with the same settings).
-func NewWebRTCAPI(log *slog.Logger) *webrtc.API {
+func NewWebRTCAPI(log *slog.Logger) *webrtc.API { return newWebRTCAPI(log, nil) }
+
+// newWebRTCAPI is NewWebRTCAPI with iceDialer (non-nil) carrying every TURN
+// connection over TCP or TLS (turnDialer: through a proxy).
+func newWebRTCAPI(log *slog.Logger, iceDialer proxy.Dialer) *webrtc.API {
 	var se webrtc.SettingEngine
+	if iceDialer != nil {
+		se.SetICEProxyDialer(iceDialer)
+	}
 	se.SetIncludeLoopbackCandidate(true) // members on one machine (tests, phone+PC dev)
 	se.EnableSCTPZeroChecksum(true)
 	se.SetRelayAcceptanceMinWait(0)

@@ -41,8 +41,11 @@ type p2pOutcome struct {
 // Before serving, upgrade (if set) hands the recipient over from the relay
 // store: it returns the chunks the relay carries to it, which are not
 // served again here.
-func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome chan<- p2pOutcome, upgrade func(string) transfer.Bits) p2pResult {
+func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome chan<- p2pOutcome, upgrade func(string) transfer.Bits, settle func(string)) p2pResult {
 	p, errs := c.connect(ctx, member)
+	if settle != nil && (p == nil || upgrade == nil) {
+		settle(member)
+	}
 	if p == nil {
 		if c.opts.Transport == protocol.TransportAuto && ctx.Err() == nil {
 			outcome <- p2pOutcome{member: member, fallback: true}
@@ -62,6 +65,7 @@ func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome c
 				path = protocol.PathRelay
 			}
 		}
+		settle(member)
 	}
 	outcome <- p2pOutcome{member: member, p: p}
 	// The link stays up after the file: the member may fetch other

@@ -42,6 +42,7 @@ type relayLeg struct {
 
 	mu       sync.Mutex
 	p2p      map[string]bool // recipients with a session (before or after the relay started)
+	settled  map[string]bool // recipients whose rungs all ended (a session, or none)
 	targets  map[string]bool // recipients started on the relay
 	taken    map[string]bool // targets a session took over
 	stopped  bool            // every target taken over: upload no more
@@ -63,7 +64,7 @@ func (l *relayLeg) attach(s *transfer.Schedule) {
 }
 
 func newRelayLeg(chunks uint32) *relayLeg {
-	return &relayLeg{chunks: chunks, p2p: map[string]bool{}, targets: map[string]bool{}, taken: map[string]bool{},
+	return &relayLeg{chunks: chunks, p2p: map[string]bool{}, settled: map[string]bool{}, targets: map[string]bool{}, taken: map[string]bool{},
 		uploaded: transfer.NewBits(chunks), changed: make(chan struct{}, 1)}
 }
 
@@ -113,6 +114,32 @@ func (l *relayLeg) takeOver(member string) transfer.Bits {
 	l.stopped = true
 	return append(transfer.Bits(nil), l.uploaded...)
 }
+
+// settle records that member's rungs ended (a session, or none).
+func (l *relayLeg) settle(member string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.settled[member] = true
+}
+
+// racing reports whether a relay recipient's rungs are still trying: the
+// signals that set them up share the connection to the server with the
+// upload, so the upload then keeps a short window (racingWindow) and the
+// signals do not wait behind megabytes of chunks.
+func (l *relayLeg) racing() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for m := range l.targets {
+		if !l.settled[m] {
+			return true
+		}
+	}
+	return false
+}
+
+// racingWindow bounds the relay upload, ahead of the slowest recipient,
+// while a relay recipient's rungs are still trying.
+const racingWindow = 2 << 20
 
 // commit reserves chunk i for the relay upload; false once a take-over
 // stopped it.

@@ -118,14 +118,15 @@ func (c *Client) sendAllP2P(ctx context.Context, o *outgoing, e *entry, wg *sync
 	recipients := c.room.OnlineMembers()
 	outcome := make(chan p2pOutcome, len(recipients)) // one per recipient, read or not
 	var takeOver func(string) transfer.Bits
+	var settle func(string)
 	if o.leg != nil {
-		takeOver = o.leg.takeOver
+		takeOver, settle = o.leg.takeOver, o.leg.settle
 	}
 	for _, r := range recipients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := c.sendP2P(ctx, r, e, outcome, takeOver)
+			res := c.sendP2P(ctx, r, e, outcome, takeOver, settle)
 			o.mu.Lock()
 			defer o.mu.Unlock()
 			switch {

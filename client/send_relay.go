@@ -262,7 +262,11 @@ func (c *Client) uploadChunks(ctx context.Context, s *sendState, o *outgoing, ma
 	var n uint32 // chunks uploaded this round
 	window := uint32(max(sendWindow/man.ChunkSize, 1))
 	return transfer.SealChunks(o.f, o.f.Name(), man, ciph, s.sched.AllHave, func(i uint32, frame []byte) error {
-		for s.sched.Lagging(n, window) {
+		w := window
+		if leg != nil && leg.racing() {
+			w = min(window, max(racingWindow/uint32(man.ChunkSize), 1))
+		}
+		for s.sched.Lagging(n, w) {
 			select {
 			case <-s.sched.Moved():
 			case <-s.failed:

@@ -187,6 +187,12 @@ func TestCLIRestrictive(t *testing.T) {
 				t.Skip(tc.skip)
 			}
 			m := n.members[tc.net]
+			// The member's uplink at 48 Mbit/s: the 64 MiB take about 11 s,
+			// so the session that takes over from the relay comes mid-file.
+			dev := strings.Replace(m.hostDev, "rs", "rm", 1)
+			if out, err := tcCmd("-n", m.ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", "48mbit", "burst", "64kb", "latency", "50ms"); err != nil {
+				t.Fatalf("tc qdisc tbf on %s in %s: %v: %s", dev, m.ns, err, out)
+			}
 			env := append([]string{caEnv}, tc.env...)
 			member := func(link string) string { return strings.Replace(link, serverURL, tc.server, 1) }
 			restrictedChat(t, n, env, member(roomIn(t, n, caEnv, serverURL)), tc.net)
@@ -226,13 +232,34 @@ func TestCLIRestrictive(t *testing.T) {
 				t.Errorf("the member's veth carried %d bytes out, less than the file (%d)", rx1-rx0, restrictFileSize)
 			}
 			tc.check(t, paths[0])
+			// Relay first: the bytes move at once on the relay; where a
+			// session can connect it takes the rest over mid-file, and no
+			// chunk goes twice (the sender's own count of each path).
+			var uploaded, served int64 = -1, -1
+			for _, l := range snd.output() {
+				if mm := relayUploadRe.FindStringSubmatch(l); mm != nil {
+					uploaded, _ = strconv.ParseInt(mm[1], 10, 64)
+					served, _ = strconv.ParseInt(mm[4], 10, 64)
+				}
+			}
+			resent := uploaded + served - restrictFileSize
+			if tc.net == "d" {
+				if uploaded != restrictFileSize {
+					t.Errorf("network (d): relay upload %d bytes, want the whole file (%d) and nothing peer-to-peer (%d)", uploaded, restrictFileSize, served)
+				}
+			} else if uploaded <= 0 || served <= 0 || !hasLine(snd.output(), "took over from the relay") {
+				t.Errorf("network (%s): no move from the relay to a session mid-file (relay %d bytes, peer-to-peer %d)", tc.net, uploaded, served)
+			}
+			if resent > restrictFileSize/100 || resent < 0 {
+				t.Errorf("network (%s): relay %d + peer-to-peer %d bytes for a %d-byte file: re-sent %d, want 0 to 1 %%", tc.net, uploaded, served, restrictFileSize, resent)
+			}
 			first := <-ttfb
 			rate := "?"
 			if first > 0 {
 				rate = fmt.Sprintf("%.1f MB/s", float64(restrictFileSize)/(elapsed-first).Seconds()/1e6)
 			}
-			t.Logf("network (%s): %d MiB via %s in %s, first chunk at the receiver %s after send began, %s from then; member's veth out %d MiB",
-				tc.net, restrictFileSize>>20, paths[0], elapsed.Round(time.Millisecond), first, rate, (rx1-rx0)>>20)
+			t.Logf("network (%s): %d MiB via %s in %s, first chunk at the receiver %s after send began, %s from then; relay %.1f MiB then peer-to-peer %.1f MiB, re-sent %d bytes; member's veth out %d MiB",
+				tc.net, restrictFileSize>>20, paths[0], elapsed.Round(time.Millisecond), first, rate, float64(uploaded)/(1<<20), float64(served)/(1<<20), resent, (rx1-rx0)>>20)
 		})
 	}
 }

@@ -75,7 +75,7 @@ type muxEnv struct {
 	turn *Server
 }
 
-func startMux(t *testing.T, timeout time.Duration) *muxEnv {
+func startMux(t testing.TB, timeout time.Duration) *muxEnv {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -107,7 +107,7 @@ func startMux(t *testing.T, timeout time.Duration) *muxEnv {
 	return &muxEnv{mux: m, addr: ln.Addr().String(), turn: s}
 }
 
-func (e *muxEnv) dialTLS(t *testing.T, alpn ...string) *tls.Conn {
+func (e *muxEnv) dialTLS(t testing.TB, alpn ...string) *tls.Conn {
 	t.Helper()
 	c, err := tls.Dial("tcp", e.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: alpn}) //nolint:gosec // test certificate
 	if err != nil {
@@ -117,26 +117,36 @@ func (e *muxEnv) dialTLS(t *testing.T, alpn ...string) *tls.Conn {
 	return c
 }
 
+// allocate makes a TURN client over TLS on the mux (offering alpn) with
+// fresh credentials for user, and allocates.
+func (e *muxEnv) allocate(t testing.TB, user string, alpn ...string) (*pionturn.Client, net.PacketConn) {
+	t.Helper()
+	u, p := e.turn.Credentials(user, time.Hour)
+	conn := pionturn.NewSTUNConn(e.dialTLS(t, alpn...))
+	cl, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: e.addr, Username: u, Password: p,
+		Conn: conn, LoggerFactory: quietPion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	relay, err := cl.Allocate()
+	if err != nil {
+		t.Fatalf("allocate over the mux (ALPN %v): %v", alpn, err)
+	}
+	t.Cleanup(func() { _ = relay.Close() })
+	return cl, relay
+}
+
 // TestMuxSplitsOnePort: on one port, TURN clients with and without ALPN
 // allocate and relay, HTTP clients with and without ALPN get the page, a
 // silent client is closed, and plain HTTP is told to use TLS.
 func TestMuxSplitsOnePort(t *testing.T) {
 	e := startMux(t, 500*time.Millisecond)
 	for _, alpn := range [][]string{{ALPNTURN}, nil} {
-		u, p := e.turn.Credentials("alice", time.Hour)
-		conn := pionturn.NewSTUNConn(e.dialTLS(t, alpn...))
-		cl, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: e.addr, Username: u, Password: p,
-			Conn: conn, LoggerFactory: quietPion})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.Listen(); err != nil {
-			t.Fatal(err)
-		}
-		relay, err := cl.Allocate()
-		if err != nil {
-			t.Fatalf("allocate over the mux (ALPN %v): %v", alpn, err)
-		}
+		cl, relay := e.allocate(t, "alice", alpn...)
 		pc, peer := allocate(t, e.turn, "udp", "bob")
 		if err := cl.CreatePermission(peer.LocalAddr()); err != nil {
 			t.Fatal(err)
@@ -146,8 +156,6 @@ func TestMuxSplitsOnePort(t *testing.T) {
 		}
 		exchange(t, relay, peer, []byte("to the peer"))
 		exchange(t, peer, relay, []byte("from the peer"))
-		_ = relay.Close()
-		cl.Close()
 	}
 	for _, alpn := range [][]string{{"http/1.1"}, nil} {
 		c := e.dialTLS(t, alpn...)

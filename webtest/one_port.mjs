@@ -3,12 +3,15 @@
 // loads over HTTPS from the port, a member joins over WSS on it and is given a
 // turns: URL for that same port, and two RTCPeerConnections configured with
 // ONLY that URL and iceTransportPolicy 'relay' connect through it and move
-// data: the selected pair's local candidate is a relay reached over TLS.
+// data: the selected pair's local candidate is a relay reached over TLS. Then
+// coturn's turnutils_uclient relays over TLS (-S) on the same port with the
+// member's credentials.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { networkInterfaces } from 'node:os';
-import { main, buildBinary, tempDir, onCleanup, stopProc, assert, launch } from './lib.mjs';
+import { existsSync } from 'node:fs';
+import { main, buildBinary, tempDir, onCleanup, stopProc, assert, launch, run } from './lib.mjs';
 
 const BYTES = 1 << 20; // moved over the relayed data channel
 
@@ -107,12 +110,19 @@ await main('one_port', async () => {
   assert(r.local?.candidateType === 'relay' && r.local?.relayProtocol === 'tls' && r.local?.url === want,
     `selected local candidate ${JSON.stringify(r.local)}, want a relay over TLS from ${want}`);
 
+  // coturn's client over TLS on the same port, with the member's credentials.
+  assert(existsSync('/usr/bin/turnutils_uclient'), 'turnutils_uclient is missing: apt-get install -y coturn');
+  const uc = await run('/usr/bin/turnutils_uclient', ['-t', '-S', '-u', ice.username, '-w', ice.credential,
+    '-y', '-c', '-n', '20', '-l', '500', '-m', '1', '-z', '1', '-L', ip, '-p', port, ip], { timeoutMs: 30000 }).done;
+  const ucRecv = Number([...uc.stdout.matchAll(/tot_recv_msgs=(\d+)/g)].at(-1)?.[1] ?? 0); // the final count
+  assert(uc.code === 0 && ucRecv > 0, `turnutils_uclient -S on ${ip}:${port}: exit ${uc.code}\n${uc.stdout}${uc.stderr}`);
+
   const m = await scrape(metrics);
   const turn = (by) => m[`cloakroom_tls_port_connections_total{to="turn",by="${by}"}`] ?? 0;
-  assert(turn('alpn') + turn('sniff') >= 2, `TURN connections on the HTTPS port: ${JSON.stringify(m)}`);
+  assert(turn('alpn') >= 2 && turn('sniff') >= 2, `TURN connections on the HTTPS port (coturn's by ALPN, Chromium's by first bytes): ${JSON.stringify(m)}`);
   assert(m.cloakroom_turn_relayed_bytes_total >= BYTES, `TURN relayed ${m.cloakroom_turn_relayed_bytes_total} bytes`);
   assert(ctx.errors.length === 0, `page errors: ${ctx.errors.join('; ')}`);
-  console.log(`one_port: ${origin} served the page, WSS and Chromium's TURN over TLS (${want}; TURN connections by ALPN ${turn('alpn')}, by first bytes ${turn('sniff')}); ` +
+  console.log(`one_port: ${origin} served the page, WSS, coturn's and Chromium's TURN over TLS (${want}; TURN connections by ALPN ${turn('alpn')}, by first bytes ${turn('sniff')}); ` +
     `${rate(r)}, local candidate ${JSON.stringify(r.local)}`);
 
   // ONE_PORT_BENCH_MIB=N: N MiB over TURN-TLS on the HTTPS port, then over

@@ -183,11 +183,11 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if cert != nil {
 		tlsCfg = serverTLS(*cert)
 	}
-	mux, main, err := newMainMux(cfg, ln, tlsCfg, log)
+	mux, shared, err := newMainMux(cfg, ln, tlsCfg, log)
 	if err != nil {
 		return err
 	}
-	tb, err := startTURN(cfg, cert, main, log, stdout)
+	tb, err := startTURN(cfg, cert, shared, log, stdout)
 	if err != nil {
 		return err
 	}

@@ -90,9 +90,9 @@ func turnConfig(cfg serveConfig, secret []byte, cert *tls.Certificate) (turn.Con
 
 // startTURN starts the embedded TURN server, or points members at
 // --turn-external servers, or neither (--turn-port 0). The flags were
-// checked by checkTURNFlags. main, when set, is the HTTPS port's share of
+// checked by checkTURNFlags. shared, when set, is the HTTPS port's share of
 // TURN over TLS (a Mux's TURN listener; the server closes it).
-func startTURN(cfg serveConfig, cert *tls.Certificate, main *mainPortTURN, log *slog.Logger, stdout io.Writer) (turnBinding, error) {
+func startTURN(cfg serveConfig, cert *tls.Certificate, shared *mainPortTURN, log *slog.Logger, stdout io.Writer) (turnBinding, error) {
 	none := turnBinding{stats: noTURNStats, close: func() {}}
 	if len(cfg.TurnExternal) > 0 {
 		return externalTURN(cfg, stdout), nil
@@ -110,8 +110,8 @@ func startTURN(cfg serveConfig, cert *tls.Certificate, main *mainPortTURN, log *
 		return none, err
 	}
 	tcfg.Logger = log
-	if main != nil {
-		tcfg.TLSListener = main.ln
+	if shared != nil {
+		tcfg.TLSListener = shared.ln
 	}
 	ts, err := turn.New(tcfg)
 	if err != nil {
@@ -119,16 +119,16 @@ func startTURN(cfg serveConfig, cert *tls.Certificate, main *mainPortTURN, log *
 	}
 	urls := ts.URLs("")
 	shown := urls
-	if main != nil {
-		shown = append(slices.Clip(urls), main.url("")+" (the HTTPS port)")
+	if shared != nil {
+		shown = append(slices.Clip(urls), shared.url("")+" (the HTTPS port)")
 	}
 	fmt.Fprintf(stdout, "cloakroom: TURN server on %s\n", strings.Join(shown, " "))
 	return turnBinding{
 		ice: func(user, host string) ([]protocol.ICEServer, time.Time) {
 			name, pass := ts.Credentials(user, cfg.TurnTTL)
 			all := urls
-			if main != nil {
-				all = append(slices.Clip(urls), main.url(host))
+			if shared != nil {
+				all = append(slices.Clip(urls), shared.url(host))
 			}
 			return []protocol.ICEServer{{URLs: all, Username: name, Credential: pass}}, time.Now().Add(cfg.TurnTTL)
 		},

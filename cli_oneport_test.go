@@ -74,3 +74,30 @@ func TestServeOnePort(t *testing.T) {
 		}
 	}
 }
+
+// TestServeOnePortOff: with --turn-tls-mux=false the port serves HTTPS
+// only: members get no turns: URL, and a TLS client that offers only
+// "stun.turn" is refused.
+func TestServeOnePortOff(t *testing.T) {
+	srv := start(t, "serve", "--addr", "127.0.0.1:0", "--tls", "auto", "--metrics-addr", "",
+		"--turn-port", strconv.Itoa(freePort(t)), "--turn-tls-mux=false")
+	url := srv.waitLine(t, httpsRe, 20*time.Second)[1]
+	insecure := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the test's own self-signed server
+	_, w := dialJoin(t, &websocket.Dialer{TLSClientConfig: insecure}, url, newRoomCreds())
+	for _, u := range w.ICE[0].URLs {
+		if strings.HasPrefix(u, "turns:") {
+			t.Fatalf("welcome ICE %v: a turns: URL with --turn-tls-mux=false", w.ICE[0].URLs)
+		}
+	}
+	alpn := insecure.Clone()
+	alpn.NextProtos = []string{"stun.turn"}
+	if c, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), alpn); err == nil {
+		c.Close()
+		t.Fatalf("a TURN-only ALPN was accepted (%q) with --turn-tls-mux=false", c.ConnectionState().NegotiatedProtocol)
+	}
+	for _, l := range srv.output() {
+		if strings.Contains(l, "the HTTPS port") {
+			t.Fatalf("output announces TURN on the HTTPS port: %s", l)
+		}
+	}
+}

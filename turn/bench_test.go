@@ -62,7 +62,7 @@ func BenchmarkRelayMux(b *testing.B) {
 		var c *pionturn.Client
 		var relay net.PacketConn
 		if via == "tls" {
-			c, relay = e.allocate(b, via)
+			c, relay = e.allocate(b)
 		} else {
 			c, relay = allocate(b, e.turn, "udp", via)
 		}

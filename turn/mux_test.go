@@ -75,7 +75,7 @@ type muxEnv struct {
 	turn *Server
 }
 
-func startMux(t testing.TB, timeout time.Duration) *muxEnv {
+func startMux(t testing.TB, timeout time.Duration, cfgs ...Config) *muxEnv {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,7 +87,12 @@ func startMux(t testing.TB, timeout time.Duration) *muxEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, _ := startServer(t, Config{AllowLoopback: true, TLSListener: m.TURN()})
+	cfg := Config{AllowLoopback: true}
+	if len(cfgs) > 0 {
+		cfg = cfgs[0]
+	}
+	cfg.TLSListener = m.TURN()
+	s, _ := startServer(t, cfg)
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "page")
 	}), ReadHeaderTimeout: 5 * time.Second}
@@ -117,12 +122,18 @@ func (e *muxEnv) dialTLS(t testing.TB, alpn ...string) *tls.Conn {
 	return c
 }
 
-// allocate makes a TURN client over TLS on the mux (offering alpn) with
-// fresh credentials for user, and allocates.
-func (e *muxEnv) allocate(t testing.TB, user string, alpn ...string) (*pionturn.Client, net.PacketConn) {
+// allocate makes a TURN client over TLS on the mux (offering alpn) and
+// allocates.
+func (e *muxEnv) allocate(t testing.TB, alpn ...string) (*pionturn.Client, net.PacketConn) {
 	t.Helper()
-	u, p := e.turn.Credentials(user, time.Hour)
-	conn := pionturn.NewSTUNConn(e.dialTLS(t, alpn...))
+	return e.allocateOn(t, e.dialTLS(t, alpn...))
+}
+
+// allocateOn allocates over c with fresh credentials.
+func (e *muxEnv) allocateOn(t testing.TB, c net.Conn) (*pionturn.Client, net.PacketConn) {
+	t.Helper()
+	u, p := e.turn.Credentials("alice", time.Hour)
+	conn := pionturn.NewSTUNConn(c)
 	cl, err := pionturn.NewClient(&pionturn.ClientConfig{TURNServerAddr: e.addr, Username: u, Password: p,
 		Conn: conn, LoggerFactory: quietPion})
 	if err != nil {
@@ -134,7 +145,7 @@ func (e *muxEnv) allocate(t testing.TB, user string, alpn ...string) (*pionturn.
 	t.Cleanup(cl.Close)
 	relay, err := cl.Allocate()
 	if err != nil {
-		t.Fatalf("allocate over the mux (ALPN %v): %v", alpn, err)
+		t.Fatalf("allocate over the mux: %v", err)
 	}
 	t.Cleanup(func() { _ = relay.Close() })
 	return cl, relay
@@ -146,7 +157,7 @@ func (e *muxEnv) allocate(t testing.TB, user string, alpn ...string) (*pionturn.
 func TestMuxSplitsOnePort(t *testing.T) {
 	e := startMux(t, 500*time.Millisecond)
 	for _, alpn := range [][]string{{ALPNTURN}, nil} {
-		cl, relay := e.allocate(t, "alice", alpn...)
+		cl, relay := e.allocate(t, alpn...)
 		pc, peer := allocate(t, e.turn, "udp", "bob")
 		if err := cl.CreatePermission(peer.LocalAddr()); err != nil {
 			t.Fatal(err)
@@ -223,5 +234,18 @@ func TestNewMuxNeedsCert(t *testing.T) {
 	defer ln.Close()
 	if _, err := NewMux(ln, MuxConfig{TLS: &tls.Config{}}); !errors.Is(err, ErrTLSConfig) {
 		t.Fatalf("NewMux without a certificate: %v, want ErrTLSConfig", err)
+	}
+}
+
+// TestMuxConnectionsGated: connections through the Mux count against the
+// TURN server's per-address cap like any other.
+func TestMuxConnectionsGated(t *testing.T) {
+	e := startMux(t, 5*time.Second, Config{AllowLoopback: true, MaxConnsPerAddr: 1})
+	first := e.dialTLS(t, ALPNTURN)
+	e.allocateOn(t, first) // the first holds the address's one slot
+	second := e.dialTLS(t, ALPNTURN)
+	_ = second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := second.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("a second connection from the address: read %v, want it closed at the cap", err)
 	}
 }

@@ -68,7 +68,7 @@ func NewMux(ln net.Listener, cfg MuxConfig) (*Mux, error) {
 		return nil, ErrTLSConfig
 	}
 	// ALPNTURN first: Go picks the server's first protocol the client
-	// offers, and coturn's client offers "http/1.1" after "stun.turn".
+	// offers, and coturn's client offers "http/1.1" besides "stun.turn".
 	tc := cfg.TLS.Clone()
 	tc.NextProtos = append([]string{ALPNTURN}, slices.DeleteFunc(slices.Clone(tc.NextProtos), func(p string) bool { return p == ALPNTURN })...)
 	m := &Mux{ln: ln, tls: tc, timeout: cfg.Timeout, log: cfg.Logger,

@@ -35,6 +35,7 @@ type serveConfig struct {
 	TurnPrivate  bool
 	TurnLoopback bool
 	TurnTLSPort  int
+	TurnTLSMux   bool
 	TurnExternal []string
 	MetricsAddr  string
 	metricsSet   bool // --metrics-addr given explicitly
@@ -178,7 +179,15 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	tb, err := startTURN(cfg, cert, log, stdout)
+	var tlsCfg *tls.Config
+	if cert != nil {
+		tlsCfg = serverTLS(*cert)
+	}
+	mux, shared, err := newMainMux(cfg, ln, tlsCfg, log)
+	if err != nil {
+		return err
+	}
+	tb, err := startTURN(cfg, cert, shared, log, stdout)
 	if err != nil {
 		return err
 	}
@@ -198,13 +207,20 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	defer wg.Wait() // after cancel: the helpers stop even when Run fails
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	startHelpers(cctx, &wg, srv, mln, tb, log, stdout)
-	var tlsCfg *tls.Config
-	if cert != nil {
-		tlsCfg = serverTLS(*cert)
+	startHelpers(cctx, &wg, srv, mln, metricsSource{sig: srv, turn: tb.stats, mux: muxStats(mux)}, log, stdout)
+	httpLn, httpTLS := ln, tlsCfg
+	if mux != nil { // HTTPS and TURN over TLS on ln: the Mux does TLS
+		httpLn, httpTLS = mux.HTTP(), nil
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := mux.Serve(cctx); err != nil {
+				log.Error("serve: HTTPS port", "err", err)
+			}
+		}()
 	}
 	announce(stdout, cfg, ln.Addr(), cert)
-	err = srv.Run(cctx, ln, tlsCfg)
+	err = srv.Run(cctx, httpLn, httpTLS)
 	stats := srv.Stats().Relay
 	log.Info("relay store at exit", "bytes", stats.Bytes, "items", stats.Items)
 	return err
@@ -212,7 +228,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 
 // startHelpers starts the memory governor and, when mln is set, the
 // metrics server; both stop when ctx ends, and wg waits for them.
-func startHelpers(ctx context.Context, wg *sync.WaitGroup, srv *signaling.Server, mln net.Listener, tb turnBinding, log *slog.Logger, stdout io.Writer) {
+func startHelpers(ctx context.Context, wg *sync.WaitGroup, srv *signaling.Server, mln net.Listener, src metricsSource, log *slog.Logger, stdout io.Writer) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -225,7 +241,7 @@ func startHelpers(ctx context.Context, wg *sync.WaitGroup, srv *signaling.Server
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		runMetrics(ctx, mln, metricsSource{sig: srv, turn: tb.stats}, log)
+		runMetrics(ctx, mln, src, log)
 	}()
 }
 

@@ -23,7 +23,42 @@ import (
 // metricsSource is what /metrics reads at each scrape.
 type metricsSource struct {
 	sig  *signaling.Server
-	turn func() (turn.Stats, bool) // false: no embedded TURN server
+	turn func() (turn.Stats, bool)    // false: no embedded TURN server
+	mux  func() (turn.MuxStats, bool) // false: HTTPS only on the main port
+}
+
+// muxStats reads m's counters (none when m is nil).
+func muxStats(m *turn.Mux) func() (turn.MuxStats, bool) {
+	return func() (turn.MuxStats, bool) {
+		if m == nil {
+			return turn.MuxStats{}, false
+		}
+		return m.Stats(), true
+	}
+}
+
+// muxSamples are the counters of the HTTPS port shared with TURN.
+func (m metricsSource) muxSamples() []metric {
+	if m.mux == nil {
+		return nil
+	}
+	st, ok := m.mux()
+	if !ok {
+		return nil
+	}
+	var out []metric
+	for _, r := range []struct {
+		labels string
+		n      uint64
+	}{
+		{`{to="https",by="alpn"}`, st.HTTPByALPN}, {`{to="https",by="sniff"}`, st.HTTPBySniff},
+		{`{to="turn",by="alpn"}`, st.TURNByALPN}, {`{to="turn",by="sniff"}`, st.TURNBySniff},
+	} {
+		out = append(out, metric{name: "cloakroom_tls_port_connections_total", typ: "counter", labels: r.labels, value: float64(r.n),
+			help: "Connections to the HTTPS port handed to HTTPS or TURN over TLS, told apart by ALPN or by their first bytes."})
+	}
+	return append(out, metric{name: "cloakroom_tls_port_refused_total", typ: "counter", value: float64(st.Failed),
+		help: "Connections to the HTTPS port closed before HTTPS or TURN got them: failed TLS handshake, silent past the header timeout."})
 }
 
 // metric is one sample line (with its family's HELP and TYPE when first).
@@ -79,6 +114,7 @@ func (m metricsSource) samples() []metric {
 			out = append(out, x)
 		}
 	}
+	out = append(out, m.muxSamples()...)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	out = append(out,

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ import (
 // turnBinding is what serve gets from the TURN side: the ICE servers for a
 // joined member (nil: none), the embedded server's counters, and a close.
 type turnBinding struct {
-	ice    func(user string) ([]protocol.ICEServer, time.Time)
+	ice    func(user, host string) ([]protocol.ICEServer, time.Time)
 	revoke func(user string) // nil: no TURN
 	stats  func() (turn.Stats, bool)
 	close  func()
@@ -34,7 +35,8 @@ func noTURNStats() (turn.Stats, bool) { return turn.Stats{}, false }
 func addTURNFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.IntVar(&cfg.TurnPort, "turn-port", turn.DefaultPort, "embedded TURN server port, UDP and TCP (0: no TURN server)")
 	fs.IPVar(&cfg.PublicIP, "public-ip", nil, "IPv4 address announced for TURN relays (default: the --addr host, else detected)")
-	fs.IntVar(&cfg.TurnTLSPort, "turn-tls-port", turn.DefaultTLSPort, "TURN over TLS port when TLS is on (443 for networks that pass only TLS; 0: off)")
+	fs.IntVar(&cfg.TurnTLSPort, "turn-tls-port", 0, "TURN over TLS on a port of its own too, when TLS is on (e.g. 5349; 0: none, TURN over TLS is on the --addr port)")
+	fs.BoolVar(&cfg.TurnTLSMux, "turn-tls-mux", true, "when TLS is on, serve TURN over TLS on the --addr port beside HTTPS and WSS, told apart by ALPN (stun.turn) or the first bytes (false: HTTPS only there)")
 	fs.StringVar(&cfg.TurnSecret, "turn-secret", "", "TURN REST shared secret, coturn static-auth-secret compatible (default: random at start)")
 	fs.StringSliceVar(&cfg.TurnExternal, "turn-external", nil, "external TURN server URL(s) given to clients instead of the embedded server (e.g. turn:turn.example.com:3478?transport=udp); needs --turn-secret")
 	fs.DurationVar(&cfg.TurnTTL, "turn-credential-ttl", 6*time.Hour, "lifetime of the TURN credentials given to members (a relayed transfer cannot outlive them)")
@@ -88,8 +90,9 @@ func turnConfig(cfg serveConfig, secret []byte, cert *tls.Certificate) (turn.Con
 
 // startTURN starts the embedded TURN server, or points members at
 // --turn-external servers, or neither (--turn-port 0). The flags were
-// checked by checkTURNFlags.
-func startTURN(cfg serveConfig, cert *tls.Certificate, log *slog.Logger, stdout io.Writer) (turnBinding, error) {
+// checked by checkTURNFlags. shared, when set, is the HTTPS port's share of
+// TURN over TLS (a Mux's TURN listener; the server closes it).
+func startTURN(cfg serveConfig, cert *tls.Certificate, shared *mainPortTURN, log *slog.Logger, stdout io.Writer) (turnBinding, error) {
 	none := turnBinding{stats: noTURNStats, close: func() {}}
 	if len(cfg.TurnExternal) > 0 {
 		return externalTURN(cfg, stdout), nil
@@ -107,16 +110,27 @@ func startTURN(cfg serveConfig, cert *tls.Certificate, log *slog.Logger, stdout 
 		return none, err
 	}
 	tcfg.Logger = log
+	if shared != nil {
+		tcfg.TLSListener = shared.ln
+	}
 	ts, err := turn.New(tcfg)
 	if err != nil {
 		return none, fmt.Errorf("serve: TURN server: %w", err)
 	}
 	urls := ts.URLs("")
-	fmt.Fprintf(stdout, "cloakroom: TURN server on %s\n", strings.Join(urls, " "))
+	shown := urls
+	if shared != nil {
+		shown = append(slices.Clip(urls), shared.url("")+" (the HTTPS port)")
+	}
+	fmt.Fprintf(stdout, "cloakroom: TURN server on %s\n", strings.Join(shown, " "))
 	return turnBinding{
-		ice: func(user string) ([]protocol.ICEServer, time.Time) {
+		ice: func(user, host string) ([]protocol.ICEServer, time.Time) {
 			name, pass := ts.Credentials(user, cfg.TurnTTL)
-			return []protocol.ICEServer{{URLs: urls, Username: name, Credential: pass}}, time.Now().Add(cfg.TurnTTL)
+			all := urls
+			if shared != nil {
+				all = append(slices.Clip(urls), shared.url(host))
+			}
+			return []protocol.ICEServer{{URLs: all, Username: name, Credential: pass}}, time.Now().Add(cfg.TurnTTL)
 		},
 		revoke: func(user string) { ts.Revoke(user, time.Now().Add(cfg.TurnTTL)) },
 		stats:  func() (turn.Stats, bool) { return ts.Stats(), true },
@@ -148,7 +162,7 @@ func externalTURN(cfg serveConfig, stdout io.Writer) turnBinding {
 	urls, secret := cfg.TurnExternal, []byte(cfg.TurnSecret)
 	fmt.Fprintf(stdout, "cloakroom: external TURN server %s (embedded TURN server off)\n", strings.Join(urls, " "))
 	return turnBinding{
-		ice: func(user string) ([]protocol.ICEServer, time.Time) {
+		ice: func(user, _ string) ([]protocol.ICEServer, time.Time) {
 			now := time.Now()
 			name, pass := auth.MintTURN(secret, user, cfg.TurnTTL, now)
 			return []protocol.ICEServer{{URLs: urls, Username: name, Credential: pass}}, now.Add(cfg.TurnTTL)

@@ -137,3 +137,32 @@ func TestServeUploadRateFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestMainPortTURNURL: the turns: URL of the HTTPS port names the server
+// as the client's Host did; a Host that is not a plain name or address
+// gets the listener's.
+func TestMainPortTURNURL(t *testing.T) {
+	m := &mainPortTURN{host: "192.0.2.7", port: "8443"}
+	for host, want := range map[string]string{
+		"cloak.example.org":       "turns:cloak.example.org:443?transport=tcp",
+		"cloak.example.org:8443":  "turns:cloak.example.org:8443?transport=tcp",
+		"Cloak.Example.org.":      "turns:Cloak.Example.org.:443?transport=tcp",
+		"192.168.1.5:8443":        "turns:192.168.1.5:8443?transport=tcp",
+		"[2001:db8::1]:443":       "turns:[2001:db8::1]:443?transport=tcp",
+		"[2001:db8::1]":           "turns:[2001:db8::1]:443?transport=tcp",
+		"":                        "turns:192.0.2.7:8443?transport=tcp",
+		"evil.org?transport=udp":  "turns:192.0.2.7:8443?transport=tcp",
+		"a b:443":                 "turns:192.0.2.7:8443?transport=tcp",
+		"host:0":                  "turns:192.0.2.7:8443?transport=tcp",
+		"host:99999":              "turns:192.0.2.7:8443?transport=tcp",
+		"host:+443":               "turns:192.0.2.7:8443?transport=tcp",
+		"user@host:443":           "turns:192.0.2.7:8443?transport=tcp",
+		"-bad-.example.org":       "turns:192.0.2.7:8443?transport=tcp",
+		strings.Repeat("a", 64):   "turns:192.0.2.7:8443?transport=tcp",
+		"host.example.org:443/ws": "turns:192.0.2.7:8443?transport=tcp",
+	} {
+		if got := m.url(host); got != want {
+			t.Errorf("url(%q) = %s, want %s", host, got, want)
+		}
+	}
+}

@@ -44,7 +44,7 @@ func newPeerRun(cfg *Config) (run *fileRun, ts *turn.Server, closeAll func(), er
 func signalingWithTURN(ts *turn.Server) (string, func(), error) {
 	urls := ts.URLs("")
 	return startSignaling(signaling.Config{
-		ICE: func(member string) ([]protocol.ICEServer, time.Time) {
+		ICE: func(member, _ string) ([]protocol.ICEServer, time.Time) {
 			u, p := ts.Credentials(member, time.Hour)
 			return []protocol.ICEServer{{URLs: urls, Username: u, Credential: p}}, time.Now().Add(time.Hour)
 		}})

@@ -41,6 +41,7 @@ type conn struct {
 	bad      int        // bad requests so far (reader only)
 	addr     *addrState // the client address's limits
 	admitted bool       // counted in addr's live connections
+	host     string     // the request's Host (Config.ICE)
 
 	win window
 }

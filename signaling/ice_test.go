@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,9 +14,9 @@ import (
 // counter so a refresh is visibly fresh.
 func withICE(calls *int) envOpt {
 	return func(c *Config, _ *store.Config) {
-		c.ICE = func(member string) ([]protocol.ICEServer, time.Time) {
+		c.ICE = func(member, host string) ([]protocol.ICEServer, time.Time) {
 			*calls++
-			return []protocol.ICEServer{{URLs: []string{"turn:127.0.0.1:3478?transport=udp"},
+			return []protocol.ICEServer{{URLs: []string{"turn:127.0.0.1:3478?transport=udp", "turns:" + host + "?transport=tcp"},
 				Username: member, Credential: string(rune('a' + *calls))}}, time.Unix(1_700_000_600, 0)
 		}
 	}
@@ -38,6 +39,13 @@ func TestICEOnlyForMembers(t *testing.T) {
 	r := a.expect(protocol.TypeTURN)
 	if len(r.ICE) != 1 || r.ICE[0].Credential == w.ICE[0].Credential {
 		t.Fatalf("turn refresh %+v, want fresh credentials", r.ICE)
+	}
+	// Both name the server as the client reached it (the request's Host).
+	host := strings.TrimPrefix(e.ts.URL, "http://")
+	for _, m := range []*protocol.Message{w, r} {
+		if got := m.ICE[0].URLs[1]; got != "turns:"+host+"?transport=tcp" {
+			t.Fatalf("%s: URL %s, want the Host %s", m.Type, got, host)
+		}
 	}
 
 	bad := e.connect()

@@ -132,7 +132,7 @@ func (s *Server) welcome(r *room, self *member) *protocol.Message {
 	slices.SortFunc(others, func(a, b protocol.MemberInfo) int { return strings.Compare(a.Member, b.Member) })
 	ttl := int((s.cfg.Relay.TTL + time.Second - 1) / time.Second)
 	w := &protocol.Message{Type: protocol.TypeWelcome, V: protocol.Version, Member: self.id, Members: others, TTL: ttl}
-	w.ICE, w.Expires = s.ice(turnUser(r.id, self.id))
+	w.ICE, w.Expires = s.ice(turnUser(r.id, self.id), self.conn.host)
 	return w
 }
 
@@ -142,11 +142,11 @@ func (s *Server) welcome(r *room, self *member) *protocol.Message {
 func turnUser(room, member string) string { return member + "." + room }
 
 // ice returns the member's ICE servers and their expiry (unix seconds).
-func (s *Server) ice(user string) ([]protocol.ICEServer, int64) {
+func (s *Server) ice(user, host string) ([]protocol.ICEServer, int64) {
 	if s.cfg.ICE == nil {
 		return nil, 0
 	}
-	servers, exp := s.cfg.ICE(user)
+	servers, exp := s.cfg.ICE(user, host)
 	if len(servers) == 0 {
 		return nil, 0
 	}

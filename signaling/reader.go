@@ -108,7 +108,7 @@ func (c *conn) handleFrame(binary bool, data []byte) {
 	case protocol.TypeLeave:
 		c.handleLeave()
 	case protocol.TypeTURN:
-		ice, exp := c.s.ice(turnUser(c.room.id, c.mem.id))
+		ice, exp := c.s.ice(turnUser(c.room.id, c.mem.id), c.host)
 		c.sendMsg(&protocol.Message{Type: protocol.TypeTURN, ICE: ice, Expires: exp})
 	case protocol.TypeJoin:
 		c.badRequest("already joined", "")

@@ -74,8 +74,11 @@ type Config struct {
 	// joined member, identified by a TURN user id (member and room), and
 	// when they expire; they go out in welcome and in answer to a turn
 	// request. Only members who joined with the room's verifier ever get
-	// them.
-	ICE func(user string) ([]protocol.ICEServer, time.Time)
+	// them. host is the Host the member's connection reached the server
+	// by (the request's, as the client sent it: check it before use; ""
+	// when unknown), for URLs that must name the server as the client
+	// does (turns: on the HTTPS port).
+	ICE func(user, host string) ([]protocol.ICEServer, time.Time)
 	// OnForget, if set, is called (with the server's lock held: it must
 	// not call back) with the TURN user id of a member forgotten for good —
 	// it left, or stayed offline past the relay TTL — so that its

@@ -47,14 +47,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.accepted.Add(1)
 	handedOff = true
-	go s.run(ws, addr)
+	go s.run(ws, addr, r.Host)
 }
 
-// run serves one upgraded connection until it ends.
-func (s *Server) run(ws *websocket.Conn, addr *addrState) {
+// run serves one upgraded connection, which reached the server as host,
+// until it ends.
+func (s *Server) run(ws *websocket.Conn, addr *addrState, host string) {
 	defer s.wg.Done()
 	c := newConn(s, ws)
-	c.addr = addr
+	c.addr, c.host = addr, host
 	refusal := s.admit(c)
 	c.admitted = refusal == nil
 	c.serve(refusal)

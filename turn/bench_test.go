@@ -2,6 +2,8 @@ package turn
 
 import (
 	"net"
+
+	pionturn "github.com/pion/turn/v4"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -46,6 +48,41 @@ func BenchmarkRelay(b *testing.B) {
 	// holds up better than the rates on a machine others are using.
 	b.ReportMetric(float64(turnCPU.Nanoseconds())/float64(b.N), "cpu-ns/dgram-turn")
 	b.ReportMetric(float64(directCPU.Nanoseconds())/float64(n), "cpu-ns/dgram-direct")
+}
+
+// BenchmarkRelayMux is BenchmarkRelay with one client over TLS on a Mux
+// (the HTTPS port; no ALPN, so told apart by its first bytes, as Chromium's
+// and pion's are), beside the same client over UDP: it reports both rates,
+// each way, and TLS / UDP.
+func BenchmarkRelayMux(b *testing.B) {
+	e := startMux(b, DefaultMuxTimeout)
+	peerClient, peer := allocate(b, e.turn, "udp", "peer")
+	rates := map[string][2]float64{}
+	for _, via := range []string{"tls", "udp"} {
+		var c *pionturn.Client
+		var relay net.PacketConn
+		if via == "tls" {
+			c, relay = e.allocate(b)
+		} else {
+			c, relay = allocate(b, e.turn, "udp", via)
+		}
+		if err := c.CreatePermission(peer.LocalAddr()); err != nil {
+			b.Fatal(err)
+		}
+		if err := peerClient.CreatePermission(relay.LocalAddr()); err != nil {
+			b.Fatal(err)
+		}
+		exchange(b, relay, peer, []byte("warm up")) // starts the channel bindings
+		exchange(b, peer, relay, []byte("warm up"))
+		n := max(b.N, 20000)
+		rates[via] = [2]float64{pump(b, relay, peer, n), pump(b, peer, relay, n)}
+	}
+	tls, udp := rates["tls"], rates["udp"]
+	b.ReportMetric(tls[0], "MB/s-tls-up")
+	b.ReportMetric(tls[1], "MB/s-tls-down")
+	b.ReportMetric(udp[0], "MB/s-udp-up")
+	b.ReportMetric(udp[1], "MB/s-udp-down")
+	b.ReportMetric((tls[0]+tls[1])/(udp[0]+udp[1]), "tls/udp")
 }
 
 // BenchmarkRelayPeer pushes 1200-byte datagrams from a plain UDP socket (a

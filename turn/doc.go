@@ -2,6 +2,9 @@
 // small gate of our own.
 //
 // One port serves UDP and TCP (and an optional second port TLS, "turns:").
+// A Mux (mux.go) lets TURN over TLS share an HTTPS port: it terminates TLS
+// and hands each connection to HTTP or, by ALPN "stun.turn" or a STUN
+// header as its first bytes, to the server (Config.TLSListener).
 // Relays are UDP only (pion/turn v4 has no RFC 6062 TCP relaying; WebRTC does
 // not need it). Clients authenticate with short-lived TURN REST credentials
 // (internal/auth, coturn's static-auth-secret scheme): username

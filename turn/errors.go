@@ -6,7 +6,7 @@ import "errors"
 var (
 	ErrNoSecret  = errors.New("turn: Secret is required")
 	ErrPublicIP  = errors.New("turn: PublicIP must be an IPv4 address (pion/turn v4 relays IPv4 only)")
-	ErrTLSConfig = errors.New("turn: TLSAddr needs a TLSConfig with a certificate")
+	ErrTLSConfig = errors.New("turn: TLS needs a tls.Config with a certificate")
 	ErrPortRange = errors.New("turn: bad relay port range")
 	// ErrAllocationCap: a negative MaxAllocationsPerUser or MaxAllocations.
 	ErrAllocationCap = errors.New("turn: negative allocation cap")

@@ -57,6 +57,11 @@ type Config struct {
 	// served with TLSConfig.
 	TLSAddr   string
 	TLSConfig *tls.Config
+	// TLSListener, if set, hands the server TURN-over-TLS connections
+	// whose TLS is done, e.g. Mux.TURN() on the HTTPS port. The server
+	// closes it (on Close, or when New fails). URLs does not list it: the caller knows the name its
+	// clients reach that port by.
+	TLSListener net.Listener
 	// PublicIP is the relay address announced to clients, IPv4. nil =
 	// Addr's IP if it is a specific IPv4 address, else the first IPv4
 	// address of an up non-loopback interface, else 127.0.0.1. Relay
@@ -131,23 +136,30 @@ func New(cfg Config) (*Server, error) { return newServer(cfg, nil) }
 // allocation events (tests wait on it).
 func newServer(cfg Config, onEvent func(string)) (*Server, error) {
 	if err := cfg.fill(); err != nil {
+		closeListener(cfg.TLSListener)
 		return nil, err
 	}
 	udp, tcp, err := listenPair(cfg.Addr)
 	if err != nil {
+		closeListener(cfg.TLSListener)
 		return nil, err
 	}
 	listeners := []net.Listener{tcp}
+	s := &Server{cfg: cfg, log: cfg.Logger, udpAddr: udp.LocalAddr().(*net.UDPAddr),
+		onEvent: onEvent, conns: make(map[*gatedConn]struct{}), perAddr: make(map[string]int)}
 	if cfg.TLSAddr != "" {
 		tl, err := listenTLS(cfg.TLSAddr, cfg.TLSConfig)
 		if err != nil {
 			_, _ = udp.Close(), tcp.Close()
+			closeListener(cfg.TLSListener)
 			return nil, err
 		}
 		listeners = append(listeners, tl)
+		s.tlsPort = tl.Addr().(*net.TCPAddr).Port
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, udpAddr: udp.LocalAddr().(*net.UDPAddr),
-		onEvent: onEvent, conns: make(map[*gatedConn]struct{}), perAddr: make(map[string]int)}
+	if cfg.TLSListener != nil {
+		listeners = append(listeners, cfg.TLSListener)
+	}
 	if err := s.start(udp, listeners); err != nil {
 		_ = udp.Close()
 		for _, l := range listeners {
@@ -206,6 +218,12 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
+func closeListener(l net.Listener) {
+	if l != nil {
+		_ = l.Close()
+	}
+}
+
 func hasCert(c *tls.Config) bool {
 	return c != nil && (len(c.Certificates) > 0 || c.GetCertificate != nil || c.GetConfigForClient != nil)
 }
@@ -223,9 +241,6 @@ func (s *Server) start(udp *net.UDPConn, listeners []net.Listener) error {
 	s.quota = newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocationsPerAddr, cfg.MaxAllocations)
 	gen := &relayGen{bindIP: relayBindIP(s.public), announce: s.public,
 		min: cfg.RelayPortMin, max: cfg.RelayPortMax, bytes: &s.stats.bytes, dropped: &s.stats.dropped, hub: relayHub{announce: s.public}}
-	if len(listeners) > 1 {
-		s.tlsPort = listeners[1].Addr().(*net.TCPAddr).Port
-	}
 	sc := s.pionConfig(udp, listeners, gen, pol)
 	p, err := pionturn.NewServer(sc)
 	if err != nil {

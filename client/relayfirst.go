@@ -139,7 +139,7 @@ func (l *relayLeg) racing() bool {
 
 // racingWindow bounds the relay upload, ahead of the slowest recipient,
 // while a relay recipient's rungs are still trying.
-const racingWindow = 2 << 20
+const racingWindow = 3 << 20
 
 // commit reserves chunk i for the relay upload; false once a take-over
 // stopped it.

@@ -117,7 +117,7 @@ const (
 	maxBadRequests  = 16              // a client is cut off after this many errors
 	maxFlightItems  = 4096            // items in flight per connection (besides bytes)
 	maxFilesPerRoom = 1024            // relay file transfers tracked per room
-	progressEvery   = 64              // chunks acked between progress messages
+	progressEvery   = 16              // chunks acked between progress messages (1 MiB: a relay-first upload keeps a short window on them)
 )
 
 // Stats counts what the server holds.

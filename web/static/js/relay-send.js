@@ -11,6 +11,7 @@ import { READ_BLOCK, sealBlock } from './sealer.js';
 
 const SEND_HIGH_WATER = 8 << 20; // pause uploading while the socket buffers this much
 const SEND_WINDOW = 16 << 20;    // a relay upload runs at most this far ahead of the slowest online recipient's acks
+const RACING_WINDOW = 3 << 20;   // …and this far while a relay-first recipient's rungs still try (sender.js RelayLeg)
 const MAX_ROUNDS = 100;          // relay rounds of one send (a new one after each lost connection)
 const OFFLINE_GRACE_MS = 20000;  // a relay recipient gone offline mid-transfer, before it counts as lost
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -307,7 +308,7 @@ export class RelaySend {
       for (let k = 0; k < want.length; k++) {
         const i = want[k];
         if (s.allHave(i)) { s.skipped++; continue; }
-        while (s.lagging(n, window)) { check(); await sleep(10); }
+        while (s.lagging(n, s.leg?.racing() ? Math.max(1, Math.floor(RACING_WINDOW / cs)) : window)) { check(); await sleep(10); }
         check();
         if (s.leg && !s.leg.commit(i)) return; // every recipient has a session now
         ws.send(P.chunkUpFrame(fid, i, man.chunks, sealed[k]));

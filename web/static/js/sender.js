@@ -315,6 +315,7 @@ export class Sender {
       // Relay first: a recipient the relay serves is taken over before the
       // outcome is told (else it could still become a relay recipient).
       const relayed = leg?.takeOver(member);
+      leg?.settle(member);
       outcome(null);
       if (!active(rec)) return; // cancelled while connecting
       this.flowing(t);
@@ -341,6 +342,7 @@ export class Sender {
         return this._p2pLost(job, member, rec, p, e);
       }
     }
+    leg?.settle(member);
     if (!active(rec)) return outcome(null);
     if (this.s.transport === Transport.AUTO && !this.s.closed) {
       rec.state = 'relay'; // handed to the relay upload
@@ -466,6 +468,7 @@ export class RelayLeg {
     this.p2p = new Set();     // members with a session
     this.targets = new Set(); // members started on the relay
     this.taken = new Set();   // targets a session took over
+    this.settled = new Set(); // members whose rungs ended (a session, or none)
     this.stopped = false;
     this.uploaded = new Uint8Array(chunks);
     this.round = null;        // the relay round (relay-send.js), once it runs
@@ -490,6 +493,14 @@ export class RelayLeg {
     this.stopped = true;
     return this.uploaded.slice();
   }
+
+  /** member's rungs ended. */
+  settle(member) { this.settled.add(member); }
+
+  /** A relay recipient's rungs still try: their signals share the
+   * WebSocket with the upload, which then keeps a short window
+   * (relay-send.js RACING_WINDOW) so they do not wait behind it. */
+  racing() { return [...this.targets].some((m) => !this.settled.has(m)); }
 
   /** Reserves chunk i for the upload; false once a take-over stopped it. */
   commit(i) {

@@ -344,6 +344,7 @@ export class Sender {
     }
     leg?.settle(member);
     if (!active(rec)) return outcome(null);
+    if (leg?.targets.has(member)) return outcome(member); // on the relay already (relay first): it stays there
     if (this.s.transport === Transport.AUTO && !this.s.closed) {
       rec.state = 'relay'; // handed to the relay upload
       return outcome(member);

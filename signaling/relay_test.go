@@ -94,7 +94,9 @@ func TestFileFlow(t *testing.T) {
 			}
 		}
 	}
-	// a learns progress at 64, 128 and 130, then delivered, per recipient.
+	// a learns progress every progressEvery chunks and at the last (130),
+	// then delivered, per recipient.
+	wantProgress := len(f.chunks)/progressEvery + 1
 	got := map[string][]uint32{}
 	delivered := map[string]bool{}
 	for len(delivered) < 2 {
@@ -103,7 +105,7 @@ func TestFileFlow(t *testing.T) {
 		case protocol.TypeProgress:
 			got[m.Member] = append(got[m.Member], m.Acked)
 		case protocol.TypeDelivered:
-			if delivered[m.Member] || len(got[m.Member]) != 3 {
+			if delivered[m.Member] || len(got[m.Member]) != wantProgress {
 				t.Fatalf("delivered for %s after progress %v", m.Member, got[m.Member])
 			}
 			delivered[m.Member] = true
@@ -111,8 +113,13 @@ func TestFileFlow(t *testing.T) {
 			t.Fatalf("sender got %+v", m)
 		}
 	}
+	var steps []uint32
+	for n := progressEvery; n < len(f.chunks); n += progressEvery {
+		steps = append(steps, uint32(n))
+	}
+	steps = append(steps, uint32(len(f.chunks)))
 	for _, m := range want {
-		if !slices.Equal(got[m], []uint32{64, 128, 130}) {
+		if !slices.Equal(got[m], steps) {
 			t.Fatalf("progress for %s: %v", m, got[m])
 		}
 	}

@@ -1,7 +1,7 @@
 // Unit checks of page helpers that need no browser (run by scripts/test):
 // received files keep only image/video types the page shows inline; swarm
 // messages round-trip; the swarm schedule (super-seeding, rarest first, a
-// bad holder dropped).
+// bad holder dropped); a sender's cancel ends a reception whenever it comes.
 import { safeType, safeName } from '../web/static/js/transfer.js';
 import * as P from '../web/static/js/protocol.js';
 import { Swarm } from '../web/static/js/swarm.js';
@@ -120,6 +120,97 @@ refused('short swarm message', [P.DC_CANCEL, 1, 2]);
   eq('sequential: the holder is asked lowest first', JSON.stringify(wants(x2)[0]?.indices), JSON.stringify([4, 5, 6, 7, 8, 9]));
   eq('sequential: the origin is asked by index for what only it has', JSON.stringify(wants(o2)[0]?.indices), JSON.stringify([0, 1, 2, 3]));
   sw.close();
+}
+// A sender's cancel (receiver.js, issue 16's flaky transfer_control (b)):
+// whenever it comes — before the announcement, or while the reception's
+// sink is being opened — the reception ends cancelled, its file is removed
+// and it is not fetched; a fetch links to its origin even while another
+// holder is linked; and an origin asked for a file it cancelled for the
+// asker tells it so again (swarm.js, sender.js).
+{
+  const { Receiver } = await import('../web/static/js/receiver.js');
+  const C = await import('../web/static/js/crypto.js');
+  const origin = '00000000-0000-4000-8000-00000000000a';
+  const mkMan = (n) => ({ file: `00000000-0000-4000-8000-0000000001${String(n).padStart(2, '0')}`, name: `c${n}.bin`, type: '', size: 40, chunks: 10, chunkSize: 4, sha256: String(n).repeat(64).slice(0, 64), key: C.b64u(C.randomBytes(32)) });
+  const mkRecv = (openSink) => {
+    const log = { fetched: [], aborted: [], xfer: [] };
+    const rv = new Receiver({
+      keys: { roomID: new Uint8Array(16) }, members: new Map([[origin, { online: true }]]), emit() {},
+      sendSignal: async (to, b) => { log.xfer.push(b.op); }, openSink, enqueue() {}, ack() {},
+    });
+    rv.d.swarm = { fetch: (r) => log.fetched.push(r.man.file), finished() {}, link: () => null, entries: new Map() };
+    return { rv, log };
+  };
+  const sink = (log, name) => ({ kind: 'test', write: async () => {}, abort: () => log.aborted.push(name) });
+  const cancel = (rv, man) => rv.onXfer(origin, { kind: 'xfer', file: man.file, op: P.XferOp.CANCEL });
+
+  // The cancel before the announcement (a holder's lib brings it later).
+  {
+    const { rv, log } = mkRecv(async (man) => sink(log, man.name));
+    const man = mkMan(1);
+    await cancel(rv, man);
+    await rv.libEntry(man, origin, new Uint8Array(1));
+    const r = rv._recvs.get(man.file);
+    eq('cancel first: the reception is cancelled', r?.t.state, 'cancelled');
+    eq('cancel first: nothing fetched, no file opened', log.fetched.length + log.aborted.length, 0);
+  }
+  // The cancel while the sink is being opened.
+  {
+    let open;
+    const { rv, log } = mkRecv((man) => new Promise((res) => { open = () => res(sink(log, man.name)); }));
+    const man = mkMan(2);
+    const started = rv.libEntry(man, origin, new Uint8Array(1));
+    for (let i = 0; i < 50 && !open; i++) await new Promise((r) => setTimeout(r, 5));
+    await cancel(rv, man);
+    open();
+    await started;
+    const r = rv._recvs.get(man.file);
+    eq('cancel while opening: cancelled', r?.t.state, 'cancelled');
+    eq('cancel while opening: by the sender', r?.t.error, 'Cancelled by the sender');
+    eq('cancel while opening: its file is removed', JSON.stringify(log.aborted), JSON.stringify(['c2.bin']));
+    eq('cancel while opening: not fetched', log.fetched.length, 0);
+    eq('cancel while opening: no sink kept', r?.sink, null);
+  }
+  // The origin, asked for a file it cancelled for the asker, tells it again (at most every 2 s).
+  {
+    const told = [];
+    const sw = new Swarm({ id: 'me', keys: {}, emit() {}, sender: { stillCancelled: (f, m) => told.push([f, m]) } });
+    const man = { file: '00000000-0000-4000-8000-000000000201', name: 'x.bin', chunks: 10, size: 40, chunkSize: 4, hashes: ['A'.repeat(43)] };
+    const e = sw._newEntry(man, 'me', new Uint8Array(1));
+    e.held.fill(1);
+    e.read = async () => new Uint8Array(4);
+    e.cipher = { seal: async () => new Uint8Array(16) };
+    const peer = { member: 'c2', err: null, frames: [], send: async function (b) { this.frames.push(b); }, notify() {} };
+    sw.refuse(e, 'c2');
+    sw._want(peer, e, sw._peerState(e, 'c2'), { indices: [0], any: 4 });
+    await new Promise((r) => setTimeout(r, 10));
+    eq('cancelled for the asker: nothing served', peer.frames.length, 0);
+    eq('cancelled for the asker: it is told again', JSON.stringify(told), JSON.stringify([[man.file, 'c2']]));
+    // A fetch whose origin is online but not linked links to it, even with another holder linked.
+    const linked = [];
+    const room = { id: 'me', keys: {}, emit() {}, members: new Map([['o', { online: true, verified: true }], ['h', { online: true, verified: true }]]), library: { link: (m) => linked.push(m) } };
+    const fw = new Swarm(room);
+    const g = fw._newEntry({ ...man, file: '00000000-0000-4000-8000-000000000202' }, 'o', new Uint8Array(1));
+    g.r = { have: new Uint8Array(10), done: false, failed: false, path: '' };
+    fw._peerState(g, 'o').have.fill(1);
+    fw._peerState(g, 'h').have.fill(1);
+    fw._links.set('h', new Set([{ member: 'h', err: null, notify() {} }]));
+    fw._checkStalls();
+    eq('a fetch links to its unlinked origin', JSON.stringify(linked), JSON.stringify(['o']));
+    fw.close();
+    sw.close();
+    const { Sender } = await import('../web/static/js/sender.js');
+    const sent = [];
+    const snd = new Sender({ p2p: { sendSignal: async (to, b) => sent.push([to, b.op, b.file]) } });
+    const t = { recipients: new Map([['c2', { state: 'cancelled', by: 'you' }], ['b', { state: 'sending' }]]), fileIds: new Set([man.file]) };
+    snd.jobs.set('t1', { t });
+    snd.byFile.set(man.file, 't1');
+    snd.stillCancelled(man.file, 'c2');
+    snd.stillCancelled(man.file, 'c2');
+    snd.stillCancelled(man.file, 'b'); // still being sent to: no cancel
+    await new Promise((r) => setTimeout(r, 10));
+    eq('the sender re-tells the cancel once per 2 s, not to active recipients', JSON.stringify(sent), JSON.stringify([['c2', 'cancel', man.file]]));
+  }
 }
 // Saved rooms (saved.js): a record opens with its passphrase only, the
 // wrong one is a WrongPassphrase (nothing else), the KDF count and a

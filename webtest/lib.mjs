@@ -83,7 +83,8 @@ export function run(cmd, args, { timeoutMs = 120000, env } = {}) {
 }
 
 /** A fresh browser (persistent context in a new temp profile, or in profile). Page errors
- * and console errors are collected in ctx.errors. args are extra Chromium
+ * and console errors are collected in ctx.errors; warnings and errors are printed
+ * (every console message with WEBTEST_CONSOLE=1, to see what a page did). args are extra Chromium
  * command-line switches (e.g. a fake camera); executable another program
  * that runs Chromium (e.g. a script that starts it in a network namespace). */
 export async function launch({ viewport = { width: 1280, height: 800 }, name = 'browser', args = [], executable = CHROMIUM, profile = '', acceptAll = true } = {}) {
@@ -117,7 +118,7 @@ export async function launch({ viewport = { width: 1280, height: 800 }, name = '
 function watchPage(page, name, errors) {
   page.on('pageerror', (e) => { errors.push(`${name}: page error: ${e.message}`); console.error(`[${name}] page error:`, e.message); });
   page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') console.error(`[${name}] console.${m.type()}: ${m.text()}`);
+    if (m.type() === 'error' || m.type() === 'warning' || process.env.WEBTEST_CONSOLE) console.error(`[${name}] console.${m.type()}: ${m.text()}`);
     if (m.type() === 'error') errors.push(`${name}: console error: ${m.text()}`);
   });
 }

@@ -35,11 +35,16 @@ if (!bin) {
   execFileSync('go', ['build', '-o', bin, '.'], { cwd: root, stdio: 'inherit' });
 }
 let failed = 0;
+const took = []; // [test, seconds]: the CI time budget's figures (BENCHMARKS.md "CI time")
 for (const t of tests) {
   console.log(`-- ${t}`);
+  const t0 = Date.now();
   const r = spawnSync(process.execPath, [join(here, t)], { stdio: 'inherit', env: { ...process.env, CLOAKROOM_BIN: bin } });
+  took.push([t, (Date.now() - t0) / 1000]);
   if (r.status !== 0) { failed++; console.error(`-- ${t}: FAILED (exit ${r.status ?? r.signal})`); }
 }
+took.sort((a, b) => b[1] - a[1]);
+console.log(`browser tests took ${took.reduce((n, x) => n + x[1], 0).toFixed(0)} s: ${took.map(([t, s]) => `${t.replace(/\.mjs$/, '')} ${s.toFixed(1)}`).join(', ')}`);
 if (tmp) rmSync(tmp, { recursive: true, force: true });
 console.log(failed ? `browser tests: ${failed} of ${tests.length} failed` : `browser tests: all ${tests.length} passed`);
 process.exit(failed ? 1 : 0);

@@ -99,6 +99,9 @@ export class Library {
       e = sw.entries.get(b.file);
       if (!e) return;
     }
+    // A member fetching a file of ours that we cancelled for it never heard
+    // so (or heard it before it knew the file): it hears it again.
+    if (e.origin === this.room.id && (e.withdrawn || e.refused?.has(from))) this.room.sender?.stillCancelled(e.id, from);
     // The author holds what it says (a hint until its link's have).
     const ps = sw._peerState(e, from);
     if (b.done) { ps.complete = true; ps.have.fill(1); }

@@ -106,12 +106,17 @@ export class Receiver {
         return;
       }
       const room = await this.policy.storageCheck(man.size);
+      if (r.failed) return; // cancelled by its sender (or the user) meanwhile
       if (!room.ok) {
         this._failRecv(r, room.message, false, { reason: 'not enough storage space on this device', restart: true });
         return;
       }
-      r.sink = await this.d.openSink(man);
-      t.storage = r.sink.kind;
+      const sink = await this.d.openSink(man);
+      // Ended while the sink was opened: its file goes at once (_failRecv
+      // had no sink to remove).
+      if (r.failed) { sink.abort(); return; }
+      r.sink = sink;
+      t.storage = sink.kind;
     } catch (e) {
       this._failRecv(r, e.message);
       return;
@@ -140,8 +145,10 @@ export class Receiver {
     r.t.state = 'receiving';
     r.t.started = performance.now();
     try {
-      r.sink = await this.d.openSink(r.man);
-      r.t.storage = r.sink.kind;
+      const sink = await this.d.openSink(r.man);
+      if (r.failed) { sink.abort(); return false; } // cancelled by its sender meanwhile
+      r.sink = sink;
+      r.t.storage = sink.kind;
     } catch (e) {
       this._failRecv(r, e.message);
       return false;

@@ -18,6 +18,7 @@ const ICE_TIMEOUT_MS = 10000; // each peer-to-peer rung (as the Go client)
 // session after this long starts on the relay; a session that connects
 // later takes the rest of the file over, mid-file.
 export const RELAY_WAIT_MS = 500;
+const REMIND_MS = 2000;       // a member asking for a file we cancelled for it hears so again at most this often
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** The files a room sends. session (the Room) provides: id, keys,
@@ -244,6 +245,22 @@ export class Sender {
       this._end(t, m, 'cancelled', 'you');
       for (const file of t.fileIds) this._xfer(m, file, XferOp.CANCEL);
     }
+  }
+
+  /** A member still asks for file (our entry) after we cancelled it for
+   * them: it is told again (an xfer cancel per file id of the send), at most
+   * every REMIND_MS. */
+  stillCancelled(file, member) {
+    const job = this.jobs.get(this.byFile.get(file));
+    if (!job) return;
+    const t = job.t;
+    const r = t.recipients.get(member);
+    if (r && active(r)) return; // still being sent to it (on another path)
+    t.reminded ??= new Map();
+    const now = performance.now();
+    if (now - (t.reminded.get(member) ?? -Infinity) < REMIND_MS) return;
+    t.reminded.set(member, now);
+    for (const f of t.fileIds) this._xfer(member, f, XferOp.CANCEL);
   }
 
   /** The user retries a recipient that did not get t: offered again. */

@@ -320,7 +320,15 @@ export class Swarm {
   /** Queues the chunks a want asks for (those held; at most
    * MAX_OUTSTANDING_WANTS of one file per link), then serves them in order. */
   _want(peer, e, ps, m) {
-    if (!e.read || e.withdrawn || e.refused?.has(peer.member)) return;
+    if (e.withdrawn || e.refused?.has(peer.member)) {
+      // Its origin cancelled it (for everyone, or for this member): a member
+      // that still asks never heard so (the sealed cancel was lost on the
+      // way, or came before anything told it of the file), and would ask
+      // forever. It hears it again.
+      if (e.origin === this.room.id) this.room.sender?.stillCancelled(e.id, peer.member);
+      return;
+    }
+    if (!e.read) return;
     const q = peer._serveQ ||= [];
     const room = () => ps.queued < P.MAX_OUTSTANDING_WANTS;
     for (const i of m.indices) {
@@ -444,8 +452,13 @@ export class Swarm {
       // that failed (a busy machine, a lost offer) are offered again, and
       // the fetch gives up after a while.
       const reachable = e.r.peer || e.r.path === P.Path.RELAY || [...e.peers].some(([m, ps]) => !ps.bad && this.link(m));
-      if (reachable) e.lonely = 0;
-      else {
+      if (reachable) {
+        e.lonely = 0;
+        // The origin online but not linked: linked again too. Other holders
+        // may have nothing left to give (a copy dropped, a cancel), and only
+        // the origin answers for its file (it may tell us it was cancelled).
+        if (!e.r.peer && e.r.path !== P.Path.RELAY && !this.link(e.origin)) this._relink(e, now, e.origin);
+      } else {
         this._relink(e, now);
         if (!e.lonely) e.lonely = now;
         else if (now - e.lonely > NO_SOURCE_MS) {
@@ -467,12 +480,13 @@ export class Swarm {
     }
   }
 
-  /** Links again to the online holders of e, at most every RELINK_MS each. */
-  _relink(e, now) {
+  /** Links again to the online holders of e (only to `only`, if given), at
+   * most every RELINK_MS each. */
+  _relink(e, now, only = null) {
     const lib = this.room.library;
     if (!lib) return;
     for (const [m, ps] of e.peers) {
-      if (ps.bad || m === this.room.id || this.link(m)) continue;
+      if ((only && m !== only) || ps.bad || m === this.room.id || this.link(m)) continue;
       const mem = this.room.members?.get(m);
       if (!mem?.online || !mem.verified) continue;
       if (ps.relinked && now - ps.relinked < RELINK_MS) continue;

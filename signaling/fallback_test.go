@@ -289,7 +289,9 @@ func TestHTTPLimits(t *testing.T) {
 // TestHTTPSilentSessionEnds: a session that makes no request for the
 // pong wait ends like a WebSocket that answers no ping.
 func TestHTTPSilentSessionEnds(t *testing.T) {
-	e := newEnv(t, func(c *Config, _ *store.Config) { c.PingInterval, c.PongWait = 50*time.Millisecond, 300*time.Millisecond })
+	e := newEnv(t, func(c *Config, _ *store.Config) {
+		c.PingInterval, c.PongWait = 50*time.Millisecond, 300*time.Millisecond
+	})
 	h := e.joinHTTP(newCreds(), newIdent())
 	h.body.Close()
 	h.body = nil

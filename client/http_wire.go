@@ -153,10 +153,10 @@ func (w *httpWire) downLoop() {
 	var ack uint64
 	fails := 0
 	for w.ctx.Err() == nil {
-		n, err := w.stream(ack)
+		n, answered, err := w.stream(ack)
 		ack += n
 		switch {
-		case err == nil || n > 0:
+		case err == nil || answered:
 			fails = 0
 			continue
 		case errors.Is(err, errSessionEnded):
@@ -176,41 +176,42 @@ func (w *httpWire) downLoop() {
 var errSessionEnded = errors.New("the server ended the session")
 
 // stream runs one GET /h/down and returns how many whole frames it handed
-// on; a nil error means the server ended the stream (come back).
-func (w *httpWire) stream(ack uint64) (uint64, error) {
+// on and whether the server answered 200; a nil error means the server
+// ended the stream (come back).
+func (w *httpWire) stream(ack uint64) (uint64, bool, error) {
 	req, err := http.NewRequestWithContext(w.ctx, http.MethodGet, w.url("/h/down", ack, "ack"), nil)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	resp, err := w.hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusGone:
-		return 0, fmt.Errorf("%w (%s)", errSessionEnded, resp.Status)
+		return 0, false, fmt.Errorf("%w (%s)", errSessionEnded, resp.Status)
 	case resp.StatusCode != http.StatusOK:
-		return 0, fmt.Errorf("down: server answered %s: %s", resp.Status, readShort(resp.Body))
+		return 0, false, fmt.Errorf("down: server answered %s: %s", resp.Status, readShort(resp.Body))
 	}
 	var n uint64
 	for {
 		op, data, err := protocol.ReadHTTPFrame(resp.Body)
 		if err == io.EOF {
-			return n, nil
+			return n, true, nil
 		}
 		if err != nil {
-			return n, fmt.Errorf("down: %w", err)
+			return n, true, fmt.Errorf("down: %w", err)
 		}
 		select {
 		case w.in <- httpFrame{op: op, data: data}:
 			n++
 		case <-w.ctx.Done():
-			return n, w.ctx.Err()
+			return n, true, w.ctx.Err()
 		}
 		if op == protocol.HTTPClose {
 			_ = w.WriteControl(websocket.CloseMessage, data, time.Now().Add(time.Second))
-			return n, fmt.Errorf("%w (close frame)", errSessionEnded)
+			return n, true, fmt.Errorf("%w (close frame)", errSessionEnded)
 		}
 	}
 }
@@ -230,7 +231,13 @@ func (w *httpWire) NextReader() (int, io.Reader, error) {
 	for {
 		w.mu.Lock()
 		changed, dl, err, ping := w.changed, w.readDL, w.downErr, w.pingH
+		if err == nil && w.closed {
+			err = net.ErrClosed
+		}
 		w.mu.Unlock()
+		if err != nil {
+			return 0, nil, err
+		}
 		var timeout <-chan time.Time
 		var t *time.Timer
 		if !dl.IsZero() {
@@ -268,14 +275,6 @@ func (w *httpWire) NextReader() (int, io.Reader, error) {
 			return int(f.op), bytes.NewReader(f.data), nil
 		case err != nil:
 			return 0, nil, err
-		}
-		if !got && err == nil {
-			w.mu.Lock()
-			err = w.downErr
-			w.mu.Unlock()
-			if err != nil {
-				return 0, nil, err
-			}
 		}
 	}
 }

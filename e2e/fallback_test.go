@@ -132,3 +132,39 @@ func TestHTTPFallbackChatAndRelay(t *testing.T) {
 	}
 	t.Logf("middlebox: %d upgrades refused, %d down streams cut", mb.refused.Load(), mb.cuts.Load())
 }
+
+// TestRelayThroughputByWire moves a 16 MiB file through the relay between
+// two clients over WebSocket and over the HTTP fallback (behind a
+// middlebox that refuses upgrades and does not cut streams), in the same
+// run, and logs both rates (BENCHMARKS.md "HTTP fallback"); it asserts no
+// rate: go test ./e2e -run RelayThroughputByWire -v
+func TestRelayThroughputByWire(t *testing.T) {
+	const size = 16 << 20
+	path, sum := makeFile(t, t.TempDir(), "bench.bin", size, "")
+	for _, kind := range []string{client.WireWebSocket, client.WireHTTP} {
+		ctx := testCtx(t)
+		ts := newServer(t, serverOpts{})
+		url := ts.URL
+		if kind == client.WireHTTP {
+			url = newNoWSProxy(t, ts.URL, 0, 0).URL
+		}
+		link := newSecret(t).Link(url)
+		alice := dialPeer(ctx, t, link, "alice-"+kind, nil)
+		bob := dialPeer(ctx, t, link, "bob-"+kind, nil)
+		meshOnline(ctx, t, alice, bob)
+		if w := alice.Wire(); w != kind {
+			t.Fatalf("connected over %s, want %s", w, kind)
+		}
+		start := time.Now()
+		res := sendAsync(ctx, alice, path)
+		f := nextFile(ctx, t, bob)
+		if f.Err != nil || f.SHA256 != sum {
+			t.Fatalf("%s: received %+v", kind, f)
+		}
+		if r := awaitSend(ctx, t, res); r.err != nil {
+			t.Fatalf("%s: %v", kind, r.err)
+		}
+		d := time.Since(start)
+		t.Logf("relay over %-9s: 16 MiB in %v, %.1f MiB/s", kind, d.Round(time.Millisecond), size/float64(1<<20)/d.Seconds())
+	}
+}

@@ -214,6 +214,9 @@ function setStatus(state, text) {
   s.hidden = false;
   s.dataset.state = state;
   s.textContent = text;
+  // Behind a proxy that refuses WebSocket the room runs over the HTTP fallback.
+  if (room) s.dataset.wire = room.wire;
+  s.title = room?.wire === 'http' ? 'connected over the HTTP fallback (WebSocket refused on this network)' : '';
 }
 
 function setupRoomView(secret) {

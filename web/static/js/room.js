@@ -26,6 +26,7 @@ import { Sender } from './sender.js';
 import { Swarm } from './swarm.js';
 import { Library } from './library.js';
 import { ChatOutbox } from './chat-outbox.js';
+import { HttpSocket } from './http-socket.js';
 import { Order, Verdict, validStamp } from './order.js';
 import { ERROR_TEXT, FATAL_CODES, LOST, REFUSED_CODES } from './server-errors.js';
 
@@ -87,6 +88,7 @@ export class Room extends EventTarget {
     this.p2p = new P2P(this);
     this._iceWaiters = [];
     this._ws = null;
+    this.wire = 'websocket';     // or 'http' once a WebSocket was refused (kept from then on)
     this._closed = false;
     this._seen = new Set();      // envelope ids handled (hex)
     this._order = new Order(Date.now()); // judges stamped chat: order, gaps, replays
@@ -152,7 +154,22 @@ export class Room extends EventTarget {
 
   // ---- connection --------------------------------------------------------
 
+  /** Connects over a WebSocket; when it is refused (closed before the
+   * welcome without a word from the server), over the HTTP fallback, which
+   * the room then keeps using. */
   async _connect(first) {
+    if (this.wire !== 'http') {
+      try {
+        return await this._connectOver(first, 'websocket');
+      } catch (e) {
+        if (!e.wsRefused || this._closed) throw e;
+        console.info('cloakroom: WebSocket refused; trying the HTTP fallback');
+      }
+    }
+    return this._connectOver(first, 'http');
+  }
+
+  async _connectOver(first, kind) {
     const mac = await this.keys.announce(this.id, this.ident.pub);
     const join = {
       t: 'join', v: P.PROTOCOL_VERSION, room: this.keys.roomIDString, verifier: C.b64u(this.keys.verifier),
@@ -160,7 +177,7 @@ export class Room extends EventTarget {
     };
     return new Promise((resolve, reject) => {
       let welcomed = false;
-      const ws = new WebSocket(this.wsURL);
+      const ws = kind === 'http' ? new HttpSocket(this.wsURL) : new WebSocket(this.wsURL);
       ws.binaryType = 'arraybuffer';
       this._ws = ws;
       const refuse = (err) => { if (!welcomed) reject(err); };
@@ -175,6 +192,10 @@ export class Room extends EventTarget {
             this._welcomed = () => {
               if (this._ws !== ws) return resolve(); // already gone again: its close handles it
               this._connGen++;
+              if (this.wire !== kind) {
+                this.wire = kind;
+                this.emit('wire', { wire: kind });
+              }
               this._goingAway = false;
               if (!first) this.chat.rejoined();
               this._setState(first ? State.CONNECTED : State.RESTORED);
@@ -207,6 +228,7 @@ export class Room extends EventTarget {
         if (!welcomed) {
           const err = new Error(first ? `could not join: the server closed the connection (${ev.code})` : why);
           err.fatal = first || refused;
+          err.wsRefused = kind === 'websocket' && !refused;
           return refuse(err);
         }
         this.chat.broke();

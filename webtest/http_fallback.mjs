@@ -11,6 +11,11 @@ import { main, buildBinary, startServer, launch, tempDir, run, sha256File, asser
 import { waitOnline, chat, finishedCard, T } from './p2plib.mjs';
 
 const MIB = 1 << 20;
+// Bytes after which the middlebox cuts a down stream (0: never; it also
+// cuts every stream after 2 s).
+const CUT = Number(process.env.HTTP_FALLBACK_CUT ?? 300_001);
+// Console errors the middlebox causes on purpose.
+const EXPECTED = /WebSocket connection to .* failed|Failed to load resource: net::ERR_(INCOMPLETE_CHUNKED_ENCODING|EMPTY_RESPONSE)/;
 
 /** The middlebox: refuses upgrades, passes other requests, cuts down streams. */
 async function middlebox(target) {
@@ -23,8 +28,8 @@ async function middlebox(target) {
     const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
       res.writeHead(ur.statusCode, ur.headers);
       res.flushHeaders();
-      if (path !== '/h/down') return ur.pipe(res);
-      let left = 300_001;
+      if (path !== '/h/down' || !CUT) return ur.pipe(res);
+      let left = CUT;
       const cut = () => { stats.cuts++; ur.destroy(); res.destroy(); };
       const timer = setTimeout(cut, 2000);
       ur.on('data', (d) => {
@@ -89,8 +94,11 @@ await main('http_fallback', async () => {
   const got = join(recvDir, 'fallback.bin');
   assert(existsSync(got) && sha256File(got) === sha256File(f), 'CLI received the bytes the page sent');
 
-  assert(mb.stats.refused >= 3, `middlebox refused ${mb.stats.refused} upgrades, want >= 3 (two pages, one CLI)`);
-  assert(mb.stats.cuts > 0, 'middlebox cut no down stream');
   console.log(`http_fallback: 8 MiB page -> page + CLI over HTTP in ${secs.toFixed(1)} s; middlebox ${JSON.stringify(mb.stats)}`);
-  for (const ctx of [ctxA, ctxB]) assert(ctx.errors.length === 0, 'page errors: ' + ctx.errors.join('; '));
+  assert(mb.stats.refused >= 3, `middlebox refused ${mb.stats.refused} upgrades, want >= 3 (two pages, one CLI)`);
+  assert(mb.stats.cuts > 0 || !CUT, 'middlebox cut no down stream');
+  for (const ctx of [ctxA, ctxB]) {
+    const errors = ctx.errors.filter((e) => !EXPECTED.test(e));
+    assert(errors.length === 0, 'page errors: ' + errors.join('; '));
+  }
 });

@@ -19,6 +19,7 @@ const DEFAULT = [
   'transfer_control.mjs',
   'transfer_control_cli.mjs',
   'engines_stay.mjs',
+  'http_fallback.mjs', // issue 16: HTTP fallback behind a middlebox refusing WebSocket
 ];
 const tests = process.argv.slice(2).length ? process.argv.slice(2).map((t) => (t.endsWith('.mjs') ? t : t + '.mjs')) : DEFAULT;
 // swarm_netns.mjs (eight receivers, three of them pages, behind a shaped sender) is run by

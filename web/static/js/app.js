@@ -24,6 +24,9 @@ const params = new URLSearchParams(location.search);
 // ?transport=auto|p2p|turn|relay: auto (default) tries a direct data channel,
 // then one relayed by TURN, then the server's relay; the others force one path.
 const transport = params.get('transport') || Transport.AUTO;
+// ?wire=http: reach the server over the HTTP fallback from the start, as
+// after a refused WebSocket (tests, and networks known to break WebSocket).
+const wire = params.get('wire') === 'http' ? 'http' : undefined;
 // ?order=sequential: fetch files from the members who hold them lowest chunk
 // first (rarest first otherwise: quicker for everyone in a swarm).
 const sequential = params.get('order') === 'sequential';
@@ -176,7 +179,7 @@ async function enter(secret, kept = null, { invited = false } = {}) {
   $('join-button').disabled = true;
   setStatus('connecting', 'Connecting…');
   try {
-    room = await Room.join(secret, { transport, sequential, ...(await Stay.memberFor(secret, kept)) });
+    room = await Room.join(secret, { transport, sequential, wire, ...(await Stay.memberFor(secret, kept)) });
     setRoom(room);
   } catch (e) {
     room = null;

@@ -46,13 +46,14 @@ export class Room extends EventTarget {
    * again: a reload is a return (issue 14); joined is its first join time
    * (the order judge's), feed the chat envelopes it had ({from, env, ts}),
    * opened now and shown by replayRestored(). */
-  static async join(secret, { wsURL, transport = Transport.AUTO, sequential = false, member = null, joined = 0, feed = [], counterFloor = 0n, onCounter = null } = {}) {
+  static async join(secret, { wsURL, transport = Transport.AUTO, wire = 'websocket', sequential = false, member = null, joined = 0, feed = [], counterFloor = 0n, onCounter = null } = {}) {
     if (!TRANSPORTS.includes(transport)) throw new Error(`transport ${JSON.stringify(transport)}: want one of ${TRANSPORTS.join(', ')}`);
     transport = usableTransport(transport); // no WebRTC here: the relay (caps.js)
     const keys = await C.deriveRoom(secret);
     const ident = member?.ident ?? await C.newIdentity();
     const room = new Room(secret, keys, ident, wsURL ?? defaultWSURL(), transport, member?.member);
     room.sequential = sequential; // fetch files lowest chunk first (swarm.js), e.g. to play a video as it comes
+    room.wire = wire === 'http' ? 'http' : 'websocket'; // 'http': the fallback from the start
     if (member) {
       // The same pairwise keys as before the reload: signal counters go on
       // from the time, never from 1 again (a nonce used twice under one key),

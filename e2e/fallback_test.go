@@ -135,7 +135,8 @@ func TestHTTPFallbackChatAndRelay(t *testing.T) {
 
 // TestRelayThroughputByWire moves a 16 MiB file through the relay between
 // two clients over WebSocket and over the HTTP fallback (behind a
-// middlebox that refuses upgrades and does not cut streams), in the same
+// middlebox that refuses upgrades and does not cut streams; the WebSocket
+// through a TCP proxy, so both take one hop), in the same
 // run, and logs both rates (BENCHMARKS.md "HTTP fallback"); it asserts no
 // rate: go test ./e2e -run RelayThroughputByWire -v
 func TestRelayThroughputByWire(t *testing.T) {
@@ -144,7 +145,9 @@ func TestRelayThroughputByWire(t *testing.T) {
 	for _, kind := range []string{client.WireWebSocket, client.WireHTTP} {
 		ctx := testCtx(t)
 		ts := newServer(t, serverOpts{})
-		url := ts.URL
+		// One proxy hop on both: a TCP relay for the WebSocket, the
+		// middlebox (a reverse proxy) for HTTP.
+		url := newTCPProxy(t, strings.TrimPrefix(ts.URL, "http://")).URL()
 		if kind == client.WireHTTP {
 			url = newNoWSProxy(t, ts.URL, 0, 0).URL
 		}

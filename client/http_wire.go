@@ -238,15 +238,9 @@ func (w *httpWire) NextReader() (int, io.Reader, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		var timeout <-chan time.Time
-		var t *time.Timer
-		if !dl.IsZero() {
-			d := time.Until(dl)
-			if d <= 0 {
-				return 0, nil, timeoutError{}
-			}
-			t = time.NewTimer(d)
-			timeout = t.C
+		timeout, stop, expired := protocol.Deadline(dl)
+		if expired {
+			return 0, nil, protocol.ErrDeadline
 		}
 		var f httpFrame
 		got := false
@@ -254,13 +248,11 @@ func (w *httpWire) NextReader() (int, io.Reader, error) {
 		case f = <-w.in:
 			got = true
 		case <-timeout:
-			err = timeoutError{}
+			err = protocol.ErrDeadline
 		case <-changed:
 			err = nil
 		}
-		if t != nil {
-			t.Stop()
-		}
+		stop()
 		switch {
 		case got && f.op == protocol.HTTPPing:
 			if ping != nil {
@@ -280,10 +272,8 @@ func (w *httpWire) NextReader() (int, io.Reader, error) {
 }
 
 func closeFrameError(data []byte) error {
-	if len(data) < 2 {
-		return &websocket.CloseError{Code: websocket.CloseNoStatusReceived}
-	}
-	return &websocket.CloseError{Code: int(data[0])<<8 | int(data[1]), Text: string(data[2:])}
+	code, text := protocol.ParseHTTPClose(data)
+	return &websocket.CloseError{Code: code, Text: text}
 }
 
 func (w *httpWire) ReadMessage() (int, []byte, error) {
@@ -324,16 +314,11 @@ func (w *httpWire) enqueue(f []byte) error {
 
 // waitLocked waits (unlocking w.mu) for a change or the deadline.
 func (w *httpWire) waitLocked(dl time.Time) error {
-	var timeout <-chan time.Time
-	if !dl.IsZero() {
-		d := time.Until(dl)
-		if d <= 0 {
-			return timeoutError{}
-		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timeout = t.C
+	timeout, stop, expired := protocol.Deadline(dl)
+	if expired {
+		return protocol.ErrDeadline
 	}
+	defer stop()
 	changed := w.changed
 	w.mu.Unlock()
 	defer w.mu.Lock()
@@ -493,10 +478,3 @@ func (w *httpWire) Close() error {
 	w.hc.CloseIdleConnections()
 	return nil
 }
-
-// timeoutError is a deadline passing, as a net.Error.
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "i/o timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }

@@ -28,15 +28,6 @@ var (
 	errSessionGen    = errors.New("a newer GET took over the down stream")
 )
 
-// timeoutError is a deadline passing, as a net.Error.
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "i/o timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
-
-var _ net.Error = timeoutError{}
-
 // downFrame is one frame owed to the client, numbered from 1.
 type downFrame struct {
 	seq  uint64
@@ -103,15 +94,9 @@ func (ss *session) NextReader() (int, io.Reader, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		var timeout <-chan time.Time
-		var t *time.Timer
-		if !dl.IsZero() {
-			d := time.Until(dl)
-			if d <= 0 {
-				return 0, nil, timeoutError{}
-			}
-			t = time.NewTimer(d)
-			timeout = t.C
+		timeout, stop, expired := protocol.Deadline(dl)
+		if expired {
+			return 0, nil, protocol.ErrDeadline
 		}
 		var f upFrame
 		got := false
@@ -121,12 +106,10 @@ func (ss *session) NextReader() (int, io.Reader, error) {
 		case <-ss.done:
 			err = net.ErrClosed
 		case <-timeout:
-			err = timeoutError{}
+			err = protocol.ErrDeadline
 		case <-wake:
 		}
-		if t != nil {
-			t.Stop()
-		}
+		stop()
 		switch {
 		case got && f.op == protocol.HTTPClose:
 			return 0, nil, closeError(f.data)
@@ -140,10 +123,8 @@ func (ss *session) NextReader() (int, io.Reader, error) {
 
 // closeError reads a close frame's data as WebSocket's.
 func closeError(data []byte) error {
-	if len(data) < 2 {
-		return &websocket.CloseError{Code: websocket.CloseNoStatusReceived}
-	}
-	return &websocket.CloseError{Code: int(data[0])<<8 | int(data[1]), Text: string(data[2:])}
+	code, text := protocol.ParseHTTPClose(data)
+	return &websocket.CloseError{Code: code, Text: text}
 }
 
 // SetReadLimit does nothing: protocol.ReadHTTPFrame refuses a frame over
@@ -218,7 +199,7 @@ func (ss *session) queueWire(f []byte, wait bool) error {
 		return errSessionClosed
 	}
 	if !ss.writeDL.IsZero() && !time.Now().Before(ss.writeDL) {
-		return timeoutError{}
+		return protocol.ErrDeadline
 	}
 	ss.last++
 	ss.down = append(ss.down, downFrame{seq: ss.last, wire: f})
@@ -232,16 +213,11 @@ func (ss *session) waitWriteLocked() error {
 	if ss.closed {
 		return errSessionClosed
 	}
-	var timeout <-chan time.Time
-	if !ss.writeDL.IsZero() {
-		d := time.Until(ss.writeDL)
-		if d <= 0 {
-			return timeoutError{}
-		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timeout = t.C
+	timeout, stop, expired := protocol.Deadline(ss.writeDL)
+	if expired {
+		return protocol.ErrDeadline
 	}
+	defer stop()
 	wake := ss.wake
 	ss.mu.Unlock()
 	defer ss.mu.Lock()

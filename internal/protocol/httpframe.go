@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"time"
 )
 
 // HTTP fallback framing (PROTOCOL.md "HTTP fallback"): when WebSocket fails,
@@ -66,4 +68,37 @@ func ReadHTTPFrame(r io.Reader) (op byte, data []byte, err error) {
 		return 0, nil, err
 	}
 	return op, data, nil
+}
+
+// ParseHTTPClose reads a close frame's data: the close code (1005, "no
+// status", when absent) and the reason.
+func ParseHTTPClose(data []byte) (code int, reason string) {
+	if len(data) < 2 {
+		return 1005, ""
+	}
+	return int(binary.BigEndian.Uint16(data)), string(data[2:])
+}
+
+// ErrDeadline is an HTTP fallback deadline passing, as a net.Error whose
+// Timeout is true (what a WebSocket's deadline gives).
+var ErrDeadline net.Error = deadlineError{}
+
+type deadlineError struct{}
+
+func (deadlineError) Error() string   { return "i/o timeout" }
+func (deadlineError) Timeout() bool   { return true }
+func (deadlineError) Temporary() bool { return true }
+
+// Deadline returns a channel that fires at t (nil for a zero t: never) and
+// a function that stops its timer; expired says t has already passed.
+func Deadline(t time.Time) (c <-chan time.Time, stop func(), expired bool) {
+	if t.IsZero() {
+		return nil, func() {}, false
+	}
+	d := time.Until(t)
+	if d <= 0 {
+		return nil, func() {}, true
+	}
+	timer := time.NewTimer(d)
+	return timer.C, func() { timer.Stop() }, false
 }

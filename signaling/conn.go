@@ -18,9 +18,9 @@ const (
 	closeReplaced    = 4002 // the same member connected again
 )
 
-// conn is one client connection (a WebSocket or an HTTP fallback session). The reader is the handler goroutine; the
-// writer and the delivery loop are started by serve and end before it
-// returns.
+// conn is one client connection (a WebSocket or an HTTP fallback
+// session). The reader is the handler goroutine; the writer and the
+// delivery loop are started by serve and end before it returns.
 type conn struct {
 	s      *Server
 	ws     wire            // the WebSocket, or an HTTP fallback session

@@ -156,14 +156,17 @@ export class Room extends EventTarget {
   // ---- connection --------------------------------------------------------
 
   /** Connects over a WebSocket; when it is refused (closed before the
-   * welcome without a word from the server), over the HTTP fallback, which
-   * the room then keeps using. */
+   * welcome without a word from the server) before this page was ever
+   * welcomed, over the HTTP fallback, which the room then keeps using. A
+   * page cannot tell a refused upgrade from a server that is down, so once
+   * a WebSocket worked, a failing one means the server is away (a restart):
+   * reconnects stay on WebSocket. */
   async _connect(first) {
     if (this.wire !== 'http') {
       try {
         return await this._connectOver(first, 'websocket');
       } catch (e) {
-        if (!e.wsRefused || this._closed) throw e;
+        if (!e.wsRefused || this._closed || this._connGen > 0) throw e;
         console.info('cloakroom: WebSocket refused; trying the HTTP fallback');
       }
     }

@@ -68,6 +68,11 @@ func (cf *clientFlags) dial(ctx context.Context, invite string, stderr io.Writer
 		return nil, usagef("--links %d: want 1 to 8", cf.links)
 	}
 	opts.Links = cf.links
+	if opts.OnFallback == nil {
+		opts.OnFallback = func(err error) {
+			fmt.Fprintf(stderr, "cloakroom: connected over HTTP fallback (WebSocket refused: %v)\n", err)
+		}
+	}
 	if invite, err = resolveLink(ctx, invite, &cf.keyring, stderr); err != nil {
 		return nil, err
 	}

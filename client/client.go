@@ -17,6 +17,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -72,6 +73,11 @@ type Options struct {
 	OnProgress func(Progress)
 	// OnState is called as the connection to the server changes.
 	OnState func(protocol.ConnState)
+	// OnFallback is called once if the WebSocket is refused (the upgrade
+	// answered otherwise, or the connection broke before the welcome) and
+	// the client connected over the HTTP fallback instead, which it keeps
+	// using; err says what happened to the WebSocket.
+	OnFallback func(err error)
 	// OfflineGrace is how long a send waits for a recipient that went offline
 	// mid-transfer before reporting it as not (yet) delivered. Default 20 s.
 	OfflineGrace time.Duration
@@ -258,6 +264,14 @@ func websocketURL(server string) (string, error) {
 
 // ID returns this member's id.
 func (c *Client) ID() string { return c.id }
+
+// Wire returns how the client reaches the server: WireWebSocket, or
+// WireHTTP after a refused WebSocket (Options.OnFallback).
+func (c *Client) Wire() string {
+	c.room.mu.Lock()
+	defer c.room.mu.Unlock()
+	return cmp.Or(c.room.wireKind, WireWebSocket)
+}
 
 // Members returns the other members with verified announcements.
 func (c *Client) Members() []Member { return c.room.Members() }

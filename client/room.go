@@ -35,11 +35,12 @@ type room struct {
 	done   chan struct{} // closed when the connection loop ends
 
 	mu        sync.Mutex
-	changed   chan struct{}   // closed and replaced when conn or a member's state changes
-	conn      *websocket.Conn // current connection, nil while reconnecting
-	connGen   uint64          // connections made so far
-	awaitBack []string        // members online when the connection last broke
-	backBy    time.Time       // until when a chat waits for them
+	changed   chan struct{} // closed and replaced when conn or a member's state changes
+	conn      wire          // current connection, nil while reconnecting
+	wireKind  string        // WireWebSocket, or WireHTTP once a WebSocket was refused (kept for the client's lifetime)
+	connGen   uint64        // connections made so far
+	awaitBack []string      // members online when the connection last broke
+	backBy    time.Time     // until when a chat waits for them
 	members   map[string]*Member
 	seen      map[[16]byte]bool       // envelope ids already handled
 	order     *protocol.Order         // judges stamped messages: order, gaps, replays
@@ -117,20 +118,80 @@ func (r *room) changedLocked() {
 	r.changed = make(chan struct{})
 }
 
-// connect dials the server, joins the room and handles the welcome.
-func (r *room) connect(ctx context.Context) (*websocket.Conn, error) {
+// connect dials the server, joins the room and handles the welcome. Over
+// a WebSocket first; when the upgrade is refused, or the WebSocket breaks
+// before the welcome, over the HTTP fallback, which it then keeps using.
+func (r *room) connect(ctx context.Context) (wire, error) {
+	r.mu.Lock()
+	kind := r.wireKind
+	r.mu.Unlock()
+	if kind == WireHTTP {
+		return r.connectOver(ctx, WireHTTP)
+	}
+	conn, err := r.connectOver(ctx, WireWebSocket)
+	var refused *wsRefused
+	if err == nil || !errors.As(err, &refused) || ctx.Err() != nil {
+		return conn, err
+	}
+	r.log.Info("WebSocket refused; trying the HTTP fallback", "err", err)
+	conn, herr := r.connectOver(ctx, WireHTTP)
+	if herr != nil {
+		return nil, errors.Join(err, herr)
+	}
+	r.mu.Lock()
+	r.wireKind = WireHTTP
+	r.mu.Unlock()
+	if r.opts.OnFallback != nil {
+		r.opts.OnFallback(refused.err)
+	}
+	return conn, nil
+}
+
+// wsRefused is a WebSocket that a middlebox (or the server) would not
+// carry: the upgrade answered with something else than 101, or the
+// connection broke before the welcome.
+type wsRefused struct{ err error }
+
+func (e *wsRefused) Error() string { return e.err.Error() }
+func (e *wsRefused) Unwrap() error { return e.err }
+
+// dial opens a connection of the given kind.
+func (r *room) dial(ctx context.Context, kind string) (wire, error) {
+	if kind == WireHTTP {
+		conn, err := dialHTTP(ctx, r.wsURL, r.opts.Dialer)
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %v: %w", r.wsURL, err, ErrUnreachable)
+		}
+		return conn, nil
+	}
 	conn, resp, err := r.opts.Dialer.DialContext(ctx, r.wsURL, dialHeader())
 	if err != nil {
 		if resp != nil {
-			return nil, fmt.Errorf("connect to %s: server answered %s: %w", r.wsURL, resp.Status, ErrUnreachable)
+			return nil, &wsRefused{fmt.Errorf("connect to %s: server answered %s: %w", r.wsURL, resp.Status, ErrUnreachable)}
+		}
+		if errors.Is(err, websocket.ErrBadHandshake) {
+			return nil, &wsRefused{fmt.Errorf("connect to %s: %v: %w", r.wsURL, err, ErrUnreachable)}
 		}
 		return nil, fmt.Errorf("connect to %s: %v: %w", r.wsURL, err, ErrUnreachable)
 	}
+	return conn, nil
+}
+
+// connectOver dials a connection of the given kind and joins over it.
+func (r *room) connectOver(ctx context.Context, kind string) (wire, error) {
+	conn, err := r.dial(ctx, kind)
+	if err != nil {
+		return nil, err
+	}
 	conn.SetReadLimit(protocol.MaxFrameBytes)
 	// join blocks on the welcome; a cancelled ctx (or Close) closes the
-	// socket under it.
-	stop := context.AfterFunc(ctx, func() { conn.NetConn().Close() })
+	// connection under it.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	online, err := r.join(conn)
+	var se *ServerError
+	if err != nil && kind == WireWebSocket && !errors.As(err, &se) && ctx.Err() == nil {
+		err = &wsRefused{err}
+	}
 	if !stop() {
 		err = errors.Join(ctx.Err(), err)
 	}
@@ -160,7 +221,7 @@ func (r *room) connect(ctx context.Context) (*websocket.Conn, error) {
 
 // join sends the join and handles the welcome; it returns the members the
 // welcome lists online, for connect to challenge.
-func (r *room) join(conn *websocket.Conn) ([]string, error) {
+func (r *room) join(conn wire) ([]string, error) {
 	join := &protocol.Message{
 		Type: protocol.TypeJoin, V: protocol.Version, Room: r.keys.RoomIDString(),
 		Verifier: protocol.EncodeB64(r.keys.Verifier[:]), Member: r.id,
@@ -197,7 +258,7 @@ func (r *room) join(conn *websocket.Conn) ([]string, error) {
 
 // run owns the connection: it reads until the connection breaks, then
 // reconnects with jittered exponential backoff until the client is closed.
-func (r *room) run(conn *websocket.Conn) {
+func (r *room) run(conn wire) {
 	defer close(r.done)
 	r.state(protocol.StateConnected)
 	for {
@@ -236,7 +297,7 @@ func (r *room) run(conn *websocket.Conn) {
 	}
 }
 
-func (r *room) reconnect() *websocket.Conn {
+func (r *room) reconnect() wire {
 	delay := 100 * time.Millisecond
 	for {
 		conn, err := r.connect(r.ctx)

@@ -13,7 +13,7 @@ import (
 )
 
 // readLoop reads frames into a reused buffer and dispatches them.
-func (r *room) readLoop(conn *websocket.Conn) error {
+func (r *room) readLoop(conn wire) error {
 	buf := make([]byte, protocol.MaxFrameBytes)
 	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(protocol.PongWait)) })
 	conn.SetPingHandler(func(data string) error {

@@ -18,12 +18,12 @@ const (
 	closeReplaced    = 4002 // the same member connected again
 )
 
-// conn is one client WebSocket. The reader is the handler goroutine; the
-// writer and the delivery loop are started by serve and end before it
-// returns.
+// conn is one client connection (a WebSocket or an HTTP fallback
+// session). The reader is the handler goroutine; the writer and the
+// delivery loop are started by serve and end before it returns.
 type conn struct {
 	s      *Server
-	ws     *websocket.Conn
+	ws     wire            // the WebSocket, or an HTTP fallback session
 	ctx    context.Context // ends at shutdown: aborts a waiting Put
 	cancel context.CancelFunc
 
@@ -55,7 +55,7 @@ type closeReason struct {
 	cause    string // for the log
 }
 
-func newConn(s *Server, ws *websocket.Conn) *conn {
+func newConn(s *Server, ws wire) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		s:        s,
@@ -119,7 +119,7 @@ func (c *conn) shutdown(r *closeReason) {
 		if r.graceful {
 			deadline = deadline.Add(closeGrace)
 		}
-		_ = c.ws.NetConn().SetWriteDeadline(deadline)
+		c.ws.interrupt(deadline)
 		c.s.log.Debug("signaling: connection closing", "cause", r.cause, "code", r.code)
 	})
 }

@@ -148,6 +148,7 @@ type Server struct {
 	limited  counters
 	addrs    *addrTable
 	http     httpConns
+	sessions sessionTable // HTTP fallback sessions by token
 
 	// Set only by tests (export_test.go) before the server is used.
 	joinTimeout      time.Duration // default joinTimeout
@@ -275,13 +276,17 @@ func or[T comparable](v, def T) T {
 	return v
 }
 
-// Handler serves GET /ws (the WebSocket), GET /healthz and, for every other
+// Handler serves GET /ws (the WebSocket), its HTTP fallback (/h/...),
+// GET /healthz and, for every other
 // path, Config.Static (404 when nil).
 func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("POST /h/open", s.serveOpen)
+	mux.HandleFunc("GET /h/down", s.serveDown)
+	mux.HandleFunc("POST /h/up", s.serveUp)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok")

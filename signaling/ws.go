@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/gorilla/websocket"
-
 	"cloakroom/internal/clientaddr"
 	"cloakroom/internal/protocol"
 )
@@ -17,6 +15,19 @@ import (
 // response and buffers are freed at once rather than held for the
 // connection's lifetime.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.accept(w, r, func() (wire, error) {
+		ws, err := s.upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return nil, err // the upgrader has answered
+		}
+		return wsWire{ws}, nil
+	})
+}
+
+// accept opens a connection (a WebSocket upgrade, or an HTTP fallback
+// session) within the server's and the address's caps and serves it.
+// open answers the request itself, also when it fails.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, open func() (wire, error)) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -39,20 +50,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	ws, err := open()
 	if err != nil {
 		s.addrs.close(addr, false)
 		s.log.Debug("signaling: upgrade failed", "err", err)
-		return // the upgrader has answered
+		return
 	}
 	s.accepted.Add(1)
 	handedOff = true
 	go s.run(ws, addr, r.Host)
 }
 
-// run serves one upgraded connection, which reached the server as host,
-// until it ends.
-func (s *Server) run(ws *websocket.Conn, addr *addrState, host string) {
+// run serves one connection (a WebSocket, or an HTTP fallback session),
+// which reached the server as host, until it ends.
+func (s *Server) run(ws wire, addr *addrState, host string) {
 	defer s.wg.Done()
 	c := newConn(s, ws)
 	c.addr, c.host = addr, host

@@ -22,6 +22,7 @@ const DEFAULT = [
   // issue 16: one line each, so parallel branches merge
   'relay_first.mjs',
   'one_port.mjs', // issue 16: HTTPS, WSS and TURN-TLS on one port
+  'http_fallback.mjs', // issue 16: HTTP fallback behind a middlebox refusing WebSocket
 ];
 const tests = process.argv.slice(2).length ? process.argv.slice(2).map((t) => (t.endsWith('.mjs') ? t : t + '.mjs')) : DEFAULT;
 // swarm_netns.mjs (eight receivers, three of them pages, behind a shaped sender) is run by

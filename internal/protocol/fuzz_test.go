@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -107,6 +108,29 @@ func FuzzDecodeSignal(f *testing.F) {
 		}
 		if _, err := DecodeSignal(b); err != nil {
 			t.Fatalf("re-encoded signal rejected: %v", err)
+		}
+	})
+}
+
+// FuzzReadHTTPFrame: no input may panic, and every frame ReadHTTPFrame
+// accepts must append to the same bytes it was read from.
+func FuzzReadHTTPFrame(f *testing.F) {
+	f.Add(AppendHTTPFrame(AppendHTTPFrame(nil, HTTPText, []byte(`{"t":"ack","ids":[1]}`)), HTTPBinary, []byte{1, 2, 3}))
+	f.Add(AppendHTTPFrame(nil, HTTPClose, []byte{3, 232, 'o', 'k'}))
+	f.Add([]byte{HTTPBinary, 0, 1, 0, 1})
+	f.Add([]byte{7, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := bytes.NewReader(in)
+		for {
+			start := len(in) - r.Len()
+			op, data, err := ReadHTTPFrame(r)
+			if err != nil {
+				return
+			}
+			end := len(in) - r.Len()
+			if !bytes.Equal(AppendHTTPFrame(nil, op, data), in[start:end]) {
+				t.Fatalf("frame at %d does not re-encode to its bytes", start)
+			}
 		}
 	})
 }

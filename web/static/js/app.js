@@ -24,6 +24,9 @@ const params = new URLSearchParams(location.search);
 // ?transport=auto|p2p|turn|relay: auto (default) tries a direct data channel,
 // then one relayed by TURN, then the server's relay; the others force one path.
 const transport = params.get('transport') || Transport.AUTO;
+// ?wire=http: reach the server over the HTTP fallback from the start, as
+// after a refused WebSocket (tests, and networks known to break WebSocket).
+const wire = params.get('wire') === 'http' ? 'http' : undefined;
 // ?order=sequential: fetch files from the members who hold them lowest chunk
 // first (rarest first otherwise: quicker for everyone in a swarm).
 const sequential = params.get('order') === 'sequential';
@@ -180,7 +183,7 @@ async function enter(secret, kept = null, { invited = false } = {}) {
   $('join-button').disabled = true;
   setStatus('connecting', 'Connecting…');
   try {
-    room = await Room.join(secret, { transport, sequential, ...(await Stay.memberFor(secret, kept)) });
+    room = await Room.join(secret, { transport, sequential, wire, ...(await Stay.memberFor(secret, kept)) });
     if (Number.isFinite(relayWait)) room.relayWait = relayWait;
     setRoom(room);
   } catch (e) {
@@ -219,6 +222,9 @@ function setStatus(state, text) {
   s.hidden = false;
   s.dataset.state = state;
   s.textContent = text;
+  // Behind a proxy that refuses WebSocket the room runs over the HTTP fallback.
+  if (room) s.dataset.wire = room.wire;
+  s.title = room?.wire === 'http' ? 'connected over the HTTP fallback (WebSocket refused on this network)' : '';
 }
 
 function setupRoomView(secret) {

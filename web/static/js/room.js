@@ -26,6 +26,7 @@ import { Sender } from './sender.js';
 import { Swarm } from './swarm.js';
 import { Library } from './library.js';
 import { ChatOutbox } from './chat-outbox.js';
+import { HttpSocket } from './http-socket.js';
 import { Order, Verdict, validStamp } from './order.js';
 import { ERROR_TEXT, FATAL_CODES, LOST, REFUSED_CODES } from './server-errors.js';
 
@@ -45,13 +46,14 @@ export class Room extends EventTarget {
    * again: a reload is a return (issue 14); joined is its first join time
    * (the order judge's), feed the chat envelopes it had ({from, env, ts}),
    * opened now and shown by replayRestored(). */
-  static async join(secret, { wsURL, transport = Transport.AUTO, sequential = false, member = null, joined = 0, feed = [], counterFloor = 0n, onCounter = null } = {}) {
+  static async join(secret, { wsURL, transport = Transport.AUTO, wire = 'websocket', sequential = false, member = null, joined = 0, feed = [], counterFloor = 0n, onCounter = null } = {}) {
     if (!TRANSPORTS.includes(transport)) throw new Error(`transport ${JSON.stringify(transport)}: want one of ${TRANSPORTS.join(', ')}`);
     transport = usableTransport(transport); // no WebRTC here: the relay (caps.js)
     const keys = await C.deriveRoom(secret);
     const ident = member?.ident ?? await C.newIdentity();
     const room = new Room(secret, keys, ident, wsURL ?? defaultWSURL(), transport, member?.member);
     room.sequential = sequential; // fetch files lowest chunk first (swarm.js), e.g. to play a video as it comes
+    room.wire = wire === 'http' ? 'http' : 'websocket'; // 'http': the fallback from the start
     if (member) {
       // The same pairwise keys as before the reload: signal counters go on
       // from the time, never from 1 again (a nonce used twice under one key),
@@ -87,6 +89,7 @@ export class Room extends EventTarget {
     this.p2p = new P2P(this);
     this._iceWaiters = [];
     this._ws = null;
+    this.wire = 'websocket';     // or 'http' once a WebSocket was refused (kept from then on)
     this._closed = false;
     this._seen = new Set();      // envelope ids handled (hex)
     this._order = new Order(Date.now()); // judges stamped chat: order, gaps, replays
@@ -152,7 +155,25 @@ export class Room extends EventTarget {
 
   // ---- connection --------------------------------------------------------
 
+  /** Connects over a WebSocket; when it is refused (closed before the
+   * welcome without a word from the server) before this page was ever
+   * welcomed, over the HTTP fallback, which the room then keeps using. A
+   * page cannot tell a refused upgrade from a server that is down, so once
+   * a WebSocket worked, a failing one means the server is away (a restart):
+   * reconnects stay on WebSocket. */
   async _connect(first) {
+    if (this.wire !== 'http') {
+      try {
+        return await this._connectOver(first, 'websocket');
+      } catch (e) {
+        if (!e.wsRefused || this._closed || this._connGen > 0) throw e;
+        console.info('cloakroom: WebSocket refused; trying the HTTP fallback');
+      }
+    }
+    return this._connectOver(first, 'http');
+  }
+
+  async _connectOver(first, kind) {
     const mac = await this.keys.announce(this.id, this.ident.pub);
     const join = {
       t: 'join', v: P.PROTOCOL_VERSION, room: this.keys.roomIDString, verifier: C.b64u(this.keys.verifier),
@@ -160,7 +181,7 @@ export class Room extends EventTarget {
     };
     return new Promise((resolve, reject) => {
       let welcomed = false;
-      const ws = new WebSocket(this.wsURL);
+      const ws = kind === 'http' ? new HttpSocket(this.wsURL) : new WebSocket(this.wsURL);
       ws.binaryType = 'arraybuffer';
       this._ws = ws;
       const refuse = (err) => { if (!welcomed) reject(err); };
@@ -175,6 +196,10 @@ export class Room extends EventTarget {
             this._welcomed = () => {
               if (this._ws !== ws) return resolve(); // already gone again: its close handles it
               this._connGen++;
+              if (this.wire !== kind) {
+                this.wire = kind;
+                this.emit('wire', { wire: kind });
+              }
               this._goingAway = false;
               if (!first) this.chat.rejoined();
               this._setState(first ? State.CONNECTED : State.RESTORED);
@@ -207,6 +232,7 @@ export class Room extends EventTarget {
         if (!welcomed) {
           const err = new Error(first ? `could not join: the server closed the connection (${ev.code})` : why);
           err.fatal = first || refused;
+          err.wsRefused = kind === 'websocket' && !refused;
           return refuse(err);
         }
         this.chat.broke();

@@ -161,7 +161,7 @@ func TestCLIRestrictive(t *testing.T) {
 				t.Errorf("the proxy carried %d tunnels, %d bytes to %s: want the WebSocket's and TURN-TLS's, and the file", tunnels[turnTLS], bytes[turnTLS], turnTLS)
 			}
 		}},
-		{net: "d", server: "https://" + net.JoinHostPort(n.middlebox, "443"), skip: "needs the HTTP fallback (issue 16 area 2)", check: func(t *testing.T, path string) {
+		{net: "d", server: "https://" + net.JoinHostPort(n.middlebox, "443"), check: func(t *testing.T, path string) {
 			if !strings.HasPrefix(path, "relay") {
 				t.Errorf("network (d) delivered via %q, want the relay over the HTTP fallback", path)
 			}
@@ -225,6 +225,9 @@ func TestCLIRestrictive(t *testing.T) {
 				t.Errorf("the member's veth carried %d bytes out, less than the file (%d)", rx1-rx0, restrictFileSize)
 			}
 			tc.check(t, paths[0])
+			if fell := hasLine(snd.output(), "connected over HTTP fallback"); fell != (tc.net == "d") {
+				t.Errorf("network (%s): the sender said it fell back to HTTP: %v, want %v", tc.net, fell, tc.net == "d")
+			}
 			// Relay first: the bytes move at once on the relay; where a
 			// session can connect it takes the rest over mid-file, and no
 			// chunk goes twice (the sender's own count of each path).

@@ -1,23 +1,30 @@
-// Page -> page on two of issue 16's restrictive networks (the browser side
+// Page -> page on issue 16's four restrictive networks (the browser side
 // of TestCLIRestrictive, cli_restrict_test.go; netns_restrict_test.go draws
 // the topology): a Chromium on a member network sends a 64 MiB file and
 // chats with a Chromium on an open network; SHA-256 of the copy read back
 // from the receiver's OPFS, the path from the file cards (which say TURN
-// for any relayed path) and, for (c), the sender's selected candidate.
+// for any relayed path) and the sender's selected candidate.
 //
-//	rnN-s: lo 10.B.0.1 (serve --tls auto on :443, TURN 3478, TURN-TLS 5349),
-//	          10.B.0.2 (a CONNECT proxy on :3128: a node program here)
-//	       a veth to each member namespace rnN-X (10.B.i.2, route 10.B.0.0/24)
-//	(a) UDP blocked (nftables in rnN-a): any path that works;
-//	(c) only TCP to the proxy (nftables in rnN-c), Chromium with
-//	    --proxy-server: TURN-TLS through the proxy, which must have carried
-//	    the tunnel to the TURN-TLS port;
+//	rwN-s: lo 10.B.0.1 (serve --tls auto on :443: HTTPS, WSS and TURN-TLS on
+//	          the one port; TURN 3478),
+//	          10.B.0.2 (a CONNECT proxy on :3128: a node program here),
+//	          10.B.0.3 (a middlebox on :443: an HTTPS reverse proxy to the
+//	          server that answers 403 to every WebSocket upgrade)
+//	       a veth to each member namespace rwN-X (10.B.i.2, route 10.B.0.0/24)
+//	(a) UDP blocked (nftables in rwN-a): any path that works;
+//	(b) only TCP to the server's 443: TURN-TLS on 443;
+//	(c) only TCP to the proxy, Chromium with --proxy-server: TURN-TLS
+//	    through the proxy (to 443), whose tunnels carried the file;
+//	(d) only TCP to the middlebox's 443, the page opened there: the HTTP
+//	    fallback (#conn-status data-wire=http) and the relay;
 //	(o) open: the receiver.
 // Chromium runs in a namespace through a wrapper (`ip netns exec NS
 // chromium …`, as stream_video.mjs) and trusts the server's self-signed
-// certificate by its SPKI hash. It needs root, ip and nft; fails (never
-// skips) without them. RESTRICTIVE_MIB sets the size (default 64),
-// RESTRICTIVE_NETS the networks (default "a,c").
+// certificate (the middlebox shows the same one) by its SPKI hash. It needs
+// root, ip and nft; fails (never skips) without them. RESTRICTIVE_MIB sets
+// the size (default 64), RESTRICTIVE_NETS the networks (default "a,b,c,d").
+// Not in run.mjs's default list: 4 × 64 MiB through pages' TURN takes
+// minutes on a 2-core machine (BENCHMARKS.md).
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { writeFileSync, chmodSync, readFileSync } from 'node:fs';
@@ -30,6 +37,14 @@ const RULES = {
   a: `table inet restrict {
 	chain out { type filter hook output priority 0; policy accept; oif "lo" accept; meta l4proto udp drop; }
 	chain in { type filter hook input priority 0; policy accept; iif "lo" accept; meta l4proto udp drop; }
+}`,
+  b: `table inet restrict {
+	chain out { type filter hook output priority 0; policy drop; oif "lo" accept; ip daddr {server} tcp dport 443 accept; }
+	chain in { type filter hook input priority 0; policy drop; iif "lo" accept; ct state established,related accept; }
+}`,
+  d: `table inet restrict {
+	chain out { type filter hook output priority 0; policy drop; oif "lo" accept; ip daddr {middlebox} tcp dport 443 accept; }
+	chain in { type filter hook input priority 0; policy drop; iif "lo" accept; ct state established,related accept; }
 }`,
   c: `table inet restrict {
 	chain out { type filter hook output priority 0; policy drop; oif "lo" accept; ip daddr {proxy} tcp dport 3128 accept; }
@@ -76,6 +91,28 @@ net.createServer((c) => {
 }).listen(+port, addr, () => say({ listening: addr + ':' + port }));
 `;
 
+// The middlebox: HTTPS with the server's certificate, every request passed
+// to the server and its answer streamed back, WebSocket upgrades refused.
+const MIDDLEBOX = `
+const https = require('https'), fs = require('fs');
+const [addr, target, cert, key] = process.argv.slice(1);
+const say = (o) => console.log(JSON.stringify(o));
+const srv = https.createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key) }, (req, res) => {
+  const up = https.request({ host: target, port: 443, method: req.method, path: req.url, headers: req.headers, rejectUnauthorized: false }, (ur) => {
+    res.writeHead(ur.statusCode, ur.headers);
+    res.flushHeaders();
+    ur.pipe(res);
+  });
+  up.on('error', () => res.destroy());
+  req.pipe(up);
+});
+srv.on('upgrade', (req, socket) => {
+  say({ refused: req.url });
+  socket.end('HTTP/1.1 403 Forbidden\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n');
+});
+srv.listen(443, addr, () => say({ listening: addr + ':443' }));
+`;
+
 function nsProc(ns, prog, args) {
   const p = spawn('ip', ['netns', 'exec', ns, prog, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   onCleanup(() => stopProc(p));
@@ -109,21 +146,21 @@ await main('restrictive', async () => {
   assert(typeof process.getuid === 'function' && process.getuid() === 0, `this test needs root (network namespaces, nftables); uid ${process.getuid?.()}`);
   need('ip');
   need('nft');
-  const nets = (process.env.RESTRICTIVE_NETS || 'a,c').split(',');
+  const nets = (process.env.RESTRICTIVE_NETS || 'a,b,c,d').split(',');
   const size = Number(process.env.RESTRICTIVE_MIB || 64) * MIB;
   const bin = buildBinary();
   const dir = tempDir();
 
   // Topology.
   const b = freeOctet(), pid = process.pid;
-  const S = `rw${pid}-s`, server = `10.${b}.0.1`, proxy = `10.${b}.0.2`;
+  const S = `rw${pid}-s`, server = `10.${b}.0.1`, proxy = `10.${b}.0.2`, middlebox = `10.${b}.0.3`;
   ip('netns', 'add', S);
   cleanupIP('netns', 'del', S);
   ip('-n', S, 'link', 'set', 'lo', 'up');
-  for (const a of [server, proxy]) ip('-n', S, 'addr', 'add', a + '/32', 'dev', 'lo');
+  for (const a of [server, proxy, middlebox]) ip('-n', S, 'addr', 'add', a + '/32', 'dev', 'lo');
   sh('ip', ['netns', 'exec', S, 'sysctl', '-qw', 'net.ipv4.ip_forward=0']);
   const members = {};
-  for (const [i, x] of ['a', 'c', 'o'].entries()) {
+  for (const [i, x] of ['a', 'b', 'c', 'd', 'o'].entries()) {
     const ns = `rw${pid}-${x}`, gw = `10.${b}.${i + 1}.1`, addr = `10.${b}.${i + 1}.2`;
     ip('netns', 'add', ns);
     cleanupIP('netns', 'del', ns);
@@ -134,7 +171,7 @@ await main('restrictive', async () => {
     ip('-n', ns, 'addr', 'add', addr + '/24', 'dev', `rm${pid}-${x}`);
     ip('-n', ns, 'link', 'set', `rm${pid}-${x}`, 'up');
     ip('-n', ns, 'route', 'add', `10.${b}.0.0/24`, 'via', gw);
-    if (RULES[x]) sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: RULES[x].replaceAll('{proxy}', proxy), stdio: ['pipe', 'pipe', 'pipe'] });
+    if (RULES[x]) sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: RULES[x].replaceAll('{proxy}', proxy).replaceAll('{server}', server).replaceAll('{middlebox}', middlebox), stdio: ['pipe', 'pipe', 'pipe'] });
     const wrapper = join(dir, `chromium-${x}.sh`);
     writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} ${CHROMIUM} "$@"\n`);
     chmodSync(wrapper, 0o755);
@@ -145,37 +182,53 @@ await main('restrictive', async () => {
   // its SPKI hash, for the page, WSS and TURN-TLS alike) and the proxy.
   const tlsDir = join(dir, 'tls');
   const srv = nsProc(S, bin, ['serve', '--addr', server + ':443', '--tls', 'auto', '--tls-dir', tlsDir, '--public-ip', server,
-    '--turn-port', '3478', '--turn-tls-port', '5349', '--turn-allow-private', '--relay-max-bytes', '256MiB', '--metrics-addr', '', '--log-level', 'warn']);
+    '--turn-port', '3478', '--turn-allow-private', '--relay-max-bytes', '256MiB', '--metrics-addr', '', '--log-level', 'warn']);
   const url = (await srv.waitFor(/serving on (https:\/\/\S+)/, 20000, 'serve'))[1];
   const cert = new X509(readFileSync(join(tlsDir, 'cert.pem')));
   const spki = createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
   const prox = nsProc(S, process.execPath, ['-e', PROXY, proxy, '3128']);
   await prox.waitFor(/listening/, 10000, 'proxy');
+  const mb = nsProc(S, process.execPath, ['-e', MIDDLEBOX, middlebox, server, join(tlsDir, 'cert.pem'), join(tlsDir, 'key.pem')]);
+  await mb.waitFor(/listening/, 10000, 'middlebox');
+  const mbURL = `https://${middlebox}`;
 
   // Each network is what it says.
-  const want = { a: [true, true, true], c: [false, false, true], o: [true, true, true] }; // :443, :3478, proxy
+  const want = { // TCP to the server's :443, its :3478, the proxy, the middlebox
+    a: [true, true, true, true], b: [true, false, false, false], c: [false, false, true, false], d: [false, false, false, true], o: [true, true, true, true],
+  };
   for (const x of ['o', ...nets]) {
     const m = members[x];
-    const got = [tcpReaches(m.ns, server, 443), tcpReaches(m.ns, server, 3478), tcpReaches(m.ns, proxy, 3128)];
+    const got = [tcpReaches(m.ns, server, 443), tcpReaches(m.ns, server, 3478), tcpReaches(m.ns, proxy, 3128), tcpReaches(m.ns, middlebox, 443)];
     assert(JSON.stringify(got) === JSON.stringify(want[x]), `network (${x}) is not what it says: TCP to :443, :3478, the proxy opens ${JSON.stringify(got)}, want ${JSON.stringify(want[x])}`);
     const udp = (() => { try { sh('ip', ['netns', 'exec', m.ns, process.execPath, '-e', `const s=require('dgram').createSocket('udp4');s.send('x',3478,'${server}',(e)=>process.exit(e?1:0))`]); return true; } catch { return false; } })();
-    assert(udp === (x !== 'a' && x !== 'c'), `network (${x}) is not what it says: a UDP datagram to the server ${udp ? 'leaves' : 'does not leave'}`);
+    assert(udp === (x === 'o'), `network (${x}) is not what it says: a UDP datagram to the server ${udp ? 'leaves' : 'does not leave'}`);
   }
 
   const src = join(dir, 'restricted.bin');
   const file = writeRandomFile(src, size);
   for (const x of nets) {
+    // The member's uplink at 16 Mbit/s: the page's direct attempt has 10 s
+    // before TURN is tried, so relay first carries the start of the file
+    // and a TURN session takes the rest over mid-file (not on (d): no TURN).
+    sh('ip', ['netns', 'exec', members[x].ns, 'tc', 'qdisc', 'replace', 'dev', `rm${pid}-${x}`, 'root', 'tbf', 'rate', '16mbit', 'burst', '64kb', 'latency', '50ms']);
     const secure = [`--ignore-certificate-errors-spki-list=${spki}`];
     const ctxO = await launch({ name: 'open', args: secure, executable: members.o.wrapper });
     const ctxX = await launch({ name: `net-${x}`, args: x === 'c' ? [...secure, `--proxy-server=http://${proxy}:3128`] : secure, executable: members[x].wrapper });
     await recordPeerConnections(ctxX);
     const O = ctxO.pages()[0] ?? await ctxO.newPage();
     const X = ctxX.pages()[0] ?? await ctxX.newPage();
-    await createAndJoin(url, '', O, [X]);
+    if (x === 'd') { // X opens the room at the middlebox
+      const link = await createAndJoin(url, '', O, []);
+      await X.goto(mbURL + '/' + link.slice(link.indexOf('#')));
+      await X.waitForSelector('#conn-status[data-state=connected]', { timeout: 60000 });
+    } else {
+      await createAndJoin(url, '', O, [X]);
+    }
     await waitOnline(O, 1);
     await waitOnline(X, 1);
     await chat(X, O, `hello from network ${x}`);
     await chat(O, X, 'hello back');
+    const wire = await X.getAttribute('#conn-status', 'data-wire');
     const mark = prox.out.length;
     const t0 = performance.now();
     await X.setInputFiles('#file-input', src);
@@ -186,6 +239,7 @@ await main('restrictive', async () => {
     const rc = await finishedCard(O, 'recv', 'restricted.bin');
     const secs = (performance.now() - t0) / 1000;
     const sc = await finishedCard(X, 'send', 'restricted.bin');
+    const row = await X.textContent('#feed li.file[data-direction=send]:has(.file-name:text-is("restricted.bin")) li.recipient');
     // The card says TURN for any relayed path; the sender's own relay
     // candidate says over what it reached the TURN server.
     const local = await X.evaluate(async () => {
@@ -208,11 +262,22 @@ await main('restrictive', async () => {
     // The proxy says what each tunnel carried when it closes.
     await new Promise((r) => setTimeout(r, 1000));
     const tunnels = prox.out.slice(mark).split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    const turnTLS = tunnels.filter((t) => t.closed === `${server}:5349`).reduce((n, t) => n + t.bytes, 0);
-    console.log(`restrictive: network (${x}): ${size / MIB} MiB page -> page via ${sc.path} (receiver: ${rc.path}; the sender's selected local candidates ${JSON.stringify(local)}) in ${secs.toFixed(1)} s (${(size / secs / 1e6).toFixed(1)} MB/s); proxy: ${JSON.stringify(tunnels.filter((t) => !t.open))}`);
+    const turnTLS = tunnels.filter((t) => t.closed === `${server}:443`).reduce((n, t) => n + t.bytes, 0);
+    console.log(`restrictive: network (${x}): ${size / MIB} MiB page -> page via ${sc.path} (receiver: ${rc.path}; the sender's selected local candidates ${JSON.stringify(local)}) in ${secs.toFixed(1)} s (${(size / secs / 1e6).toFixed(1)} MB/s); the sender's wire ${wire}; its row: ${row}; proxy: ${JSON.stringify(tunnels.filter((t) => !t.open))}`);
+    if (x !== 'd') {
+      assert(/Via the room server, then/.test(row), `network (${x}): the sender's row does not show a move from the relay mid-file: ${row}`);
+    }
+    if (x === 'b' || x === 'c') {
+      assert(sc.path === 'TURN' && local.some((c) => c.type === 'relay' && c.relayProtocol === 'tls'), `network (${x}): the sender's card says path ${sc.path}, its selected local candidates ${JSON.stringify(local)}; want TURN over TLS on 443${x === 'c' ? ' through the proxy' : ''} (${sc.status})`);
+    }
     if (x === 'c') {
-      assert(sc.path === 'TURN' && local.some((c) => c.type === 'relay' && c.relayProtocol === 'tls'), `network (c): the sender's card says path ${sc.path}, its selected local candidates ${JSON.stringify(local)}; want TURN over TLS through the proxy (${sc.status})`);
-      assert(turnTLS >= size, `network (c): the proxy's tunnels to the TURN-TLS port ${server}:5349 carried ${turnTLS} bytes, want the file's ${size}`);
+      assert(turnTLS >= size, `network (c): the proxy's tunnels to ${server}:443 (WSS and TURN-TLS, one port) carried ${turnTLS} bytes, want at least the file's ${size}`);
+    }
+    if (x === 'd') {
+      assert(wire === 'http' && sc.path === 'relay', `network (d): the sender's wire ${wire}, path ${sc.path}; want the HTTP fallback and the relay`);
+      assert(/refused/.test(mb.out), 'network (d): the middlebox refused no WebSocket upgrade');
+    } else {
+      assert(wire !== 'http', `network (${x}): the sender fell back to HTTP (${wire}), want WebSocket`);
     }
   }
 });

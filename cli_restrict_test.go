@@ -22,7 +22,6 @@ import (
 // restrictFileSize is the file each network must carry (issue 16: 64 MiB).
 const restrictFileSize = 64 << 20
 
-
 // reach is what a network lets its member open: TCP to the server's HTTPS
 // port, its TURN port (another port), the proxy, the middlebox; and UDP to
 // the server.

@@ -165,24 +165,11 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		return err
 	}
 	log, _ := newLogger(cfg.LogLevel, stderr) // checked by validate
-	cert, err := loadTLSFiles(cfg)
+	ln, cert, tlsCfg, err := listenMain(cfg)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("serve: listen on %s: %w", cfg.Addr, err)
-	}
 	defer ln.Close()
-	if cert == nil {
-		if cert, err = autoTLS(cfg, ln.Addr()); err != nil {
-			return err
-		}
-	}
-	var tlsCfg *tls.Config
-	if cert != nil {
-		tlsCfg = serverTLS(*cert)
-	}
 	mux, shared, err := newMainMux(cfg, ln, tlsCfg, log)
 	if err != nil {
 		return err
@@ -224,6 +211,31 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	stats := srv.Stats().Relay
 	log.Info("relay store at exit", "bytes", stats.Bytes, "items", stats.Items)
 	return err
+}
+
+// listenMain opens the main listener (--addr) and the TLS it serves: the
+// --tls-cert/--tls-key files, a certificate of --tls auto for the
+// listener's address, or none (cert and tlsCfg nil).
+func listenMain(cfg serveConfig) (net.Listener, *tls.Certificate, *tls.Config, error) {
+	cert, err := loadTLSFiles(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("serve: listen on %s: %w", cfg.Addr, err)
+	}
+	if cert == nil {
+		if cert, err = autoTLS(cfg, ln.Addr()); err != nil {
+			ln.Close()
+			return nil, nil, nil, err
+		}
+	}
+	var tlsCfg *tls.Config
+	if cert != nil {
+		tlsCfg = serverTLS(*cert)
+	}
+	return ln, cert, tlsCfg, nil
 }
 
 // startHelpers starts the memory governor and, when mln is set, the

@@ -87,82 +87,92 @@ func (c *Client) sendP2P(ctx context.Context, member string, e *entry, outcome c
 // out. The sessions that lose are closed and their peer told.
 func (c *Client) connect(ctx context.Context, member string) (*peerConn, []error) {
 	modes := c.opts.Transport.Ladder()
-	type attempt struct {
-		mode  protocol.Mode
-		p     *peerConn
-		fresh bool // offered now (not a link that was up already)
-		err   error
-	}
-	results := make(chan attempt, len(modes))
+	results := make(chan rungAttempt, len(modes))
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	next, running := 0, 0
+	var stagger <-chan time.Time
 	start := func() {
 		mode := modes[next]
-		next++
-		running++
+		next, running = next+1, running+1
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, fresh, err := c.linkFor(member, mode)
-			if err == nil {
-				err = p.waitReady(actx, c.opts.ICETimeout)
-			}
-			if err != nil && p != nil { // tell the peer to drop its half of the attempt
-				_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
-			}
-			results <- attempt{mode: mode, p: p, fresh: fresh, err: err}
+			results <- c.tryRung(actx, member, mode)
 		}()
-	}
-	var stagger <-chan time.Time
-	arm := func() {
+		stagger = nil
 		if next < len(modes) && c.opts.RungStagger > 0 {
 			t := time.NewTimer(c.opts.RungStagger)
 			stagger = t.C
 			context.AfterFunc(actx, func() { t.Stop() })
-		} else {
-			stagger = nil
 		}
 	}
 	var errs []error
 	var won *peerConn
 	if len(modes) > 0 {
 		start()
-		arm()
 	}
 	for running > 0 {
 		select {
 		case <-stagger:
 			if won == nil {
 				start()
-				arm()
 			}
 		case a := <-results:
 			running--
-			switch {
-			case a.err == nil && won == nil:
+			if a.err == nil && won == nil {
 				won = a.p
 				cancel() // the others lose
-			case a.err == nil: // connected too late: not needed, unless it was a link already
-				if a.fresh {
-					a.p.close()
-					_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: a.p.session})
-				}
-			case won != nil || errors.Is(a.err, context.Canceled) && ctx.Err() == nil:
-				c.log.Info("peer-to-peer rung abandoned: another connected first", "member", short8(member), "mode", a.mode)
-			default:
-				c.log.Info("peer-to-peer rung failed", "member", short8(member), "mode", a.mode, "err", a.err)
+			} else if c.rungLost(ctx, member, a, won != nil) {
 				errs = append(errs, a.err)
 				if ctx.Err() == nil && won == nil && next < len(modes) {
 					start()
-					arm()
 				}
 			}
 		}
 	}
 	return won, errs
+}
+
+// rungAttempt is how one rung of connect ended.
+type rungAttempt struct {
+	mode  protocol.Mode
+	p     *peerConn
+	fresh bool // offered now (not a link that was up already)
+	err   error
+}
+
+// tryRung offers a session with member on mode (or takes the link on that
+// rung that is up) and waits until it is ready, fails, or ctx ends.
+func (c *Client) tryRung(ctx context.Context, member string, mode protocol.Mode) rungAttempt {
+	p, fresh, err := c.linkFor(member, mode)
+	if err == nil {
+		err = p.waitReady(ctx, c.opts.ICETimeout)
+	}
+	if err != nil && p != nil { // tell the peer to drop its half of the attempt
+		_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: p.session})
+	}
+	return rungAttempt{mode: mode, p: p, fresh: fresh, err: err}
+}
+
+// rungLost ends a rung that did not win, and reports whether it failed
+// (rather than lost to one that connected first, won).
+func (c *Client) rungLost(ctx context.Context, member string, a rungAttempt, won bool) bool {
+	switch {
+	case a.err == nil: // connected too late: not needed, unless it was a link already
+		if a.fresh {
+			a.p.close()
+			_ = c.room.sendSignal(member, &protocol.Signal{Kind: protocol.SignalBye, Session: a.p.session})
+		}
+		return false
+	case won || errors.Is(a.err, context.Canceled) && ctx.Err() == nil:
+		c.log.Info("peer-to-peer rung abandoned: another connected first", "member", short8(member), "mode", a.mode)
+		return false
+	}
+	c.log.Info("peer-to-peer rung failed", "member", short8(member), "mode", a.mode, "err", a.err)
+	return true
 }
 
 // linkFor returns a ready link with member on rung mode (the newest), or

@@ -62,9 +62,6 @@ func (c *Client) SendFile(ctx context.Context, path string) (*SendReport, error)
 	if c.opts.Transport == protocol.TransportRelay {
 		relayTo = c.room.OnlineMembers()
 	} else {
-		if c.opts.Transport == protocol.TransportAuto && c.opts.RelayWait >= 0 {
-			o.leg = newRelayLeg(man.Chunks)
-		}
 		relayTo = c.sendAllP2P(ctx, o, e, &wg)
 	}
 	var relayErr error
@@ -117,6 +114,9 @@ type outgoing struct {
 func (c *Client) sendAllP2P(ctx context.Context, o *outgoing, e *entry, wg *sync.WaitGroup) []string {
 	recipients := c.room.OnlineMembers()
 	outcome := make(chan p2pOutcome, len(recipients)) // one per recipient, read or not
+	if c.opts.Transport == protocol.TransportAuto && c.opts.RelayWait >= 0 {
+		o.leg = newRelayLeg(e.man.Chunks)
+	}
 	var takeOver func(string) transfer.Bits
 	var settle func(string)
 	if o.leg != nil {
@@ -141,6 +141,13 @@ func (c *Client) sendAllP2P(ctx context.Context, o *outgoing, e *entry, wg *sync
 			}
 		}()
 	}
+	return c.awaitOutcomes(o, e, recipients, outcome)
+}
+
+// awaitOutcomes collects the recipients' first news from their rungs and
+// returns those the relay must serve: each whose rungs all failed, and
+// with relay first each still without a session after RelayWait.
+func (c *Client) awaitOutcomes(o *outgoing, e *entry, recipients []string, outcome <-chan p2pOutcome) []string {
 	var head <-chan time.Time
 	if o.leg != nil {
 		t := time.NewTimer(c.opts.RelayWait)

@@ -27,6 +27,7 @@ import { Swarm } from './swarm.js';
 import { Library } from './library.js';
 import { ChatOutbox } from './chat-outbox.js';
 import { HttpSocket } from './http-socket.js';
+import { TurnWaiters } from './turn-waiters.js';
 import { Order, Verdict, validStamp } from './order.js';
 import { ERROR_TEXT, FATAL_CODES, LOST, REFUSED_CODES } from './server-errors.js';
 
@@ -100,7 +101,7 @@ export class Room extends EventTarget {
     this._pubs = new Map();      // member id -> public key (hex) ever seen: a member's key never changes
     this._connGen = 0;           // connections welcomed so far
     this._goingAway = false;     // the server said it is shutting down
-    this._turnWaiters = [];      // {ws, n, resolve}: answers awaited (ws.turnSent, ws.turnGot count them)
+    this._turns = new TurnWaiters(); // turn answers awaited
     this.receiver = new Receiver({
       keys, members: this.members,
       emit: (type, detail) => this.emit(type, detail),
@@ -155,12 +156,11 @@ export class Room extends EventTarget {
 
   // ---- connection --------------------------------------------------------
 
-  /** Connects over a WebSocket; when it is refused (closed before the
-   * welcome without a word from the server) before this page was ever
-   * welcomed, over the HTTP fallback, which the room then keeps using. A
-   * page cannot tell a refused upgrade from a server that is down, so once
-   * a WebSocket worked, a failing one means the server is away (a restart):
-   * reconnects stay on WebSocket. */
+  /** Connects over a WebSocket; if it is refused (closed before the welcome
+   * without a word from the server) before this page was ever welcomed,
+   * over the HTTP fallback, kept from then on. A page cannot tell a refused
+   * upgrade from a server that is down: once a WebSocket worked, reconnects
+   * stay on WebSocket. */
   async _connect(first) {
     if (this.wire !== 'http') {
       try {
@@ -219,13 +219,13 @@ export class Room extends EventTarget {
           }
           return;
         }
-        if (typeof ev.data === 'string' && ev.data.includes('"turn"')) this._turnAnswered(ws, ev.data);
+        if (typeof ev.data === 'string' && ev.data.includes('"turn"')) this._turns.answered(ws, ev.data);
         this._enqueue(typeof ev.data === 'string' ? ev.data : this.receiver.preopenRelay(ev.data));
       };
       ws.onclose = (ev) => {
         if (this._ws !== ws) return;
         this._ws = null;
-        this._endTurnWaiters(ws);
+        this._turns.end(ws);
         this.sender.relay.connectionLost(LOST);
         const refused = ev.code === 4001 || ev.code === 1008 || ev.code === 4002;
         const why = ev.code === 4002 ? 'this room was opened again in another tab' : `the server refused this member (${ev.code}${ev.reason ? ': ' + ev.reason : ''})`;
@@ -519,36 +519,11 @@ export class Room extends EventTarget {
     await Promise.race([new Promise((r) => this._iceWaiters.push(r)), sleep(5000)]);
   }
 
-  /** Asks for TURN credentials. The server answers every request, in order
-   * with the messages before it on the connection: the promise resolves to
-   * true once the answer came — everything written before it was handled
-   * (a chat stored in the relay) — or to false if the connection ended first. */
+  /** Asks for TURN credentials: true once answered, false if the connection ended first. */
   requestTURN() {
     const ws = this._ws;
     this.send({ t: 'turn' });
-    const n = ws.turnSent = (ws.turnSent || 0) + 1;
-    return new Promise((resolve) => this._turnWaiters.push({ ws, n, resolve }));
-  }
-
-  /** Counts a turn answer on ws as it arrives (before the pump handles it). */
-  _turnAnswered(ws, text) {
-    let m;
-    try { m = JSON.parse(text); } catch { return; }
-    if (m?.t !== 'turn') return;
-    ws.turnGot = (ws.turnGot || 0) + 1;
-    this._turnWaiters = this._turnWaiters.filter((w) => {
-      if (w.ws !== ws || w.n > ws.turnGot) return true;
-      w.resolve(true);
-      return false;
-    });
-  }
-
-  _endTurnWaiters(ws) {
-    this._turnWaiters = this._turnWaiters.filter((w) => {
-      if (w.ws !== ws) return true;
-      w.resolve(false);
-      return false;
-    });
+    return this._turns.wait(ws);
   }
 
   async _envelope(m) {

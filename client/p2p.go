@@ -148,7 +148,7 @@ type rungAttempt struct {
 // rung that is up) and waits until it is ready, fails, or ctx ends.
 func (c *Client) tryRung(ctx context.Context, member string, mode protocol.Mode) rungAttempt {
 	p, fresh, err := c.linkFor(member, mode)
-	if err == nil {
+	if err == nil && fresh { // a link that was up is ready (and must not be closed if ctx ends)
 		err = p.waitReady(ctx, c.opts.ICETimeout)
 	}
 	if err != nil && p != nil { // tell the peer to drop its half of the attempt

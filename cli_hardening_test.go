@@ -232,8 +232,17 @@ func TestServeOversizeFrame(t *testing.T) {
 	if peak-base >= 2<<20 {
 		t.Fatalf("server RSS grew by %d KiB, want < 2048", (peak-base)>>10)
 	}
-	if m := scrape(t, metrics); m[`cloakroom_limited_total{limit="frame_size"}`] != 1 {
-		t.Fatalf("frame_size counter %v, want 1", m[`cloakroom_limited_total{limit="frame_size"}`])
+	// The server counts the limit once its reader has returned, just after
+	// gorilla sent the close frame we read: wait for the count.
+	var n float64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n = scrape(t, metrics)[`cloakroom_limited_total{limit="frame_size"}`]
+		if n != 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if n != 1 {
+		t.Fatalf("frame_size counter %v, want 1", n)
 	}
 }
 

@@ -170,7 +170,10 @@ await main('p2p', async () => {
     await recordPeerConnections(c2);
     const P1 = c1.pages()[0] ?? await c1.newPage();
     const P2 = c2.pages()[0] ?? await c2.newPage();
-    await createAndJoin(srv.url, '', P1, [P2]);
+    // The ladder itself: relay first off (?relayWait=-1), or a file this
+    // small is on the relay before the TURN rung (after direct's 10 s) is up
+    // (relay first has webtest/relay_first.mjs and restrictive.mjs).
+    await createAndJoin(srv.url, '?relayWait=-1', P1, [P2]);
     await waitOnline(P1, 1);
     for (const [net, want] of [['no-direct', 'TURN'], ['blocked', 'relay']]) {
       // Links stay up between files (docs/PROTOCOL.md): end P2's, so the

@@ -13,24 +13,22 @@ import (
 
 var relayUploadRe = regexp.MustCompile(`relay upload (\d+) bytes in (\d+) round\(s\) for a (\d+)-byte file; (\d+) bytes peer-to-peer`)
 
-// hostTxBytes reads the transmit counter of a root-namespace interface.
-func hostTxBytes(t *testing.T, dev string) int64 {
-	t.Helper()
+// txCounter reads the transmit counter of a root-namespace interface.
+func txCounter(dev string) (int64, error) {
 	b, err := os.ReadFile("/sys/class/net/" + dev + "/statistics/tx_bytes")
 	if err != nil {
-		t.Fatalf("tx_bytes of %s: %v", dev, err)
+		return 0, err
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		t.Fatalf("tx_bytes of %s: %v", dev, err)
-	}
-	return n
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 }
 
 // firstBytes polls dev's transmit counter from now on and returns a
 // channel that gets the time at which more than n bytes had left it.
 func firstBytes(t *testing.T, dev string, n int64, stop <-chan struct{}) <-chan time.Time {
-	base := hostTxBytes(t, dev)
+	base, err := txCounter(dev)
+	if err != nil {
+		t.Fatalf("tx_bytes of %s: %v", dev, err)
+	}
 	out := make(chan time.Time, 1)
 	go func() {
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -40,11 +38,11 @@ func firstBytes(t *testing.T, dev string, n int64, stop <-chan struct{}) <-chan 
 			case <-stop:
 				return
 			case now := <-tick.C:
-				b, err := os.ReadFile("/sys/class/net/" + dev + "/statistics/tx_bytes")
+				v, err := txCounter(dev)
 				if err != nil {
 					return
 				}
-				if v, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); v-base > n {
+				if v-base > n {
 					out <- now
 					return
 				}

@@ -127,10 +127,14 @@ func (ps *peers) routeSignal(from string, b *protocol.Signal) {
 	}
 }
 
-// abortPeer fails every session with member (its signalling was tampered with).
+// abortPeer fails every session with member still being set up (its
+// signalling was tampered with).
 func (ps *peers) abortPeer(member string, err error) {
 	for _, p := range ps.all() {
-		if p.member == member {
+		// A confirmed session is authenticated end to end (its DTLS
+		// fingerprints are bound by the key confirmation): a bad signal
+		// cannot have touched it, and a replayed one must not end it.
+		if p.member == member && !p.isReady() {
 			p.fail(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -189,6 +190,7 @@ type peer struct {
 	presence events[presenceEvent]
 	states   events[string]
 	progress events[client.Progress]
+	logs     *events[logRecord] // what the client logged, at every level
 }
 
 // dialPeer joins invite as a new client receiving into a fresh directory.
@@ -196,8 +198,9 @@ type peer struct {
 // installed (wrap them to keep the recording).
 func dialPeer(ctx context.Context, t *testing.T, invite, name string, mod func(*client.Options)) *peer {
 	t.Helper()
-	p := &peer{name: name, dir: t.TempDir()}
+	p := &peer{name: name, dir: t.TempDir(), logs: &events[logRecord]{}}
 	opts := client.Options{
+		Logger:     slog.New(&logRecorder{log: p.logs}),
 		Dir:        p.dir,
 		Transport:  protocol.TransportRelay, // these tests are about the relay; p2p tests set their own
 		OnChat:     func(c client.Chat) { p.chats.add(c) },
@@ -214,7 +217,25 @@ func dialPeer(ctx context.Context, t *testing.T, invite, name string, mod func(*
 	}
 	p.Client = c
 	t.Cleanup(func() { _ = c.Close() })
+	t.Cleanup(func() { p.dumpLog(t) })
 	return p
+}
+
+// dumpLog prints, when t failed, what the client logged from Info up (and
+// everything with DEBUGLOG set); pion's and the debug records are counted.
+func (p *peer) dumpLog(t *testing.T) {
+	if !t.Failed() {
+		return
+	}
+	quiet := 0
+	for _, r := range p.logs.snapshot() {
+		if _, pion := r.Attrs["pion"]; (pion || r.Level < slog.LevelInfo) && os.Getenv("DEBUGLOG") == "" {
+			quiet++
+			continue
+		}
+		t.Logf("%s log: %s %q %v", p.name, r.Level, r.Msg, r.Attrs)
+	}
+	t.Logf("%s log: and %d debug or pion records", p.name, quiet)
 }
 
 // waitOnline waits until p knows every member of ids as online (its welcome

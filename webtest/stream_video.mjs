@@ -15,8 +15,9 @@
 // For each file sent from the sender's page, asserted and printed: the
 // receiver's card shows a <video> streaming from /stream/…, which reaches
 // readyState ≥ 3 with currentTime advancing within 5 s of the card
-// appearing, while < 25 % of the two big files has arrived (and before the
-// end of the download for the moov-at-end one); for the big mp4, the
+// appearing while < 25 % of the file has arrived for the two big files, and
+// before the end of the download for the moov-at-end one (the issue's bound:
+// its end comes first, and the time is printed); for the big mp4, the
 // worker's answers to fetches beside the player's (206 with the file's
 // bytes, 200, 416, 404 for an unknown token, a POST left to the server); for
 // both big files a seek to 80 % of the duration plays (currentTime passes
@@ -176,13 +177,14 @@ await main('stream_video', async () => {
           return { ok: true, ms: now - card, videoMs: window.__seen[name].video - card, fraction: frac(), state: li.dataset.state, t: v.currentTime, src: v.currentSrc, duration: v.duration };
         }
         if (v.readyState >= 3 && start === null) start = v.currentTime;
-        if (now - card > limit) return { ok: false, ms: now - card, videoMs: window.__seen[name].video - card, readyState: v.readyState, t: v.currentTime, err: v.error?.message, fraction: frac(), state: li.dataset.state };
+        const over = limit ? now - card > limit : li.dataset.state !== 'receiving';
+        if (over) return { ok: false, ms: now - card, videoMs: window.__seen[name].video - card, readyState: v.readyState, t: v.currentTime, err: v.error?.message, fraction: frac(), state: li.dataset.state };
         await new Promise((r) => setTimeout(r, 25));
       }
-    }, { name: f.name, limit: PLAY_MS });
+    }, { name: f.name, limit: f.big ? PLAY_MS : 0 }); // moov at the end: before the download ends (the issue's bound)
     const r = { name: f.name, size: f.size, play };
     console.log(`stream_video: ${f.name} (${(f.size / MIB).toFixed(1)} MiB): ${play.ok ? 'plays' : 'does NOT play'} ${(play.ms / 1000).toFixed(2)} s after its card appeared (player shown after ${((play.videoMs ?? NaN) / 1000).toFixed(2)} s), ${(play.fraction * 100).toFixed(1)} % arrived, state ${play.state}, currentTime ${play.t?.toFixed(2)} s${play.err ? ', error ' + play.err : ''}`);
-    assert(play.ok, `${f.name}: no playback within ${PLAY_MS / 1000} s of the card: ${JSON.stringify(play)}`);
+    assert(play.ok, `${f.name}: no playback ${f.big ? `within ${PLAY_MS / 1000} s of the card` : 'before the download ended'}: ${JSON.stringify(play)}`);
     assert(/\/stream\/[0-9a-f]{32}$/.test(play.src), `${f.name}: the player plays ${play.src}, want /stream/…`);
     assert(play.state === 'receiving', `${f.name}: it played only after its download ended (${play.state})`);
     if (f.big) assert(play.fraction < MAX_FRACTION_AT_PLAY, `${f.name}: ${(play.fraction * 100).toFixed(1)} % had arrived when it played, want < ${MAX_FRACTION_AT_PLAY * 100} %`);

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +66,11 @@ type Options struct {
 	// relay) and for TURN over TCP and TLS (nil: none; the CLI passes
 	// ProxyFromEnvironment). It replaces Dialer.Proxy.
 	Proxy ProxyFunc
+	// HostAddr, if set, limits the local addresses offered as host
+	// candidates to those it accepts (nil: every interface). Tests on a
+	// machine whose other tests add and remove addresses pass loopback
+	// only: a session whose pair used a vanished address would break.
+	HostAddr func(net.IP) bool
 	// OnChat is called for every chat message, once, from the read loop.
 	OnChat func(Chat)
 	// OnPresence is called when a member joins, leaves, or changes online state.

@@ -32,7 +32,7 @@ func newPeers(r *room, opts Options, accept func(*peerConn)) *peers {
 	if opts.Proxy != nil {
 		iceDialer = turnDialer{d: newProxyDialer(opts.Proxy, nil), tlsName: r.turnsName}
 	}
-	return &peers{room: r, log: opts.Logger, api: newWebRTCAPI(opts.Logger, iceDialer), transport: opts.Transport,
+	return &peers{room: r, log: opts.Logger, api: newWebRTCAPI(opts.Logger, iceDialer, opts.HostAddr), transport: opts.Transport,
 		accept: accept, bySession: map[string]*peerConn{}}
 }
 

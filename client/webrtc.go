@@ -21,14 +21,18 @@ const udpBuffer = 4 << 20
 
 // NewWebRTCAPI makes the pion API every peer connection of a client uses
 // (exported so benchmarks measure raw pion with the same settings).
-func NewWebRTCAPI(log *slog.Logger) *webrtc.API { return newWebRTCAPI(log, nil) }
+func NewWebRTCAPI(log *slog.Logger) *webrtc.API { return newWebRTCAPI(log, nil, nil) }
 
 // newWebRTCAPI is NewWebRTCAPI with iceDialer (non-nil) carrying every TURN
-// connection over TCP or TLS (turnDialer: through a proxy).
-func newWebRTCAPI(log *slog.Logger, iceDialer proxy.Dialer) *webrtc.API {
+// connection over TCP or TLS (turnDialer: through a proxy), and hostAddr
+// (non-nil) choosing the addresses of host candidates (Options.HostAddr).
+func newWebRTCAPI(log *slog.Logger, iceDialer proxy.Dialer, hostAddr func(net.IP) bool) *webrtc.API {
 	var se webrtc.SettingEngine
 	if iceDialer != nil {
 		se.SetICEProxyDialer(iceDialer)
+	}
+	if hostAddr != nil {
+		se.SetIPFilter(hostAddr)
 	}
 	se.SetIncludeLoopbackCandidate(true) // members on one machine (tests, phone+PC dev)
 	se.EnableSCTPZeroChecksum(true)

@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -200,7 +202,10 @@ func dialPeer(ctx context.Context, t *testing.T, invite, name string, mod func(*
 	t.Helper()
 	p := &peer{name: name, dir: t.TempDir(), logs: &events[logRecord]{}}
 	opts := client.Options{
-		Logger:     slog.New(&logRecorder{log: p.logs}),
+		Logger: slog.New(&logRecorder{log: p.logs}),
+		// Loopback only: the root package's tests, run beside these, add
+		// and remove addresses and interfaces on this machine.
+		HostAddr:   func(ip net.IP) bool { return ip.IsLoopback() },
 		Dir:        p.dir,
 		Transport:  protocol.TransportRelay, // these tests are about the relay; p2p tests set their own
 		OnChat:     func(c client.Chat) { p.chats.add(c) },
@@ -236,6 +241,24 @@ func (p *peer) dumpLog(t *testing.T) {
 		t.Logf("%s log: %s %q %v", p.name, r.Level, r.Msg, r.Attrs)
 	}
 	t.Logf("%s log: and %d debug or pion records", p.name, quiet)
+	dumpStacksOnce(t)
+}
+
+var stacksDumped sync.Map // test name -> true
+
+// dumpStacksOnce writes every goroutine's stack, once per failed test, to
+// test-output/ (a stall shows where it stands) and says where.
+func dumpStacksOnce(t *testing.T) {
+	if _, done := stacksDumped.LoadOrStore(t.Name(), true); done {
+		return
+	}
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	dir := filepath.Join("..", "test-output")
+	name := filepath.Join(dir, "e2e-stacks-"+strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+".txt")
+	if err := os.MkdirAll(dir, 0o755); err == nil && os.WriteFile(name, buf, 0o644) == nil {
+		t.Logf("goroutine stacks at the failure: %s (%d bytes)", name, len(buf))
+	}
 }
 
 // waitOnline waits until p knows every member of ids as online (its welcome

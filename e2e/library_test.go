@@ -227,8 +227,8 @@ func TestLibraryResendSameContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{p1, p2} {
-		if _, err := a.SendFile(ctx, p); err != nil {
-			t.Fatal(err)
+		if rep, err := a.SendFile(ctx, p); err != nil {
+			t.Fatalf("%v (%+v)", err, rep)
 		}
 		if f := nextFile(ctx, t, b); f.Err != nil || f.SHA256 != sum {
 			t.Fatalf("b received %+v", f)

@@ -314,7 +314,9 @@ export class Receiver {
   async relayChunk(e) {
     if (e.err) { console.warn('cloakroom: malformed frame from the server:', e.err.message); return; }
     const d = e.d;
-    await this._takeChunk(this._recvs.get(C.uuidString(d.file)), d, C.uuidString(d.sender), e.opening, () => this.d.ack(d.item));
+    const r = this._recvs.get(C.uuidString(d.file));
+    if (r) r.relayAt = performance.now(); // the relay still brings it (swarm.js stalls)
+    await this._takeChunk(r, d, C.uuidString(d.sender), e.opening, () => this.d.ack(d.item));
   }
 
   // ---- any source to the sink -----------------------------------------------

@@ -468,7 +468,12 @@ export class Swarm {
           continue;
         }
       }
+      // Relay first: while the relay still brings chunks, the origin's
+      // unfilled `any` means the rest is on its way there; asked by index
+      // they would come twice (docs/PROTOCOL.md, relay first).
+      const relaying = e.r.relayAt && now - e.r.relayAt < STALL_MS;
       for (const [m, ps] of e.peers) {
+        if (relaying && m === e.origin && !ps.out.size && ps.anyOut) { ps.last = now; continue; }
         if ((ps.out.size || ps.anyOut) && now - ps.last > STALL_MS) {
           // An `any` the holder could not fill (it believes it sent us
           // everything): ask it by index from now on.

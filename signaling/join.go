@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -38,6 +39,7 @@ func (c *conn) handleJoin(binary bool, data []byte) {
 		c.shutdown(r)
 		return
 	}
+	c.s.emit(c.s.presenceEvent(c.room, c.mem, c.joinedAs))
 	c.ws.SetPongHandler(func(string) error {
 		return c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 	})
@@ -55,6 +57,16 @@ func wrongVersion(data []byte) bool {
 
 // join admits c as member m.Member of room m.Room, or says why not.
 func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReason {
+	if s.bus != nil {
+		err := s.prepareRoom(c.ctx, m.Room, auth.HashVerifier(verifier))
+		switch {
+		case errors.Is(err, errBadVerifier):
+			return refuse(protocol.CodeBadVerifier, "wrong room verifier: you do not hold this room's secret")
+		case err != nil:
+			s.log.Warn("signaling: cluster unavailable for a join", "err", err)
+			return refuse(protocol.CodeGoingAway, "the cluster is unavailable; reconnect later")
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -80,8 +92,8 @@ func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReaso
 		mem.conn.shutdown(&closeReason{graceful: true, code: closeReplaced,
 			text: "replaced", cause: errReplaced.Error()})
 	}
-	mem.conn = c
-	c.room, c.mem = r, mem
+	mem.conn, mem.node = c, ""
+	c.room, c.mem, c.joinedAs = r, mem, event
 	s.store.SetOnline(r.id, mem.id, true)
 	c.sendMsg(s.welcome(r, mem))
 	p := &protocol.Message{Type: protocol.TypePresence, Event: event, Member: mem.id}
@@ -126,7 +138,7 @@ func (s *Server) welcome(r *room, self *member) *protocol.Message {
 	var others []protocol.MemberInfo
 	for _, m := range r.members {
 		if m != self {
-			others = append(others, protocol.MemberInfo{Member: m.id, Pub: m.pub, MAC: m.mac, Online: m.conn != nil})
+			others = append(others, protocol.MemberInfo{Member: m.id, Pub: m.pub, MAC: m.mac, Online: m.conn != nil || m.node != ""})
 		}
 	}
 	slices.SortFunc(others, func(a, b protocol.MemberInfo) int { return strings.Compare(a.Member, b.Member) })

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"cloakroom/internal/cluster"
 	"cloakroom/internal/protocol"
 	"cloakroom/internal/store"
 )
@@ -87,6 +88,10 @@ type Config struct {
 	// OnFrame, if set, is called with a copy of every frame received from
 	// any client (an audit tap for tests).
 	OnFrame func(binary bool, data []byte)
+
+	// Bus, if set, makes the server one node of a cluster that shares
+	// rooms with the others (docs/SCALING.md); nil: a single node.
+	Bus Bus
 }
 
 // Defaults and fixed limits.
@@ -149,6 +154,9 @@ type Server struct {
 	addrs    *addrTable
 	http     httpConns
 	sessions sessionTable // HTTP fallback sessions by token
+	bus      Bus          // nil for a single node
+	out      *outbox      // events for the bus (publishLoop)
+	keys     keyTable     // cluster keys of relay items
 
 	// Set only by tests (export_test.go) before the server is used.
 	joinTimeout      time.Duration // default joinTimeout
@@ -194,6 +202,10 @@ func New(cfg Config) (*Server, error) {
 		EnableCompression: false,
 	}
 	s.handler = s.routes()
+	if cfg.Bus != nil {
+		s.bus, s.out = cfg.Bus, newOutbox()
+		go s.publishLoop()
+	}
 	return s, nil
 }
 
@@ -312,7 +324,8 @@ func (s *Server) routes() http.Handler {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	var conns []*conn
-	if !s.closed {
+	first := !s.closed
+	if first {
 		s.closed = true
 		close(s.done)
 		for c := range s.conns {
@@ -324,6 +337,12 @@ func (s *Server) Close() error {
 		c.shutdown(goingAway())
 	}
 	s.wg.Wait()
+	if s.bus != nil && first {
+		// The members' offline events are queued (disconnected); then
+		// say this node is gone and publish what is left.
+		s.emit(&cluster.Event{Type: cluster.TypeGone})
+		<-s.out.done
+	}
 	s.store.Close()
 	return nil
 }

@@ -1,0 +1,259 @@
+// Package cluster joins cloakroom server nodes through NATS
+// (docs/SCALING.md): it carries the signaling server's cluster events
+// (internal/cluster) between nodes and implements signaling.Bus.
+//
+//   - cloakroom.ev: presence, relay items and acks, through the JetStream
+//     stream CLOAKROOM (memory storage, replicated, max age the relay TTL),
+//     consumed by every node in order from the moment it started;
+//   - cloakroom.sig.<node>: a signal for a member online on that node;
+//   - cloakroom.hb: each node's heartbeat; a node not heard for GoneAfter
+//     is gone and its members offline;
+//   - cloakroom.snap: a node about to admit a member to a room it does not
+//     know asks the others for its members;
+//   - the KV bucket cloakroom-rooms: room id -> verifier hash.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	ev "cloakroom/internal/cluster"
+)
+
+// Subjects, stream and bucket names.
+const (
+	subjectEvents    = "cloakroom.ev"
+	subjectSignal    = "cloakroom.sig."
+	subjectHeartbeat = "cloakroom.hb"
+	subjectSnapshot  = "cloakroom.snap"
+	streamName       = "CLOAKROOM"
+	bucketRooms      = "cloakroom-rooms"
+)
+
+// Defaults.
+const (
+	DefaultReplicas  = 3
+	DefaultHeartbeat = time.Second
+	DefaultGoneAfter = 5 * time.Second
+	snapshotWait     = 500 * time.Millisecond
+	minRegistryAge   = time.Hour
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("cluster: invalid config")
+
+var (
+	nameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	nodeRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,80}$`)
+)
+
+// Config sets up a Node. Zero fields get defaults.
+type Config struct {
+	URLs      []string      // NATS servers, nats://HOST:PORT
+	Name      string        // this node's name; default a random id. Each process adds a random suffix.
+	Replicas  int           // JetStream replicas of the stream and bucket; default min(3, servers in the cluster)
+	TTL       time.Duration // the relay TTL: the stream's max age
+	MaxBytes  int64         // the relay's cap: the stream's max bytes
+	Heartbeat time.Duration // default 1 s
+	GoneAfter time.Duration // default 5 s
+	Logger    *slog.Logger
+}
+
+// Handler is what the node hands the events of other nodes to: the
+// signaling server.
+type Handler interface {
+	Apply(e *ev.Event)
+	SnapshotOf(room string) *ev.Event
+	NodeGone(node string)
+	Reconnected()
+}
+
+// Node is this process's membership in the cluster.
+type Node struct {
+	cfg  Config
+	id   string
+	log  *slog.Logger
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	kv   jetstream.KeyValue
+	seq  atomic.Uint64
+	h    atomic.Pointer[handlerBox]
+	peer peers
+}
+
+type handlerBox struct{ h Handler }
+
+func (c *Config) fill() error {
+	if len(c.URLs) == 0 {
+		return fmt.Errorf("%w: no NATS URL", ErrConfig)
+	}
+	for _, u := range c.URLs {
+		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+			return fmt.Errorf("%w: %q is not nats://HOST:PORT", ErrConfig, u)
+		}
+	}
+	if c.Name == "" {
+		c.Name = "node"
+	}
+	if !nameRe.MatchString(c.Name) {
+		return fmt.Errorf("%w: node name %q: use letters, digits, - and _", ErrConfig, c.Name)
+	}
+	if c.TTL <= 0 || c.MaxBytes <= 0 || c.Replicas < 0 || c.Heartbeat < 0 || c.GoneAfter < 0 {
+		return fmt.Errorf("%w: TTL and MaxBytes must be set, nothing negative", ErrConfig)
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.GoneAfter == 0 {
+		c.GoneAfter = DefaultGoneAfter
+	}
+	if c.GoneAfter <= c.Heartbeat {
+		return fmt.Errorf("%w: GoneAfter must be longer than Heartbeat", ErrConfig)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Validate checks c without connecting.
+func (c Config) Validate() error { return c.fill() }
+
+// Connect connects to NATS and makes (or finds) the stream and the bucket.
+// Start the node with Run once the handler exists.
+func Connect(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	n := &Node{cfg: cfg, id: cfg.Name + "-" + hex.EncodeToString(suffix[:]), log: cfg.Logger}
+	nc, err := nats.Connect(strings.Join(cfg.URLs, ","), nats.Name("cloakroom "+n.id),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(false),
+		nats.ReconnectHandler(func(*nats.Conn) { n.reconnected() }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { n.log.Warn("cluster: NATS disconnected", "err", err) }))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connect: %w", err)
+	}
+	n.nc = nc
+	if err := n.setup(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// setup makes the stream and the bucket with the configured replicas
+// (at most the servers in the NATS cluster).
+func (n *Node) setup(ctx context.Context) error {
+	js, err := jetstream.New(n.nc)
+	if err != nil {
+		return fmt.Errorf("cluster: jetstream: %w", err)
+	}
+	n.js = js
+	replicas := n.cfg.Replicas
+	if replicas == 0 {
+		replicas = min(DefaultReplicas, max(1, len(n.nc.Servers())))
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: streamName, Subjects: []string{subjectEvents}, Storage: jetstream.MemoryStorage,
+		Replicas: replicas, MaxAge: n.cfg.TTL, MaxBytes: n.cfg.MaxBytes, Discard: jetstream.DiscardOld,
+		Duplicates: time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: stream %s (%d replicas): %w", streamName, replicas, err)
+	}
+	n.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bucketRooms, Storage: jetstream.MemoryStorage, Replicas: replicas,
+		TTL: max(6*n.cfg.TTL, minRegistryAge),
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: bucket %s (%d replicas): %w", bucketRooms, replicas, err)
+	}
+	return nil
+}
+
+// Node is this node's id in the cluster (name and a random suffix).
+func (n *Node) Node() string { return n.id }
+
+// Publish sends e to every node through the stream, waiting for the
+// stream's acknowledgement (it is then replicated).
+func (n *Node) Publish(ctx context.Context, e *ev.Event) error {
+	b, err := ev.Encode(e)
+	if err != nil {
+		return err
+	}
+	id := fmt.Sprintf("%s-%d", n.id, n.seq.Add(1))
+	if _, err := n.js.Publish(ctx, subjectEvents, b, jetstream.WithMsgID(id)); err != nil {
+		return fmt.Errorf("cluster: publish %s: %w", e.Type, err)
+	}
+	return nil
+}
+
+// Send sends e to one node, best effort.
+func (n *Node) Send(node string, e *ev.Event) error {
+	if !nodeRe.MatchString(node) {
+		return fmt.Errorf("%w: node %q", ErrConfig, node)
+	}
+	b, err := ev.Encode(e)
+	if err != nil {
+		return err
+	}
+	if err := n.nc.Publish(subjectSignal+node, b); err != nil {
+		return fmt.Errorf("cluster: send to %s: %w", node, err)
+	}
+	return nil
+}
+
+// Register returns the verifier hash room is registered with, registering
+// hash when the room has none.
+func (n *Node) Register(ctx context.Context, room, hash string) (string, error) {
+	key := hex.EncodeToString([]byte(room))
+	_, err := n.kv.Create(ctx, key, []byte(hash))
+	if err == nil {
+		return hash, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return "", fmt.Errorf("cluster: register room: %w", err)
+	}
+	e, err := n.kv.Get(ctx, key)
+	if err != nil {
+		return "", fmt.Errorf("cluster: registered room: %w", err)
+	}
+	return string(e.Value()), nil
+}
+
+// Close leaves NATS (the server has published its last events).
+func (n *Node) Close() { n.nc.Close() }
+
+func (n *Node) handler() Handler {
+	if b := n.h.Load(); b != nil {
+		return b.h
+	}
+	return nil
+}
+
+func (n *Node) reconnected() {
+	n.log.Info("cluster: NATS reconnected", "server", n.nc.ConnectedUrlRedacted())
+	if h := n.handler(); h != nil {
+		h.Reconnected()
+	}
+}
+
+// peers tracks when each other node was last heard.
+type peers struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}

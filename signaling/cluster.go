@@ -1,0 +1,246 @@
+package signaling
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"cloakroom/internal/cluster"
+	"cloakroom/internal/protocol"
+)
+
+// Bus connects a server to the other nodes of a cluster (package cluster
+// at the root implements it over NATS; docs/SCALING.md). Without a Bus
+// (Config.Bus nil) the server is a single node and none of this runs.
+//
+// Publish carries presence, relay items and acks to every other node, in
+// order and durably (a JetStream stream); Send carries a signal to one
+// node (best effort, like a signal to a client). Register returns the
+// verifier hash the room is registered with cluster-wide, registering hash
+// if it has none; Snapshot asks another node for the members of a room
+// (nil, nil when no node knows it). The bus hands what other nodes publish
+// to Server.Apply, one event at a time, and calls NodeGone and Reconnected.
+type Bus interface {
+	Node() string
+	Publish(ctx context.Context, ev *cluster.Event) error
+	Send(node string, ev *cluster.Event) error
+	Register(ctx context.Context, room, hash string) (string, error)
+	Snapshot(ctx context.Context, room string) (*cluster.Event, error)
+}
+
+const (
+	outboxBytes    = 8 << 20          // relay bytes queued for the bus before uploaders wait
+	publishRetry   = 10 * time.Second // how long an event is retried (NATS reconnecting)
+	clusterTimeout = 2 * time.Second  // a registry or snapshot request
+)
+
+// outbox queues events for the bus in order; one goroutine (publishLoop,
+// owned by the server, ended by Close) publishes them. Control events
+// never wait; relay items wait while outboxBytes are queued.
+type outbox struct {
+	mu    sync.Mutex
+	q     []*cluster.Event
+	bytes int
+	wake  chan struct{} // 1-slot: something was queued
+	space chan struct{} // closed and replaced when bytes drop
+	done  chan struct{} // closed when publishLoop has returned
+}
+
+func newOutbox() *outbox {
+	return &outbox{wake: make(chan struct{}, 1), space: make(chan struct{}), done: make(chan struct{})}
+}
+
+// emit queues ev for the other nodes (no-op for a single node).
+func (s *Server) emit(ev *cluster.Event) {
+	if s.bus == nil {
+		return
+	}
+	ev.Node = s.bus.Node()
+	o := s.out
+	o.mu.Lock()
+	o.q = append(o.q, ev)
+	o.bytes += len(ev.Data)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// emitItem queues a relay item, waiting while the outbox is full (the
+// uploader's reader waits: back-pressure) until ctx ends.
+func (s *Server) emitItem(ctx context.Context, ev *cluster.Event) {
+	o := s.out
+	for {
+		o.mu.Lock()
+		full, space := o.bytes >= outboxBytes, o.space
+		o.mu.Unlock()
+		if !full {
+			break
+		}
+		select {
+		case <-space:
+		case <-ctx.Done():
+			s.log.Warn("signaling: relay item not sent to the cluster", "err", ctx.Err())
+			return
+		}
+	}
+	s.emit(ev)
+}
+
+// publishLoop publishes queued events until the server closes, then what
+// is left (each event retried for publishRetry).
+func (s *Server) publishLoop() {
+	o := s.out
+	defer close(o.done)
+	for {
+		o.mu.Lock()
+		q := o.q
+		o.q = nil
+		o.mu.Unlock()
+		for _, ev := range q {
+			s.publish(ev)
+			o.mu.Lock()
+			o.bytes -= len(ev.Data)
+			close(o.space)
+			o.space = make(chan struct{})
+			o.mu.Unlock()
+		}
+		if len(q) > 0 {
+			continue
+		}
+		select {
+		case <-o.wake:
+		case <-s.done:
+			o.mu.Lock()
+			empty := len(o.q) == 0
+			o.mu.Unlock()
+			if empty {
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) publish(ev *cluster.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), publishRetry)
+	defer cancel()
+	for {
+		err := s.bus.Publish(ctx, ev)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			s.log.Error("signaling: cluster publish failed", "type", ev.Type, "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// presenceEvent is the cluster event for a member's presence in r.
+func (s *Server) presenceEvent(r *room, m *member, event string) *cluster.Event {
+	ev := &cluster.Event{Type: cluster.TypePresence, Room: r.id, Event: event, Member: m.id}
+	if event == protocol.EventJoin || event == protocol.EventOnline {
+		ev.Pub, ev.MAC, ev.Hash = m.pub, m.mac, hex.EncodeToString(r.verifier[:])
+	}
+	return ev
+}
+
+// itemKey is an item's cluster-wide key: the node that stored it first
+// and its id there.
+func (s *Server) itemKey(id uint64) string { return s.bus.Node() + "/" + strconv.FormatUint(id, 10) }
+
+// keyTable maps the cluster keys of relay items to their ids in this
+// node's store, per room, both ways.
+type keyTable struct {
+	mu    sync.Mutex
+	byKey map[string]map[string]uint64
+	byID  map[string]map[uint64]string
+}
+
+func (k *keyTable) add(room, key string, id uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.byKey == nil {
+		k.byKey, k.byID = make(map[string]map[string]uint64), make(map[string]map[uint64]string)
+	}
+	if k.byKey[room] == nil {
+		k.byKey[room], k.byID[room] = make(map[string]uint64), make(map[uint64]string)
+	}
+	k.byKey[room][key], k.byID[room][id] = id, key
+}
+
+func (k *keyTable) id(room, key string) (uint64, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	id, ok := k.byKey[room][key]
+	return id, ok
+}
+
+func (k *keyTable) key(room string, id uint64) (string, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	key, ok := k.byID[room][id]
+	return key, ok
+}
+
+// prune forgets the keys of items the store no longer holds.
+func (k *keyTable) prune(has func(room string, id uint64) bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for room, ids := range k.byID {
+		for id, key := range ids {
+			if !has(room, id) {
+				delete(ids, id)
+				delete(k.byKey[room], key)
+			}
+		}
+		if len(ids) == 0 {
+			delete(k.byID, room)
+			delete(k.byKey, room)
+		}
+	}
+}
+
+// keyFor is the cluster key of this node's item id in room.
+func (s *Server) keyFor(room string, id uint64) string {
+	if key, ok := s.keys.key(room, id); ok {
+		return key
+	}
+	return s.itemKey(id)
+}
+
+// prepareRoom, for a room this node does not know yet, checks the
+// verifier against the cluster's registry and learns the room's members
+// from another node, so that the join sees the room as every node does.
+func (s *Server) prepareRoom(ctx context.Context, id string, hash [32]byte) error {
+	s.mu.Lock()
+	known := s.rooms[id] != nil
+	s.mu.Unlock()
+	if known {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, clusterTimeout)
+	defer cancel()
+	want := hex.EncodeToString(hash[:])
+	got, err := s.bus.Register(ctx, id, want)
+	if err != nil {
+		return fmt.Errorf("signaling: room registry: %w", err)
+	}
+	if got != want {
+		return errBadVerifier
+	}
+	snap, err := s.bus.Snapshot(ctx, id)
+	if err != nil || snap == nil {
+		return nil // no other node knows the room: a fresh one
+	}
+	s.applySnapshot(snap, hash)
+	return nil
+}

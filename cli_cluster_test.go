@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -96,4 +98,75 @@ func TestCLICluster(t *testing.T) {
 			t.Errorf("node %d: relay store holds %s bytes in %s items after the transfers, want 0", i+1, m[1], m[2])
 		}
 	}
+}
+
+// TestCLIClusterFailover: three nodes behind a load balancer; mid-way
+// through a relay transfer the node of one receiver is SIGKILLed and one
+// NATS server shut down. The receiver reconnects (through the balancer) to
+// another node, which holds its copy of the items still owed; the transfer
+// completes, both copies match, and each receiver wrote the file once.
+func TestCLIClusterFailover(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	var nodes []*proc
+	var addrs []string
+	for i := range 3 {
+		list := append([]string{nc.URLs[i]}, nc.URLs...)
+		p, url := startServer(t, "--cluster", strings.Join(list, ","), "--cluster-name", fmt.Sprintf("node%d", i+1),
+			"--metrics-addr", "", "--relay-max-bytes", "64MiB")
+		nodes, addrs = append(nodes, p), append(addrs, strings.TrimPrefix(url, "http://"))
+	}
+	lb := clustertest.NewBalancer(t, addrs...)
+	link, _ := newRoom(t, "http://"+lb.Addr)
+	size := transferSize(t)
+	src, want := randomFile(t, t.TempDir(), size)
+	inRoom := regexp.MustCompile(`in the room`)
+	out2, out3 := t.TempDir(), t.TempDir()
+	r2 := start(t, "recv", "--transport", "relay", "-o", out2, "--count", "1", link)
+	r2.waitLine(t, inRoom, 20*time.Second)
+	victim := slices.Index(lb.Active(), 1) // r2's node
+	r3 := start(t, "recv", "--transport", "relay", "-o", out3, "--count", "1", link)
+	r3.waitLine(t, inRoom, 20*time.Second)
+	snd := start(t, "send", "--transport", "relay", link, src)
+	waitPartial(t, out2, size/4, 60*time.Second)
+	if err := nodes[victim].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	nc.Servers[(victim+1)%3].Shutdown()
+	t.Logf("killed node %d and NATS server %d", victim+1, (victim+1)%3+1)
+	if err := snd.wait(t, 120*time.Second+time.Duration(size>>20)*time.Second); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	for i, r := range []*proc{r2, r3} {
+		if err := r.wait(t, 30*time.Second); err != nil {
+			t.Fatalf("recv %d: %v", i+2, err)
+		}
+	}
+	for i, dir := range []string{out2, out3} {
+		if sha := fileSHA(t, filepath.Join(dir, "random.bin")); sha != want {
+			t.Fatalf("recv %d: SHA-256 %s, want %s", i+2, sha, want)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+			t.Fatalf("recv %d wrote %d entries, want the one file", i+2, len(ents))
+		}
+	}
+	if !slices.ContainsFunc(r2.output(), func(l string) bool { return strings.Contains(l, "reconnecting") }) {
+		t.Errorf("the receiver on the killed node never reconnected: %q", r2.output())
+	}
+}
+
+// waitPartial waits until a file in dir holds at least n bytes: the
+// receiver is mid-transfer (the files give no event to wait on).
+func waitPartial(t *testing.T, dir string, n int64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && fi.Size() >= n && strings.HasSuffix(e.Name(), ".part") {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no partial file of %d bytes in %s within %s", n, dir, timeout)
 }

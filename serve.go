@@ -191,10 +191,8 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if node != nil {
-		defer node.Close()
-		sigCfg.Bus = node
-	}
+	defer node.close()
+	sigCfg.Bus = node.bus()
 	srv, err := signaling.New(sigCfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

@@ -44,8 +44,12 @@ func checkClusterFlags(cfg serveConfig) error {
 	return nil
 }
 
+// clusterNode is the node of --cluster; nil (every method a no-op)
+// without it.
+type clusterNode struct{ *cluster.Node }
+
 // connectCluster joins the NATS cluster of --cluster (nil without it).
-func connectCluster(ctx context.Context, cfg serveConfig, log *slog.Logger) (*cluster.Node, error) {
+func connectCluster(ctx context.Context, cfg serveConfig, log *slog.Logger) (*clusterNode, error) {
 	if cfg.Cluster == "" {
 		return nil, nil
 	}
@@ -54,11 +58,25 @@ func connectCluster(ctx context.Context, cfg serveConfig, log *slog.Logger) (*cl
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	log.Info("cluster: joined", "node", node.Node())
-	return node, nil
+	return &clusterNode{node}, nil
+}
+
+// bus is the node as signaling's Bus (a nil interface without a node).
+func (n *clusterNode) bus() signaling.Bus {
+	if n == nil {
+		return nil
+	}
+	return n.Node
+}
+
+func (n *clusterNode) close() {
+	if n != nil {
+		n.Close()
+	}
 }
 
 // runCluster hands the other nodes' events to srv until ctx ends.
-func runCluster(ctx context.Context, wg *sync.WaitGroup, node *cluster.Node, srv *signaling.Server, log *slog.Logger) {
+func runCluster(ctx context.Context, wg *sync.WaitGroup, node *clusterNode, srv *signaling.Server, log *slog.Logger) {
 	if node == nil {
 		return
 	}

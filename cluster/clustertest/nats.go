@@ -35,9 +35,27 @@ func (c *Cluster) URL() string {
 // waits until JetStream has a meta leader. They shut down when t ends.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	c, err := StartServers(n, t.TempDir)
+	if c != nil {
+		t.Cleanup(c.Shutdown)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// StartServers is Start for a program (webtest's NATS cluster, the
+// benchmarks): storeDir gives each server its JetStream directory. The
+// caller shuts the cluster down (also after an error, when c is not nil).
+func StartServers(n int, storeDir func() string) (*Cluster, error) {
 	routes := make([]int, n)
 	for i := range routes {
-		routes[i] = freePort(t)
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		routes[i] = p
 	}
 	var routeURLs string
 	for i, p := range routes {
@@ -50,7 +68,7 @@ func Start(t testing.TB, n int) *Cluster {
 	for i := range n {
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("nats-%d", i+1), Host: "127.0.0.1", Port: server.RANDOM_PORT,
-			JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+			JetStream: true, StoreDir: storeDir(), NoLog: true, NoSigs: true,
 			Cluster: server.ClusterOpts{Name: "cloakroom-test", Host: "127.0.0.1", Port: routes[i]},
 			Routes:  server.RoutesFromStr(routeURLs),
 		}
@@ -59,42 +77,45 @@ func Start(t testing.TB, n int) *Cluster {
 		}
 		s, err := server.NewServer(opts)
 		if err != nil {
-			t.Fatalf("nats server %d: %v", i+1, err)
+			return c, fmt.Errorf("nats server %d: %w", i+1, err)
 		}
 		s.Start()
-		t.Cleanup(s.Shutdown)
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("nats server %d not ready", i+1)
-		}
 		c.Servers = append(c.Servers, s)
+		if !s.ReadyForConnections(10 * time.Second) {
+			return c, fmt.Errorf("nats server %d not ready", i+1)
+		}
 		c.URLs = append(c.URLs, s.ClientURL())
 	}
-	c.waitLeader(t)
-	return c
+	return c, c.waitLeader()
+}
+
+// Shutdown stops every server.
+func (c *Cluster) Shutdown() {
+	for _, s := range c.Servers {
+		s.Shutdown()
+	}
 }
 
 // waitLeader waits (at most 30 s) until the servers agree on a JetStream
 // meta leader: before that, making a stream fails.
-func (c *Cluster) waitLeader(t testing.TB) {
-	t.Helper()
+func (c *Cluster) waitLeader() error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, s := range c.Servers {
 			if s.JetStreamIsLeader() {
-				return
+				return nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond) // nats-server offers no leader event to wait on
 	}
-	t.Fatal("NATS cluster: no JetStream leader in 30 s")
+	return fmt.Errorf("NATS cluster: no JetStream leader in 30 s")
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, fmt.Errorf("free port: %w", err)
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -6,6 +6,8 @@
 //     stream CLOAKROOM (memory storage, replicated, max age the relay TTL),
 //     consumed by every node in order from the moment it started;
 //   - cloakroom.sig.<node>: a signal for a member online on that node;
+//   - cloakroom.pres: presence again, at once and best effort (the stream
+//     may be electing a leader after a NATS server was lost);
 //   - cloakroom.hb: each node's heartbeat; a node not heard for GoneAfter
 //     is gone and its members offline;
 //   - cloakroom.snap: a node about to admit a member to a room it does not
@@ -38,6 +40,7 @@ const (
 	subjectSignal    = "cloakroom.sig."
 	subjectHeartbeat = "cloakroom.hb"
 	subjectSnapshot  = "cloakroom.snap"
+	subjectAnnounce  = "cloakroom.pres"
 	streamName       = "CLOAKROOM"
 	bucketRooms      = "cloakroom-rooms"
 )
@@ -195,7 +198,10 @@ func (n *Node) Publish(ctx context.Context, e *ev.Event) error {
 	if err != nil {
 		return err
 	}
-	id := fmt.Sprintf("%s-%d", n.id, n.seq.Add(1))
+	id := fmt.Sprintf("%s-%d", n.id, e.Seq)
+	if e.Seq == 0 {
+		id = fmt.Sprintf("%s-x%d", n.id, n.seq.Add(1))
+	}
 	if _, err := n.js.Publish(ctx, subjectEvents, b, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("cluster: publish %s: %w", e.Type, err)
 	}
@@ -213,6 +219,18 @@ func (n *Node) Send(node string, e *ev.Event) error {
 	}
 	if err := n.nc.Publish(subjectSignal+node, b); err != nil {
 		return fmt.Errorf("cluster: send to %s: %w", node, err)
+	}
+	return nil
+}
+
+// Announce sends e to every node, best effort (core NATS, no stream).
+func (n *Node) Announce(e *ev.Event) error {
+	b, err := ev.Encode(e)
+	if err != nil {
+		return err
+	}
+	if err := n.nc.Publish(subjectAnnounce, b); err != nil {
+		return fmt.Errorf("cluster: announce: %w", err)
 	}
 	return nil
 }

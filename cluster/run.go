@@ -37,6 +37,7 @@ func (n *Node) Run(ctx context.Context, h Handler) error {
 	for subj, f := range map[string]nats.MsgHandler{
 		subjectSignal + n.id: func(m *nats.Msg) { n.deliver(h, m.Data) },
 		subjectSnapshot:      func(m *nats.Msg) { n.answerSnapshot(h, m) },
+		subjectAnnounce:      func(m *nats.Msg) { n.deliver(h, m.Data) },
 		subjectHeartbeat:     func(m *nats.Msg) { n.peer.heard(string(m.Data), n.id, time.Now()) },
 	} {
 		s, err := n.nc.Subscribe(subj, f)

@@ -18,7 +18,10 @@ import (
 //
 // Publish carries presence, relay items and acks to every other node, in
 // order and durably (a JetStream stream); Send carries a signal to one
-// node (best effort, like a signal to a client). Register returns the
+// node (best effort, like a signal to a client); Announce carries a
+// presence event to every node at once, best effort, beside the stream
+// (after a NATS server is lost the stream may take seconds to elect a
+// leader, and members must not look offline meanwhile). Register returns the
 // verifier hash the room is registered with cluster-wide, registering hash
 // if it has none; Snapshot asks another node for the members of a room
 // (nil, nil when no node knows it). The bus hands what other nodes publish
@@ -27,14 +30,16 @@ type Bus interface {
 	Node() string
 	Publish(ctx context.Context, ev *cluster.Event) error
 	Send(node string, ev *cluster.Event) error
+	Announce(ev *cluster.Event) error
 	Register(ctx context.Context, room, hash string) (string, error)
 	Snapshot(ctx context.Context, room string) (*cluster.Event, error)
 }
 
 const (
-	outboxBytes    = 8 << 20          // relay bytes queued for the bus before uploaders wait
-	publishRetry   = 10 * time.Second // how long an event is retried (NATS reconnecting)
-	clusterTimeout = 2 * time.Second  // a registry or snapshot request
+	outboxBytes    = 8 << 20         // relay bytes queued for the bus before uploaders wait
+	publishRetry   = time.Minute     // how long an event is retried (NATS reconnecting, a stream leader elected)
+	publishAttempt = 2 * time.Second // one attempt: a request sent before a disconnect gets no answer
+	clusterTimeout = 2 * time.Second // a registry or snapshot request
 )
 
 // outbox queues events for the bus in order; one goroutine (publishLoop,
@@ -44,6 +49,7 @@ type outbox struct {
 	mu    sync.Mutex
 	q     []*cluster.Event
 	bytes int
+	seq   uint64        // the last event's Seq
 	wake  chan struct{} // 1-slot: something was queued
 	space chan struct{} // closed and replaced when bytes drop
 	done  chan struct{} // closed when publishLoop has returned
@@ -61,6 +67,8 @@ func (s *Server) emit(ev *cluster.Event) {
 	ev.Node = s.bus.Node()
 	o := s.out
 	o.mu.Lock()
+	o.seq++
+	ev.Seq = o.seq
 	o.q = append(o.q, ev)
 	o.bytes += len(ev.Data)
 	o.mu.Unlock()
@@ -128,8 +136,13 @@ func (s *Server) publishLoop() {
 func (s *Server) publish(ev *cluster.Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishRetry)
 	defer cancel()
+	if ev.Type == cluster.TypePresence {
+		_ = s.bus.Announce(ev) // the fast path; the stream is the sure one
+	}
 	for {
-		err := s.bus.Publish(ctx, ev)
+		actx, acancel := context.WithTimeout(ctx, publishAttempt)
+		err := s.bus.Publish(actx, ev)
+		acancel()
 		if err == nil {
 			return
 		}

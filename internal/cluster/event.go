@@ -54,6 +54,7 @@ type Member struct {
 type Event struct {
 	Type    string   `json:"t"`
 	Node    string   `json:"n"`           // the node that sent it
+	Seq     uint64   `json:"q,omitempty"` // the node's sequence number of the event (deduplication of retries)
 	Room    string   `json:"r,omitempty"` // room id as clients send it
 	Hash    string   `json:"h,omitempty"` // hex of the room verifier's hash (presence join)
 	Event   string   `json:"e,omitempty"` // presence: join, online, offline, leave

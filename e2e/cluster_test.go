@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
-	"time"
 
 	"cloakroom/client"
 	"cloakroom/cluster"
@@ -59,8 +60,8 @@ func newClusterNodes(t *testing.T, nc *clustertest.Cluster, n int) []*clusterNod
 
 // close drains the node: clients get going_away, the others hear it go.
 func (cn *clusterNode) close() {
-	cn.HTTP.CloseClientConnections()
 	_ = cn.Srv.Close()
+	cn.HTTP.CloseClientConnections()
 	cn.HTTP.Close()
 	cn.stop()
 	<-cn.done
@@ -127,5 +128,37 @@ func TestClusterDirectAcrossNodes(t *testing.T) {
 	if f := nextFile(ctx, t, recv); f.Err != nil || f.SHA256 != sum || fileSHA256(t, f.Path) != sum {
 		t.Fatalf("received %+v, want SHA-256 %s", f, sum)
 	}
-	_ = time.Second
+}
+
+// TestClusterDrain: two nodes behind a load balancer; the node of one
+// member drains (its clients get going_away): the member reconnects
+// through the balancer to the other node, the room carries on (chat both
+// ways), and the member was away for one reconnect.
+func TestClusterDrain(t *testing.T) {
+	ctx := testCtx(t)
+	nodes := newClusterNodes(t, clustertest.Start(t, 3), 2)
+	lb := clustertest.NewBalancer(t, strings.TrimPrefix(nodes[0].URL, "http://"), strings.TrimPrefix(nodes[1].URL, "http://"))
+	link := newSecret(t).Link("http://" + lb.Addr)
+	alice := dialPeer(ctx, t, link, "alice", nil)
+	waitState(ctx, t, alice, string(protocol.StateConnected), 1)
+	drained := slices.Index(lb.Active(), 1)
+	bob := dialPeer(ctx, t, link, "bob", nil)
+	meshVerified(ctx, t, alice, bob)
+	if got := lb.Active(); got[0] != 1 || got[1] != 1 {
+		t.Fatalf("connections per node %v, want one each", got)
+	}
+	nodes[drained].close()
+	waitState(ctx, t, alice, string(protocol.StateRestored), 1)
+	waitOnline(ctx, t, bob, alice.ID())
+	if err := alice.SendChat(ctx, "after the drain"); err != nil {
+		t.Fatalf("SendChat: %v", err)
+	}
+	waitChat(ctx, t, bob, "alice's chat", func(c client.Chat) bool { return c.Text == "after the drain" })
+	if err := bob.SendChat(ctx, "still here"); err != nil {
+		t.Fatalf("SendChat: %v", err)
+	}
+	waitChat(ctx, t, alice, "bob's chat", func(c client.Chat) bool { return c.Text == "still here" })
+	if n := count(alice.states.snapshot(), func(s string) bool { return s == string(protocol.StateReconnecting) }); n != 1 {
+		t.Errorf("alice reconnected %d times, want 1", n)
+	}
 }

@@ -254,6 +254,11 @@ func (s *Server) prepareRoom(ctx context.Context, id string, hash [32]byte) erro
 	if err != nil || snap == nil {
 		return nil // no other node knows the room: a fresh one
 	}
+	// The nodes that hold the room have the last word on its verifier (the
+	// registry's entry may have expired and been made again).
+	if known, ok := parseHash(snap.Hash); ok && known != hash {
+		return errBadVerifier
+	}
 	s.applySnapshot(snap, hash)
 	return nil
 }

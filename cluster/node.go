@@ -51,6 +51,7 @@ const (
 	DefaultHeartbeat = time.Second
 	DefaultGoneAfter = 5 * time.Second
 	snapshotWait     = 500 * time.Millisecond
+	registerRetry    = 20 * time.Millisecond
 	minRegistryAge   = time.Hour
 )
 
@@ -191,19 +192,36 @@ func (n *Node) setup(ctx context.Context) error {
 // Node is this node's id in the cluster (name and a random suffix).
 func (n *Node) Node() string { return n.id }
 
-// Publish sends e to every node through the stream, waiting for the
-// stream's acknowledgement (it is then replicated).
-func (n *Node) Publish(ctx context.Context, e *ev.Event) error {
-	b, err := ev.Encode(e)
-	if err != nil {
-		return err
+// Publish sends a batch of events to every node through the stream, all
+// at once, and waits for the stream's acknowledgements (then they are
+// replicated). Each carries a message id (node and sequence number), so a
+// batch published again after an error is stored once.
+func (n *Node) Publish(ctx context.Context, batch []*ev.Event) error {
+	futs := make([]jetstream.PubAckFuture, 0, len(batch))
+	for _, e := range batch {
+		b, err := ev.Encode(e)
+		if err != nil {
+			n.log.Error("cluster: event not sent", "err", err)
+			continue
+		}
+		id := fmt.Sprintf("%s-%d", n.id, e.Seq)
+		if e.Seq == 0 {
+			id = fmt.Sprintf("%s-x%d", n.id, n.seq.Add(1))
+		}
+		f, err := n.js.PublishAsync(subjectEvents, b, jetstream.WithMsgID(id))
+		if err != nil {
+			return fmt.Errorf("cluster: publish %s: %w", e.Type, err)
+		}
+		futs = append(futs, f)
 	}
-	id := fmt.Sprintf("%s-%d", n.id, e.Seq)
-	if e.Seq == 0 {
-		id = fmt.Sprintf("%s-x%d", n.id, n.seq.Add(1))
-	}
-	if _, err := n.js.Publish(ctx, subjectEvents, b, jetstream.WithMsgID(id)); err != nil {
-		return fmt.Errorf("cluster: publish %s: %w", e.Type, err)
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("cluster: publish: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: publish: %w", ctx.Err())
+		}
 	}
 	return nil
 }
@@ -239,18 +257,29 @@ func (n *Node) Announce(e *ev.Event) error {
 // hash when the room has none.
 func (n *Node) Register(ctx context.Context, room, hash string) (string, error) {
 	key := hex.EncodeToString([]byte(room))
-	_, err := n.kv.Create(ctx, key, []byte(hash))
-	if err == nil {
-		return hash, nil
+	for {
+		_, err := n.kv.Create(ctx, key, []byte(hash))
+		if err == nil {
+			return hash, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", fmt.Errorf("cluster: register room: %w", err)
+		}
+		e, err := n.kv.Get(ctx, key)
+		if err == nil {
+			return string(e.Value()), nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return "", fmt.Errorf("cluster: registered room: %w", err)
+		}
+		// Created on another server and not yet readable on this one (KV
+		// reads may go to any replica), or deleted since: try again.
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("cluster: registered room: %w", ctx.Err())
+		case <-time.After(registerRetry):
+		}
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return "", fmt.Errorf("cluster: register room: %w", err)
-	}
-	e, err := n.kv.Get(ctx, key)
-	if err != nil {
-		return "", fmt.Errorf("cluster: registered room: %w", err)
-	}
-	return string(e.Value()), nil
 }
 
 // Close leaves NATS (the server has published its last events).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -16,8 +17,8 @@ import (
 // at the root implements it over NATS; docs/SCALING.md). Without a Bus
 // (Config.Bus nil) the server is a single node and none of this runs.
 //
-// Publish carries presence, relay items and acks to every other node, in
-// order and durably (a JetStream stream); Send carries a signal to one
+// Publish carries a batch of presence, relay items and acks to every other
+// node, in order and durably (a JetStream stream); Send carries a signal to one
 // node (best effort, like a signal to a client); Announce carries a
 // presence event to every node at once, best effort, beside the stream
 // (after a NATS server is lost the stream may take seconds to elect a
@@ -28,7 +29,7 @@ import (
 // to Server.Apply, one event at a time, and calls NodeGone and Reconnected.
 type Bus interface {
 	Node() string
-	Publish(ctx context.Context, ev *cluster.Event) error
+	Publish(ctx context.Context, batch []*cluster.Event) error
 	Send(node string, ev *cluster.Event) error
 	Announce(ev *cluster.Event) error
 	Register(ctx context.Context, room, hash string) (string, error)
@@ -36,10 +37,13 @@ type Bus interface {
 }
 
 const (
-	outboxBytes    = 8 << 20         // relay bytes queued for the bus before uploaders wait
-	publishRetry   = time.Minute     // how long an event is retried (NATS reconnecting, a stream leader elected)
-	publishAttempt = 2 * time.Second // one attempt: a request sent before a disconnect gets no answer
-	clusterTimeout = 2 * time.Second // a registry or snapshot request
+	outboxBytes       = 8 << 20          // relay bytes queued for the bus before uploaders wait
+	publishRetry      = time.Minute      // how long an event is retried (NATS reconnecting, a stream leader elected)
+	publishAttempt    = 2 * time.Second  // one attempt: a request sent before a disconnect gets no answer
+	drainWait         = 10 * time.Second // how long Close waits for the last events to be published
+	publishBatch      = 512              // events published at once (then their acknowledgements awaited)
+	publishBatchBytes = 4 << 20          // relay bytes in one batch
+	clusterTimeout    = 2 * time.Second  // a registry or snapshot request
 )
 
 // outbox queues events for the bus in order; one goroutine (publishLoop,
@@ -53,10 +57,28 @@ type outbox struct {
 	wake  chan struct{} // 1-slot: something was queued
 	space chan struct{} // closed and replaced when bytes drop
 	done  chan struct{} // closed when publishLoop has returned
+	// ctx ends publishing for good (Close, once drainWait has passed).
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newOutbox() *outbox {
-	return &outbox{wake: make(chan struct{}, 1), space: make(chan struct{}), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &outbox{wake: make(chan struct{}, 1), space: make(chan struct{}), done: make(chan struct{}), ctx: ctx, cancel: cancel}
+}
+
+// drain publishes this node's gone and waits (at most drainWait) for the
+// outbox to empty; then publishLoop gives up and returns.
+func (s *Server) drain() {
+	s.emit(&cluster.Event{Type: cluster.TypeGone})
+	select {
+	case <-s.out.done:
+	case <-time.After(drainWait):
+		s.log.Warn("signaling: cluster events still unpublished at exit; dropping them")
+		s.out.cancel()
+		<-s.out.done
+	}
+	s.out.cancel()
 }
 
 // emit queues ev for the other nodes (no-op for a single node).
@@ -99,25 +121,22 @@ func (s *Server) emitItem(ctx context.Context, ev *cluster.Event) {
 	s.emit(ev)
 }
 
-// publishLoop publishes queued events until the server closes, then what
-// is left (each event retried for publishRetry).
+// publishLoop publishes queued events in batches until the server
+// closes, then what is left (each batch retried for publishRetry).
 func (s *Server) publishLoop() {
 	o := s.out
 	defer close(o.done)
 	for {
-		o.mu.Lock()
-		q := o.q
-		o.q = nil
-		o.mu.Unlock()
-		for _, ev := range q {
-			s.publish(ev)
+		batch, size := o.take()
+		if len(batch) > 0 {
+			if o.ctx.Err() == nil { // else Close gave up: drop the rest
+				s.publish(coalesceAcks(batch))
+			}
 			o.mu.Lock()
-			o.bytes -= len(ev.Data)
+			o.bytes -= size
 			close(o.space)
 			o.space = make(chan struct{})
 			o.mu.Unlock()
-		}
-		if len(q) > 0 {
 			continue
 		}
 		select {
@@ -133,21 +152,79 @@ func (s *Server) publishLoop() {
 	}
 }
 
-func (s *Server) publish(ev *cluster.Event) {
-	ctx, cancel := context.WithTimeout(context.Background(), publishRetry)
+// take removes up to publishBatch events (and publishBatchBytes of data,
+// at least one event) from the queue.
+func (o *outbox) take() ([]*cluster.Event, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n, size := 0, 0
+	for n < len(o.q) && n < publishBatch && (n == 0 || size+len(o.q[n].Data) <= publishBatchBytes) {
+		size += len(o.q[n].Data)
+		n++
+	}
+	batch := slices.Clone(o.q[:n])
+	o.q = o.q[n:]
+	if len(o.q) == 0 {
+		o.q = nil
+	}
+	return batch, size
+}
+
+// coalesceAcks merges a batch's acks by room and member into one event
+// each, at the place of the last: an ack then still follows the item it
+// acks in the stream.
+func coalesceAcks(batch []*cluster.Event) []*cluster.Event {
+	type who struct{ room, member string }
+	last := map[who]int{}
+	for i, ev := range batch {
+		if ev.Type == cluster.TypeAck {
+			last[who{ev.Room, ev.Member}] = i
+		}
+	}
+	merged := map[who]*cluster.Event{}
+	out := batch[:0:0]
+	for i, ev := range batch {
+		if ev.Type != cluster.TypeAck {
+			out = append(out, ev)
+			continue
+		}
+		k := who{ev.Room, ev.Member}
+		m := merged[k]
+		if m == nil || len(m.Keys)+len(ev.Keys) > cluster.MaxList {
+			if m != nil {
+				out = append(out, m)
+			}
+			m = &cluster.Event{Type: cluster.TypeAck, Node: ev.Node, Seq: ev.Seq, Room: ev.Room, Member: ev.Member}
+			merged[k] = m
+		}
+		m.Seq = ev.Seq // the last one's: a retry keeps the same id
+		m.Keys, m.Indexes = append(m.Keys, ev.Keys...), append(m.Indexes, ev.Indexes...)
+		if last[k] == i {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// publish sends a batch to the stream, retrying it whole (the stream drops
+// the events it already has by their message ids).
+func (s *Server) publish(batch []*cluster.Event) {
+	ctx, cancel := context.WithTimeout(s.out.ctx, publishRetry)
 	defer cancel()
-	if ev.Type == cluster.TypePresence {
-		_ = s.bus.Announce(ev) // the fast path; the stream is the sure one
+	for _, ev := range batch {
+		if ev.Type == cluster.TypePresence {
+			_ = s.bus.Announce(ev) // the fast path; the stream is the sure one
+		}
 	}
 	for {
 		actx, acancel := context.WithTimeout(ctx, publishAttempt)
-		err := s.bus.Publish(actx, ev)
+		err := s.bus.Publish(actx, batch)
 		acancel()
 		if err == nil {
 			return
 		}
 		if ctx.Err() != nil {
-			s.log.Error("signaling: cluster publish failed", "type", ev.Type, "err", err)
+			s.log.Error("signaling: cluster publish failed", "events", len(batch), "err", err)
 			return
 		}
 		select {

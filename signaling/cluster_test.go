@@ -26,8 +26,10 @@ func newFakeBus() *fakeBus { return &fakeBus{published: make(chan *cluster.Event
 
 func (b *fakeBus) Node() string { return "self" }
 
-func (b *fakeBus) Publish(_ context.Context, ev *cluster.Event) error {
-	b.published <- ev
+func (b *fakeBus) Publish(_ context.Context, batch []*cluster.Event) error {
+	for _, ev := range batch {
+		b.published <- ev
+	}
 	return nil
 }
 

@@ -38,7 +38,6 @@ type conn struct {
 	// Set under s.mu by join in the reader goroutine, then never changed.
 	room     *room
 	mem      *member
-	joinedAs string     // the presence event the join made (join or online)
 	bad      int        // bad requests so far (reader only)
 	addr     *addrState // the client address's limits
 	admitted bool       // counted in addr's live connections

@@ -259,15 +259,15 @@ func (c *conn) handleSignal(m *protocol.Message) {
 		to.conn.send(b)
 	}
 	var node string
-	if to != nil && to.conn == nil {
-		node = to.node
+	var ev *cluster.Event
+	if to != nil && to.conn == nil && to.node != "" {
+		// The sender's announcement goes along: the signal may overtake
+		// its presence event (another subject), and must not arrive first.
+		node, ev = to.node, s.presenceEvent(c.room, c.mem, protocol.EventOnline)
+		ev.Type, ev.Event, ev.Node, ev.To, ev.Data = cluster.TypeSignal, "", s.bus.Node(), m.To, []byte(m.Data)
 	}
 	s.mu.Unlock()
 	if node != "" {
-		// The sender's announcement goes along: the signal may overtake
-		// its presence event (another subject), and must not arrive first.
-		ev := s.presenceEvent(c.room, c.mem, protocol.EventOnline)
-		ev.Type, ev.Event, ev.Node, ev.To, ev.Data = cluster.TypeSignal, "", s.bus.Node(), m.To, []byte(m.Data)
 		ok = s.bus.Send(node, ev) == nil
 	}
 	if !ok {

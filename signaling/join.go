@@ -39,7 +39,6 @@ func (c *conn) handleJoin(binary bool, data []byte) {
 		c.shutdown(r)
 		return
 	}
-	c.s.emit(c.s.presenceEvent(c.room, c.mem, c.joinedAs))
 	c.ws.SetPongHandler(func(string) error {
 		return c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 	})
@@ -93,7 +92,7 @@ func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReaso
 			text: "replaced", cause: errReplaced.Error()})
 	}
 	mem.conn, mem.node = c, ""
-	c.room, c.mem, c.joinedAs = r, mem, event
+	c.room, c.mem = r, mem
 	s.store.SetOnline(r.id, mem.id, true)
 	c.sendMsg(s.welcome(r, mem))
 	p := &protocol.Message{Type: protocol.TypePresence, Event: event, Member: mem.id}
@@ -101,6 +100,7 @@ func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReaso
 		p.Pub, p.MAC, p.Online = mem.pub, mem.mac, true
 	}
 	s.broadcastLocked(r, mem, s.encode(p))
+	s.emit(s.presenceEvent(r, mem, event))
 	s.log.Debug("signaling: joined", "room", r.id, "member", mem.id, "event", event)
 	return nil
 }

@@ -21,7 +21,6 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"cloakroom/internal/cluster"
 	"cloakroom/internal/protocol"
 	"cloakroom/internal/store"
 )
@@ -338,10 +337,7 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	if s.bus != nil && first {
-		// The members' offline events are queued (disconnected); then
-		// say this node is gone and publish what is left.
-		s.emit(&cluster.Event{Type: cluster.TypeGone})
-		<-s.out.done
+		s.drain() // the members' offline events are queued (disconnected)
 	}
 	s.store.Close()
 	return nil

@@ -52,6 +52,7 @@ const (
 	DefaultGoneAfter = 5 * time.Second
 	snapshotWait     = 500 * time.Millisecond
 	registerRetry    = 20 * time.Millisecond
+	setupWait        = 30 * time.Second
 	minRegistryAge   = time.Hour
 )
 
@@ -95,6 +96,13 @@ type Node struct {
 	seq  atomic.Uint64
 	h    atomic.Pointer[handlerBox]
 	peer peers
+
+	cc        jetstream.ConsumeContext
+	subs      []*nats.Subscription
+	ready     chan struct{} // closed by Run: the handler is set
+	readyOnce sync.Once
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
 type handlerBox struct{ h Handler }
@@ -136,14 +144,15 @@ func (c *Config) fill() error {
 func (c Config) Validate() error { return c.fill() }
 
 // Connect connects to NATS and makes (or finds) the stream and the bucket.
-// Start the node with Run once the handler exists.
+// It already takes the other nodes' events, which wait for Run's handler.
 func Connect(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
-	n := &Node{cfg: cfg, id: cfg.Name + "-" + hex.EncodeToString(suffix[:]), log: cfg.Logger}
+	n := &Node{cfg: cfg, id: cfg.Name + "-" + hex.EncodeToString(suffix[:]), log: cfg.Logger,
+		ready: make(chan struct{}), closed: make(chan struct{})}
 	nc, err := nats.Connect(strings.Join(cfg.URLs, ","), nats.Name("cloakroom "+n.id),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(false),
 		nats.ReconnectHandler(func(*nats.Conn) { n.reconnected() }),
@@ -153,7 +162,11 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.nc = nc
 	if err := n.setup(ctx); err != nil {
-		nc.Close()
+		n.Close()
+		return nil, err
+	}
+	if err := n.subscribe(ctx); err != nil {
+		n.Close()
 		return nil, err
 	}
 	return n, nil
@@ -171,22 +184,46 @@ func (n *Node) setup(ctx context.Context) error {
 	if replicas == 0 {
 		replicas = min(DefaultReplicas, max(1, len(n.nc.Servers())))
 	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: streamName, Subjects: []string{subjectEvents}, Storage: jetstream.MemoryStorage,
-		Replicas: replicas, MaxAge: n.cfg.TTL, MaxBytes: n.cfg.MaxBytes, Discard: jetstream.DiscardOld,
-		Duplicates: time.Minute,
+	err = retrySetup(ctx, func() error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: streamName, Subjects: []string{subjectEvents}, Storage: jetstream.MemoryStorage,
+			Replicas: replicas, MaxAge: n.cfg.TTL, MaxBytes: n.cfg.MaxBytes, Discard: jetstream.DiscardOld,
+			Duplicates: time.Minute,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: stream %s (%d replicas): %w", streamName, replicas, err)
 	}
-	n.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: bucketRooms, Storage: jetstream.MemoryStorage, Replicas: replicas,
-		TTL: max(6*n.cfg.TTL, minRegistryAge),
+	err = retrySetup(ctx, func() error {
+		n.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bucketRooms, Storage: jetstream.MemoryStorage, Replicas: replicas,
+			TTL: max(6*n.cfg.TTL, minRegistryAge),
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: bucket %s (%d replicas): %w", bucketRooms, replicas, err)
 	}
 	return nil
+}
+
+// retrySetup retries f for up to setupWait: a NATS cluster that has just
+// started (or lost a server) refuses placements until its peers are known.
+func retrySetup(ctx context.Context, f func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, setupWait)
+	defer cancel()
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // Node is this node's id in the cluster (name and a random suffix).
@@ -282,8 +319,20 @@ func (n *Node) Register(ctx context.Context, room, hash string) (string, error) 
 	}
 }
 
-// Close leaves NATS (the server has published its last events).
-func (n *Node) Close() { n.nc.Close() }
+// Close leaves NATS (the server has published its last events); it is
+// idempotent.
+func (n *Node) Close() {
+	n.closeOnce.Do(func() {
+		close(n.closed)
+		if n.cc != nil {
+			n.cc.Stop()
+		}
+		for _, s := range n.subs {
+			_ = s.Unsubscribe()
+		}
+		n.nc.Close()
+	})
+}
 
 func (n *Node) handler() Handler {
 	if b := n.h.Load(); b != nil {

@@ -12,49 +12,65 @@ import (
 	ev "cloakroom/internal/cluster"
 )
 
-// Run hands the events of other nodes to h until ctx ends: the stream (from
-// now on, in order), signals for this node, snapshot requests and
-// heartbeats. It also sends this node's heartbeat.
-func (n *Node) Run(ctx context.Context, h Handler) error {
-	n.h.Store(&handlerBox{h: h})
+// subscribe starts taking the other nodes' events (Connect calls it, so
+// that nothing published after Connect returned is missed): the stream
+// from now on, in order; signals for this node; presence; snapshot
+// requests; heartbeats. They wait for Run's handler.
+func (n *Node) subscribe(ctx context.Context) error {
 	cons, err := n.js.OrderedConsumer(ctx, streamName, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subjectEvents}, DeliverPolicy: jetstream.DeliverNewPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: consumer: %w", err)
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { n.deliver(h, m.Data()) })
+	n.cc, err = cons.Consume(func(m jetstream.Msg) { n.deliver(m.Data()) })
 	if err != nil {
 		return fmt.Errorf("cluster: consume: %w", err)
 	}
-	defer cc.Stop()
-	var subs []*nats.Subscription
-	defer func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
-		}
-	}()
 	for subj, f := range map[string]nats.MsgHandler{
-		subjectSignal + n.id: func(m *nats.Msg) { n.deliver(h, m.Data) },
-		subjectSnapshot:      func(m *nats.Msg) { n.answerSnapshot(h, m) },
-		subjectAnnounce:      func(m *nats.Msg) { n.deliver(h, m.Data) },
+		subjectSignal + n.id: func(m *nats.Msg) { n.deliver(m.Data) },
+		subjectSnapshot:      n.answerSnapshot,
+		subjectAnnounce:      func(m *nats.Msg) { n.deliver(m.Data) },
 		subjectHeartbeat:     func(m *nats.Msg) { n.peer.heard(string(m.Data), n.id, time.Now()) },
 	} {
 		s, err := n.nc.Subscribe(subj, f)
 		if err != nil {
 			return fmt.Errorf("cluster: subscribe %s: %w", subj, err)
 		}
-		subs = append(subs, s)
+		n.subs = append(n.subs, s)
 	}
 	if err := n.nc.FlushTimeout(flushWait); err != nil {
 		return fmt.Errorf("cluster: flush: %w", err)
 	}
+	return nil
+}
+
+// Run hands the other nodes' events to h and sends this node's heartbeat
+// until ctx ends.
+func (n *Node) Run(ctx context.Context, h Handler) error {
+	n.h.Store(&handlerBox{h: h})
+	n.readyOnce.Do(func() { close(n.ready) })
 	n.heartbeats(ctx, h)
 	return nil
 }
 
+// handlerWait returns Run's handler, waiting for Run (nil once the node
+// is closed).
+func (n *Node) handlerWait() Handler {
+	select {
+	case <-n.ready:
+		return n.handler()
+	case <-n.closed:
+		return nil
+	}
+}
+
 // deliver decodes an event and applies it; a malformed one is dropped.
-func (n *Node) deliver(h Handler, b []byte) {
+func (n *Node) deliver(b []byte) {
+	h := n.handlerWait()
+	if h == nil {
+		return
+	}
 	e, err := ev.Decode(b)
 	if err != nil {
 		n.log.Warn("cluster: malformed event dropped", "err", err)
@@ -84,9 +100,13 @@ func (n *Node) heartbeats(ctx context.Context, h Handler) {
 
 // answerSnapshot answers another node's snapshot request with what h
 // knows of the room (an event with no members when nothing).
-func (n *Node) answerSnapshot(h Handler, m *nats.Msg) {
+func (n *Node) answerSnapshot(m *nats.Msg) {
 	req, err := ev.Decode(m.Data)
 	if err != nil || req.Type != ev.TypeSnapshot || req.Node == n.id || m.Reply == "" {
+		return
+	}
+	h := n.handlerWait()
+	if h == nil {
 		return
 	}
 	snap := h.SnapshotOf(req.Room)
@@ -132,7 +152,7 @@ func (n *Node) Snapshot(ctx context.Context, room string) (*ev.Event, error) {
 			return nil, fmt.Errorf("cluster: snapshot: %w", err)
 		}
 		e, err := ev.Decode(m.Data)
-		if err == nil && e.Type == ev.TypeSnapshot && e.Room == room && len(e.Members) > 0 {
+		if err == nil && e.Type == ev.TypeSnapshot && e.Room == room && len(e.Roster) > 0 {
 			return e, nil
 		}
 	}

@@ -170,36 +170,38 @@ func (o *outbox) take() ([]*cluster.Event, int) {
 	return batch, size
 }
 
-// coalesceAcks merges a batch's acks by room and member into one event
-// each, at the place of the last: an ack then still follows the item it
-// acks in the stream.
+// coalesceAcks merges a batch's acks by room into one event each (Members
+// says who acked what), at the place of the room's last ack: an ack still
+// follows the item it acks in the stream. Under load batches grow, and so
+// does the merging.
 func coalesceAcks(batch []*cluster.Event) []*cluster.Event {
-	type who struct{ room, member string }
-	last := map[who]int{}
+	last := map[string]int{}
 	for i, ev := range batch {
 		if ev.Type == cluster.TypeAck {
-			last[who{ev.Room, ev.Member}] = i
+			last[ev.Room] = i
 		}
 	}
-	merged := map[who]*cluster.Event{}
+	merged := map[string]*cluster.Event{}
 	out := batch[:0:0]
 	for i, ev := range batch {
 		if ev.Type != cluster.TypeAck {
 			out = append(out, ev)
 			continue
 		}
-		k := who{ev.Room, ev.Member}
-		m := merged[k]
+		m := merged[ev.Room]
 		if m == nil || len(m.Keys)+len(ev.Keys) > cluster.MaxList {
 			if m != nil {
 				out = append(out, m)
 			}
-			m = &cluster.Event{Type: cluster.TypeAck, Node: ev.Node, Seq: ev.Seq, Room: ev.Room, Member: ev.Member}
-			merged[k] = m
+			m = &cluster.Event{Type: cluster.TypeAck, Node: ev.Node, Room: ev.Room}
+			merged[ev.Room] = m
 		}
 		m.Seq = ev.Seq // the last one's: a retry keeps the same id
+		for range ev.Keys {
+			m.Members = append(m.Members, ev.Member)
+		}
 		m.Keys, m.Indexes = append(m.Keys, ev.Keys...), append(m.Indexes, ev.Indexes...)
-		if last[k] == i {
+		if last[ev.Room] == i {
 			out = append(out, m)
 		}
 	}

@@ -39,7 +39,8 @@ func validRemote(ev *cluster.Event) bool {
 	if r, err := protocol.DecodeB64(ev.Room); err != nil || len(r) != protocol.RoomIDLen {
 		return false
 	}
-	for _, id := range append([]string{ev.Member, ev.To, ev.Sender, ev.File}, ev.Owed...) {
+	ids := append([]string{ev.Member, ev.To, ev.Sender, ev.File}, ev.Owed...)
+	for _, id := range append(ids, ev.Members...) {
 		if id != "" && !protocol.ValidID(id) {
 			return false
 		}
@@ -51,7 +52,7 @@ func validRemote(ev *cluster.Event) bool {
 			return false
 		}
 	}
-	return ev.Type == cluster.TypeSnapshot || ev.Member != "" || ev.Sender != ""
+	return ev.Type == cluster.TypeSnapshot || ev.Member != "" || ev.Sender != "" || len(ev.Members) > 0
 }
 
 // parseHash reads a verifier hash in hex.
@@ -178,13 +179,17 @@ func (s *Server) applyItem(ev *cluster.Event) {
 // applyAck records acks made on another node, and counts chunk progress for
 // the senders connected here.
 func (s *Server) applyAck(ev *cluster.Event) {
-	var acks []chunkAck
+	acks := map[string][]chunkAck{} // by member
 	for i, key := range ev.Keys {
+		member := ev.Member
+		if i < len(ev.Members) {
+			member = ev.Members[i]
+		}
 		id, ok := s.keys.id(ev.Room, key)
 		if !ok {
 			continue
 		}
-		it, err := s.store.Ack(ev.Room, ev.Member, id)
+		it, err := s.store.Ack(ev.Room, member, id)
 		if err != nil || it.Kind != store.KindChunk || it.File == "" {
 			continue
 		}
@@ -192,7 +197,7 @@ func (s *Server) applyAck(ev *cluster.Event) {
 		if i < len(ev.Indexes) && ev.Indexes[i] > 0 {
 			a.index, a.known = ev.Indexes[i]-1, true
 		}
-		acks = append(acks, a)
+		acks[member] = append(acks[member], a)
 	}
 	if len(acks) == 0 {
 		return
@@ -200,7 +205,9 @@ func (s *Server) applyAck(ev *cluster.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r := s.rooms[ev.Room]; r != nil {
-		s.countAcksLocked(r, ev.Member, acks)
+		for member, a := range acks {
+			s.countAcksLocked(r, member, a)
+		}
 	}
 }
 
@@ -273,7 +280,7 @@ func (s *Server) SnapshotOf(room string) *cluster.Event {
 		if m.conn != nil {
 			node = s.bus.Node()
 		}
-		ev.Members = append(ev.Members, cluster.Member{ID: m.id, Pub: m.pub, MAC: m.mac, Node: node})
+		ev.Roster = append(ev.Roster, cluster.Member{ID: m.id, Pub: m.pub, MAC: m.mac, Node: node})
 	}
 	return ev
 }
@@ -290,7 +297,7 @@ func (s *Server) applySnapshot(ev *cluster.Event, hash [32]byte) {
 		return
 	}
 	r := newRoom(ev.Room, hash)
-	for _, sm := range ev.Members {
+	for _, sm := range ev.Roster {
 		if len(r.members) >= s.cfg.MaxMembers || !protocol.ValidID(sm.ID) || !validAnnouncement(sm.Pub, sm.MAC) {
 			continue
 		}

@@ -104,7 +104,7 @@ func TestClusterRemoteMember(t *testing.T) {
 		t.Fatalf("msg %+v, want from b", m)
 	}
 	ca.ack(m.ID)
-	if ev := bus.next(t, cluster.TypeAck); len(ev.Keys) != 1 || ev.Keys[0] != "other/7" || ev.Member != a.member {
+	if ev := bus.next(t, cluster.TypeAck); len(ev.Keys) != 1 || ev.Keys[0] != "other/7" || len(ev.Members) != 1 || ev.Members[0] != a.member {
 		t.Fatalf("ack event %+v, want a's ack of other/7", ev)
 	}
 

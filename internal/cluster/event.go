@@ -21,7 +21,7 @@ import (
 const (
 	TypePresence = "presence" // a member joined, came online, went offline or left (Event)
 	TypeItem     = "item"     // a relay item was stored (Key, Kind, Sender, File, Owed, Data)
-	TypeAck      = "ack"      // Member acked the items Keys (Indexes: chunk index+1, 0 unknown)
+	TypeAck      = "ack"      // Member (or Members[i]) acked the items Keys (Indexes: chunk index+1, 0 unknown)
 	TypeSignal   = "signal"   // a sealed signal From Member To a member on the receiving node
 	TypeSnapshot = "snapshot" // the members of Room as a node knows them
 	TypeGone     = "gone"     // Node is leaving the cluster (drain)
@@ -69,8 +69,9 @@ type Event struct {
 	File    string   `json:"f,omitempty"`
 	Owed    []string `json:"owed,omitempty"`
 	Keys    []string `json:"keys,omitempty"`
+	Members []string `json:"ms,omitempty"` // ack: who acked each key, when not Member
 	Indexes []uint32 `json:"ix,omitempty"`
-	Members []Member `json:"mem,omitempty"`
+	Roster  []Member `json:"mem,omitempty"` // snapshot: the room's members
 	Data    []byte   `json:"-"`
 }
 
@@ -122,11 +123,11 @@ func (ev *Event) check() error {
 	if ev.Node == "" || len(ev.Data) > MaxData {
 		return fmt.Errorf("%w: no node or data too large", ErrMalformed)
 	}
-	if len(ev.Owed) > MaxList || len(ev.Keys) > MaxList || len(ev.Members) > MaxList || len(ev.Indexes) > MaxList {
+	if len(ev.Owed) > MaxList || len(ev.Keys) > MaxList || len(ev.Roster) > MaxList || len(ev.Indexes) > MaxList || len(ev.Members) > MaxList {
 		return fmt.Errorf("%w: list too long", ErrMalformed)
 	}
-	if ev.Type == TypeAck && len(ev.Indexes) != 0 && len(ev.Indexes) != len(ev.Keys) {
-		return fmt.Errorf("%w: ack indexes do not match keys", ErrMalformed)
+	if ev.Type == TypeAck && (len(ev.Indexes) != 0 && len(ev.Indexes) != len(ev.Keys) || len(ev.Members) != 0 && len(ev.Members) != len(ev.Keys)) {
+		return fmt.Errorf("%w: ack indexes or members do not match keys", ErrMalformed)
 	}
 	for _, s := range []string{ev.Node, ev.Room, ev.Hash, ev.Event, ev.Member, ev.Pub, ev.MAC, ev.To, ev.Key, ev.Sender, ev.Origin, ev.File} {
 		if len(s) > maxFieldLen {

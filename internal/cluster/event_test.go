@@ -56,7 +56,7 @@ func FuzzDecode(f *testing.F) {
 	for _, ev := range []*Event{
 		{Type: TypePresence, Node: "n", Room: "r", Event: "join", Member: "m"},
 		{Type: TypeAck, Node: "n", Keys: []string{"n/1"}, Indexes: []uint32{1}},
-		{Type: TypeSnapshot, Node: "n", Members: []Member{{ID: "m", Node: "n"}}},
+		{Type: TypeSnapshot, Node: "n", Roster: []Member{{ID: "m", Node: "n"}}},
 		{Type: TypeItem, Node: "n", Data: []byte("sealed")},
 	} {
 		b, _ := Encode(ev)

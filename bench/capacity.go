@@ -253,18 +253,7 @@ func RunIdle(ctx context.Context, cfg Config) error {
 	}
 	defer benchCloseAll(clients)
 	joined := time.Since(start)
-	var wg sync.WaitGroup
-	for _, c := range clients { // readers: answer pings, drop presence
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				if _, _, err := c.ws.ReadMessage(); err != nil {
-					return
-				}
-			}
-		}()
-	}
+	wg := startReaders(clients)
 	defer wg.Wait()
 	defer benchCloseAll(clients) // runs before wg.Wait: ends the readers
 	var peak int64
@@ -284,6 +273,24 @@ func RunIdle(ctx context.Context, cfg Config) error {
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// startReaders reads (and drops) what each client gets, answering pings,
+// until its connection closes; wait on the group after closing them.
+func startReaders(clients []*benchClient) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, _, err := c.ws.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return &wg
+}
 
 // RunFanout: Rooms × Members clients each sending MsgRate messages a
 // second to its room; latency from send to each other member's receipt.

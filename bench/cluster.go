@@ -8,13 +8,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"cloakroom/client"
 	"cloakroom/cluster/clustertest"
 	"cloakroom/internal/crypto"
-	"cloakroom/internal/protocol"
 )
 
 // clusterNodes is how many cloakroom nodes (and NATS servers) bench
@@ -147,18 +145,7 @@ func idleNodes(ctx context.Context, urls []string, pids []int, conns, members in
 	if err != nil {
 		return nil, nil, err
 	}
-	var wg sync.WaitGroup
-	for _, c := range clients { // readers: answer pings, drop presence
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				if _, _, err := c.ws.ReadMessage(); err != nil {
-					return
-				}
-			}
-		}()
-	}
+	wg := startReaders(clients)
 	select {
 	case <-ctx.Done():
 	case <-time.After(5 * time.Second):
@@ -188,19 +175,7 @@ func relayBetween(ctx context.Context, src, from, to, dir string) (time.Duration
 		return 0, fmt.Errorf("bench: receiver: %w", err)
 	}
 	defer recv.Close()
-	send, err := client.Dial(ctx, secret.Link(from), client.Options{Transport: protocol.TransportRelay})
-	if err != nil {
-		return 0, fmt.Errorf("bench: sender: %w", err)
-	}
-	defer send.Close()
-	start := time.Now()
-	if _, err := send.SendFile(ctx, src); err != nil {
-		return 0, fmt.Errorf("bench: relay transfer: %w", err)
-	}
-	if f, err := recv.NextFile(ctx); err != nil || f.Err != nil {
-		return 0, fmt.Errorf("bench: receive: %w %w", err, f.Err)
-	}
-	return time.Since(start), nil
+	return timeSend(ctx, secret.Link(from), recv, src)
 }
 
 // printCluster writes the single node's figures beside the cluster's.
@@ -237,6 +212,7 @@ func printCluster(out io.Writer, cfg Config, single, cl nodesResult) {
 	row(fmt.Sprintf("fanout %dx%d at %g msg/s: all deliveries", cfg.Rooms, cfg.Members, cfg.MsgRate), fan(single.fan, true), fan(cl.fan, true))
 	row("  deliveries between nodes", fan(single.fan, false), fan(cl.fan, false))
 	row("  server CPU (cores, all nodes)", fmt.Sprintf("%.2f", single.fan.serverCPU), fmt.Sprintf("%.2f", cl.fan.serverCPU))
+	row("  this process (clients; NATS too for 3 nodes)", fmt.Sprintf("%.2f", single.fan.selfCPU), fmt.Sprintf("%.2f", cl.fan.selfCPU))
 	mbs := func(d time.Duration) string { return fmt.Sprintf("%.1f MB/s", rate(cfg.Size, d)) }
 	row(fmt.Sprintf("relay %d MiB, sender and receiver on one node", cfg.Size>>20), mbs(single.relayWithin), mbs(cl.relayWithin))
 	row("relay, sender and receiver on two nodes", "-", mbs(cl.relayAcross))

@@ -39,7 +39,7 @@ type Bus interface {
 const (
 	outboxBytes       = 8 << 20          // relay bytes queued for the bus before uploaders wait
 	publishRetry      = time.Minute      // how long an event is retried (NATS reconnecting, a stream leader elected)
-	publishAttempt    = 2 * time.Second  // one attempt: a request sent before a disconnect gets no answer
+	publishAttempt    = 5 * time.Second  // one attempt (a batch): a request sent before a disconnect gets no answer
 	drainWait         = 10 * time.Second // how long Close waits for the last events to be published
 	publishBatch      = 512              // events published at once (then their acknowledgements awaited)
 	publishBatchBytes = 4 << 20          // relay bytes in one batch

@@ -94,6 +94,11 @@ func (s *Server) emit(ev *cluster.Event) {
 	o.q = append(o.q, ev)
 	o.bytes += len(ev.Data)
 	o.mu.Unlock()
+	if ev.Type == cluster.TypePresence {
+		// The fast path, not queued behind a batch being retried; the
+		// stream is the sure one. (Core NATS buffers: this does not block.)
+		_ = s.bus.Announce(ev)
+	}
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -213,11 +218,6 @@ func coalesceAcks(batch []*cluster.Event) []*cluster.Event {
 func (s *Server) publish(batch []*cluster.Event) {
 	ctx, cancel := context.WithTimeout(s.out.ctx, publishRetry)
 	defer cancel()
-	for _, ev := range batch {
-		if ev.Type == cluster.TypePresence {
-			_ = s.bus.Announce(ev) // the fast path; the stream is the sure one
-		}
-	}
 	for {
 		actx, acancel := context.WithTimeout(ctx, publishAttempt)
 		err := s.bus.Publish(actx, batch)

@@ -238,7 +238,7 @@ func (s *Server) publish(batch []*cluster.Event) {
 
 // presenceEvent is the cluster event for a member's presence in r.
 func (s *Server) presenceEvent(r *room, m *member, event string) *cluster.Event {
-	ev := &cluster.Event{Type: cluster.TypePresence, Room: r.id, Event: event, Member: m.id}
+	ev := &cluster.Event{Type: cluster.TypePresence, Room: r.id, Event: event, Member: m.id, Stamp: m.stamp}
 	if event == protocol.EventJoin || event == protocol.EventOnline {
 		ev.Pub, ev.MAC, ev.Hash = m.pub, m.mac, hex.EncodeToString(r.verifier[:])
 	}

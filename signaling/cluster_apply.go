@@ -79,15 +79,22 @@ func (s *Server) applyPresence(ev *cluster.Event) {
 		}
 		s.remoteOnlineLocked(r, ev, hash)
 	case protocol.EventOffline:
-		if m := memberOf(r, ev.Member); m != nil && m.node == ev.Node {
+		if m := memberOf(r, ev.Member); m != nil && m.node == ev.Node && !stale(m, ev) {
+			m.stamp = ev.Stamp
 			s.remoteOfflineLocked(r, m)
 		}
 	case protocol.EventLeave:
-		if m := memberOf(r, ev.Member); m != nil && m.conn == nil {
+		if m := memberOf(r, ev.Member); m != nil && m.conn == nil && !stale(m, ev) {
 			s.dropLocked(r, m, "the member left the room")
 		}
 	}
 }
+
+// stale reports whether ev is older than what this node knows of m: the
+// stream may deliver a node's presence event after the member came back
+// elsewhere (its announcement took the fast path), or after it went
+// offline there.
+func stale(m *member, ev *cluster.Event) bool { return ev.Stamp != 0 && ev.Stamp <= m.stamp }
 
 func memberOf(r *room, id string) *member {
 	if r == nil {
@@ -118,7 +125,7 @@ func (s *Server) remoteOnlineLocked(r *room, ev *cluster.Event, hash [32]byte) {
 		m = &member{id: ev.Member, pub: ev.Pub, mac: ev.MAC}
 		r.members[m.id] = m
 		event = protocol.EventJoin
-	case m.pub != ev.Pub:
+	case m.pub != ev.Pub, stale(m, ev):
 		return
 	case m.conn != nil:
 		// The member reconnected to another node: this connection is stale.
@@ -126,7 +133,7 @@ func (s *Server) remoteOnlineLocked(r *room, ev *cluster.Event, hash [32]byte) {
 		m.conn = nil
 	}
 	wasOnline := m.node != ""
-	m.node = ev.Node
+	m.node, m.stamp = ev.Node, max(m.stamp, ev.Stamp)
 	s.store.SetOnline(r.id, m.id, true)
 	if wasOnline && event == protocol.EventOnline {
 		return // already shown online (a node re-announcing its members)

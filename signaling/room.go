@@ -23,6 +23,7 @@ type member struct {
 	id, pub, mac string
 	conn         *conn
 	node         string    // the cluster node it is online on, when not this one (conn is nil)
+	stamp        int64     // the latest presence change (unix ns), here or on another node
 	offlineSince time.Time // valid while conn is nil and node is ""
 	// stalled: online but acking nothing for AckStall; the relay treats it
 	// as offline (chunks owed only to it may be evicted for space).
@@ -83,6 +84,7 @@ func (s *Server) markOffline(c *conn) {
 	r, mem := c.room, c.mem
 	mem.conn = nil
 	mem.offlineSince = s.now()
+	mem.stamp = mem.offlineSince.UnixNano()
 	s.store.SetOnline(r.id, mem.id, false)
 	p := &protocol.Message{Type: protocol.TypePresence, Event: protocol.EventOffline, Member: mem.id}
 	s.broadcastLocked(r, mem, s.encode(p))

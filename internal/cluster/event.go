@@ -53,12 +53,13 @@ type Member struct {
 // Event is one message between nodes.
 type Event struct {
 	Type    string   `json:"t"`
-	Node    string   `json:"n"`           // the node that sent it
-	Seq     uint64   `json:"q,omitempty"` // the node's sequence number of the event (deduplication of retries)
-	Room    string   `json:"r,omitempty"` // room id as clients send it
-	Hash    string   `json:"h,omitempty"` // hex of the room verifier's hash (presence join)
-	Event   string   `json:"e,omitempty"` // presence: join, online, offline, leave
-	Member  string   `json:"m,omitempty"` // the member a presence, ack or signal is from
+	Node    string   `json:"n"`            // the node that sent it
+	Seq     uint64   `json:"q,omitempty"`  // the node's sequence number of the event (deduplication of retries)
+	Room    string   `json:"r,omitempty"`  // room id as clients send it
+	Hash    string   `json:"h,omitempty"`  // hex of the room verifier's hash (presence join)
+	Event   string   `json:"e,omitempty"`  // presence: join, online, offline, leave
+	Stamp   int64    `json:"ts,omitempty"` // presence: when, unix ns (the stream may deliver a stale one after a newer announcement)
+	Member  string   `json:"m,omitempty"`  // the member a presence, ack or signal is from
 	Pub     string   `json:"pub,omitempty"`
 	MAC     string   `json:"mac,omitempty"`
 	To      string   `json:"to,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -162,4 +163,25 @@ func FuzzApply(f *testing.F) {
 			srv.applySnapshot(snap, [32]byte{})
 		}
 	})
+}
+
+// TestClusterStalePresence: a presence event older than what the node knows
+// of the member (the stream delivering a dead node's event after the member
+// came back elsewhere) changes nothing.
+func TestClusterStalePresence(t *testing.T) {
+	e := newEnv(t, withBus(newFakeBus()))
+	rc, a, b := newCreds(), newIdent(), newIdent()
+	ca := e.join(rc, a)
+	now := e.clock.Now().UnixNano()
+	fresh := remoteJoin(rc, b, "new")
+	fresh.Stamp = now
+	e.srv.Apply(fresh)
+	ca.expectPresence(protocol.EventJoin, b.member)
+	old := remoteJoin(rc, b, "dead")
+	old.Event, old.Stamp = protocol.EventOnline, now-int64(time.Second)
+	e.srv.Apply(old)
+	e.srv.NodeGone("dead") // b is not on it
+	ca.sync()
+	e.srv.NodeGone("new")
+	ca.expectPresence(protocol.EventOffline, b.member)
 }

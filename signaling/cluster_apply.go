@@ -259,9 +259,11 @@ func (s *Server) NodeGone(node string) {
 func (s *Server) Reconnected() {
 	s.mu.Lock()
 	var evs []*cluster.Event
+	now := s.now().UnixNano()
 	for _, r := range s.rooms {
 		for _, m := range r.members {
 			if m.conn != nil {
+				m.stamp = max(m.stamp+1, now) // newer than what the others have
 				evs = append(evs, s.presenceEvent(r, m, protocol.EventOnline))
 			}
 		}

@@ -133,6 +133,7 @@ func (s *Server) remoteOnlineLocked(r *room, ev *cluster.Event, hash [32]byte) {
 		m.conn = nil
 	}
 	wasOnline := m.node != ""
+	s.log.Debug("signaling: remote online", "member", m.id, "node", ev.Node, "stamp", ev.Stamp, "was", m.node)
 	m.node, m.stamp = ev.Node, max(m.stamp, ev.Stamp)
 	s.store.SetOnline(r.id, m.id, true)
 	if wasOnline && event == protocol.EventOnline {
@@ -147,6 +148,7 @@ func (s *Server) remoteOnlineLocked(r *room, ev *cluster.Event, hash [32]byte) {
 
 // remoteOfflineLocked records that m, online on another node, went offline.
 func (s *Server) remoteOfflineLocked(r *room, m *member) {
+	s.log.Debug("signaling: remote offline", "member", m.id, "node", m.node)
 	m.node = ""
 	m.offlineSince = s.now()
 	s.store.SetOnline(r.id, m.id, false)

@@ -225,6 +225,7 @@ func (s *Server) publish(batch []*cluster.Event) {
 		if err == nil {
 			return
 		}
+		s.log.Debug("signaling: cluster publish attempt failed", "events", len(batch), "err", err)
 		if ctx.Err() != nil {
 			s.log.Error("signaling: cluster publish failed", "events", len(batch), "err", err)
 			return

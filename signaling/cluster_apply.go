@@ -196,9 +196,13 @@ func (s *Server) applyAck(ev *cluster.Event) {
 		}
 		id, ok := s.keys.id(ev.Room, key)
 		if !ok {
+			s.log.Debug("signaling: remote ack of an unknown item", "key", key, "member", member)
 			continue
 		}
 		it, err := s.store.Ack(ev.Room, member, id)
+		if err != nil {
+			s.log.Debug("signaling: remote ack of an item not owed", "key", key, "member", member)
+		}
 		if err != nil || it.Kind != store.KindChunk || it.File == "" {
 			continue
 		}

@@ -156,7 +156,11 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 	nc, err := nats.Connect(strings.Join(cfg.URLs, ","), nats.Name("cloakroom "+n.id),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(false),
 		nats.ReconnectHandler(func(*nats.Conn) { n.reconnected() }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { n.log.Warn("cluster: NATS disconnected", "err", err) }))
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: Close
+				n.log.Warn("cluster: NATS disconnected", "err", err)
+			}
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect: %w", err)
 	}

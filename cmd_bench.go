@@ -9,11 +9,12 @@ import (
 
 // benchRuns are the `cloakroom bench` subcommands.
 var benchRuns = map[string]func(context.Context, bench.Config) error{
-	"relay":  bench.RunRelay,
-	"p2p":    bench.RunP2P,
-	"turn":   bench.RunTURN,
-	"idle":   bench.RunIdle,
-	"fanout": bench.RunFanout,
+	"relay":   bench.RunRelay,
+	"p2p":     bench.RunP2P,
+	"turn":    bench.RunTURN,
+	"idle":    bench.RunIdle,
+	"fanout":  bench.RunFanout,
+	"cluster": bench.RunCluster,
 }
 
 // cmdBench parses the bench flags and runs one benchmark of package bench.
@@ -28,7 +29,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Dir, "dir", "", "directory for the test file and received copies (default: a temp dir)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.IntVar(&cfg.Pairs, "pairs", bench.DefaultPairs, "bench p2p, turn: bare pion pairs at once in the parallel baseline")
-	fs.IntVar(&cfg.Conns, "conns", bench.DefaultConns, "bench idle: WebSocket connections")
+	fs.IntVar(&cfg.Conns, "conns", bench.DefaultConns, "bench idle: WebSocket connections; bench cluster: per node")
 	fs.IntVar(&cfg.Rooms, "rooms", bench.DefaultRooms, "bench fanout: rooms")
 	fs.IntVar(&cfg.Members, "members", bench.DefaultMembers, "bench idle, fanout: members per room")
 	fs.Float64Var(&cfg.MsgRate, "msg-rate", bench.DefaultMsgRate, "bench fanout: messages per second per member")
@@ -39,7 +40,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.UploadRate, cfg.UploadRateLAN = orNoLimit(cfg.UploadRate), orNoLimit(cfg.UploadRateLAN)
 	run := benchRuns[fs.Arg(0)]
 	if fs.NArg() != 1 || run == nil {
-		return usagef("bench: want `bench relay`, `bench p2p`, `bench turn`, `bench idle` or `bench fanout`")
+		return usagef("bench: want `bench relay`, `bench p2p`, `bench turn`, `bench idle`, `bench fanout` or `bench cluster`")
 	}
 	return run(ctx, cfg)
 }

@@ -38,7 +38,9 @@ type serveConfig struct {
 	TurnTLSMux   bool
 	TurnExternal []string
 	MetricsAddr  string
-	metricsSet   bool // --metrics-addr given explicitly
+	metricsSet   bool   // --metrics-addr given explicitly
+	Cluster      string // --cluster: NATS URLs, comma-separated
+	ClusterName  string
 	Sig          signaling.Config
 }
 
@@ -67,6 +69,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	addTURNFlags(fs, &cfg)
 	addRelayFlags(fs, &cfg.Sig)
 	addLimitFlags(fs, &cfg.Sig)
+	addClusterFlags(fs, &cfg)
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
@@ -139,6 +142,9 @@ func (cfg serveConfig) validate() error {
 	if err := checkTLSFlags(cfg); err != nil {
 		return err
 	}
+	if err := checkClusterFlags(cfg); err != nil {
+		return err
+	}
 	return checkTURNFlags(cfg)
 }
 
@@ -181,6 +187,12 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	defer tb.close()
 	sigCfg := cfg.Sig
 	sigCfg.Static, sigCfg.Logger, sigCfg.ICE, sigCfg.OnForget = web.Handler(), log, tb.ice, tb.revoke
+	node, err := connectCluster(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer node.close()
+	sigCfg.Bus = node.bus()
 	srv, err := signaling.New(sigCfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -195,6 +207,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	startHelpers(cctx, &wg, srv, mln, metricsSource{sig: srv, turn: tb.stats, mux: muxStats(mux)}, log, stdout)
+	runCluster(cctx, &wg, node, srv, log)
 	httpLn, httpTLS := ln, tlsCfg
 	if mux != nil { // HTTPS and TURN over TLS on ln: the Mux does TLS
 		httpLn, httpTLS = mux.HTTP(), nil

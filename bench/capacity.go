@@ -111,9 +111,11 @@ func raiseFileLimit() uint64 {
 
 // benchClient is one raw protocol client.
 type benchClient struct {
-	ws *websocket.Conn
-	id string
-	mu sync.Mutex // one writer at a time
+	ws    *websocket.Conn
+	id    string
+	node  byte       // bench cluster: the node it is connected to (sent in its messages)
+	cross *latencies // bench cluster: where deliveries from another node are recorded too
+	mu    sync.Mutex // one writer at a time
 }
 
 func (c *benchClient) write(m *protocol.Message) error {
@@ -181,6 +183,12 @@ func benchRoom() [2]string {
 
 // dialAll joins n clients, members per room, 64 dials at a time.
 func benchDialAll(ctx context.Context, url string, n, members int) ([]*benchClient, error) {
+	return benchDialNodes(ctx, []string{url}, n, members)
+}
+
+// benchDialNodes is benchDialAll with client i on node i mod len(urls): the
+// members of a room spread over the nodes.
+func benchDialNodes(ctx context.Context, urls []string, n, members int) ([]*benchClient, error) {
 	rooms := make([][2]string, (n+members-1)/members)
 	for i := range rooms {
 		rooms[i] = benchRoom()
@@ -194,11 +202,12 @@ func benchDialAll(ctx context.Context, url string, n, members int) ([]*benchClie
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				c, err := joinBenchRoom(ctx, url, rooms[i/members])
+				c, err := joinBenchRoom(ctx, urls[i%len(urls)], rooms[i/members])
 				if err != nil {
 					errs <- fmt.Errorf("client %d: %w", i, err)
 					return
 				}
+				c.node = byte(i % len(urls))
 				clients[i] = c
 			}
 		}()
@@ -244,18 +253,7 @@ func RunIdle(ctx context.Context, cfg Config) error {
 	}
 	defer benchCloseAll(clients)
 	joined := time.Since(start)
-	var wg sync.WaitGroup
-	for _, c := range clients { // readers: answer pings, drop presence
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				if _, _, err := c.ws.ReadMessage(); err != nil {
-					return
-				}
-			}
-		}()
-	}
+	wg := startReaders(clients)
 	defer wg.Wait()
 	defer benchCloseAll(clients) // runs before wg.Wait: ends the readers
 	var peak int64
@@ -276,6 +274,24 @@ func RunIdle(ctx context.Context, cfg Config) error {
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
+// startReaders reads (and drops) what each client gets, answering pings,
+// until its connection closes; wait on the group after closing them.
+func startReaders(clients []*benchClient) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, _, err := c.ws.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
 // RunFanout: Rooms × Members clients each sending MsgRate messages a
 // second to its room; latency from send to each other member's receipt.
 func RunFanout(ctx context.Context, cfg Config) error {
@@ -290,16 +306,37 @@ func RunFanout(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer srv.stop()
-	pid := srv.cmd.Process.Pid
 	fmt.Fprintf(stdout, "bench fanout: %d rooms × %d members, %g msg/s each (%g deliveries/s), server child process on 127.0.0.1\n",
 		f.Rooms, f.Members, f.MsgRate, float64(n)*f.MsgRate*float64(f.Members-1))
-	clients, err := benchDialAll(ctx, srv.url, n, f.Members)
+	r, err := measureFanout(ctx, f, []string{srv.url}, []int{srv.cmd.Process.Pid})
 	if err != nil {
 		return err
 	}
-	rec := &latencies{}
+	printFanout(stdout, f, r.sent, r.got, r.serverCPU, r.selfCPU, r.rss)
+	return nil
+}
+
+// fanoutResult is one fan-out run: deliveries (sorted latencies), those
+// between members on different nodes, CPU (shares of one core, servers
+// summed) and the servers' RSS summed.
+type fanoutResult struct {
+	sent               int64
+	got, cross         []time.Duration
+	serverCPU, selfCPU float64
+	rss                int64
+}
+
+// measureFanout runs the fan-out against the servers at urls (processes
+// pids), the members of each room spread over them.
+func measureFanout(ctx context.Context, f Config, urls []string, pids []int) (fanoutResult, error) {
+	clients, err := benchDialNodes(ctx, urls, f.Rooms*f.Members, f.Members)
+	if err != nil {
+		return fanoutResult{}, err
+	}
+	rec, cross := &latencies{}, &latencies{}
 	var wg sync.WaitGroup
 	for _, c := range clients {
+		c.cross = cross
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -309,7 +346,9 @@ func RunFanout(ctx context.Context, cfg Config) error {
 	time.Sleep(time.Second) // presence settles
 	warmup := 2 * time.Second
 	runCtx, cancel := context.WithTimeout(ctx, warmup+f.Duration)
+	defer cancel()
 	rec.from.Store(time.Now().Add(warmup).UnixNano())
+	cross.from.Store(rec.from.Load())
 	var sent atomic.Int64
 	var swg sync.WaitGroup
 	for _, c := range clients {
@@ -320,20 +359,29 @@ func RunFanout(ctx context.Context, cfg Config) error {
 		}()
 	}
 	time.Sleep(warmup)
-	cpu0, self0, t0 := procCPU(pid), procCPU(os.Getpid()), time.Now()
+	cpu0, self0, t0 := sumCPU(pids), procCPU(os.Getpid()), time.Now()
 	swg.Wait()
-	cpu1, self1, t1 := procCPU(pid), procCPU(os.Getpid()), time.Now()
-	cancel()
+	cpu1, self1, span := sumCPU(pids), procCPU(os.Getpid()), time.Since(t0)
 	time.Sleep(2 * time.Second) // the last deliveries
 	benchCloseAll(clients)
 	wg.Wait()
-	got := rec.sorted()
-	if len(got) == 0 {
-		return errors.New("bench: no message delivered")
+	r := fanoutResult{sent: sent.Load(), got: rec.sorted(), cross: cross.sorted(),
+		serverCPU: float64(cpu1-cpu0) / float64(span), selfCPU: float64(self1-self0) / float64(span)}
+	for _, pid := range pids {
+		r.rss += procStatus(pid, "VmRSS")
 	}
-	span := t1.Sub(t0)
-	printFanout(stdout, f, sent.Load(), got, float64(cpu1-cpu0)/float64(span), float64(self1-self0)/float64(span), procStatus(pid, "VmRSS"))
-	return nil
+	if len(r.got) == 0 {
+		return r, errors.New("bench: no message delivered")
+	}
+	return r, nil
+}
+
+func sumCPU(pids []int) time.Duration {
+	var d time.Duration
+	for _, pid := range pids {
+		d += procCPU(pid)
+	}
+	return d
 }
 
 // printFanout writes the fan-out figures: deliveries, latency percentiles
@@ -388,6 +436,7 @@ func (c *benchClient) sendEvery(ctx context.Context, period time.Duration, rec *
 	for {
 		now := time.Now()
 		binary.BigEndian.PutUint64(payload, uint64(now.UnixNano()))
+		payload[8] = c.node
 		if err := c.write(&protocol.Message{Type: protocol.TypeMsg, Data: protocol.EncodeB64(payload)}); err != nil {
 			return
 		}
@@ -414,8 +463,11 @@ func (c *benchClient) receive(rec *latencies) {
 			continue
 		}
 		now := time.Now()
-		if data, err := protocol.DecodeB64(m.Data); err == nil && len(data) >= 8 {
+		if data, err := protocol.DecodeB64(m.Data); err == nil && len(data) >= 9 {
 			rec.add(int64(binary.BigEndian.Uint64(data)), now)
+			if c.cross != nil && data[8] != c.node {
+				c.cross.add(int64(binary.BigEndian.Uint64(data)), now)
+			}
 		}
 		if c.write(&protocol.Message{Type: protocol.TypeAck, IDs: []uint64{m.ID}}) != nil {
 			return

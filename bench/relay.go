@@ -183,6 +183,12 @@ func timeRelay(ctx context.Context, src string, sigCfg signaling.Config, outDir 
 		return 0, fmt.Errorf("bench: receiver: %w", err)
 	}
 	defer recv.Close()
+	return timeSend(ctx, link, recv, src)
+}
+
+// timeSend joins link as a relay sender, sends src and waits until recv
+// has it; it returns the time from the send to the receipt.
+func timeSend(ctx context.Context, link string, recv *client.Client, src string) (time.Duration, error) {
 	send, err := client.Dial(ctx, link, client.Options{Transport: protocol.TransportRelay})
 	if err != nil {
 		return 0, fmt.Errorf("bench: sender: %w", err)

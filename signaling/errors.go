@@ -12,3 +12,6 @@ var (
 	errReplaced    = errors.New("replaced by a newer connection of the same member")
 	errWriteFailed = errors.New("write failed")
 )
+
+// errBadVerifier: the cluster's registry holds another verifier for the room.
+var errBadVerifier = errors.New("wrong room verifier")

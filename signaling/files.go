@@ -100,10 +100,14 @@ type chunkAck struct {
 func (s *Server) chunksAcked(c *conn, acks []chunkAck) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.currentLocked(c) {
-		return
+	if s.currentLocked(c) {
+		s.countAcksLocked(c.room, c.mem.id, acks)
 	}
-	r, me := c.room, c.mem.id
+}
+
+// countAcksLocked counts chunks of r acked by member me (here or on another
+// node) and reports progress and delivery to the senders connected here.
+func (s *Server) countAcksLocked(r *room, me string, acks []chunkAck) {
 	now := s.now()
 	for _, a := range acks {
 		f := r.files[a.file]

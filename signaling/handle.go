@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"cloakroom/internal/cluster"
 	"cloakroom/internal/protocol"
 	"cloakroom/internal/store"
 )
@@ -46,9 +47,16 @@ func (c *conn) handleMsg(m *protocol.Message) {
 func (c *conn) put(it store.Item, owed []string, file string) bool {
 	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.PutTimeout)
 	defer cancel()
-	_, err := c.s.store.Put(ctx, it, owed)
+	id, err := c.s.store.Put(ctx, it, owed)
 	switch {
+	case err == nil && id == 0:
+		return true
 	case err == nil:
+		if c.s.bus != nil {
+			c.s.keys.add(it.Room, c.s.itemKey(id), id)
+			c.s.emitItem(ctx, &cluster.Event{Type: cluster.TypeItem, Room: it.Room, Key: c.s.itemKey(id), Kind: uint8(it.Kind),
+				Sender: it.Sender, Origin: it.Origin, File: it.File, Owed: owed, Data: it.Data})
+		}
 		return true
 	case errors.Is(err, store.ErrTooLarge):
 		c.s.limited.add(LimitTooLarge)
@@ -117,7 +125,7 @@ func (s *Server) openFile(c *conn, id string, chunks uint32, want []string) (f *
 	}
 	var recips []string
 	for mid, m := range r.members {
-		if mid != me && m.conn != nil && (want == nil || slices.Contains(want, mid)) {
+		if mid != me && (m.conn != nil || m.node != "") && (want == nil || slices.Contains(want, mid)) {
 			recips = append(recips, mid)
 		}
 	}
@@ -197,21 +205,40 @@ func (s *Server) chunkOwed(c *conn, id string, count uint32) ([]string, string) 
 func (c *conn) handleAck(m *protocol.Message) {
 	var acks []chunkAck
 	released := false
+	ev := &cluster.Event{Type: cluster.TypeAck, Room: c.room.id, Member: c.mem.id}
 	for _, id := range m.IDs {
 		fl, ok := c.win.release(id)
 		released = released || ok
 		it, err := c.s.store.Ack(c.room.id, c.mem.id, id)
-		if err != nil || it.Kind != store.KindChunk || it.File == "" {
+		if err != nil {
 			continue // not owed (already acked, expired): ignored
+		}
+		if c.s.bus != nil {
+			ev.Keys = append(ev.Keys, c.s.keyFor(c.room.id, id))
+			ev.Indexes = append(ev.Indexes, ackIndex(fl, ok))
+		}
+		if it.Kind != store.KindChunk || it.File == "" {
+			continue
 		}
 		acks = append(acks, chunkAck{file: it.File, index: fl.index, known: ok && fl.chunk})
 	}
 	if released {
 		c.win.wakeUp()
 	}
+	if len(ev.Keys) > 0 {
+		c.s.emit(ev)
+	}
 	if len(acks) > 0 {
 		c.s.chunksAcked(c, acks)
 	}
+}
+
+// ackIndex is a chunk's index+1 for an ack event (0: not a chunk, or unknown).
+func ackIndex(fl flight, known bool) uint32 {
+	if !known || !fl.chunk {
+		return 0
+	}
+	return fl.index + 1
 }
 
 // handleSignal forwards a sealed signal to one online member of the room.
@@ -231,7 +258,18 @@ func (c *conn) handleSignal(m *protocol.Message) {
 	if ok {
 		to.conn.send(b)
 	}
+	var node string
+	var ev *cluster.Event
+	if to != nil && to.conn == nil && to.node != "" {
+		// The sender's announcement goes along: the signal may overtake
+		// its presence event (another subject), and must not arrive first.
+		node, ev = to.node, s.presenceEvent(c.room, c.mem, protocol.EventOnline)
+		ev.Type, ev.Event, ev.Node, ev.To, ev.Data = cluster.TypeSignal, "", s.bus.Node(), m.To, []byte(m.Data)
+	}
 	s.mu.Unlock()
+	if node != "" {
+		ok = s.bus.Send(node, ev) == nil
+	}
 	if !ok {
 		c.sendError(protocol.CodeNoSuchMember, "no such member online in this room", "")
 	}

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -55,6 +56,16 @@ func wrongVersion(data []byte) bool {
 
 // join admits c as member m.Member of room m.Room, or says why not.
 func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReason {
+	if s.bus != nil {
+		err := s.prepareRoom(c.ctx, m.Room, auth.HashVerifier(verifier))
+		switch {
+		case errors.Is(err, errBadVerifier):
+			return refuse(protocol.CodeBadVerifier, "wrong room verifier: you do not hold this room's secret")
+		case err != nil:
+			s.log.Warn("signaling: cluster unavailable for a join", "err", err)
+			return refuse(protocol.CodeGoingAway, "the cluster is unavailable; reconnect later")
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -80,7 +91,7 @@ func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReaso
 		mem.conn.shutdown(&closeReason{graceful: true, code: closeReplaced,
 			text: "replaced", cause: errReplaced.Error()})
 	}
-	mem.conn = c
+	mem.conn, mem.node, mem.stamp = c, "", s.now().UnixNano()
 	c.room, c.mem = r, mem
 	s.store.SetOnline(r.id, mem.id, true)
 	c.sendMsg(s.welcome(r, mem))
@@ -89,6 +100,7 @@ func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReaso
 		p.Pub, p.MAC, p.Online = mem.pub, mem.mac, true
 	}
 	s.broadcastLocked(r, mem, s.encode(p))
+	s.emit(s.presenceEvent(r, mem, event))
 	s.log.Debug("signaling: joined", "room", r.id, "member", mem.id, "event", event)
 	return nil
 }
@@ -126,7 +138,7 @@ func (s *Server) welcome(r *room, self *member) *protocol.Message {
 	var others []protocol.MemberInfo
 	for _, m := range r.members {
 		if m != self {
-			others = append(others, protocol.MemberInfo{Member: m.id, Pub: m.pub, MAC: m.mac, Online: m.conn != nil})
+			others = append(others, protocol.MemberInfo{Member: m.id, Pub: m.pub, MAC: m.mac, Online: m.conn != nil || m.node != ""})
 		}
 	}
 	slices.SortFunc(others, func(a, b protocol.MemberInfo) int { return strings.Compare(a.Member, b.Member) })

@@ -22,7 +22,9 @@ type room struct {
 type member struct {
 	id, pub, mac string
 	conn         *conn
-	offlineSince time.Time // valid while conn is nil
+	node         string    // the cluster node it is online on, when not this one (conn is nil)
+	stamp        int64     // the latest presence change (unix ns), here or on another node
+	offlineSince time.Time // valid while conn is nil and node is ""
 	// stalled: online but acking nothing for AckStall; the relay treats it
 	// as offline (chunks owed only to it may be evicted for space).
 	stalled bool
@@ -53,7 +55,7 @@ func (s *Server) broadcastLocked(r *room, except *member, b []byte) {
 	}
 }
 
-// sendToLocked queues m for member id of r if it is online.
+// sendToLocked queues m for member id of r if it is online here.
 func (s *Server) sendToLocked(r *room, id string, m *protocol.Message) {
 	if mem := r.members[id]; mem != nil && mem.conn != nil {
 		mem.conn.sendMsg(m)
@@ -82,9 +84,11 @@ func (s *Server) markOffline(c *conn) {
 	r, mem := c.room, c.mem
 	mem.conn = nil
 	mem.offlineSince = s.now()
+	mem.stamp = mem.offlineSince.UnixNano()
 	s.store.SetOnline(r.id, mem.id, false)
 	p := &protocol.Message{Type: protocol.TypePresence, Event: protocol.EventOffline, Member: mem.id}
 	s.broadcastLocked(r, mem, s.encode(p))
+	s.emit(s.presenceEvent(r, mem, protocol.EventOffline))
 	s.log.Debug("signaling: offline", "room", r.id, "member", mem.id)
 }
 
@@ -103,6 +107,12 @@ func (c *conn) handleLeave() {
 // others see it leave, and senders of files it had not finished learn that
 // it will not get them.
 func (s *Server) forgetLocked(r *room, mem *member, why string) {
+	s.emit(s.presenceEvent(r, mem, protocol.EventLeave))
+	s.dropLocked(r, mem, why)
+}
+
+// dropLocked is forgetLocked without telling the other nodes (they told us).
+func (s *Server) dropLocked(r *room, mem *member, why string) {
 	delete(r.members, mem.id)
 	mem.conn = nil
 	if s.cfg.OnForget != nil {

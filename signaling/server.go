@@ -87,6 +87,10 @@ type Config struct {
 	// OnFrame, if set, is called with a copy of every frame received from
 	// any client (an audit tap for tests).
 	OnFrame func(binary bool, data []byte)
+
+	// Bus, if set, makes the server one node of a cluster that shares
+	// rooms with the others (docs/SCALING.md); nil: a single node.
+	Bus Bus
 }
 
 // Defaults and fixed limits.
@@ -149,6 +153,9 @@ type Server struct {
 	addrs    *addrTable
 	http     httpConns
 	sessions sessionTable // HTTP fallback sessions by token
+	bus      Bus          // nil for a single node
+	out      *outbox      // events for the bus (publishLoop)
+	keys     keyTable     // cluster keys of relay items
 
 	// Set only by tests (export_test.go) before the server is used.
 	joinTimeout      time.Duration // default joinTimeout
@@ -194,6 +201,10 @@ func New(cfg Config) (*Server, error) {
 		EnableCompression: false,
 	}
 	s.handler = s.routes()
+	if cfg.Bus != nil {
+		s.bus, s.out = cfg.Bus, newOutbox()
+		go s.publishLoop()
+	}
 	return s, nil
 }
 
@@ -312,7 +323,8 @@ func (s *Server) routes() http.Handler {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	var conns []*conn
-	if !s.closed {
+	first := !s.closed
+	if first {
 		s.closed = true
 		close(s.done)
 		for c := range s.conns {
@@ -324,6 +336,9 @@ func (s *Server) Close() error {
 		c.shutdown(goingAway())
 	}
 	s.wg.Wait()
+	if s.bus != nil && first {
+		s.drain() // the members' offline events are queued (disconnected)
+	}
 	s.store.Close()
 	return nil
 }

@@ -9,12 +9,15 @@ import "time"
 // Handler() without Run (or drives Config.Now itself) calls Sweep.
 func (s *Server) Sweep() {
 	s.store.Expire()
+	if s.bus != nil {
+		s.keys.prune(s.store.Has)
+	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, r := range s.rooms {
 		for _, m := range r.members {
-			if m.conn == nil && now.Sub(m.offlineSince) > s.cfg.Relay.TTL {
+			if m.conn == nil && m.node == "" && now.Sub(m.offlineSince) > s.cfg.Relay.TTL {
 				s.forgetLocked(r, m, "the member was offline longer than the relay TTL")
 				continue
 			}

@@ -22,6 +22,7 @@ const DEFAULT = [
   // issue 16: one line each, so parallel branches merge
   'one_port.mjs', // issue 16: HTTPS, WSS and TURN-TLS on one port
   'http_fallback.mjs', // issue 16: HTTP fallback behind a middlebox refusing WebSocket
+  'cluster.mjs', // issue 17: a page on node 1 and the CLI on node 3 through NATS
 ];
 const tests = process.argv.slice(2).length ? process.argv.slice(2).map((t) => (t.endsWith('.mjs') ? t : t + '.mjs')) : DEFAULT;
 // relay_first.mjs is run by name: under heavy load (load 20+, 2 cores) its

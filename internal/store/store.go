@@ -402,3 +402,15 @@ func (s *Store) Close() {
 	close(s.done)
 	s.wakeLocked()
 }
+
+// Has reports whether the store still holds item id of room.
+func (s *Store) Has(room string, id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[room]
+	if r == nil {
+		return false
+	}
+	_, ok := r.find(id)
+	return ok
+}

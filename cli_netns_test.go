@@ -75,6 +75,10 @@ func cleanupIP(t *testing.T, args ...string) {
 // (another run of this test, a leftover, a real network).
 func freeOctet(t *testing.T) int {
 	t.Helper()
+	// Tests run in parallel may look before either has added its addresses:
+	// an octet handed out stays taken for the process's life.
+	octetsMu.Lock()
+	defer octetsMu.Unlock()
 	addrs, err := ipCmd("-4", "-o", "addr", "show")
 	if err != nil {
 		t.Fatalf("ip addr show: %v: %s", err, addrs)
@@ -87,13 +91,19 @@ func freeOctet(t *testing.T) int {
 	start := 20 + os.Getpid()%200
 	for i := 0; i < 200; i++ {
 		b := 20 + (start-20+i)%200
-		if !regexp.MustCompile(fmt.Sprintf(`(^|[^0-9.])10\.%d\.`, b)).MatchString(used) {
+		if !octetsTaken[b] && !regexp.MustCompile(fmt.Sprintf(`(^|[^0-9.])10\.%d\.`, b)).MatchString(used) {
+			octetsTaken[b] = true
 			return b
 		}
 	}
 	t.Fatal("no free 10.B.0.0/16 for the test topology")
 	return 0
 }
+
+var (
+	octetsMu    sync.Mutex
+	octetsTaken = map[int]bool{}
+)
 
 // setupTopology builds the topology above; everything is removed in
 // t.Cleanup. It fails the test (never skips) without the privileges.

@@ -1,6 +1,6 @@
 // Runs every browser test (each a node script that exits non-zero on
 // failure) against one build of the binary. Usage: node run.mjs [test[.mjs]…]
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,48 +40,17 @@ if (!bin) {
   bin = join(tmp, 'cloakroom');
   execFileSync('go', ['build', '-o', bin, '.'], { cwd: root, stdio: 'inherit' });
 }
-// A test that mostly waits on a shaped link (stream_video: 25 Mbit/s for
-// two 200 MiB files) runs in a lane of its own beside the others, its lines
-// prefixed with its name (RUN_BESIDE=a.mjs,b.mjs another set; empty: none):
-// CI's 30 minutes (BENCHMARKS.md "CI time").
-const BESIDE = new Set((process.env.RUN_BESIDE ?? 'stream_video.mjs').split(',').filter(Boolean));
 let failed = 0;
-const began = Date.now();
 const took = []; // [test, seconds]: the CI time budget's figures (BENCHMARKS.md "CI time")
-const env = { ...process.env, CLOAKROOM_BIN: bin };
-const beside = tests.length > 1 ? tests.filter((t) => BESIDE.has(t)) : [];
-const lane = Promise.all(beside.map((t) => new Promise((resolve) => {
-  console.log(`-- ${t} (beside the others)`);
-  const t0 = Date.now();
-  const p = spawn(process.execPath, [join(here, t)], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const name = t.replace(/\.mjs$/, '');
-  for (const [from, to] of [[p.stdout, process.stdout], [p.stderr, process.stderr]]) {
-    let rest = '';
-    from.setEncoding('utf8');
-    from.on('data', (d) => {
-      const lines = (rest + d).split('\n');
-      rest = lines.pop();
-      for (const l of lines) to.write(`[${name}] ${l}\n`);
-    });
-    from.on('end', () => { if (rest) to.write(`[${name}] ${rest}\n`); });
-  }
-  p.on('close', (code, sig) => {
-    took.push([t, (Date.now() - t0) / 1000]);
-    if (code !== 0) { failed++; console.error(`-- ${t}: FAILED (exit ${code ?? sig})`); }
-    resolve();
-  });
-})));
 for (const t of tests) {
-  if (beside.includes(t)) continue;
   console.log(`-- ${t}`);
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [join(here, t)], { stdio: 'inherit', env });
+  const r = spawnSync(process.execPath, [join(here, t)], { stdio: 'inherit', env: { ...process.env, CLOAKROOM_BIN: bin } });
   took.push([t, (Date.now() - t0) / 1000]);
   if (r.status !== 0) { failed++; console.error(`-- ${t}: FAILED (exit ${r.status ?? r.signal})`); }
 }
-await lane;
 took.sort((a, b) => b[1] - a[1]);
-console.log(`browser tests took ${((Date.now() - began) / 1000).toFixed(0)} s (${took.reduce((n, x) => n + x[1], 0).toFixed(0)} s in all, one lane beside): ${took.map(([t, s]) => `${t.replace(/\.mjs$/, '')} ${s.toFixed(1)}`).join(', ')}`);
+console.log(`browser tests took ${took.reduce((n, x) => n + x[1], 0).toFixed(0)} s: ${took.map(([t, s]) => `${t.replace(/\.mjs$/, '')} ${s.toFixed(1)}`).join(', ')}`);
 if (tmp) rmSync(tmp, { recursive: true, force: true });
 console.log(failed ? `browser tests: ${failed} of ${tests.length} failed` : `browser tests: all ${tests.length} passed`);
 process.exit(failed ? 1 : 0);

@@ -205,7 +205,10 @@ func (s *Server) chunkOwed(c *conn, id string, count uint32) ([]string, string) 
 func (c *conn) handleAck(m *protocol.Message) {
 	var acks []chunkAck
 	released := false
-	ev := &cluster.Event{Type: cluster.TypeAck, Room: c.room.id, Member: c.mem.id}
+	var ev *cluster.Event // the acks other nodes hear of (a cluster only)
+	if c.s.bus != nil {
+		ev = &cluster.Event{Type: cluster.TypeAck, Room: c.room.id, Member: c.mem.id}
+	}
 	for _, id := range m.IDs {
 		fl, ok := c.win.release(id)
 		released = released || ok
@@ -213,7 +216,7 @@ func (c *conn) handleAck(m *protocol.Message) {
 		if err != nil {
 			continue // not owed (already acked, expired): ignored
 		}
-		if c.s.bus != nil {
+		if ev != nil {
 			ev.Keys = append(ev.Keys, c.s.keyFor(c.room.id, id))
 			ev.Indexes = append(ev.Indexes, ackIndex(fl, ok))
 		}
@@ -225,7 +228,7 @@ func (c *conn) handleAck(m *protocol.Message) {
 	if released {
 		c.win.wakeUp()
 	}
-	if len(ev.Keys) > 0 {
+	if ev != nil && len(ev.Keys) > 0 {
 		c.s.emit(ev)
 	}
 	if len(acks) > 0 {

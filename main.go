@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"cloakroom/internal/safetext"
@@ -56,11 +58,14 @@ func main() {
 
 // startCPUProfile writes a CPU profile of the whole command to path
 // (CLOAKROOM_CPUPROFILE, for measuring any command: BENCHMARKS.md) until
-// the returned function is called; with no path it does nothing.
+// the returned function is called; with no path it does nothing. A
+// "{pid}" in path becomes the process id, so that the nodes a benchmark
+// starts each write their own profile.
 func startCPUProfile(path string, stderr io.Writer) func() {
 	if path == "" {
 		return func() {}
 	}
+	path = strings.ReplaceAll(path, "{pid}", strconv.Itoa(os.Getpid()))
 	f, err := os.Create(path)
 	if err == nil {
 		err = pprof.StartCPUProfile(f)

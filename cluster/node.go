@@ -8,6 +8,8 @@
 //   - cloakroom.sig.<node>: a signal for a member online on that node;
 //   - cloakroom.pres: presence again, at once and best effort (the stream
 //     may be electing a leader after a NATS server was lost);
+//   - cloakroom.early: a small relay item (chat) at once, best effort,
+//     ahead of its copy in the stream (the receiver applies the first);
 //   - cloakroom.hb: each node's heartbeat; a node not heard for GoneAfter
 //     is gone and its members offline;
 //   - cloakroom.snap: a node about to admit a member to a room it does not
@@ -41,6 +43,7 @@ const (
 	subjectHeartbeat = "cloakroom.hb"
 	subjectSnapshot  = "cloakroom.snap"
 	subjectAnnounce  = "cloakroom.pres"
+	subjectEarly     = "cloakroom.early"
 	streamName       = "CLOAKROOM"
 	bucketRooms      = "cloakroom-rooms"
 )
@@ -290,6 +293,20 @@ func (n *Node) Announce(e *ev.Event) error {
 	}
 	if err := n.nc.Publish(subjectAnnounce, b); err != nil {
 		return fmt.Errorf("cluster: announce: %w", err)
+	}
+	return nil
+}
+
+// Early sends a small relay item to every node at once, best effort (core
+// NATS): the stream carries it too, and the receiver applies the copy that
+// comes first (the bus marks this one Early).
+func (n *Node) Early(e *ev.Event) error {
+	b, err := ev.Encode(e)
+	if err != nil {
+		return err
+	}
+	if err := n.nc.Publish(subjectEarly, b); err != nil {
+		return fmt.Errorf("cluster: early: %w", err)
 	}
 	return nil
 }

@@ -31,6 +31,7 @@ func (n *Node) subscribe(ctx context.Context) error {
 		subjectSignal + n.id: func(m *nats.Msg) { n.deliver(m.Data) },
 		subjectSnapshot:      n.answerSnapshot,
 		subjectAnnounce:      func(m *nats.Msg) { n.deliver(m.Data) },
+		subjectEarly:         func(m *nats.Msg) { n.deliverEarly(m.Data) },
 		subjectHeartbeat:     func(m *nats.Msg) { n.peer.heard(string(m.Data), n.id, time.Now()) },
 	} {
 		s, err := n.nc.Subscribe(subj, f)
@@ -76,6 +77,21 @@ func (n *Node) deliver(b []byte) {
 		n.log.Warn("cluster: malformed event dropped", "err", err)
 		return
 	}
+	h.Apply(e)
+}
+
+// deliverEarly applies an item sent ahead of the stream, marked Early
+// (anything else on that subject is dropped).
+func (n *Node) deliverEarly(b []byte) {
+	h := n.handlerWait()
+	if h == nil {
+		return
+	}
+	e, err := ev.Decode(b)
+	if err != nil || e.Type != ev.TypeItem || e.Node == n.id {
+		return
+	}
+	e.Early = true
 	h.Apply(e)
 }
 

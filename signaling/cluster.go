@@ -22,7 +22,9 @@ import (
 // node (best effort, like a signal to a client); Announce carries a
 // presence event to every node at once, best effort, beside the stream
 // (after a NATS server is lost the stream may take seconds to elect a
-// leader, and members must not look offline meanwhile). Register returns the
+// leader, and members must not look offline meanwhile); Early does the same
+// for a small relay item (a chat message), which the stream carries too
+// (the receiving bus marks that copy Early; cluster_early.go). Register returns the
 // verifier hash the room is registered with cluster-wide, registering hash
 // if it has none; Snapshot asks another node for the members of a room
 // (nil, nil when no node knows it). The bus hands what other nodes publish
@@ -32,6 +34,7 @@ type Bus interface {
 	Publish(ctx context.Context, batch []*cluster.Event) error
 	Send(node string, ev *cluster.Event) error
 	Announce(ev *cluster.Event) error
+	Early(ev *cluster.Event) error
 	Register(ctx context.Context, room, hash string) (string, error)
 	Snapshot(ctx context.Context, room string) (*cluster.Event, error)
 }
@@ -98,6 +101,8 @@ func (s *Server) emit(ev *cluster.Event) {
 		// The fast path, not queued behind a batch being retried; the
 		// stream is the sure one. (Core NATS buffers: this does not block.)
 		_ = s.bus.Announce(ev)
+	} else if isEarly(ev) {
+		_ = s.bus.Early(ev)
 	}
 	select {
 	case o.wake <- struct{}{}:
@@ -175,38 +180,53 @@ func (o *outbox) take() ([]*cluster.Event, int) {
 	return batch, size
 }
 
-// coalesceAcks merges a batch's acks by room into one event each (Members
-// says who acked what), at the place of the room's last ack: an ack still
-// follows the item it acks in the stream. Under load batches grow, and so
-// does the merging.
+// coalesceAcks merges a batch's acks, of every room and member, into one
+// event (Rooms and Members say whose each key is; at most MaxList keys an
+// event), at the place of the batch's last ack: an ack still follows the
+// item it acks in the stream. Under load batches grow, and so does the
+// merging: one event instead of one per delivery.
 func coalesceAcks(batch []*cluster.Event) []*cluster.Event {
-	last := map[string]int{}
+	last := -1
 	for i, ev := range batch {
 		if ev.Type == cluster.TypeAck {
-			last[ev.Room] = i
+			last = i
 		}
 	}
-	merged := map[string]*cluster.Event{}
+	if last < 0 {
+		return batch
+	}
 	out := batch[:0:0]
+	var m *cluster.Event
 	for i, ev := range batch {
 		if ev.Type != cluster.TypeAck {
 			out = append(out, ev)
 			continue
 		}
-		m := merged[ev.Room]
-		if m == nil || len(m.Keys)+len(ev.Keys) > cluster.MaxList {
-			if m != nil {
-				out = append(out, m)
-			}
-			m = &cluster.Event{Type: cluster.TypeAck, Node: ev.Node, Room: ev.Room}
-			merged[ev.Room] = m
+		if m != nil && len(m.Keys)+len(ev.Keys) > cluster.MaxList {
+			out = append(out, m)
+			m = nil
+		}
+		if m == nil {
+			m = &cluster.Event{Type: cluster.TypeAck, Node: ev.Node}
 		}
 		m.Seq = ev.Seq // the last one's: a retry keeps the same id
-		for range ev.Keys {
-			m.Members = append(m.Members, ev.Member)
+		for k := range ev.Keys {
+			room, member := ev.Room, ev.Member
+			if k < len(ev.Rooms) {
+				room = ev.Rooms[k]
+			}
+			if k < len(ev.Members) {
+				member = ev.Members[k]
+			}
+			m.Rooms, m.Members = append(m.Rooms, room), append(m.Members, member)
+			var index uint32
+			if k < len(ev.Indexes) {
+				index = ev.Indexes[k]
+			}
+			m.Indexes = append(m.Indexes, index)
 		}
-		m.Keys, m.Indexes = append(m.Keys, ev.Keys...), append(m.Indexes, ev.Indexes...)
-		if last[ev.Room] == i {
+		m.Keys = append(m.Keys, ev.Keys...)
+		if i == last {
 			out = append(out, m)
 		}
 	}

@@ -3,14 +3,16 @@ package signaling
 import (
 	"context"
 	"encoding/hex"
+	"slices"
 
 	"cloakroom/internal/cluster"
 	"cloakroom/internal/protocol"
 	"cloakroom/internal/store"
 )
 
-// Apply applies an event another node published (the bus calls it from
-// one goroutine, in the order of the stream). Events from this node and
+// Apply applies an event another node published (the bus hands it the
+// stream's events one at a time, in order; early items, presence and
+// signals come from other goroutines beside them). Events from this node and
 // events that do not check out are ignored: another node may be buggy or
 // hostile, so every id is checked as a client's would be.
 func (s *Server) Apply(ev *cluster.Event) {
@@ -21,7 +23,9 @@ func (s *Server) Apply(ev *cluster.Event) {
 	case cluster.TypePresence:
 		s.applyPresence(ev)
 	case cluster.TypeItem:
-		s.applyItem(ev)
+		if s.early.admit(ev) {
+			s.applyItem(ev)
+		}
 	case cluster.TypeAck:
 		s.applyAck(ev)
 	case cluster.TypeSignal:
@@ -36,7 +40,7 @@ func validRemote(ev *cluster.Event) bool {
 	if ev.Type == cluster.TypeGone {
 		return true
 	}
-	if r, err := protocol.DecodeB64(ev.Room); err != nil || len(r) != protocol.RoomIDLen {
+	if !validRooms(ev) {
 		return false
 	}
 	ids := append([]string{ev.Member, ev.To, ev.Sender, ev.File}, ev.Owed...)
@@ -53,6 +57,19 @@ func validRemote(ev *cluster.Event) bool {
 		}
 	}
 	return ev.Type == cluster.TypeSnapshot || ev.Member != "" || ev.Sender != "" || len(ev.Members) > 0
+}
+
+// validRooms checks an event's room id, or for an ack of several rooms
+// each of its rooms.
+func validRooms(ev *cluster.Event) bool {
+	valid := func(room string) bool {
+		r, err := protocol.DecodeB64(room)
+		return err == nil && len(r) == protocol.RoomIDLen
+	}
+	if ev.Type != cluster.TypeAck || len(ev.Rooms) == 0 {
+		return valid(ev.Room)
+	}
+	return (ev.Room == "" || valid(ev.Room)) && !slices.ContainsFunc(ev.Rooms, func(r string) bool { return !valid(r) })
 }
 
 // parseHash reads a verifier hash in hex.
@@ -183,45 +200,72 @@ func (s *Server) applyItem(ev *cluster.Event) {
 		return
 	}
 	s.keys.add(ev.Room, ev.Key, id)
+	if acks := s.pending.take(ev.Room, ev.Key); len(acks) > 0 {
+		ack := &cluster.Event{Type: cluster.TypeAck, Node: ev.Node, Room: ev.Room}
+		for _, a := range acks {
+			ack.Keys, ack.Members, ack.Indexes = append(ack.Keys, ev.Key), append(ack.Members, a.member), append(ack.Indexes, a.index)
+		}
+		s.applyAck(ack)
+	}
 }
 
-// applyAck records acks made on another node, and counts chunk progress for
-// the senders connected here.
+// applyAck records acks made on another node (one event may hold acks of
+// several rooms and members), and counts chunk progress for the senders
+// connected here.
 func (s *Server) applyAck(ev *cluster.Event) {
-	acks := map[string][]chunkAck{} // by member
+	type who struct{ room, member string }
+	acks := map[who][]chunkAck{}
 	for i, key := range ev.Keys {
-		member := ev.Member
+		w := who{ev.Room, ev.Member}
+		if i < len(ev.Rooms) {
+			w.room = ev.Rooms[i]
+		}
 		if i < len(ev.Members) {
-			member = ev.Members[i]
+			w.member = ev.Members[i]
 		}
-		id, ok := s.keys.id(ev.Room, key)
-		if !ok {
-			s.log.Debug("signaling: remote ack of an unknown item", "key", key, "member", member)
-			continue
+		var index uint32
+		if i < len(ev.Indexes) {
+			index = ev.Indexes[i]
 		}
-		it, err := s.store.Ack(ev.Room, member, id)
-		if err != nil {
-			s.log.Debug("signaling: remote ack of an item not owed", "key", key, "member", member)
+		if a, ok := s.applyOneAck(w.room, w.member, key, index); ok {
+			acks[w] = append(acks[w], a)
 		}
-		if err != nil || it.Kind != store.KindChunk || it.File == "" {
-			continue
-		}
-		a := chunkAck{file: it.File}
-		if i < len(ev.Indexes) && ev.Indexes[i] > 0 {
-			a.index, a.known = ev.Indexes[i]-1, true
-		}
-		acks[member] = append(acks[member], a)
 	}
 	if len(acks) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := s.rooms[ev.Room]; r != nil {
-		for member, a := range acks {
-			s.countAcksLocked(r, member, a)
+	for w, a := range acks {
+		if r := s.rooms[w.room]; r != nil {
+			s.countAcksLocked(r, w.member, a)
 		}
 	}
+}
+
+// applyOneAck frees member's copy of item key in room; for a chunk of a
+// file it returns the ack to count (index: the chunk's index+1, 0 unknown).
+func (s *Server) applyOneAck(room, member, key string, index uint32) (chunkAck, bool) {
+	id, ok := s.keys.id(room, key)
+	if !ok {
+		// Made on a node that had the item early: it may still come.
+		if id, ok = s.pending.hold(room, key, member, index, s.now(), s.keys.id); !ok {
+			return chunkAck{}, false
+		}
+	}
+	it, err := s.store.Ack(room, member, id)
+	if err != nil {
+		s.log.Debug("signaling: remote ack of an item not owed", "key", key, "member", member)
+		return chunkAck{}, false
+	}
+	if it.Kind != store.KindChunk || it.File == "" {
+		return chunkAck{}, false
+	}
+	a := chunkAck{file: it.File}
+	if index > 0 {
+		a.index, a.known = index-1, true
+	}
+	return a, true
 }
 
 // applySignal delivers a signal from a member on another node.
@@ -249,6 +293,7 @@ func (s *Server) applySignal(ev *cluster.Event) {
 // or the bus has not heard from it in a while). Its members reconnect to
 // another node.
 func (s *Server) NodeGone(node string) {
+	s.early.forget(node)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.rooms {

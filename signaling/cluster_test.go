@@ -3,6 +3,8 @@ package signaling
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +44,8 @@ func (b *fakeBus) Send(node string, ev *cluster.Event) error {
 }
 
 func (b *fakeBus) Announce(*cluster.Event) error { return nil }
+
+func (b *fakeBus) Early(*cluster.Event) error { return nil }
 
 func (b *fakeBus) Register(_ context.Context, _, hash string) (string, error) { return hash, nil }
 
@@ -138,6 +142,7 @@ func FuzzApply(f *testing.F) {
 		remoteJoin(rc, id, "other"),
 		{Type: cluster.TypeItem, Node: "other", Room: rc.room, Key: "other/1", Kind: 2, Sender: id.member, Owed: []string{uuid.NewString()}, Data: []byte{1, 2, 3}},
 		{Type: cluster.TypeAck, Node: "other", Room: rc.room, Member: id.member, Keys: []string{"other/1"}, Indexes: []uint32{1}},
+		{Type: cluster.TypeAck, Node: "other", Rooms: []string{rc.room, rc.room}, Members: []string{id.member, id.member}, Keys: []string{"other/1", "other/2"}},
 		{Type: cluster.TypeSignal, Node: "other", Room: rc.room, Member: id.member, To: id.member, Data: []byte("x")},
 		{Type: cluster.TypePresence, Node: "other", Room: rc.room, Event: protocol.EventLeave, Member: id.member},
 		{Type: cluster.TypeGone, Node: "other"},
@@ -184,4 +189,93 @@ func TestClusterStalePresence(t *testing.T) {
 	ca.sync()
 	e.srv.NodeGone("new")
 	ca.expectPresence(protocol.EventOffline, b.member)
+}
+
+// TestClusterEarlyItemOnce: a chat item that comes both early (core NATS)
+// and through the stream is delivered once, whichever copy comes first;
+// an ack made on a third node before this node had the item is kept and
+// applied when the item arrives (nothing is left owed).
+func TestClusterEarlyItemOnce(t *testing.T) {
+	e := newEnv(t, withBus(newFakeBus()))
+	rc, a, b, c := newCreds(), newIdent(), newIdent(), newIdent()
+	ca := e.join(rc, a)
+	e.srv.Apply(remoteJoin(rc, b, "other"))
+	ca.expectPresence(protocol.EventJoin, b.member)
+	item := func(seq uint64, early bool, owed ...string) *cluster.Event {
+		return &cluster.Event{Type: cluster.TypeItem, Node: "other", Seq: seq, Room: rc.room, Key: fmt.Sprintf("other/%d", seq),
+			Kind: uint8(store.KindEnvelope), Sender: b.member, Owed: owed, Data: randBytes(64), Early: early}
+	}
+	// Early first, then the stream's copy; then the stream first, then a
+	// late early copy (below the stream's mark).
+	for _, order := range [][2]bool{{true, false}, {false, true}} {
+		seq := uint64(10)
+		if !order[0] {
+			seq = 20
+		}
+		e.srv.Apply(item(seq, order[0], a.member))
+		m := ca.expect(protocol.TypeMsg)
+		ca.ack(m.ID)
+		ca.sync()
+		e.srv.Sweep() // the freed item's key is forgotten: only the tracker knows it came
+		e.srv.Apply(item(seq, order[1], a.member))
+		ca.sync()
+		if st := e.srv.store.Stats(); st.Items != 0 {
+			t.Fatalf("seq %d: the store holds %d items after the one ack, want 0 (the second copy was stored again)", seq, st.Items)
+		}
+	}
+	ca.sync()
+	select {
+	case f := <-ca.in:
+		t.Fatalf("a got another frame %q: an item was delivered twice", f.data)
+	default:
+	}
+	// c, on a third node, acks item 30 (it had it early) before this node
+	// gets it from the stream: owed to c only, it is freed on arrival.
+	e.srv.Apply(remoteJoin(rc, c, "third"))
+	ca.expectPresence(protocol.EventJoin, c.member)
+	e.srv.Apply(&cluster.Event{Type: cluster.TypeAck, Node: "third", Room: rc.room, Member: c.member, Keys: []string{"other/30"}})
+	e.srv.Apply(item(30, false, c.member))
+	if st := e.srv.store.Stats(); st.Items != 0 {
+		t.Fatalf("the store holds %d items, want 0: the early ack was lost", st.Items)
+	}
+}
+
+// TestClusterAcksOfSeveralRooms: the acks of a batch, of several rooms and
+// members, go out as one event after the items they ack, and such an event
+// from another node frees the copies of every room.
+func TestClusterAcksOfSeveralRooms(t *testing.T) {
+	item := func(room string) *cluster.Event {
+		return &cluster.Event{Type: cluster.TypeItem, Node: "n", Room: room, Key: "n/" + room}
+	}
+	ack := func(room, member string) *cluster.Event {
+		return &cluster.Event{Type: cluster.TypeAck, Node: "n", Seq: 9, Room: room, Member: member, Keys: []string{"k" + room}, Indexes: []uint32{3}}
+	}
+	out := coalesceAcks([]*cluster.Event{ack("r1", "m1"), item("r2"), ack("r2", "m2"), item("r3")})
+	if len(out) != 3 || out[0].Type != cluster.TypeItem || out[1].Type != cluster.TypeAck || out[2].Type != cluster.TypeItem {
+		t.Fatalf("coalesced %d events %+v, want item, one ack, item", len(out), out)
+	}
+	if m := out[1]; !slices.Equal(m.Rooms, []string{"r1", "r2"}) || !slices.Equal(m.Members, []string{"m1", "m2"}) ||
+		!slices.Equal(m.Keys, []string{"kr1", "kr2"}) || !slices.Equal(m.Indexes, []uint32{3, 3}) || m.Room != "" {
+		t.Fatalf("merged ack %+v", m)
+	}
+
+	bus := newFakeBus()
+	e := newEnv(t, withBus(bus))
+	var keys, rooms, members []string
+	for range 2 {
+		rc, a, b := newCreds(), newIdent(), newIdent()
+		ca := e.join(rc, a)
+		e.srv.Apply(remoteJoin(rc, b, "other"))
+		ca.expectPresence(protocol.EventJoin, b.member)
+		ca.send(&protocol.Message{Type: protocol.TypeMsg, Data: randB64(40)})
+		ev := bus.next(t, cluster.TypeItem)
+		keys, rooms, members = append(keys, ev.Key), append(rooms, rc.room), append(members, b.member)
+	}
+	if st := e.srv.store.Stats(); st.Items != 2 {
+		t.Fatalf("store holds %d items, want the 2 messages", st.Items)
+	}
+	e.srv.Apply(&cluster.Event{Type: cluster.TypeAck, Node: "other", Keys: keys, Rooms: rooms, Members: members})
+	if st := e.srv.store.Stats(); st.Items != 0 {
+		t.Fatalf("store holds %d items after one ack event for both rooms, want 0", st.Items)
+	}
 }

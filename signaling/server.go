@@ -156,6 +156,8 @@ type Server struct {
 	bus      Bus          // nil for a single node
 	out      *outbox      // events for the bus (publishLoop)
 	keys     keyTable     // cluster keys of relay items
+	early    earlyTracker // which copy of an item to apply (cluster_early.go)
+	pending  pendingAcks  // acks of items not stored yet
 
 	// Set only by tests (export_test.go) before the server is used.
 	joinTimeout      time.Duration // default joinTimeout

@@ -21,7 +21,7 @@ import (
 const (
 	TypePresence = "presence" // a member joined, came online, went offline or left (Event)
 	TypeItem     = "item"     // a relay item was stored (Key, Kind, Sender, File, Owed, Data)
-	TypeAck      = "ack"      // Member (or Members[i]) acked the items Keys (Indexes: chunk index+1, 0 unknown)
+	TypeAck      = "ack"      // Member (or Members[i]) acked the items Keys of Room (or Rooms[i]) (Indexes: chunk index+1, 0 unknown)
 	TypeSignal   = "signal"   // a sealed signal From Member To a member on the receiving node
 	TypeSnapshot = "snapshot" // the members of Room as a node knows them
 	TypeGone     = "gone"     // Node is leaving the cluster (drain)
@@ -71,9 +71,13 @@ type Event struct {
 	Owed    []string `json:"owed,omitempty"`
 	Keys    []string `json:"keys,omitempty"`
 	Members []string `json:"ms,omitempty"` // ack: who acked each key, when not Member
+	Rooms   []string `json:"rs,omitempty"` // ack: the room of each key, when not Room
 	Indexes []uint32 `json:"ix,omitempty"`
 	Roster  []Member `json:"mem,omitempty"` // snapshot: the room's members
 	Data    []byte   `json:"-"`
+	// Early is set by the receiving bus on an item that came by the early
+	// path (core NATS, ahead of the stream); never on the wire.
+	Early bool `json:"-"`
 }
 
 // Encode returns the wire form of ev.
@@ -124,11 +128,14 @@ func (ev *Event) check() error {
 	if ev.Node == "" || len(ev.Data) > MaxData {
 		return fmt.Errorf("%w: no node or data too large", ErrMalformed)
 	}
-	if len(ev.Owed) > MaxList || len(ev.Keys) > MaxList || len(ev.Roster) > MaxList || len(ev.Indexes) > MaxList || len(ev.Members) > MaxList {
+	if len(ev.Owed) > MaxList || len(ev.Keys) > MaxList || len(ev.Roster) > MaxList || len(ev.Indexes) > MaxList || len(ev.Members) > MaxList || len(ev.Rooms) > MaxList {
 		return fmt.Errorf("%w: list too long", ErrMalformed)
 	}
-	if ev.Type == TypeAck && (len(ev.Indexes) != 0 && len(ev.Indexes) != len(ev.Keys) || len(ev.Members) != 0 && len(ev.Members) != len(ev.Keys)) {
-		return fmt.Errorf("%w: ack indexes or members do not match keys", ErrMalformed)
+	if ev.Type == TypeAck && (!parallel(ev.Indexes, ev.Keys) || !parallel(ev.Members, ev.Keys) || !parallel(ev.Rooms, ev.Keys)) {
+		return fmt.Errorf("%w: ack indexes, members or rooms do not match keys", ErrMalformed)
+	}
+	if ev.Type != TypeAck && len(ev.Rooms) > 0 {
+		return fmt.Errorf("%w: rooms in a %s", ErrMalformed, ev.Type)
 	}
 	for _, s := range []string{ev.Node, ev.Room, ev.Hash, ev.Event, ev.Member, ev.Pub, ev.MAC, ev.To, ev.Key, ev.Sender, ev.Origin, ev.File} {
 		if len(s) > maxFieldLen {
@@ -137,3 +144,6 @@ func (ev *Event) check() error {
 	}
 	return nil
 }
+
+// parallel reports whether list is empty or has one entry per key.
+func parallel[T any](list []T, keys []string) bool { return len(list) == 0 || len(list) == len(keys) }

@@ -36,6 +36,8 @@ func TestDecodeRefuses(t *testing.T) {
 		"no node":    mustEncode(t, &Event{Type: TypeGone}),
 		"long field": tooLong,
 		"ack ix":     mustEncode(t, &Event{Type: TypeAck, Node: "n", Keys: []string{"a"}, Indexes: []uint32{1, 2}}),
+		"ack rooms":  mustEncode(t, &Event{Type: TypeAck, Node: "n", Keys: []string{"a", "b"}, Rooms: []string{"r"}}),
+		"item rooms": mustEncode(t, &Event{Type: TypeItem, Node: "n", Rooms: []string{"r"}}),
 	} {
 		if _, err := Decode(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: got %v, want ErrMalformed", name, err)
@@ -56,6 +58,7 @@ func FuzzDecode(f *testing.F) {
 	for _, ev := range []*Event{
 		{Type: TypePresence, Node: "n", Room: "r", Event: "join", Member: "m"},
 		{Type: TypeAck, Node: "n", Keys: []string{"n/1"}, Indexes: []uint32{1}},
+		{Type: TypeAck, Node: "n", Keys: []string{"n/1", "m/2"}, Rooms: []string{"r", "s"}, Members: []string{"a", "b"}},
 		{Type: TypeSnapshot, Node: "n", Roster: []Member{{ID: "m", Node: "n"}}},
 		{Type: TypeItem, Node: "n", Data: []byte("sealed")},
 	} {

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"testing"
 )
 
@@ -131,6 +132,21 @@ func FuzzReadHTTPFrame(f *testing.F) {
 			if !bytes.Equal(AppendHTTPFrame(nil, op, data), in[start:end]) {
 				t.Fatalf("frame at %d does not re-encode to its bytes", start)
 			}
+		}
+	})
+}
+
+// FuzzValidID: the hand-written check accepts exactly what the UUID
+// pattern accepts.
+func FuzzValidID(f *testing.F) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	for _, s := range []string{"0f8e9c1a-2b3c-4d5e-8f90-a1b2c3d4e5f6", "0F8E9C1A-2B3C-4D5E-8F90-A1B2C3D4E5F6",
+		"0f8e9c1a-2b3c-4d5e-8f90-a1b2c3d4e5f", "0f8e9c1a2b3c-4d5e-8f90-a1b2c3d4e5f6-", "", "g0000000-0000-0000-0000-000000000000"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidID(s), re.MatchString(s); got != want {
+			t.Fatalf("ValidID(%q) = %v, the pattern says %v", s, got, want)
 		}
 	})
 }

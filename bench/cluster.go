@@ -211,6 +211,7 @@ func printCluster(out io.Writer, cfg Config, single, cl nodesResult) {
 	}
 	row(fmt.Sprintf("fanout %dx%d at %g msg/s: all deliveries", cfg.Rooms, cfg.Members, cfg.MsgRate), fan(single.fan, true), fan(cl.fan, true))
 	row("  deliveries between nodes", fan(single.fan, false), fan(cl.fan, false))
+	row("  messages sent / delivered twice", fmt.Sprintf("%d / %d", single.fan.sent, single.fan.dups), fmt.Sprintf("%d / %d", cl.fan.sent, cl.fan.dups))
 	row("  server CPU (cores, all nodes)", fmt.Sprintf("%.2f", single.fan.serverCPU), fmt.Sprintf("%.2f", cl.fan.serverCPU))
 	row("  this process (clients; NATS too for 3 nodes)", fmt.Sprintf("%.2f", single.fan.selfCPU), fmt.Sprintf("%.2f", cl.fan.selfCPU))
 	mbs := func(d time.Duration) string { return fmt.Sprintf("%.1f MB/s", rate(cfg.Size, d)) }

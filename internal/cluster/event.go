@@ -4,15 +4,15 @@
 // carries them. Everything in an event is routing data or ciphertext the
 // clients sealed; a node never learns a key from another node.
 //
-// Wire form: magic 'C', version 1, a 4-byte big-endian header length, the
-// header as JSON, then Data (raw bytes, e.g. a sealed chunk frame). Another
+// Wire form: magic 'C', version 2, a 4-byte big-endian header length, the
+// header (binary fields, codec.go), then Data (raw bytes, e.g. a sealed
+// chunk frame). Another
 // node may be buggy or hostile: Decode bounds every length and the
 // receiver checks ids before use.
 package cluster
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -30,7 +30,7 @@ const (
 // Limits of the wire form.
 const (
 	Magic       = 'C'
-	Version     = 1
+	Version     = 2
 	headerLen   = 6
 	MaxHeader   = 256 << 10 // a snapshot of a full room fits
 	MaxData     = 1 << 20   // larger than any relay item (protocol.MaxFrameBytes)
@@ -82,17 +82,14 @@ type Event struct {
 
 // Encode returns the wire form of ev.
 func Encode(ev *Event) ([]byte, error) {
-	h, err := json.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: encode %s: %w", ev.Type, err)
-	}
-	if len(h) > MaxHeader || len(ev.Data) > MaxData {
+	b := make([]byte, headerLen, headerLen+headerSize(ev)+len(ev.Data))
+	b[0], b[1] = Magic, Version
+	b = appendHeader(b, ev)
+	n := len(b) - headerLen
+	if n > MaxHeader || len(ev.Data) > MaxData {
 		return nil, fmt.Errorf("cluster: encode %s: %w (too large)", ev.Type, ErrMalformed)
 	}
-	b := make([]byte, headerLen, headerLen+len(h)+len(ev.Data))
-	b[0], b[1] = Magic, Version
-	binary.BigEndian.PutUint32(b[2:], uint32(len(h)))
-	b = append(b, h...)
+	binary.BigEndian.PutUint32(b[2:], uint32(n))
 	return append(b, ev.Data...), nil
 }
 
@@ -106,7 +103,7 @@ func Decode(b []byte) (*Event, error) {
 		return nil, fmt.Errorf("%w: header length %d", ErrMalformed, n)
 	}
 	var ev Event
-	if err := json.Unmarshal(b[headerLen:headerLen+int(n)], &ev); err != nil {
+	if err := parseHeader(b[headerLen:headerLen+int(n)], &ev); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if data := b[headerLen+int(n):]; len(data) > 0 {

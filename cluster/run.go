@@ -149,7 +149,10 @@ func (n *Node) Snapshot(ctx context.Context, room string) (*ev.Event, error) {
 		return nil, err
 	}
 	inbox := nats.NewInbox()
-	sub, err := n.nc.SubscribeSync(inbox)
+	// A channel of the answers expected (SubscribeSync would allocate one
+	// of 64K entries on every join).
+	answers := make(chan *nats.Msg, want)
+	sub, err := n.nc.ChanSubscribe(inbox, answers)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: snapshot: %w", err)
 	}
@@ -160,12 +163,14 @@ func (n *Node) Snapshot(ctx context.Context, room string) (*ev.Event, error) {
 	ctx, cancel := context.WithTimeout(ctx, snapshotWait)
 	defer cancel()
 	for range want {
-		m, err := sub.NextMsgWithContext(ctx)
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("cluster: snapshot: %w", err)
+		var m *nats.Msg
+		select {
+		case m = <-answers:
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("cluster: snapshot: %w", ctx.Err())
 		}
 		e, err := ev.Decode(m.Data)
 		if err == nil && e.Type == ev.TypeSnapshot && e.Room == room && len(e.Roster) > 0 {

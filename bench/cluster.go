@@ -72,6 +72,9 @@ func RunCluster(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if clusterRes.rawStream, err = rawStream(ctx, nats.URLs, cfg.Size); err != nil {
+		return err
+	}
 	printCluster(out, cfg, singleRes, clusterRes)
 	return nil
 }
@@ -107,6 +110,7 @@ type nodesResult struct {
 	fan              fanoutResult
 	relayAcross      time.Duration // sender on the first node, receiver on the last
 	relayWithin      time.Duration // both on the first node
+	rawStream        float64       // baseline: bytes/s through JetStream alone (3 nodes)
 }
 
 func measureNodes(ctx context.Context, cfg Config, nodes []*serverChild, dir string) (nodesResult, error) {
@@ -217,5 +221,7 @@ func printCluster(out io.Writer, cfg Config, single, cl nodesResult) {
 	mbs := func(d time.Duration) string { return fmt.Sprintf("%.1f MB/s", rate(cfg.Size, d)) }
 	row(fmt.Sprintf("relay %d MiB, sender and receiver on one node", cfg.Size>>20), mbs(single.relayWithin), mbs(cl.relayWithin))
 	row("relay, sender and receiver on two nodes", "-", mbs(cl.relayAcross))
+	row("  baseline: JetStream R3 alone, 3 consumers", "-", fmt.Sprintf("%.1f MB/s", cl.rawStream/1e6))
+	row("  relay across nodes / JetStream alone", "-", fmt.Sprintf("%.2f", rate(cfg.Size, cl.relayAcross)*1e6/cl.rawStream))
 	fmt.Fprintf(out, "load at the end: %s\n", loadAvg())
 }

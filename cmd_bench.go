@@ -34,6 +34,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.Members, "members", bench.DefaultMembers, "bench idle, fanout: members per room")
 	fs.Float64Var(&cfg.MsgRate, "msg-rate", bench.DefaultMsgRate, "bench fanout: messages per second per member")
 	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "bench fanout: measured time; bench idle: how long the connections stay")
+	fs.StringSliceVar(&cfg.NATS, "nats", nil, "bench cluster: use this NATS cluster (nats://HOST:PORT,...; JetStream on) instead of 3 servers in the bench process")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -45,10 +45,11 @@ type Config struct {
 	// UploadRate and UploadRateLAN: 0 default, negative no limit); the
 	// command passes serve's defaults. The relay also runs with none.
 	UploadRate, UploadRateLAN int64
-	Croc                      string // relay: croc executable for the croc baseline ("": croc in PATH, if any; "-": none)
-	Dir                       string // for the test file and received copies (default: a temp dir)
-	CPUProfile                string // relay, p2p, turn: write a CPU profile of the measured run here
-	Pairs                     int    // p2p, turn: bare pion pairs at once in the parallel baseline
+	Croc                      string   // relay: croc executable for the croc baseline ("": croc in PATH, if any; "-": none)
+	Dir                       string   // for the test file and received copies (default: a temp dir)
+	CPUProfile                string   // relay, p2p, turn: write a CPU profile of the measured run here
+	NATS                      []string // cluster: an existing NATS cluster (client URLs) instead of one in this process
+	Pairs                     int      // p2p, turn: bare pion pairs at once in the parallel baseline
 
 	Conns    int           // idle: WebSocket connections
 	Rooms    int           // fanout: rooms

@@ -36,22 +36,17 @@ func RunCluster(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("bench: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	next := 0
-	nats, err := clustertest.StartServers(clusterNodes, func() string {
-		next++
-		d := filepath.Join(dir, "nats"+strconv.Itoa(next))
-		_ = os.MkdirAll(d, 0o700)
-		return d
-	})
-	if nats != nil {
-		defer nats.Shutdown()
-	}
+	natsURLs, stopNATS, err := benchNATS(cfg, dir)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
+	defer stopNATS()
 	out := cfg.Out
-	fmt.Fprintf(out, "bench cluster: %d NATS servers (JetStream) in this process, cloakroom serve children; open files limit %d; load %s\n",
-		clusterNodes, limit, loadAvg())
+	where := fmt.Sprintf("%d NATS servers (JetStream) in this process", clusterNodes)
+	if len(cfg.NATS) > 0 {
+		where = fmt.Sprintf("the NATS cluster at %s", strings.Join(cfg.NATS, ","))
+	}
+	fmt.Fprintf(out, "bench cluster: %s, cloakroom serve children; open files limit %d; load %s\n", where, limit, loadAvg())
 	flags := []string{"--max-conns", strconv.Itoa(cfg.Conns + 1000), "--max-conns-per-ip", "-1", "--max-rooms-per-ip", "-1", "--join-rate", "-1",
 		"--msg-rate", "-1", "--max-rooms", strconv.Itoa(cfg.Conns + 1000)}
 	single, err := startNodes(ctx, cfg.Serve, 1, "", flags)
@@ -63,7 +58,7 @@ func RunCluster(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	nodes, err := startNodes(ctx, cfg.Serve, clusterNodes, nats.URL(), flags)
+	nodes, err := startNodes(ctx, cfg.Serve, clusterNodes, strings.Join(natsURLs, ","), flags)
 	if err != nil {
 		return err
 	}
@@ -72,11 +67,33 @@ func RunCluster(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if clusterRes.rawStream, err = rawStream(ctx, nats.URLs, cfg.Size); err != nil {
+	if clusterRes.rawStream, err = rawStream(ctx, natsURLs, cfg.Size); err != nil {
 		return err
 	}
 	printCluster(out, cfg, singleRes, clusterRes)
 	return nil
+}
+
+// benchNATS returns the NATS cluster to use: cfg.NATS, or 3 servers
+// started in this process (stopped by the returned function).
+func benchNATS(cfg Config, dir string) ([]string, func(), error) {
+	if len(cfg.NATS) > 0 {
+		return cfg.NATS, func() {}, nil
+	}
+	next := 0
+	nats, err := clustertest.StartServers(clusterNodes, func() string {
+		next++
+		d := filepath.Join(dir, "nats"+strconv.Itoa(next))
+		_ = os.MkdirAll(d, 0o700)
+		return d
+	})
+	if err != nil {
+		if nats != nil {
+			nats.Shutdown()
+		}
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	return nats.URLs, nats.Shutdown, nil
 }
 
 // startNodes starts n serve children, with --cluster natsURL when n > 1.

@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"slices"
 
 	"cloakroom/internal/cluster"
@@ -195,6 +196,9 @@ func (s *Server) applyItem(ev *cluster.Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PutTimeout)
 	defer cancel()
 	id, err := s.store.Put(ctx, it, ev.Owed)
+	if errors.Is(err, store.ErrClosed) {
+		return // this node is closing
+	}
 	if err != nil {
 		s.log.Warn("signaling: a relay item from another node does not fit", "node", ev.Node, "err", err)
 		return

@@ -21,7 +21,7 @@ import (
 const (
 	earlyMaxData   = 64 << 10 // larger items (chunks) only take the stream
 	earlyMaxHeld   = 4096     // early items awaiting their stream copy, per origin
-	earlyMaxOrigin = 1024     // origin nodes tracked
+	earlyMaxOrigin = 64       // origin nodes tracked (a cluster has a few; anyone on NATS can make up more)
 	pendingAckTTL  = time.Minute
 	pendingAckMax  = 1 << 14
 )

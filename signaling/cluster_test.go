@@ -164,6 +164,8 @@ func FuzzApply(f *testing.F) {
 			return
 		}
 		srv.Apply(ev)
+		ev.Early = true // the same bytes by the early path
+		srv.Apply(ev)
 		if snap := srv.SnapshotOf(ev.Room); snap != nil {
 			srv.applySnapshot(snap, [32]byte{})
 		}

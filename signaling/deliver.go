@@ -167,14 +167,12 @@ func frameFor(it store.Item) (outFrame, flight, error) {
 // envelopeMsg is msg{id, from, data} for an envelope item, with file and
 // chunks for a manifest (stored as 4-byte chunk count ‖ envelope).
 func envelopeMsg(it store.Item) ([]byte, error) {
-	m := &protocol.Message{Type: protocol.TypeMsg, ID: it.ID, From: it.Sender}
-	data := it.Data
+	data, file, chunks := it.Data, "", uint32(0)
 	if it.File != "" {
 		if len(data) < 5 {
 			return nil, fmt.Errorf("item %d: short manifest", it.ID)
 		}
-		m.File, m.Chunks, data = it.File, binary.BigEndian.Uint32(data), data[4:]
+		file, chunks, data = it.File, binary.BigEndian.Uint32(data), data[4:]
 	}
-	m.Data = protocol.EncodeB64(data)
-	return protocol.Encode(m)
+	return protocol.EncodeMsg(it.ID, it.Sender, file, chunks, data)
 }

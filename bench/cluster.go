@@ -234,7 +234,11 @@ func printCluster(out io.Writer, cfg Config, single, cl nodesResult) {
 	row("  deliveries between nodes", fan(single.fan, false), fan(cl.fan, false))
 	row("  messages sent / delivered twice", fmt.Sprintf("%d / %d", single.fan.sent, single.fan.dups), fmt.Sprintf("%d / %d", cl.fan.sent, cl.fan.dups))
 	row("  server CPU (cores, all nodes)", fmt.Sprintf("%.2f", single.fan.serverCPU), fmt.Sprintf("%.2f", cl.fan.serverCPU))
-	row("  this process (clients; NATS too for 3 nodes)", fmt.Sprintf("%.2f", single.fan.selfCPU), fmt.Sprintf("%.2f", cl.fan.selfCPU))
+	self := "  this process (clients; NATS too for 3 nodes)"
+	if len(cfg.NATS) > 0 {
+		self = "  this process (clients)"
+	}
+	row(self, fmt.Sprintf("%.2f", single.fan.selfCPU), fmt.Sprintf("%.2f", cl.fan.selfCPU))
 	mbs := func(d time.Duration) string { return fmt.Sprintf("%.1f MB/s", rate(cfg.Size, d)) }
 	row(fmt.Sprintf("relay %d MiB, sender and receiver on one node", cfg.Size>>20), mbs(single.relayWithin), mbs(cl.relayWithin))
 	row("relay, sender and receiver on two nodes", "-", mbs(cl.relayAcross))

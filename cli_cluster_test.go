@@ -106,6 +106,7 @@ func TestCLICluster(t *testing.T) {
 type failoverCluster struct {
 	nats  *clustertest.Processes
 	nodes []*proc
+	addrs []string // the nodes, HOST:PORT
 	lb    *clustertest.Balancer
 	link  string // a room, through the balancer
 }
@@ -113,14 +114,13 @@ type failoverCluster struct {
 func startFailoverCluster(t *testing.T) *failoverCluster {
 	t.Helper()
 	c := &failoverCluster{nats: clustertest.StartProcesses(t, 3)}
-	var addrs []string
 	for i := range 3 {
 		list := append([]string{c.nats.URLs[i]}, c.nats.URLs...)
 		p, url := startServer(t, "--cluster", strings.Join(list, ","), "--cluster-name", fmt.Sprintf("node%d", i+1),
 			"--metrics-addr", "", "--relay-max-bytes", "64MiB")
-		c.nodes, addrs = append(c.nodes, p), append(addrs, strings.TrimPrefix(url, "http://"))
+		c.nodes, c.addrs = append(c.nodes, p), append(c.addrs, strings.TrimPrefix(url, "http://"))
 	}
-	c.lb = clustertest.NewBalancer(t, addrs...)
+	c.lb = clustertest.NewBalancer(t, c.addrs...)
 	c.link, _ = newRoom(t, "http://"+c.lb.Addr)
 	return c
 }

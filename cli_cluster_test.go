@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -205,19 +207,81 @@ func TestCLIClusterFailover(t *testing.T) {
 	}
 }
 
-// waitPartial waits until a file in dir holds at least n bytes: the
-// receiver is mid-transfer (the files give no event to wait on).
+// TestCLIClusterFailoverSender: as TestCLIClusterFailover, but the node
+// SIGKILLed mid-transfer is the sender's (with the NATS server another
+// node is on): the sender reconnects through the balancer to another node
+// and the transfer completes there (resumed), both copies match, each
+// receiver wrote the file once.
+func TestCLIClusterFailoverSender(t *testing.T) {
+	c := startFailoverCluster(t)
+	size := transferSize(t)
+	src, want := randomFile(t, t.TempDir(), size)
+	inRoom := regexp.MustCompile(`in the room`)
+	out2, out3 := t.TempDir(), t.TempDir()
+	r2 := start(t, "recv", "--transport", "relay", "-o", out2, "--count", "1", c.link)
+	r2.waitLine(t, inRoom, 20*time.Second)
+	r3 := start(t, "recv", "--transport", "relay", "-o", out3, "--count", "1", c.link)
+	r3.waitLine(t, inRoom, 20*time.Second)
+	victim := slices.Index(c.lb.Active(), 0) // where the sender lands
+	snd := start(t, "send", "--transport", "relay", c.link, src)
+	waitPartial(t, out2, size/4, 60*time.Second)
+	if got := c.lb.Active(); got[victim] != 1 {
+		t.Fatalf("connections per node %v: the sender is not alone on node %d", got, victim+1)
+	}
+	c.kill(t, victim, (victim+1)%3)
+	if err := snd.wait(t, 120*time.Second+time.Duration(size>>20)*time.Second); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	for i, r := range []*proc{r2, r3} {
+		if err := r.wait(t, 30*time.Second); err != nil {
+			t.Fatalf("recv %d: %v", i+2, err)
+		}
+	}
+	for i, dir := range []string{out2, out3} {
+		if sha := fileSHA(t, filepath.Join(dir, "random.bin")); sha != want {
+			t.Fatalf("recv %d: SHA-256 %s, want %s", i+2, sha, want)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+			t.Fatalf("recv %d wrote %d entries, want the one file", i+2, len(ents))
+		}
+	}
+	if !slices.ContainsFunc(snd.output(), func(l string) bool { return strings.Contains(l, "reconnecting") }) {
+		t.Errorf("the sender on the killed node never reconnected: %q", snd.output())
+	}
+}
+
+// waitPartial waits until a receiver writing into dir holds at least n
+// bytes of its file, as its chunk bitmap (the .have sidecar beside the
+// partial file) says: the receiver is mid-transfer. (The partial file's
+// size says nothing: its blocks are allocated 64 MiB ahead.)
 func waitPartial(t *testing.T, dir string, n int64, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
-			if fi, err := e.Info(); err == nil && fi.Size() >= n && strings.HasSuffix(e.Name(), ".part") {
+			if strings.HasSuffix(e.Name(), ".have") && heldBytes(filepath.Join(dir, e.Name())) >= n {
 				return
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the files give no event to wait on
 	}
 	t.Fatalf("no partial file of %d bytes in %s within %s", n, dir, timeout)
+}
+
+// heldBytes reads a chunk bitmap sidecar (client/transfer/resume.go:
+// "CRHAVE1\n", size u64, chunk size u32, chunks u32, then one bit per
+// chunk) and returns the bytes of the chunks it marks held.
+func heldBytes(path string) int64 {
+	b, err := os.ReadFile(path)
+	const header = 8 + 8 + 4 + 4
+	if err != nil || len(b) < header || string(b[:8]) != "CRHAVE1\n" {
+		return 0
+	}
+	chunk := int64(binary.BigEndian.Uint32(b[16:20]))
+	held := 0
+	for _, x := range b[header:] {
+		held += bits.OnesCount8(x)
+	}
+	return int64(held) * chunk
 }

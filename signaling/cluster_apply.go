@@ -1,7 +1,6 @@
 package signaling
 
 import (
-	"context"
 	"encoding/hex"
 
 	"cloakroom/internal/cluster"
@@ -175,9 +174,8 @@ func (s *Server) applyItem(ev *cluster.Event) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PutTimeout)
-	defer cancel()
-	id, err := s.store.Put(ctx, it, ev.Owed)
+	// Never a wait here: the acks that free the space come behind it.
+	id, err := s.store.PutCopy(it, ev.Owed)
 	if err != nil {
 		s.log.Warn("signaling: a relay item from another node does not fit", "node", ev.Node, "err", err)
 		return

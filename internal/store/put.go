@@ -13,7 +13,19 @@ type eviction struct {
 	members []string
 }
 
-func (s *Store) put(ctx context.Context, it Item, owed []string) (uint64, error) {
+// PutCopy stores the copy of an item that another cluster node admitted
+// under the same caps and quotas on its own copy of the relay
+// (docs/SCALING.md). It never waits: the events behind the item, which a
+// wait would hold up, include the acks that free this copy's space (a node
+// applies the stream in order). So it ignores the per-room cap and the
+// uploader's quotas, and refuses (ErrFull) only past twice the global
+// cap, a bound on what the copies of items whose acks are still on the
+// way may hold beyond it.
+func (s *Store) PutCopy(it Item, owed []string) (uint64, error) {
+	return s.put(context.Background(), it, owed, true)
+}
+
+func (s *Store) put(ctx context.Context, it Item, owed []string, isCopy bool) (uint64, error) {
 	members := slices.Clone(owed)
 	slices.Sort(members)
 	members = slices.Compact(members)
@@ -41,7 +53,14 @@ func (s *Store) put(ctx context.Context, it Item, owed []string) (uint64, error)
 		ownQuota := s.quota.fits(&it, size)
 		fits := ownQuota && s.bytes+size <= s.maxBytes && roomBytes+size <= s.maxRoom
 		var evicted []eviction
-		if !fits {
+		switch {
+		case isCopy:
+			fits = s.bytes+size <= 2*s.maxBytes
+			if !fits {
+				s.mu.Unlock()
+				return 0, fmt.Errorf("store: no space for a copy of %d bytes in room %q: %w", size, it.Room, ErrFull)
+			}
+		case !fits:
 			evicted, fits = s.evictLocked(&it, size)
 		}
 		if fits {

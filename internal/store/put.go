@@ -44,19 +44,11 @@ func (s *Store) put(ctx context.Context, it Item, owed []string, isCopy bool) (u
 			s.mu.Unlock()
 			return 0, fmt.Errorf("store: put to room %q: %w", it.Room, ErrClosed)
 		}
-		var roomBytes int64
-		if r := s.rooms[it.Room]; r != nil {
-			roomBytes = r.bytes
-		}
-		// Over its own quota an uploader waits for its own items to go
-		// (or evicts its own offline-only chunks): others' do not help.
-		ownQuota := s.quota.fits(&it, size)
-		fits := ownQuota && s.bytes+size <= s.maxBytes && roomBytes+size <= s.maxRoom
 		var evicted []eviction
+		fits, ownQuota := s.fitsLocked(&it, size)
 		switch {
 		case isCopy:
-			fits = s.bytes+size <= 2*s.maxBytes
-			if !fits {
+			if fits = s.bytes+size <= 2*s.maxBytes; !fits {
 				s.mu.Unlock()
 				return 0, fmt.Errorf("store: no space for a copy of %d bytes in room %q: %w", size, it.Room, ErrFull)
 			}
@@ -91,6 +83,19 @@ func (s *Store) put(ctx context.Context, it Item, owed []string, isCopy bool) (u
 				size, it.Room, !ownQuota, ErrFull, ctx.Err())
 		}
 	}
+}
+
+// fitsLocked reports whether it fits the caps and its uploader's quotas
+// now, and whether it fits the quotas. Over its own quota an uploader
+// waits for its own items to go (or evicts its own offline-only chunks):
+// others' do not help.
+func (s *Store) fitsLocked(it *Item, size int64) (fits, ownQuota bool) {
+	var roomBytes int64
+	if r := s.rooms[it.Room]; r != nil {
+		roomBytes = r.bytes
+	}
+	ownQuota = s.quota.fits(it, size)
+	return ownQuota && s.bytes+size <= s.maxBytes && roomBytes+size <= s.maxRoom, ownQuota
 }
 
 // wakeLocked wakes every waiting Put (space was freed, an item became

@@ -34,7 +34,7 @@ type streamReader struct {
 	deliverMu sync.Mutex // one event at a time, across consumers
 	mu        sync.Mutex
 	gen       uint64 // the current consumer's number
-	next      uint64 // the stream sequence to deliver next; 0: none delivered yet
+	next      uint64 // the stream sequence to deliver next; 0: no consumer made yet
 	cseq      uint64 // the current consumer's last sequence
 	cc        jetstream.ConsumeContext
 
@@ -60,8 +60,8 @@ func (n *Node) startReader(ctx context.Context) (*streamReader, error) {
 	return r, nil
 }
 
-// open makes a consumer starting at r.next (new events while nothing was
-// delivered yet) and consumes it.
+// open makes a consumer starting at r.next (the first one: at new events)
+// and consumes it.
 func (r *streamReader) open(ctx context.Context) error {
 	r.mu.Lock()
 	cfg := jetstream.ConsumerConfig{FilterSubjects: []string{subjectEvents}, DeliverPolicy: jetstream.DeliverNewPolicy,
@@ -76,6 +76,12 @@ func (r *streamReader) open(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.next == 0 {
+		// New events: those after the stream's last at the consumer's
+		// making. A consumer lost before it delivered one must not skip
+		// what came meanwhile.
+		r.next = cons.CachedInfo().Delivered.Stream + 1
+	}
 	r.gen++
 	gen := r.gen
 	r.cseq = 0
@@ -106,7 +112,7 @@ func (r *streamReader) handle(gen uint64, m jetstream.Msg) {
 		return
 	}
 	r.cseq = md.Sequence.Consumer
-	dup := r.next != 0 && md.Sequence.Stream < r.next
+	dup := md.Sequence.Stream < r.next
 	if !dup {
 		r.next = md.Sequence.Stream + 1
 	}

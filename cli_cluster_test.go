@@ -172,47 +172,16 @@ func (c *failoverCluster) kill(t *testing.T, victim, survivor int) {
 // of the items still owed; the other node moves to another NATS server;
 // the transfer completes, both copies match, and each receiver wrote the
 // file once.
-func TestCLIClusterFailover(t *testing.T) {
-	c := startFailoverCluster(t)
-	size := transferSize(t)
-	src, want := randomFile(t, t.TempDir(), size)
-	inRoom := regexp.MustCompile(`in the room`)
-	out2, out3 := t.TempDir(), t.TempDir()
-	r2 := start(t, "recv", "--transport", "relay", "-o", out2, "--count", "1", c.link)
-	r2.waitLine(t, inRoom, 20*time.Second)
-	victim := slices.Index(c.lb.Active(), 1) // r2's node
-	r3 := start(t, "recv", "--transport", "relay", "-o", out3, "--count", "1", c.link)
-	r3.waitLine(t, inRoom, 20*time.Second)
-	snd := start(t, "send", "--transport", "relay", c.link, src)
-	waitPartial(t, out2, size/4, 60*time.Second)
-	c.kill(t, victim, (victim+1)%3)
-	if err := snd.wait(t, 120*time.Second+time.Duration(size>>20)*time.Second); err != nil {
-		t.Fatalf("send: %v", err)
-	}
-	for i, r := range []*proc{r2, r3} {
-		if err := r.wait(t, 30*time.Second); err != nil {
-			t.Fatalf("recv %d: %v", i+2, err)
-		}
-	}
-	for i, dir := range []string{out2, out3} {
-		if sha := fileSHA(t, filepath.Join(dir, "random.bin")); sha != want {
-			t.Fatalf("recv %d: SHA-256 %s, want %s", i+2, sha, want)
-		}
-		if ents, _ := os.ReadDir(dir); len(ents) != 1 {
-			t.Fatalf("recv %d wrote %d entries, want the one file", i+2, len(ents))
-		}
-	}
-	if !slices.ContainsFunc(r2.output(), func(l string) bool { return strings.Contains(l, "reconnecting") }) {
-		t.Errorf("the receiver on the killed node never reconnected: %q", r2.output())
-	}
-}
+func TestCLIClusterFailover(t *testing.T) { failoverTransfer(t, false) }
 
 // TestCLIClusterFailoverSender: as TestCLIClusterFailover, but the node
-// SIGKILLed mid-transfer is the sender's (with the NATS server another
-// node is on): the sender reconnects through the balancer to another node
-// and the transfer completes there (resumed), both copies match, each
+// SIGKILLed mid-transfer is the sender's: the sender reconnects through
+// the balancer to another node and the transfer completes there (a new
+// round that skips what the receivers hold), both copies match, each
 // receiver wrote the file once.
-func TestCLIClusterFailoverSender(t *testing.T) {
+func TestCLIClusterFailoverSender(t *testing.T) { failoverTransfer(t, true) }
+
+func failoverTransfer(t *testing.T, killSender bool) {
 	c := startFailoverCluster(t)
 	size := transferSize(t)
 	src, want := randomFile(t, t.TempDir(), size)
@@ -220,13 +189,17 @@ func TestCLIClusterFailoverSender(t *testing.T) {
 	out2, out3 := t.TempDir(), t.TempDir()
 	r2 := start(t, "recv", "--transport", "relay", "-o", out2, "--count", "1", c.link)
 	r2.waitLine(t, inRoom, 20*time.Second)
+	victim, moved, who := slices.Index(c.lb.Active(), 1), r2, "receiver" // r2's node
 	r3 := start(t, "recv", "--transport", "relay", "-o", out3, "--count", "1", c.link)
 	r3.waitLine(t, inRoom, 20*time.Second)
-	victim := slices.Index(c.lb.Active(), 0) // where the sender lands
+	senderNode := slices.Index(c.lb.Active(), 0) // where the sender lands
 	snd := start(t, "send", "--transport", "relay", c.link, src)
 	waitPartial(t, out2, size/4, 60*time.Second)
-	if got := c.lb.Active(); got[victim] != 1 {
-		t.Fatalf("connections per node %v: the sender is not alone on node %d", got, victim+1)
+	if killSender {
+		if got := c.lb.Active(); got[senderNode] != 1 {
+			t.Fatalf("connections per node %v: the sender is not alone on node %d", got, senderNode+1)
+		}
+		victim, moved, who = senderNode, snd, "sender"
 	}
 	c.kill(t, victim, (victim+1)%3)
 	if err := snd.wait(t, 120*time.Second+time.Duration(size>>20)*time.Second); err != nil {
@@ -245,8 +218,8 @@ func TestCLIClusterFailoverSender(t *testing.T) {
 			t.Fatalf("recv %d wrote %d entries, want the one file", i+2, len(ents))
 		}
 	}
-	if !slices.ContainsFunc(snd.output(), func(l string) bool { return strings.Contains(l, "reconnecting") }) {
-		t.Errorf("the sender on the killed node never reconnected: %q", snd.output())
+	if !slices.ContainsFunc(moved.output(), func(l string) bool { return strings.Contains(l, "reconnecting") }) {
+		t.Errorf("the %s on the killed node never reconnected: %q", who, moved.output())
 	}
 }
 

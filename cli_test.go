@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+
+	"cloakroom/cluster/clustertest"
 )
 
 var binPath string
@@ -46,6 +48,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	clustertest.Cleanup()
 	os.Exit(code)
 }
 

@@ -55,8 +55,8 @@ func (r *room) sendChat(ctx context.Context, text string) error {
 	r.markSeen(id) // a newcomer's history may echo it
 	r.remember(r.id, sealed)
 	// Queued while disconnected, and written again if the connection breaks
-	// under the write: the same sealed envelope, whose id receivers
-	// deduplicate, so it arrives once.
+	// under the write or soon after it (resend.go): the same sealed
+	// envelope, whose id receivers deduplicate, so it arrives once.
 	msg := &protocol.Message{Type: protocol.TypeMsg, Data: protocol.EncodeB64(sealed)}
 	for {
 		if err := r.waitConnected(ctx); err != nil {
@@ -65,9 +65,16 @@ func (r *room) sendChat(ctx context.Context, text string) error {
 		if err := r.waitRejoined(ctx); err != nil {
 			return fmt.Errorf("chat: %w", err)
 		}
+		if err := r.waitResent(ctx); err != nil {
+			return err
+		}
 		gen := r.connGeneration()
 		err := r.writeJSON(msg)
-		if err == nil || !errors.Is(err, ErrUnreachable) {
+		if err == nil {
+			r.noteSent(gen, time.Now(), msg) // written again if this connection breaks
+			return nil
+		}
+		if !errors.Is(err, ErrUnreachable) {
 			return err
 		}
 		if err := r.waitNewConn(ctx, gen); err != nil {

@@ -57,6 +57,7 @@ type room struct {
 	ttl       time.Duration
 	closeErr  error
 
+	resend   resender   // chats written lately, written again after a reconnect
 	writeMu  sync.Mutex // one writer at a time on conn
 	signalMu sync.Mutex // seal+write of signals, so their counters stay in order
 }
@@ -260,10 +261,12 @@ func (r *room) join(conn wire) ([]string, error) {
 // reconnects with jittered exponential backoff until the client is closed.
 func (r *room) run(conn wire) {
 	defer close(r.done)
+	defer r.stopResend()
 	r.state(protocol.StateConnected)
 	for {
 		err := r.readLoop(conn)
 		r.mu.Lock()
+		lost := r.connGen
 		r.conn = nil
 		r.changedLocked()
 		// Who was here: after a server restart the room is rebuilt as members
@@ -275,6 +278,7 @@ func (r *room) run(conn wire) {
 			}
 		}
 		r.mu.Unlock()
+		r.stopResend() // what it had not written is noted under lost
 		conn.Close()
 		r.events.connLost(fmt.Errorf("connection lost: %v: %w", err, ErrUnreachable))
 		if r.ctx.Err() != nil {
@@ -293,6 +297,7 @@ func (r *room) run(conn wire) {
 		r.mu.Lock()
 		r.backBy = time.Now().Add(rejoinGrace)
 		r.mu.Unlock()
+		r.startResend(lost)
 		r.state(protocol.StateRestored)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	ev "cloakroom/internal/cluster"
 )
@@ -17,16 +16,11 @@ import (
 // from now on, in order; signals for this node; presence; snapshot
 // requests; heartbeats. They wait for Run's handler.
 func (n *Node) subscribe(ctx context.Context) error {
-	cons, err := n.js.OrderedConsumer(ctx, streamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjectEvents}, DeliverPolicy: jetstream.DeliverNewPolicy,
-	})
+	r, err := n.startReader(ctx)
 	if err != nil {
-		return fmt.Errorf("cluster: consumer: %w", err)
+		return err
 	}
-	n.cc, err = cons.Consume(func(m jetstream.Msg) { n.deliver(m.Data()) })
-	if err != nil {
-		return fmt.Errorf("cluster: consume: %w", err)
-	}
+	n.cc = &readerContext{r: r}
 	for subj, f := range map[string]nats.MsgHandler{
 		subjectSignal + n.id: func(m *nats.Msg) { n.deliver(m.Data) },
 		subjectSnapshot:      n.answerSnapshot,

@@ -1,7 +1,6 @@
 package signaling
 
 import (
-	"context"
 	"encoding/hex"
 	"errors"
 	"slices"
@@ -193,9 +192,8 @@ func (s *Server) applyItem(ev *cluster.Event) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PutTimeout)
-	defer cancel()
-	id, err := s.store.Put(ctx, it, ev.Owed)
+	// Never a wait here: the acks that free the space come behind it.
+	id, err := s.store.PutCopy(it, ev.Owed)
 	if errors.Is(err, store.ErrClosed) {
 		return // this node is closing
 	}

@@ -22,6 +22,7 @@ type Balancer struct {
 	active []int
 	total  []int
 	conns  map[net.Conn]struct{}
+	held   bool
 }
 
 // NewBalancer listens on 127.0.0.1 and forwards to backends (HOST:PORT)
@@ -45,6 +46,24 @@ func (b *Balancer) Active() []int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]int(nil), b.active...)
+}
+
+// Hold cuts every connection through the balancer and refuses new ones
+// until Release: the clients behind it are offline (and retrying).
+func (b *Balancer) Hold() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.held = true
+	for c := range b.conns {
+		_ = c.Close()
+	}
+}
+
+// Release lets connections through again.
+func (b *Balancer) Release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.held = false
 }
 
 func (b *Balancer) close() {
@@ -90,6 +109,13 @@ func (b *Balancer) order() []int {
 }
 
 func (b *Balancer) forward(c net.Conn) {
+	b.mu.Lock()
+	held := b.held
+	b.mu.Unlock()
+	if held {
+		_ = c.Close()
+		return
+	}
 	var up net.Conn
 	var which int
 	for _, i := range b.order() {
@@ -105,6 +131,12 @@ func (b *Balancer) forward(c net.Conn) {
 		return
 	}
 	b.mu.Lock()
+	if b.held { // held while this one was dialing
+		b.mu.Unlock()
+		_ = c.Close()
+		_ = up.Close()
+		return
+	}
 	b.active[which]++
 	b.total[which]++
 	b.conns[c], b.conns[up] = struct{}{}, struct{}{}

@@ -13,7 +13,19 @@ type eviction struct {
 	members []string
 }
 
-func (s *Store) put(ctx context.Context, it Item, owed []string) (uint64, error) {
+// PutCopy stores the copy of an item that another cluster node admitted
+// under the same caps and quotas on its own copy of the relay
+// (docs/SCALING.md). It never waits: the events behind the item, which a
+// wait would hold up, include the acks that free this copy's space (a node
+// applies the stream in order). So it ignores the per-room cap and the
+// uploader's quotas, and refuses (ErrFull) only past twice the global
+// cap, a bound on what the copies of items whose acks are still on the
+// way may hold beyond it.
+func (s *Store) PutCopy(it Item, owed []string) (uint64, error) {
+	return s.put(context.Background(), it, owed, true)
+}
+
+func (s *Store) put(ctx context.Context, it Item, owed []string, isCopy bool) (uint64, error) {
 	members := slices.Clone(owed)
 	slices.Sort(members)
 	members = slices.Compact(members)
@@ -32,16 +44,15 @@ func (s *Store) put(ctx context.Context, it Item, owed []string) (uint64, error)
 			s.mu.Unlock()
 			return 0, fmt.Errorf("store: put to room %q: %w", it.Room, ErrClosed)
 		}
-		var roomBytes int64
-		if r := s.rooms[it.Room]; r != nil {
-			roomBytes = r.bytes
-		}
-		// Over its own quota an uploader waits for its own items to go
-		// (or evicts its own offline-only chunks): others' do not help.
-		ownQuota := s.quota.fits(&it, size)
-		fits := ownQuota && s.bytes+size <= s.maxBytes && roomBytes+size <= s.maxRoom
 		var evicted []eviction
-		if !fits {
+		fits, ownQuota := s.fitsLocked(&it, size)
+		switch {
+		case isCopy:
+			if fits = s.bytes+size <= 2*s.maxBytes; !fits {
+				s.mu.Unlock()
+				return 0, fmt.Errorf("store: no space for a copy of %d bytes in room %q: %w", size, it.Room, ErrFull)
+			}
+		case !fits:
 			evicted, fits = s.evictLocked(&it, size)
 		}
 		if fits {
@@ -72,6 +83,19 @@ func (s *Store) put(ctx context.Context, it Item, owed []string) (uint64, error)
 				size, it.Room, !ownQuota, ErrFull, ctx.Err())
 		}
 	}
+}
+
+// fitsLocked reports whether it fits the caps and its uploader's quotas
+// now, and whether it fits the quotas. Over its own quota an uploader
+// waits for its own items to go (or evicts its own offline-only chunks):
+// others' do not help.
+func (s *Store) fitsLocked(it *Item, size int64) (fits, ownQuota bool) {
+	var roomBytes int64
+	if r := s.rooms[it.Room]; r != nil {
+		roomBytes = r.bytes
+	}
+	ownQuota = s.quota.fits(it, size)
+	return ownQuota && s.bytes+size <= s.maxBytes && roomBytes+size <= s.maxRoom, ownQuota
 }
 
 // wakeLocked wakes every waiting Put (space was freed, an item became

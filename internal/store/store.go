@@ -194,7 +194,7 @@ func New(cfg Config) (*Store, error) {
 // evicting offline-only chunks, see package doc); it returns an error wrapping
 // ErrFull if ctx ends first, ErrTooLarge if the item can never fit.
 func (s *Store) Put(ctx context.Context, it Item, owed []string) (uint64, error) {
-	return s.put(ctx, it, owed)
+	return s.put(ctx, it, owed, false)
 }
 
 // Next returns the first item of room with ID > after that is still owed to

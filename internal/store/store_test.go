@@ -1139,3 +1139,32 @@ func BenchmarkPutNextAckPipelined(b *testing.B) {
 	}
 	<-done
 }
+
+// TestPutCopyNeverWaits: a cluster node's copy of an item another node
+// admitted is stored at once over the room cap and the uploader's quotas
+// (the acks that free the space come after it), and refused at once past
+// twice the global cap.
+func TestPutCopyNeverWaits(t *testing.T) {
+	h := newHarness(t, Config{MaxBytes: 100})
+	full := envelope("a", 50)
+	h.mustPut(t, full, "x") // the room's cap (50) and the sender's quota are reached
+	copy1 := envelope("a", 50)
+	copy1.Sender = full.Sender
+	if _, err := h.PutCopy(copy1, []string{"x"}); err != nil {
+		t.Fatalf("PutCopy over the room cap and the sender's quota: %v", err)
+	}
+	for range 2 {
+		if _, err := h.PutCopy(envelope("a", 50), []string{"x"}); err != nil {
+			t.Fatalf("PutCopy up to twice the global cap: %v", err)
+		}
+	}
+	if _, err := h.PutCopy(envelope("a", 50), []string{"x"}); !errors.Is(err, ErrFull) {
+		t.Fatalf("PutCopy past twice the global cap: %v, want ErrFull", err)
+	}
+	wantStats(t, h.Stats(), Stats{Bytes: 200, Items: 4, Rooms: 1})
+	select {
+	case <-h.waiting:
+		t.Fatal("a PutCopy waited")
+	default:
+	}
+}

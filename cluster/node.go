@@ -237,12 +237,10 @@ func retrySetup(ctx context.Context, f func() error) error {
 func (n *Node) Node() string { return n.id }
 
 // Publish sends a batch of events to every node through the stream, all
-// at once and in order, and returns a wait for the stream's
-// acknowledgements (then they are replicated): batches published one after
-// another are in flight together. Each event carries a message id (node
-// and sequence number), so a batch published again after an error is
-// stored once.
-func (n *Node) Publish(batch []*ev.Event) (func(context.Context) error, error) {
+// at once, and waits for the stream's acknowledgements (then they are
+// replicated). Each carries a message id (node and sequence number), so a
+// batch published again after an error is stored once.
+func (n *Node) Publish(ctx context.Context, batch []*ev.Event) error {
 	futs := make([]jetstream.PubAckFuture, 0, len(batch))
 	for _, e := range batch {
 		b, err := ev.Encode(e)
@@ -256,22 +254,20 @@ func (n *Node) Publish(batch []*ev.Event) (func(context.Context) error, error) {
 		}
 		f, err := n.js.PublishAsync(subjectEvents, b, jetstream.WithMsgID(id))
 		if err != nil {
-			return nil, fmt.Errorf("cluster: publish %s: %w", e.Type, err)
+			return fmt.Errorf("cluster: publish %s: %w", e.Type, err)
 		}
 		futs = append(futs, f)
 	}
-	return func(ctx context.Context) error {
-		for _, f := range futs {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				return fmt.Errorf("cluster: publish: %w", err)
-			case <-ctx.Done():
-				return fmt.Errorf("cluster: publish: %w", ctx.Err())
-			}
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("cluster: publish: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: publish: %w", ctx.Err())
 		}
-		return nil
-	}, nil
+	}
+	return nil
 }
 
 // Send sends e to one node, best effort.

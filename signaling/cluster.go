@@ -3,7 +3,6 @@ package signaling
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -19,9 +18,7 @@ import (
 // (Config.Bus nil) the server is a single node and none of this runs.
 //
 // Publish carries a batch of presence, relay items and acks to every other
-// node, in order and durably (a JetStream stream): it sends at once and
-// returns a wait for the acknowledgements, so that batches go out one
-// after another while earlier ones are acknowledged; Send carries a signal to one
+// node, in order and durably (a JetStream stream); Send carries a signal to one
 // node (best effort, like a signal to a client); Announce carries a
 // presence event to every node at once, best effort, beside the stream
 // (after a NATS server is lost the stream may take seconds to elect a
@@ -34,7 +31,7 @@ import (
 // to Server.Apply, one event at a time, and calls NodeGone and Reconnected.
 type Bus interface {
 	Node() string
-	Publish(batch []*cluster.Event) (wait func(context.Context) error, err error)
+	Publish(ctx context.Context, batch []*cluster.Event) error
 	Send(node string, ev *cluster.Event) error
 	Announce(ev *cluster.Event) error
 	Early(ev *cluster.Event) error
@@ -43,12 +40,11 @@ type Bus interface {
 }
 
 const (
-	outboxBytes       = 16 << 20         // relay bytes queued or in flight for the bus before uploaders wait
+	outboxBytes       = 8 << 20          // relay bytes queued for the bus before uploaders wait
 	publishRetry      = time.Minute      // how long an event is retried (NATS reconnecting, a stream leader elected)
 	publishAttempt    = 5 * time.Second  // one attempt (a batch): a request sent before a disconnect gets no answer
 	drainWait         = 10 * time.Second // how long Close waits for the last events to be published
-	publishBatch      = 512              // events published at once
-	publishInFlight   = 4                // batches whose acknowledgements are awaited together
+	publishBatch      = 512              // events published at once (then their acknowledgements awaited)
 	publishBatchBytes = 4 << 20          // relay bytes in one batch
 	clusterTimeout    = 2 * time.Second  // a registry or snapshot request
 )
@@ -135,38 +131,22 @@ func (s *Server) emitItem(ctx context.Context, ev *cluster.Event) {
 	s.emit(ev)
 }
 
-// sentBatch is a batch sent to the bus whose acknowledgements are awaited.
-type sentBatch struct {
-	batch []*cluster.Event
-	size  int
-	wait  func(context.Context) error // nil: sending failed
-}
-
-// publishLoop publishes queued events in batches, up to publishInFlight of
-// them awaiting their acknowledgements at once, until the server closes,
-// then what is left. A batch that fails is published again, with the ones
-// sent after it, in order (each retried for publishRetry; the stream
-// drops the events it already has by their message ids).
+// publishLoop publishes queued events in batches until the server
+// closes, then what is left (each batch retried for publishRetry).
 func (s *Server) publishLoop() {
 	o := s.out
 	defer close(o.done)
-	var air []sentBatch
 	for {
-		for len(air) < publishInFlight {
-			batch, size := o.take()
-			if len(batch) == 0 {
-				break
-			}
-			f := sentBatch{batch: coalesceAcks(batch), size: size}
+		batch, size := o.take()
+		if len(batch) > 0 {
 			if o.ctx.Err() == nil { // else Close gave up: drop the rest
-				f.wait, _ = s.bus.Publish(f.batch)
-			} else {
-				f.wait = func(context.Context) error { return nil }
+				s.publish(coalesceAcks(batch))
 			}
-			air = append(air, f)
-		}
-		if len(air) > 0 {
-			air = s.land(air)
+			o.mu.Lock()
+			o.bytes -= size
+			close(o.space)
+			o.space = make(chan struct{})
+			o.mu.Unlock()
 			continue
 		}
 		select {
@@ -180,37 +160,6 @@ func (s *Server) publishLoop() {
 			}
 		}
 	}
-}
-
-// land waits for the first batch in flight; when it failed, it publishes
-// it and every later one again, in order, before going on. It returns the
-// batches still in flight.
-func (s *Server) land(air []sentBatch) []sentBatch {
-	done := 1
-	ctx, cancel := context.WithTimeout(s.out.ctx, publishAttempt)
-	err := errors.New("not sent")
-	if air[0].wait != nil {
-		err = air[0].wait(ctx)
-	}
-	cancel()
-	if err != nil && s.out.ctx.Err() == nil {
-		s.log.Debug("signaling: cluster publish attempt failed", "events", len(air[0].batch), "err", err)
-		for _, f := range air {
-			s.publish(f.batch)
-		}
-		done = len(air)
-	}
-	size := 0
-	for _, f := range air[:done] {
-		size += f.size
-	}
-	o := s.out
-	o.mu.Lock()
-	o.bytes -= size
-	close(o.space)
-	o.space = make(chan struct{})
-	o.mu.Unlock()
-	return air[done:]
 }
 
 // take removes up to publishBatch events (and publishBatchBytes of data,
@@ -284,18 +233,15 @@ func coalesceAcks(batch []*cluster.Event) []*cluster.Event {
 	return out
 }
 
-// publish sends a batch to the stream and waits for it, retrying it whole
-// (the stream drops the events it already has by their message ids).
+// publish sends a batch to the stream, retrying it whole (the stream drops
+// the events it already has by their message ids).
 func (s *Server) publish(batch []*cluster.Event) {
 	ctx, cancel := context.WithTimeout(s.out.ctx, publishRetry)
 	defer cancel()
 	for {
-		wait, err := s.bus.Publish(batch)
-		if err == nil {
-			actx, acancel := context.WithTimeout(ctx, publishAttempt)
-			err = wait(actx)
-			acancel()
-		}
+		actx, acancel := context.WithTimeout(ctx, publishAttempt)
+		err := s.bus.Publish(actx, batch)
+		acancel()
 		if err == nil {
 			return
 		}

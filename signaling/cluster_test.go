@@ -29,11 +29,11 @@ func newFakeBus() *fakeBus { return &fakeBus{published: make(chan *cluster.Event
 
 func (b *fakeBus) Node() string { return "self" }
 
-func (b *fakeBus) Publish(batch []*cluster.Event) (func(context.Context) error, error) {
+func (b *fakeBus) Publish(_ context.Context, batch []*cluster.Event) error {
 	for _, ev := range batch {
 		b.published <- ev
 	}
-	return func(context.Context) error { return nil }, nil
+	return nil
 }
 
 func (b *fakeBus) Send(node string, ev *cluster.Event) error {

@@ -275,38 +275,25 @@ func (n *Node) Send(node string, e *ev.Event) error {
 	if !nodeRe.MatchString(node) {
 		return fmt.Errorf("%w: node %q", ErrConfig, node)
 	}
-	b, err := ev.Encode(e)
-	if err != nil {
-		return err
-	}
-	if err := n.nc.Publish(subjectSignal+node, b); err != nil {
-		return fmt.Errorf("cluster: send to %s: %w", node, err)
-	}
-	return nil
+	return n.publishCore(subjectSignal+node, e)
 }
 
 // Announce sends e to every node, best effort (core NATS, no stream).
-func (n *Node) Announce(e *ev.Event) error {
-	b, err := ev.Encode(e)
-	if err != nil {
-		return err
-	}
-	if err := n.nc.Publish(subjectAnnounce, b); err != nil {
-		return fmt.Errorf("cluster: announce: %w", err)
-	}
-	return nil
-}
+func (n *Node) Announce(e *ev.Event) error { return n.publishCore(subjectAnnounce, e) }
 
 // Early sends a small relay item to every node at once, best effort (core
 // NATS): the stream carries it too, and the receiver applies the copy that
 // comes first (the bus marks this one Early).
-func (n *Node) Early(e *ev.Event) error {
+func (n *Node) Early(e *ev.Event) error { return n.publishCore(subjectEarly, e) }
+
+// publishCore sends e on subject over core NATS, best effort.
+func (n *Node) publishCore(subject string, e *ev.Event) error {
 	b, err := ev.Encode(e)
 	if err != nil {
 		return err
 	}
-	if err := n.nc.Publish(subjectEarly, b); err != nil {
-		return fmt.Errorf("cluster: early: %w", err)
+	if err := n.nc.Publish(subject, b); err != nil {
+		return fmt.Errorf("cluster: publish on %s: %w", subject, err)
 	}
 	return nil
 }

@@ -61,7 +61,13 @@ func (n *Node) handlerWait() Handler {
 }
 
 // deliver decodes an event and applies it; a malformed one is dropped.
-func (n *Node) deliver(b []byte) {
+func (n *Node) deliver(b []byte) { n.apply(b, false) }
+
+// deliverEarly applies an item sent ahead of the stream, marked Early
+// (anything else on that subject is dropped).
+func (n *Node) deliverEarly(b []byte) { n.apply(b, true) }
+
+func (n *Node) apply(b []byte, early bool) {
 	h := n.handlerWait()
 	if h == nil {
 		return
@@ -71,21 +77,10 @@ func (n *Node) deliver(b []byte) {
 		n.log.Warn("cluster: malformed event dropped", "err", err)
 		return
 	}
-	h.Apply(e)
-}
-
-// deliverEarly applies an item sent ahead of the stream, marked Early
-// (anything else on that subject is dropped).
-func (n *Node) deliverEarly(b []byte) {
-	h := n.handlerWait()
-	if h == nil {
+	if early && (e.Type != ev.TypeItem || e.Node == n.id) {
 		return
 	}
-	e, err := ev.Decode(b)
-	if err != nil || e.Type != ev.TypeItem || e.Node == n.id {
-		return
-	}
-	e.Early = true
+	e.Early = early
 	h.Apply(e)
 }
 

@@ -43,10 +43,11 @@ func validRemote(ev *cluster.Event) bool {
 	if !validRooms(ev) {
 		return false
 	}
-	ids := append([]string{ev.Member, ev.To, ev.Sender, ev.File}, ev.Owed...)
-	for _, id := range append(ids, ev.Members...) {
-		if id != "" && !protocol.ValidID(id) {
-			return false
+	for _, ids := range [][]string{{ev.Member, ev.To, ev.Sender, ev.File}, ev.Owed, ev.Members} {
+		for _, id := range ids {
+			if id != "" && !protocol.ValidID(id) {
+				return false
+			}
 		}
 	}
 	if ev.Pub != "" || ev.MAC != "" {

@@ -62,6 +62,9 @@ func (t *earlyTracker) admit(ev *cluster.Event) bool {
 		t.origins[ev.Node] = o
 	}
 	if ev.Early {
+		if len(o.held) >= earlyMaxHeld {
+			o.prune() // early copies whose stream copy never came (a lost event)
+		}
 		_, seen := o.held[ev.Seq]
 		if seen || ev.Seq <= o.streamMax || len(o.held) >= earlyMaxHeld {
 			return false
@@ -70,13 +73,19 @@ func (t *earlyTracker) admit(ev *cluster.Event) bool {
 		return true
 	}
 	_, took := o.held[ev.Seq]
+	delete(o.held, ev.Seq)
 	o.streamMax = max(o.streamMax, ev.Seq)
+	return !took
+}
+
+// prune forgets the early items at or below the stream's mark: their
+// stream copy is past, so none will match them.
+func (o *earlyOrigin) prune() {
 	for seq := range o.held {
 		if seq <= o.streamMax {
 			delete(o.held, seq)
 		}
 	}
-	return !took
 }
 
 // forget drops what is tracked of a node that is gone.

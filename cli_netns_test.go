@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"cloakroom/internal/testport"
 )
 
 // iceTimeout bounds each peer-to-peer attempt in the namespace tests (the
@@ -284,24 +286,16 @@ func startCloakroomIn(t *testing.T, ns string, args ...string) *proc {
 	return startProg(t, "ip", append([]string{"netns", "exec", ns, binPath}, args...)...)
 }
 
-// freePortOn returns a port free for both UDP and TCP on ip.
+// freePortOn returns a port free for both UDP and TCP on ip, below the
+// kernel's ephemeral range (so no outgoing connection takes it before the
+// server binds it).
 func freePortOn(t *testing.T, ip string) int {
 	t.Helper()
-	for i := 0; i < 20; i++ {
-		tl, err := net.Listen("tcp4", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := tl.Addr().(*net.TCPAddr).Port
-		ul, err := net.ListenPacket("udp4", net.JoinHostPort(ip, strconv.Itoa(port)))
-		tl.Close()
-		if err == nil {
-			ul.Close()
-			return port
-		}
+	p, err := testport.Free(ip, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no free port for TCP and UDP on %s", ip)
-	return 0
+	return p
 }
 
 var (

@@ -15,7 +15,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -466,22 +465,8 @@ func TestCLIChatReceivesFiles(t *testing.T) {
 }
 
 // freePort returns a port free for both UDP and TCP on 127.0.0.1 (for the
-// TURN server, which listens on both).
+// TURN server, which listens on both), outside the ephemeral range.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for i := 0; i < 20; i++ {
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := tl.Addr().(*net.TCPAddr).Port
-		ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		tl.Close()
-		if err == nil {
-			ul.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port for TCP and UDP")
-	return 0
+	return freePortOn(t, "127.0.0.1")
 }

@@ -6,11 +6,12 @@ package clustertest
 
 import (
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"cloakroom/internal/testport"
 )
 
 // Cluster is a running NATS cluster.
@@ -111,11 +112,6 @@ func (c *Cluster) waitLeader() error {
 	return fmt.Errorf("NATS cluster: no JetStream leader in 30 s")
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a route port: below the ephemeral range, so that no
+// outgoing connection takes it before the server binds it.
+func freePort() (int, error) { return testport.Free("127.0.0.1", false) }

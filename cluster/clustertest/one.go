@@ -2,7 +2,10 @@ package clustertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -17,6 +20,9 @@ type ServerOptions struct {
 	Peers       int    // servers in the cluster, this one included
 	StoreDir    string // JetStream's directory
 }
+
+// ErrRoutePortBusy: a server could not listen on its route port.
+var ErrRoutePortBusy = errors.New("route port busy")
 
 // readyWait bounds how long StartOne waits for its peers and a meta leader.
 const readyWait = 60 * time.Second
@@ -39,6 +45,15 @@ func StartOne(ctx context.Context, o ServerOptions) (*server.Server, error) {
 	}
 	s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
+		// nats-server keeps a listener's error to itself (NoLog): find out
+		// whether the route port was taken, the one cause seen so far.
+		if s.ClusterAddr() == nil {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.ClusterPort)))
+			if err != nil {
+				return s, fmt.Errorf("nats server %s not ready: %w: %w", o.Name, ErrRoutePortBusy, err)
+			}
+			l.Close()
+		}
 		return s, fmt.Errorf("nats server %s not ready", o.Name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyWait)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,11 +83,29 @@ func StartProcesses(t testing.TB, n int) *Processes {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for attempt := 1; ; attempt++ {
+		c, err := startProcesses(t, bin, n)
+		if err == nil {
+			return c
+		}
+		for _, p := range c.Procs {
+			_ = p.Kill()
+		}
+		// A route port is picked before natsd binds it; another program
+		// may take it in between. Only that is worth another try.
+		if !errors.Is(err, ErrRoutePortBusy) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("NATS cluster attempt %d: %v; again with other ports", attempt, err)
+	}
+}
+
+func startProcesses(t testing.TB, bin string, n int) (*Processes, error) {
 	ports := make([]string, n)
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
-			t.Fatal(err)
+			return &Processes{}, err
 		}
 		ports[i] = "nats-route://127.0.0.1:" + strconv.Itoa(p)
 	}
@@ -96,17 +115,17 @@ func StartProcesses(t testing.TB, n int) *Processes {
 		p, err := startProcess(t, bin, "-name", fmt.Sprintf("nats-%d", i+1), "-cluster-port", port,
 			"-routes", strings.Join(ports, ","), "-peers", strconv.Itoa(n), "-store", t.TempDir())
 		if err != nil {
-			t.Fatal(err)
+			return c, err
 		}
 		c.Procs = append(c.Procs, p)
 	}
 	for _, p := range c.Procs {
 		if err := p.waitReady(readyWait + 10*time.Second); err != nil {
-			t.Fatal(err)
+			return c, err
 		}
 		c.URLs = append(c.URLs, p.URL)
 	}
-	return c
+	return c, nil
 }
 
 var readyRe = regexp.MustCompile(`^nats: (nats://\S+) monitor: (http://\S+)$`)
@@ -166,7 +185,11 @@ func (p *Process) waitReady(timeout time.Duration) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("natsd %s exited before it was ready: %q", p.Name, p.lines())
+			err := fmt.Errorf("natsd %s exited before it was ready: %q", p.Name, p.lines())
+			if slices.ContainsFunc(p.lines(), func(l string) bool { return strings.Contains(l, ErrRoutePortBusy.Error()) }) {
+				err = fmt.Errorf("%w: %w", ErrRoutePortBusy, err)
+			}
+			return err
 		case <-deadline:
 			return fmt.Errorf("natsd %s not ready within %s: %q", p.Name, timeout, p.lines())
 		case <-time.After(20 * time.Millisecond): // lines come from the pipe; polling keeps this simple

@@ -3,8 +3,10 @@ package clustertest
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -70,5 +72,32 @@ func TestStartProcesses(t *testing.T) {
 	}
 	if info, err := s.Info(ctx); err != nil || info.State.Msgs != 2 {
 		t.Fatalf("stream after the kill: %+v, %v; want 2 messages", info, err)
+	}
+}
+
+// TestRoutePortBusy: a natsd whose route port another program holds says
+// so (StartProcesses tries other ports only on this error), and a route
+// port from freePort is below the kernel's ephemeral range.
+func TestRoutePortBusy(t *testing.T) {
+	bin, err := natsdBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	p, err := startProcess(t, bin, "-name", "nats-1", "-cluster-port", port,
+		"-routes", "nats-route://127.0.0.1:"+port, "-peers", "1", "-store", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.waitReady(30 * time.Second); !errors.Is(err, ErrRoutePortBusy) {
+		t.Fatalf("natsd on a held route port: %v; want %v", err, ErrRoutePortBusy)
+	}
+	if fp, err := freePort(); err != nil || fp >= 32768 {
+		t.Fatalf("freePort: %d, %v; want a port below the ephemeral range", fp, err)
 	}
 }

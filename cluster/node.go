@@ -90,15 +90,17 @@ type Handler interface {
 
 // Node is this process's membership in the cluster.
 type Node struct {
-	cfg  Config
-	id   string
-	log  *slog.Logger
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	kv   jetstream.KeyValue
-	seq  atomic.Uint64
-	h    atomic.Pointer[handlerBox]
-	peer peers
+	cfg Config
+	id  string
+	log *slog.Logger
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	kv  jetstream.KeyValue
+	seq atomic.Uint64
+	h   atomic.Pointer[handlerBox]
+
+	renames renames // message ids the stream holds stuck "in process"
+	peer    peers
 
 	cc        jetstream.ConsumeContext
 	subs      []*nats.Subscription
@@ -242,6 +244,7 @@ func (n *Node) Node() string { return n.id }
 // batch published again after an error is stored once.
 func (n *Node) Publish(ctx context.Context, batch []*ev.Event) error {
 	futs := make([]jetstream.PubAckFuture, 0, len(batch))
+	ids := make([]string, 0, len(batch))
 	for _, e := range batch {
 		b, err := ev.Encode(e)
 		if err != nil {
@@ -252,16 +255,22 @@ func (n *Node) Publish(ctx context.Context, batch []*ev.Event) error {
 		if e.Seq == 0 {
 			id = fmt.Sprintf("%s-x%d", n.id, n.seq.Add(1))
 		}
-		f, err := n.js.PublishAsync(subjectEvents, b, jetstream.WithMsgID(id))
+		f, err := n.js.PublishAsync(subjectEvents, b, jetstream.WithMsgID(n.renames.current(id)))
 		if err != nil {
 			return fmt.Errorf("cluster: publish %s: %w", e.Type, err)
 		}
-		futs = append(futs, f)
+		futs, ids = append(futs, f), append(ids, id)
 	}
-	for _, f := range futs {
+	for i, f := range futs {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
+			if inProcess(err) {
+				// The batch is retried (signaling's publish): this event
+				// then goes under a new id.
+				n.log.Debug("cluster: message id stuck in process; the event goes again under a new id", "id", ids[i])
+				n.renames.rename(ids[i], time.Now())
+			}
 			return fmt.Errorf("cluster: publish: %w", err)
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: publish: %w", ctx.Err())

@@ -21,6 +21,7 @@ type Schedule struct {
 	haves   map[string]*haveMap // chunks a recipient said it holds
 	acked   map[string]uint32   // chunks of this round a recipient acked
 	away    map[string]bool     // recipients offline or finished
+	done    map[string]bool     // recipients finished: delivered, undeliverable, or taken over
 }
 
 // NewSchedule makes the schedule of a round of chunks for recipients. A
@@ -28,7 +29,7 @@ type Schedule struct {
 // from every member asked, until Narrow.
 func NewSchedule(chunks uint32, recipients []string) *Schedule {
 	s := &Schedule{chunks: chunks, moved: make(chan struct{}, 1), heard: make(chan struct{}), targets: map[string]bool{},
-		haves: map[string]*haveMap{}, acked: map[string]uint32{}, away: map[string]bool{}}
+		haves: map[string]*haveMap{}, acked: map[string]uint32{}, away: map[string]bool{}, done: map[string]bool{}}
 	for _, m := range recipients {
 		s.targets[m] = true
 	}
@@ -103,9 +104,13 @@ func (s *Schedule) Note(m *protocol.Message) {
 	case protocol.TypeProgress:
 		s.acked[m.Member] = max(s.acked[m.Member], m.Acked)
 	case protocol.TypeDelivered, protocol.TypeUndeliverable:
-		s.away[m.Member] = true
+		s.away[m.Member], s.done[m.Member] = true, true
 	case protocol.TypePresence:
-		s.away[m.Member] = m.Event != protocol.EventOnline
+		// A finished recipient stays out of the window when it comes back
+		// online: the server counts no more of its acks (in a cluster, a
+		// member whose node died is offline on the others until it is back
+		// on another node, and may have been judged undeliverable meanwhile).
+		s.away[m.Member] = s.done[m.Member] || m.Event != protocol.EventOnline
 	}
 	s.mu.Unlock()
 	select {

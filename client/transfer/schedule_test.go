@@ -53,3 +53,30 @@ func TestSchedule(t *testing.T) {
 		t.Fatal("an offline recipient still holds the window")
 	}
 }
+
+// TestScheduleFinishedStaysOut: a recipient judged undeliverable (or
+// delivered) that then shows online again does not hold the window: the
+// server counts no more of its acks. (A cluster's failover test stalled
+// for good this way: the receiver's node died, the sender's node judged it
+// undeliverable, then heard it online on a third node.)
+func TestScheduleFinishedStaysOut(t *testing.T) {
+	s := NewSchedule(10, []string{"a", "b"})
+	s.Note(&protocol.Message{Type: protocol.TypeProgress, Member: "a", Acked: 8})
+	s.Note(&protocol.Message{Type: protocol.TypePresence, Member: "b", Event: protocol.EventOffline})
+	s.Note(&protocol.Message{Type: protocol.TypeUndeliverable, Member: "b"})
+	s.Note(&protocol.Message{Type: protocol.TypePresence, Member: "b", Event: protocol.EventOnline})
+	if s.Lagging(9, 4) {
+		t.Fatal("an undeliverable recipient back online holds the window")
+	}
+	s.Note(&protocol.Message{Type: protocol.TypeDelivered, Member: "a"})
+	s.Note(&protocol.Message{Type: protocol.TypePresence, Member: "a", Event: protocol.EventOnline})
+	if s.Lagging(20, 4) {
+		t.Fatal("a delivered recipient back online holds the window")
+	}
+	s2 := NewSchedule(10, []string{"c"})
+	s2.Note(&protocol.Message{Type: protocol.TypePresence, Member: "c", Event: protocol.EventOffline})
+	s2.Note(&protocol.Message{Type: protocol.TypePresence, Member: "c", Event: protocol.EventOnline})
+	if !s2.Lagging(5, 4) {
+		t.Fatal("a recipient back online (not finished) no longer holds the window")
+	}
+}

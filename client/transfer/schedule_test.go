@@ -56,9 +56,9 @@ func TestSchedule(t *testing.T) {
 
 // TestScheduleFinishedStaysOut: a recipient judged undeliverable (or
 // delivered) that then shows online again does not hold the window: the
-// server counts no more of its acks. (A cluster's failover test stalled
-// for good this way: the receiver's node died, the sender's node judged it
-// undeliverable, then heard it online on a third node.)
+// server counts no more of its acks. (In a cluster a member whose node
+// died shows offline, and later online on another node, after the
+// sender's node may have judged it undeliverable.)
 func TestScheduleFinishedStaysOut(t *testing.T) {
 	s := NewSchedule(10, []string{"a", "b"})
 	s.Note(&protocol.Message{Type: protocol.TypeProgress, Member: "a", Acked: 8})

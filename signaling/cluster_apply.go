@@ -152,7 +152,7 @@ func (s *Server) remoteOnlineLocked(r *room, ev *cluster.Event, hash [32]byte) {
 	}
 	wasOnline := m.node != ""
 	s.log.Debug("signaling: remote online", "member", m.id, "node", ev.Node, "stamp", ev.Stamp, "was", m.node)
-	m.node, m.stamp = ev.Node, max(m.stamp, ev.Stamp)
+	m.node, m.stamp, m.nodeGone = ev.Node, max(m.stamp, ev.Stamp), false
 	s.store.SetOnline(r.id, m.id, true)
 	if wasOnline && event == protocol.EventOnline {
 		return // already shown online (a node re-announcing its members)
@@ -303,6 +303,15 @@ func (s *Server) NodeGone(node string) {
 		for _, m := range r.members {
 			if m.node == node {
 				s.remoteOfflineLocked(r, m)
+				// Its members are reconnecting elsewhere, and this node
+				// hears of it only once the stream delivers their presence
+				// (seconds after a NATS server died): until nodeGoneGrace
+				// the relay store keeps them online, so an upload waits
+				// for space instead of evicting their chunks (the sender
+				// was told "relay full while the member was offline" for
+				// a member online on a third node).
+				s.store.SetOnline(r.id, m.id, true)
+				m.nodeGone = true
 			}
 		}
 	}

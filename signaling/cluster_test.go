@@ -281,3 +281,45 @@ func TestClusterAcksOfSeveralRooms(t *testing.T) {
 		t.Fatalf("store holds %d items after one ack event for both rooms, want 0", st.Items)
 	}
 }
+
+// TestClusterNodeGoneGrace: the members of a vanished node show offline at
+// once, but the relay store counts them online (their chunks not
+// evictable) until nodeGoneGrace has passed without them coming back; one
+// that comes back on another node within it stays online.
+func TestClusterNodeGoneGrace(t *testing.T) {
+	bus := newFakeBus()
+	e := newEnv(t, withBus(bus))
+	rc, a, b, c := newCreds(), newIdent(), newIdent(), newIdent()
+	ca := e.join(rc, a)
+	e.srv.Apply(remoteJoin(rc, b, "dead"))
+	ca.expectPresence(protocol.EventJoin, b.member)
+	e.srv.Apply(remoteJoin(rc, c, "dead"))
+	ca.expectPresence(protocol.EventJoin, c.member)
+	e.srv.NodeGone("dead")
+	off := map[string]bool{}
+	for range 2 {
+		if m := ca.expect(protocol.TypePresence); m.Event == protocol.EventOffline {
+			off[m.Member] = true
+		}
+	}
+	if !off[b.member] || !off[c.member] {
+		t.Fatalf("offline presences %v, want b and c", off)
+	}
+	for _, id := range []ident{b, c} {
+		if on, known := e.srv.store.Online(rc.room, id.member); !on || !known {
+			t.Fatalf("right after its node vanished the store counts %s online=%v known=%v, want online", id.member[:8], on, known)
+		}
+	}
+	e.clock.Advance(10 * time.Second)
+	back := remoteJoin(rc, c, "new")
+	back.Event, back.Stamp = protocol.EventOnline, e.clock.Now().UnixNano()
+	e.srv.Apply(back)
+	e.clock.Advance(nodeGoneGrace)
+	e.srv.Sweep()
+	if on, _ := e.srv.store.Online(rc.room, b.member); on {
+		t.Fatal("a member of the vanished node still counts online after the grace")
+	}
+	if on, _ := e.srv.store.Online(rc.room, c.member); !on {
+		t.Fatal("a member back on another node counts offline")
+	}
+}

@@ -91,7 +91,7 @@ func (s *Server) join(c *conn, m *protocol.Message, verifier []byte) *closeReaso
 		mem.conn.shutdown(&closeReason{graceful: true, code: closeReplaced,
 			text: "replaced", cause: errReplaced.Error()})
 	}
-	mem.conn, mem.node, mem.stamp = c, "", s.now().UnixNano()
+	mem.conn, mem.node, mem.stamp, mem.nodeGone = c, "", s.now().UnixNano(), false
 	c.room, c.mem = r, mem
 	s.store.SetOnline(r.id, mem.id, true)
 	c.sendMsg(s.welcome(r, mem))

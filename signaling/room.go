@@ -28,6 +28,10 @@ type member struct {
 	// stalled: online but acking nothing for AckStall; the relay treats it
 	// as offline (chunks owed only to it may be evicted for space).
 	stalled bool
+	// nodeGone: offline because its node vanished (NodeGone); the relay
+	// store still counts it online until nodeGoneGrace has passed, so its
+	// chunks are not evicted while it reconnects to another node.
+	nodeGone bool
 }
 
 func newRoom(id string, vh [32]byte) *room {

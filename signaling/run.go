@@ -15,6 +15,9 @@ import (
 const (
 	shutdownWait = 4 * time.Second // how long Run waits for HTTP requests in progress
 	sweepEvery   = 5 * time.Second // how often Run sweeps (Sweep)
+	// nodeGoneGrace: how long the relay store keeps counting online the
+	// members of a node that vanished (see NodeGone).
+	nodeGoneGrace = 30 * time.Second
 )
 
 // httpServer returns an http.Server for Handler with the configured

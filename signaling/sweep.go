@@ -21,6 +21,12 @@ func (s *Server) Sweep() {
 				s.forgetLocked(r, m, "the member was offline longer than the relay TTL")
 				continue
 			}
+			if m.nodeGone && (m.conn != nil || m.node != "" || now.Sub(m.offlineSince) > nodeGoneGrace) {
+				m.nodeGone = false
+				if m.conn == nil && m.node == "" {
+					s.store.SetOnline(r.id, m.id, false) // not back: its chunks may be evicted now
+				}
+			}
 			s.checkStallLocked(r, m, now)
 		}
 		s.sweepFilesLocked(r, now)

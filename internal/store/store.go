@@ -414,3 +414,16 @@ func (s *Store) Has(room string, id uint64) bool {
 	_, ok := r.find(id)
 	return ok
 }
+
+// Online reports whether member of room counts as online for eviction,
+// and whether the store has heard of it at all.
+func (s *Store) Online(room, member string) (online, known bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[room]
+	if r == nil {
+		return false, false
+	}
+	online, known = r.online[member]
+	return online, known
+}

@@ -99,7 +99,7 @@ func (s *Server) applyPresence(ev *cluster.Event) {
 	case protocol.EventOffline:
 		if m := memberOf(r, ev.Member); m != nil && m.node == ev.Node && !stale(m, ev) {
 			m.stamp = ev.Stamp
-			s.remoteOfflineLocked(r, m)
+			s.remoteOfflineLocked(r, m, false)
 		}
 	case protocol.EventLeave:
 		if m := memberOf(r, ev.Member); m != nil && m.conn == nil && !stale(m, ev) {
@@ -164,12 +164,17 @@ func (s *Server) remoteOnlineLocked(r *room, ev *cluster.Event, hash [32]byte) {
 	s.broadcastLocked(r, m, s.encode(p))
 }
 
-// remoteOfflineLocked records that m, online on another node, went offline.
-func (s *Server) remoteOfflineLocked(r *room, m *member) {
+// remoteOfflineLocked records that m, online on another node, went
+// offline. nodeGone: its node vanished, and the relay store keeps counting
+// it online until nodeGoneGrace (see NodeGone).
+func (s *Server) remoteOfflineLocked(r *room, m *member, nodeGone bool) {
 	s.log.Debug("signaling: remote offline", "member", m.id, "node", m.node)
 	m.node = ""
 	m.offlineSince = s.now()
-	s.store.SetOnline(r.id, m.id, false)
+	m.nodeGone = nodeGone
+	if !nodeGone {
+		s.store.SetOnline(r.id, m.id, false)
+	}
 	p := &protocol.Message{Type: protocol.TypePresence, Event: protocol.EventOffline, Member: m.id}
 	s.broadcastLocked(r, m, s.encode(p))
 }
@@ -302,7 +307,6 @@ func (s *Server) NodeGone(node string) {
 	for _, r := range s.rooms {
 		for _, m := range r.members {
 			if m.node == node {
-				s.remoteOfflineLocked(r, m)
 				// Its members are reconnecting elsewhere, and this node
 				// hears of it only once the stream delivers their presence
 				// (seconds after a NATS server died): until nodeGoneGrace
@@ -310,8 +314,7 @@ func (s *Server) NodeGone(node string) {
 				// for space instead of evicting their chunks (the sender
 				// was told "relay full while the member was offline" for
 				// a member online on a third node).
-				s.store.SetOnline(r.id, m.id, true)
-				m.nodeGone = true
+				s.remoteOfflineLocked(r, m, true)
 			}
 		}
 	}
